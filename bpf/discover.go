@@ -1,0 +1,373 @@
+package bpf
+
+import (
+	"bufio"
+	"bytes"
+	"debug/elf"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// MappedObject is an ELF file mapped into the target.
+type MappedObject struct {
+	// Path is the file as the target sees it (from /proc/PID/maps).
+	Path string
+	// OpenPath is where lsan can open the same file: through
+	// /proc/PID/root (containers) or /proc/PID/map_files (deleted files).
+	OpenPath string
+	// Bias is the load bias: runtime address = ELF virtual address + Bias.
+	Bias uint64
+	// Start and End bound the object's mappings in the target.
+	Start, End uint64
+
+	mappings []mapping
+}
+
+// Binding is the definition an allocator function name resolves to in
+// the target, the way the dynamic linker would bind it.
+type Binding struct {
+	Name   string
+	Object *MappedObject
+	// Value is the symbol's ELF virtual address; FileOffset is where its
+	// code lies in the file (what the kernel's uprobe API takes).
+	Value, FileOffset, Size uint64
+}
+
+// RuntimeAddr is where the function lies in the target.
+func (b Binding) RuntimeAddr() uint64 { return b.Value + b.Object.Bias }
+
+type mapping struct {
+	start, end, offset uint64
+	perms              string
+	path               string
+}
+
+// ErrNoAllocator means no loaded object defines malloc.
+var ErrNoAllocator = errors.New("no malloc found")
+
+// readMappings parses /proc/PID/maps.
+func readMappings(pid int) ([]mapping, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		return nil, err
+	}
+	var out []mapping
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		if m, ok := parseMapsLine(sc.Text()); ok {
+			out = append(out, m)
+		}
+	}
+	return out, sc.Err()
+}
+
+// parseMapsLine reads "start-end perms offset dev inode path"; the path may
+// contain spaces and end in " (deleted)".
+func parseMapsLine(line string) (mapping, bool) {
+	fields := strings.Fields(line)
+	if len(fields) < 5 {
+		return mapping{}, false
+	}
+	addrs := strings.SplitN(fields[0], "-", 2)
+	if len(addrs) != 2 {
+		return mapping{}, false
+	}
+	start, err1 := strconv.ParseUint(addrs[0], 16, 64)
+	end, err2 := strconv.ParseUint(addrs[1], 16, 64)
+	off, err3 := strconv.ParseUint(fields[2], 16, 64)
+	if err1 != nil || err2 != nil || err3 != nil {
+		return mapping{}, false
+	}
+	m := mapping{start: start, end: end, offset: off, perms: fields[1]}
+	if len(fields) >= 6 {
+		// The path is everything after the inode field, spaces included.
+		idx := strings.Index(line, fields[4]) + len(fields[4])
+		m.path = strings.TrimSpace(line[idx:])
+	}
+	return m, true
+}
+
+// mappedObjects groups the file-backed mappings of pid by file, in the
+// order the files first appear.
+func mappedObjects(pid int) ([]*MappedObject, error) {
+	maps, err := readMappings(pid)
+	if err != nil {
+		return nil, err
+	}
+	byPath := map[string]*MappedObject{}
+	var order []*MappedObject
+	for _, m := range maps {
+		if !strings.HasPrefix(m.path, "/") {
+			continue
+		}
+		obj := byPath[m.path]
+		if obj == nil {
+			obj = &MappedObject{Path: m.path, Start: m.start}
+			byPath[m.path] = obj
+			order = append(order, obj)
+		}
+		obj.mappings = append(obj.mappings, m)
+		if m.end > obj.End {
+			obj.End = m.end
+		}
+	}
+	for _, obj := range order {
+		obj.OpenPath = openPathFor(pid, obj)
+	}
+	return order, nil
+}
+
+// openPathFor picks a path lsan can open for a file the target mapped:
+// files replaced or deleted after mapping are read through map_files, all
+// others through the target's root, which is "/" outside containers.
+func openPathFor(pid int, obj *MappedObject) string {
+	const deleted = " (deleted)"
+	if strings.HasSuffix(obj.Path, deleted) {
+		m := obj.mappings[0]
+		return fmt.Sprintf("/proc/%d/map_files/%x-%x", pid, m.start, m.end)
+	}
+	return fmt.Sprintf("/proc/%d/root%s", pid, obj.Path)
+}
+
+// loadBias computes runtime - ELF vaddr for obj from the mapping of its
+// lowest file offset and the PT_LOAD segment covering that offset.
+func loadBias(obj *MappedObject, f *elf.File) (uint64, error) {
+	m := obj.mappings[0]
+	for _, mm := range obj.mappings {
+		if mm.offset < m.offset {
+			m = mm
+		}
+	}
+	const pageSize = 4096
+	for _, p := range f.Progs {
+		if p.Type != elf.PT_LOAD {
+			continue
+		}
+		if m.offset >= p.Off&^(pageSize-1) && m.offset < p.Off+p.Filesz {
+			// vaddr of file offset o is p.Vaddr + (o - p.Off); unsigned
+			// wrap-around makes this right for o below p.Off as well.
+			vaddr := p.Vaddr + m.offset - p.Off
+			return m.start - vaddr, nil
+		}
+	}
+	return 0, fmt.Errorf("%s: no PT_LOAD segment at file offset %#x", obj.Path, m.offset)
+}
+
+// elfInfo is what discovery needs from one object.
+type elfInfo struct {
+	obj     *MappedObject
+	soname  string
+	needed  []string
+	static  bool
+	defined map[string]elf.Symbol
+	file    *elf.File
+}
+
+func readELFInfo(obj *MappedObject) (*elfInfo, error) {
+	f, err := elf.Open(obj.OpenPath)
+	if err != nil {
+		return nil, err
+	}
+	info := &elfInfo{obj: obj, file: f, defined: map[string]elf.Symbol{}}
+	if obj.Bias, err = loadBias(obj, f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if sonames, err := f.DynString(elf.DT_SONAME); err == nil && len(sonames) > 0 {
+		info.soname = sonames[0]
+	}
+	info.needed, _ = f.DynString(elf.DT_NEEDED)
+	info.static = f.Section(".dynamic") == nil
+	dyn, _ := f.DynamicSymbols()
+	addDefinitions(info.defined, dyn)
+	if info.static {
+		// A static executable binds every call inside itself; its
+		// allocator is known only from .symtab.
+		syms, _ := f.Symbols()
+		addDefinitions(info.defined, syms)
+	}
+	return info, nil
+}
+
+// addDefinitions keeps the global or weak functions that the object
+// defines (not the undefined references to other objects).
+func addDefinitions(into map[string]elf.Symbol, syms []elf.Symbol) {
+	for _, s := range syms {
+		typ, bind := elf.ST_TYPE(s.Info), elf.ST_BIND(s.Info)
+		if s.Section == elf.SHN_UNDEF || s.Value == 0 {
+			continue
+		}
+		if typ != elf.STT_FUNC && typ != elf.STT_GNU_IFUNC {
+			continue
+		}
+		if bind != elf.STB_GLOBAL && bind != elf.STB_WEAK {
+			continue
+		}
+		if old, ok := into[s.Name]; ok && elf.ST_BIND(old.Info) == elf.STB_GLOBAL {
+			continue
+		}
+		into[s.Name] = s
+	}
+}
+
+// searchOrder orders objects the way the dynamic linker searches them for
+// a symbol: the executable, LD_PRELOAD libraries, then DT_NEEDED
+// dependencies breadth first; objects loaded later (dlopen) come last.
+func searchOrder(exe *elfInfo, preload []string, all []*elfInfo) []*elfInfo {
+	var order []*elfInfo
+	seen := map[*elfInfo]bool{}
+	add := func(e *elfInfo) {
+		if e != nil && !seen[e] {
+			seen[e] = true
+			order = append(order, e)
+		}
+	}
+	byName := func(name string) *elfInfo {
+		for _, e := range all {
+			if e.soname == name || filepath.Base(e.obj.Path) == filepath.Base(name) || e.obj.Path == name {
+				return e
+			}
+		}
+		return nil
+	}
+	add(exe)
+	for _, p := range preload {
+		add(byName(p))
+	}
+	for i := 0; i < len(order); i++ {
+		for _, n := range order[i].needed {
+			add(byName(n))
+		}
+	}
+	for _, e := range all {
+		add(e)
+	}
+	return order
+}
+
+// preloadList returns the LD_PRELOAD libraries of the target, from its
+// environment and from /etc/ld.so.preload inside its root.
+func preloadList(pid int) []string {
+	var out []string
+	if env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid)); err == nil {
+		for _, kv := range bytes.Split(env, []byte{0}) {
+			if v, ok := bytes.CutPrefix(kv, []byte("LD_PRELOAD=")); ok {
+				out = append(out, strings.FieldsFunc(string(v), func(r rune) bool { return r == ' ' || r == ':' })...)
+			}
+		}
+	}
+	if data, err := os.ReadFile(fmt.Sprintf("/proc/%d/root/etc/ld.so.preload", pid)); err == nil {
+		out = append(out, strings.Fields(string(data))...)
+	}
+	return out
+}
+
+// Allocator is the result of discovery: where each allocator function of
+// the target is defined.
+type Allocator struct {
+	// Bindings by function name, for the names that resolved.
+	Bindings map[string]Binding
+	// Objects are all ELF objects mapped in the target.
+	Objects []*MappedObject
+}
+
+// Primary is the object that defines malloc: what stderr names.
+func (a *Allocator) Primary() *MappedObject { return a.Bindings["malloc"].Object }
+
+// DiscoverAllocator resolves every name in names as the target's dynamic
+// linker binds it. When override is set, only that file is searched (a
+// path as the target sees it, or a file name such as libjemalloc.so.2).
+func DiscoverAllocator(pid int, names []string, override string) (*Allocator, error) {
+	objs, err := mappedObjects(pid)
+	if err != nil {
+		return nil, fmt.Errorf("read mappings of pid %d: %w", pid, err)
+	}
+	exePath, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	var infos []*elfInfo
+	var exe *elfInfo
+	for _, obj := range objs {
+		info, err := readELFInfo(obj)
+		if err != nil {
+			continue // not an ELF file (a mapped data file) or unreadable
+		}
+		defer info.file.Close()
+		infos = append(infos, info)
+		if obj.Path == exePath || strings.TrimSuffix(obj.Path, " (deleted)") == strings.TrimSuffix(exePath, " (deleted)") {
+			exe = info
+		}
+	}
+	order := searchOrder(exe, preloadList(pid), infos)
+	if override != "" {
+		order = filterOverride(order, override)
+		if len(order) == 0 {
+			return nil, fmt.Errorf("--allocator %s: no such object is mapped in pid %d", override, pid)
+		}
+	}
+	alloc := &Allocator{Bindings: map[string]Binding{}, Objects: objs}
+	for _, name := range names {
+		if b, ok := bind(order, name); ok {
+			alloc.Bindings[name] = b
+		}
+	}
+	if _, ok := alloc.Bindings["malloc"]; !ok {
+		return nil, fmt.Errorf("pid %d: %w in any loaded object (stripped static binary? use --allocator)", pid, ErrNoAllocator)
+	}
+	return alloc, nil
+}
+
+func filterOverride(order []*elfInfo, override string) []*elfInfo {
+	var out []*elfInfo
+	for _, e := range order {
+		if e.obj.Path == override || filepath.Base(e.obj.Path) == override || e.soname == override {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// bind finds the first object in order that defines name.
+func bind(order []*elfInfo, name string) (Binding, bool) {
+	for _, e := range order {
+		s, ok := e.defined[name]
+		if !ok {
+			continue
+		}
+		if elf.ST_TYPE(s.Info) == elf.STT_GNU_IFUNC {
+			// The symbol is the resolver, not the function; probing it
+			// would record nothing.
+			return Binding{}, false
+		}
+		off, ok := fileOffset(e.file, s.Value)
+		if !ok {
+			return Binding{}, false
+		}
+		return Binding{Name: name, Object: e.obj, Value: s.Value, FileOffset: off, Size: s.Size}, true
+	}
+	return Binding{}, false
+}
+
+// fileOffset converts an ELF virtual address of code to its file offset.
+func fileOffset(f *elf.File, vaddr uint64) (uint64, bool) {
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_LOAD && p.Flags&elf.PF_X != 0 && vaddr >= p.Vaddr && vaddr < p.Vaddr+p.Filesz {
+			return vaddr - p.Vaddr + p.Off, true
+		}
+	}
+	return 0, false
+}
+
+// sortedBindings lists bindings in a stable order for logs and tests.
+func (a *Allocator) sortedBindings() []Binding {
+	out := make([]Binding, 0, len(a.Bindings))
+	for _, b := range a.Bindings {
+		out = append(out, b)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}

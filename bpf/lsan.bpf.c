@@ -1,0 +1,357 @@
+//go:build ignore
+
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+//
+// lsan's allocation tracer: uprobes on the target's allocator record every
+// live block (address, requested size, stack, thread, time) in the `allocs`
+// map. See docs/design.md for how the maps are read.
+//
+// Pairing rules (why the code looks the way it does):
+//  - An allocator call made inside another one (operator new -> malloc,
+//    posix_memalign -> malloc, strdup -> malloc, realloc(NULL, n) jumping into
+//    malloc) must record one block, once, with the OUTER call's stack. The
+//    in-flight call of each thread is remembered with the stack pointer at its
+//    entry: an entry whose stack pointer is at or below it is nested (a tail
+//    jump keeps the same stack pointer) and is ignored, and only the return
+//    whose stack pointer matches the outer entry completes the record.
+//  - Stacks are taken at that outer return: there the instruction pointer is
+//    the call site and %rbp is the caller's frame, so the frame-pointer walk
+//    always contains the function that called the allocator.
+
+#include "headers/lsan_types.h"
+#include "headers/bpf_helpers.h"
+#include "headers/bpf_tracing.h"
+#include "lsan.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+// Set by the loader before the program is loaded.
+volatile const __u32 target_tgid = 0;
+// Record 1 in sample_rate allocations (1 = all of them).
+volatile const __u32 sample_rate = 1;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1 << 20); // resized by the loader (--max-blocks)
+	__type(key, __u64);           // block address
+	__type(value, struct block);
+} allocs SEC(".maps");
+
+// Stacks are stored by a 64-bit hash of their frames. Unlike a
+// BPF_MAP_TYPE_STACK_TRACE map (bucket = hash % size, a collision loses the
+// stack), distinct stacks never evict each other, and the map can be read
+// with batch lookups.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1 << 16); // resized by the loader (--max-stacks)
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u64);
+	__type(value, struct stack);
+} stacks SEC(".maps");
+
+// In-flight allocator calls by thread. LRU so that calls that never return
+// (a thread killed inside malloc, a longjmp out of a hook) cannot fill it.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1 << 16);
+	__type(key, __u32); // thread id
+	__type(value, struct inflight);
+} inflight SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, COUNTER_MAX);
+	__type(key, enum counter);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+// Scratch space for one stack: too large for the 512-byte BPF stack.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct stack);
+} stack_scratch SEC(".maps");
+
+static __always_inline void count(enum counter which)
+{
+	__u64 *c = bpf_map_lookup_elem(&counters, &which);
+	if (c)
+		*c += 1;
+}
+
+// is_target filters on the thread group. The kernel's per-process uprobe
+// filter already keeps other processes out; this check is the second line
+// and counts what slips through (a test asserts the count stays 0).
+static __always_inline int is_target(void)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	if (tgid == target_tgid)
+		return 1;
+	count(COUNTER_FOREIGN_HITS);
+	return 0;
+}
+
+static __always_inline __u32 current_tid(void)
+{
+	return (__u32)bpf_get_current_pid_tgid();
+}
+
+// is_stale tells an in-flight call whose return was never seen (the thread
+// died in it, or left it with longjmp) from a real outer call: no allocator
+// call legitimately takes this long.
+static __always_inline int is_stale(struct inflight *call)
+{
+	return bpf_ktime_get_ns() - call->start_ns > STALE_CALL_NS;
+}
+
+// begin_call remembers an allocator call made by this thread, unless it is
+// nested inside one already in flight (see the header comment).
+static __always_inline void begin_call(struct pt_regs *ctx, __u8 op, __u64 size,
+				       __u64 arg, __u8 flags)
+{
+	__u32 tid = current_tid();
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	// A probe placed after the function's first pushes sees a lower stack
+	// pointer; the cookie says by how much, so entry_sp is the one at entry.
+	__u64 sp = PT_REGS_SP(ctx) + COOKIE_SP_ADJUST(cookie);
+	struct inflight *outer = bpf_map_lookup_elem(&inflight, &tid);
+
+	if (outer && sp <= outer->entry_sp && !is_stale(outer)) {
+		// Nested call: the outer call owns the block. strdup-like calls
+		// don't know their size at entry; the nested malloc does.
+		if (outer->flags & INFLIGHT_SIZE_FROM_NESTED) {
+			outer->size = size;
+			outer->flags &= ~INFLIGHT_SIZE_FROM_NESTED;
+		}
+		return;
+	}
+	// No call in flight, or a stale one (its return was never seen):
+	// this call is the outer one.
+	struct inflight call = {
+		.entry_sp = sp,
+		.size = size,
+		.arg = arg,
+		.fn = COOKIE_FN(cookie),
+		.start_ns = bpf_ktime_get_ns(),
+		.op = op,
+		.flags = flags,
+	};
+	if (bpf_map_update_elem(&inflight, &tid, &call, BPF_ANY))
+		count(COUNTER_INFLIGHT_DROPPED);
+}
+
+// hash_frames mixes the frames of a stack into a 64-bit key and zeroes the
+// slots bpf_get_stack left unwritten, so equal stacks are equal bytes.
+static __always_inline __u64 hash_frames(struct stack *st, __u32 n)
+{
+	__u64 h = 0xcbf29ce484222325ULL;
+	for (__u32 i = 0; i < MAX_STACK_DEPTH; i++) {
+		if (i >= n)
+			st->pcs[i] = 0;
+		h ^= st->pcs[i];
+		h *= 0x100000001b3ULL;
+		h ^= h >> 29;
+	}
+	return h ? h : 1;
+}
+
+// capture_stack stores the user stack of the current call and returns its
+// id, or 0 when it could not be stored. The only place stacks are taken, so
+// the unwinder can change here alone.
+static __always_inline __u64 capture_stack(struct pt_regs *ctx)
+{
+	__u32 zero = 0;
+	struct stack *st = bpf_map_lookup_elem(&stack_scratch, &zero);
+	if (!st)
+		return 0;
+	long n = bpf_get_stack(ctx, st->pcs, sizeof(st->pcs), BPF_F_USER_STACK);
+	if (n <= 0) {
+		count(COUNTER_STACK_DROPPED);
+		return 0;
+	}
+	__u64 id = hash_frames(st, (__u32)n / sizeof(__u64));
+	if (bpf_map_lookup_elem(&stacks, &id))
+		return id;
+	long err = bpf_map_update_elem(&stacks, &id, st, BPF_NOEXIST);
+	if (err && err != -17 /* EEXIST: another CPU stored it first */) {
+		count(COUNTER_STACK_DROPPED);
+		return 0;
+	}
+	return id;
+}
+
+static __always_inline void forget_block(__u64 addr)
+{
+	if (addr && bpf_map_delete_elem(&allocs, &addr) == 0)
+		count(COUNTER_FREES);
+}
+
+static __always_inline void record_block(struct pt_regs *ctx, __u64 addr,
+					 struct inflight *call)
+{
+	if (sample_rate > 1 && bpf_get_prandom_u32() % sample_rate)
+		return;
+	struct block b = {
+		.size = call->size,
+		.timestamp_ns = bpf_ktime_get_ns(),
+		.stack_id = capture_stack(ctx),
+		.tid = current_tid(),
+		.fn = call->fn,
+	};
+	if (bpf_map_update_elem(&allocs, &addr, &b, BPF_ANY))
+		count(COUNTER_ALLOC_DROPPED);
+	else
+		count(COUNTER_ALLOCS);
+}
+
+// finish_call completes the outer call when its return is seen, and
+// applies each allocator's rules about what the return value means.
+static __always_inline void finish_call(struct pt_regs *ctx, struct inflight *call)
+{
+	__u64 ret = PT_REGS_RC(ctx);
+
+	switch (call->op) {
+	case OP_REALLOC:
+		if (ret) {
+			// Success: the old block is gone (moved or resized in place).
+			forget_block(call->arg);
+			record_block(ctx, ret, call);
+		} else if (call->size == 0) {
+			// realloc(p, 0) frees p on glibc and returns NULL.
+			forget_block(call->arg);
+		}
+		// A failed realloc keeps the old block.
+		return;
+	case OP_POSIX_MEMALIGN: {
+		if ((int)ret != 0)
+			return;
+		__u64 addr = 0;
+		if (bpf_probe_read_user(&addr, sizeof(addr), (void *)call->arg))
+			return;
+		if (addr)
+			record_block(ctx, addr, call);
+		return;
+	}
+	default:
+		if (ret)
+			record_block(ctx, ret, call);
+		return;
+	}
+}
+
+// clang recognises every plain overflow test and lowers it to a 128-bit
+// multiply that BPF cannot call; the empty asm hides the limit from it.
+static __always_inline int mul_overflows(__u64 a, __u64 b)
+{
+	if (!a)
+		return 0;
+	__u64 limit = ~0ULL / a;
+	asm volatile("" : "+r"(limit));
+	return b > limit;
+}
+
+SEC("uprobe/malloc")
+int malloc_enter(struct pt_regs *ctx)
+{
+	if (!is_target())
+		return 0;
+	begin_call(ctx, OP_MALLOC, PT_REGS_PARM1(ctx), 0, 0);
+	return 0;
+}
+
+SEC("uprobe/calloc")
+int calloc_enter(struct pt_regs *ctx)
+{
+	if (!is_target())
+		return 0;
+	__u64 n = PT_REGS_PARM1(ctx), size = PT_REGS_PARM2(ctx);
+	// On overflow calloc fails; the call is still tracked so that any
+	// allocator call nested in it is not taken for an outer one.
+	__u8 op = mul_overflows(n, size) ? OP_IGNORE : OP_MALLOC;
+	begin_call(ctx, op, n * size, 0, 0);
+	return 0;
+}
+
+SEC("uprobe/realloc")
+int realloc_enter(struct pt_regs *ctx)
+{
+	if (!is_target())
+		return 0;
+	begin_call(ctx, OP_REALLOC, PT_REGS_PARM2(ctx), PT_REGS_PARM1(ctx), 0);
+	return 0;
+}
+
+SEC("uprobe/reallocarray")
+int reallocarray_enter(struct pt_regs *ctx)
+{
+	if (!is_target())
+		return 0;
+	__u64 n = PT_REGS_PARM2(ctx), size = PT_REGS_PARM3(ctx);
+	if (mul_overflows(n, size)) {
+		// Overflow: reallocarray fails with ENOMEM and keeps the block.
+		begin_call(ctx, OP_IGNORE, 0, 0, 0);
+		return 0;
+	}
+	begin_call(ctx, OP_REALLOC, n * size, PT_REGS_PARM1(ctx), 0);
+	return 0;
+}
+
+// memalign(alignment, size) and aligned_alloc(alignment, size).
+SEC("uprobe/memalign")
+int memalign_enter(struct pt_regs *ctx)
+{
+	if (!is_target())
+		return 0;
+	begin_call(ctx, OP_MALLOC, PT_REGS_PARM2(ctx), 0, 0);
+	return 0;
+}
+
+SEC("uprobe/posix_memalign")
+int posix_memalign_enter(struct pt_regs *ctx)
+{
+	if (!is_target())
+		return 0;
+	begin_call(ctx, OP_POSIX_MEMALIGN, PT_REGS_PARM3(ctx), PT_REGS_PARM1(ctx), 0);
+	return 0;
+}
+
+// strdup(s), strndup(s, n): the size is known only to the nested malloc.
+SEC("uprobe/strdup")
+int strdup_enter(struct pt_regs *ctx)
+{
+	if (!is_target())
+		return 0;
+	begin_call(ctx, OP_MALLOC, 0, 0, INFLIGHT_SIZE_FROM_NESTED);
+	return 0;
+}
+
+SEC("uretprobe/alloc")
+int alloc_return(struct pt_regs *ctx)
+{
+	if (!is_target())
+		return 0;
+	__u32 tid = current_tid();
+	struct inflight *call = bpf_map_lookup_elem(&inflight, &tid);
+	if (!call)
+		return 0;
+	// After `ret`, the stack pointer is 8 above the one at entry. Any other
+	// value is the return of a nested call.
+	if (PT_REGS_SP(ctx) != call->entry_sp + 8)
+		return 0;
+	struct inflight done = *call;
+	bpf_map_delete_elem(&inflight, &tid);
+	if (done.op != OP_IGNORE)
+		finish_call(ctx, &done);
+	return 0;
+}
+
+// free(p) and every operator delete: the pointer is the first argument.
+SEC("uprobe/free")
+int free_enter(struct pt_regs *ctx)
+{
+	if (!is_target())
+		return 0;
+	forget_block(PT_REGS_PARM1(ctx));
+	return 0;
+}

@@ -1,0 +1,63 @@
+// Types shared by the BPF program and the Go loader (bpf2go generates the
+// Go side from them).
+#ifndef LSAN_H
+#define LSAN_H
+
+// Frames kept per stack. LSan keeps 30 by default (malloc_context_size).
+#define MAX_STACK_DEPTH 64
+
+// An in-flight call older than this is taken as abandoned.
+#define STALE_CALL_NS (1000ULL * 1000 * 1000)
+
+// The attach cookie of an entry probe: which allocator function it is
+// (an index into the loader's table) and how many bytes the function pushed
+// before the probed instruction.
+#define COOKIE_FN(c) ((__u16)((c) & 0xffff))
+#define COOKIE_SP_ADJUST(c) (((c) >> 16) & 0xffff)
+
+enum op {
+	OP_MALLOC = 1,         // returns the block (malloc, calloc, new, memalign, ...)
+	OP_REALLOC = 2,        // arg = old block
+	OP_POSIX_MEMALIGN = 3, // arg = where the block is stored; returns 0 on success
+	OP_IGNORE = 4,         // a call that fails by construction (calloc overflow)
+};
+
+enum inflight_flags {
+	INFLIGHT_SIZE_FROM_NESTED = 1, // strdup: the nested malloc gives the size
+};
+
+enum counter {
+	COUNTER_ALLOCS = 0,           // blocks recorded
+	COUNTER_FREES = 1,            // tracked blocks released
+	COUNTER_ALLOC_DROPPED = 2,    // allocs map full
+	COUNTER_STACK_DROPPED = 3,    // stack not captured or stacks map full
+	COUNTER_INFLIGHT_DROPPED = 4, // in-flight map update failed
+	COUNTER_FOREIGN_HITS = 5,     // probe hits from other processes
+	COUNTER_MAX = 6,
+};
+
+struct block {
+	__u64 size;         // requested size
+	__u64 timestamp_ns; // CLOCK_MONOTONIC at allocation
+	__u64 stack_id;     // key in the stacks map, 0 = no stack
+	__u32 tid;
+	__u16 fn; // allocator function (loader's table index)
+	__u16 _pad;
+};
+
+struct stack {
+	__u64 pcs[MAX_STACK_DEPTH];
+};
+
+struct inflight {
+	__u64 entry_sp;
+	__u64 start_ns;
+	__u64 size;
+	__u64 arg;
+	__u16 fn;
+	__u8 op;
+	__u8 flags;
+	__u32 _pad;
+};
+
+#endif

@@ -1,0 +1,102 @@
+package report
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/lsan-project/lsan/symbolize"
+)
+
+// The JSON shapes of docs/json.md (CONTRACT.md's schema, extended).
+type jsonReport struct {
+	PID        int              `json:"pid"`
+	Time       string           `json:"time"`
+	Mode       Mode             `json:"mode"`
+	Leaks      []jsonGroup      `json:"leaks"`
+	Suppressed []SuppressedRule `json:"suppressed"`
+	Stats      Stats            `json:"stats"`
+	Dropped    Dropped          `json:"dropped"`
+	Summary    jsonSummary      `json:"summary"`
+	Omitted    int              `json:"omitted,omitempty"`
+	SampleRate uint32           `json:"sample_rate,omitempty"`
+	MinAgeMS   int64            `json:"min_age_ms,omitempty"`
+	Final      bool             `json:"final,omitempty"`
+}
+
+type jsonSummary struct {
+	Bytes uint64 `json:"bytes"`
+	Count int    `json:"count"`
+}
+
+type jsonGroup struct {
+	Kind    Kind        `json:"kind"`
+	Bytes   uint64      `json:"bytes"`
+	Count   int         `json:"count"`
+	Stack   []jsonFrame `json:"stack"`
+	Objects []Object    `json:"objects,omitempty"`
+}
+
+type jsonFrame struct {
+	PC           string `json:"pc"`
+	Function     string `json:"function"`
+	Module       string `json:"module,omitempty"`
+	ModuleOffset string `json:"module_offset,omitempty"`
+	File         string `json:"file,omitempty"`
+	Line         int    `json:"line,omitempty"`
+	Column       int    `json:"column,omitempty"`
+	Inlined      bool   `json:"inlined,omitempty"`
+}
+
+// WriteJSON writes r as one JSON object on one line (JSON Lines).
+func WriteJSON(w io.Writer, r *Report) error {
+	out := jsonReport{
+		PID:        r.PID,
+		Time:       r.Time.UTC().Format(time.RFC3339Nano),
+		Mode:       r.Mode,
+		Leaks:      []jsonGroup{},
+		Suppressed: r.Suppressed,
+		Stats:      r.Stats,
+		Dropped:    r.Dropped,
+		Summary:    jsonSummary{Bytes: r.TotalBytes(), Count: r.TotalCount()},
+		Omitted:    r.Omitted,
+		MinAgeMS:   r.MinAge.Milliseconds(),
+		Final:      r.Final,
+	}
+	if r.SampleRate > 1 {
+		out.SampleRate = r.SampleRate
+	}
+	if out.Suppressed == nil {
+		out.Suppressed = []SuppressedRule{}
+	}
+	for _, g := range r.Groups {
+		out.Leaks = append(out.Leaks, jsonGroup{Kind: g.Kind, Bytes: g.Bytes, Count: g.Count, Stack: jsonFrames(g.Stack), Objects: g.Objects})
+	}
+	data, err := json.Marshal(out)
+	if err != nil {
+		return fmt.Errorf("encode report: %w", err)
+	}
+	_, err = w.Write(append(data, '\n'))
+	return err
+}
+
+func jsonFrames(frames []symbolize.Frame) []jsonFrame {
+	out := make([]jsonFrame, 0, len(frames))
+	for _, f := range frames {
+		jf := jsonFrame{
+			PC:       fmt.Sprintf("0x%x", f.PC),
+			Function: f.Function,
+			Module:   f.Module,
+			File:     f.File,
+			Line:     f.Line,
+			Column:   f.Column,
+			Inlined:  f.Inlined,
+		}
+		if f.Module != "" {
+			jf.ModuleOffset = fmt.Sprintf("0x%x", f.ModuleOffset)
+		}
+		out = append(out, jf)
+	}
+	return out
+}

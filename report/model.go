@@ -1,0 +1,195 @@
+// Package report holds the model of one check's result (groups of blocks
+// by allocation stack, totals, statistics) and writes it in lsan's formats.
+// The model is independent of its formats, so that snapshots can later be
+// stored and rendered again.
+package report
+
+import (
+	"sort"
+	"time"
+
+	"github.com/lsan-project/lsan/symbolize"
+)
+
+// Kind classifies a group of blocks.
+type Kind string
+
+const (
+	Direct      Kind = "direct"      // unreachable, and no other leaked block points to it
+	Indirect    Kind = "indirect"    // unreachable, but pointed to by another leaked block
+	Outstanding Kind = "outstanding" // live (outstanding mode makes no reachability claim)
+)
+
+// Mode is the kind of check that produced a report.
+type Mode string
+
+const (
+	ModeLeaks       Mode = "leaks"
+	ModeOutstanding Mode = "outstanding"
+)
+
+// Object is one block of a group, for reports that list addresses.
+type Object struct {
+	Addr uint64 `json:"addr"`
+	Size uint64 `json:"size"`
+}
+
+// Group is every block of one kind allocated from one stack.
+type Group struct {
+	Kind  Kind
+	Bytes uint64
+	Count int
+	// PCs are the stack's lookup addresses, innermost first (the allocator
+	// function, then each caller's return address minus one).
+	PCs []uint64
+	// Stack is PCs symbolized (inlined frames expanded).
+	Stack   []symbolize.Frame
+	Objects []Object
+}
+
+// SuppressedRule is a suppression rule that hid blocks in this check.
+type SuppressedRule struct {
+	Pattern string `json:"pattern"`
+	Count   int    `json:"count"`
+	Bytes   uint64 `json:"bytes"`
+}
+
+// Stats describe the work of one check.
+type Stats struct {
+	Blocks       int     `json:"blocks"`
+	ScannedBytes uint64  `json:"scanned_bytes"`
+	PausedMS     float64 `json:"paused_ms"`
+	CheckMS      float64 `json:"check_ms"`
+	Threads      int     `json:"threads,omitempty"`
+}
+
+// Dropped counts events the tracer could not record since attach.
+type Dropped struct {
+	Allocs uint64 `json:"allocs"`
+	Stacks uint64 `json:"stacks"`
+}
+
+// Report is the result of one check.
+type Report struct {
+	PID    int
+	Time   time.Time
+	Mode   Mode
+	Groups []Group
+	// Omitted counts the groups left out by a top-N limit.
+	Omitted    int
+	Suppressed []SuppressedRule
+	Stats      Stats
+	Dropped    Dropped
+	// SampleRate is N when 1 in N allocations was tracked (0 or 1: all).
+	SampleRate uint32
+	// MinAge is the --older filter of outstanding reports.
+	MinAge time.Duration
+	// Final is set on the last report of a run (signal or target exit).
+	Final bool
+}
+
+// TotalBytes and TotalCount sum the groups of the report.
+func (r *Report) TotalBytes() uint64 {
+	var n uint64
+	for _, g := range r.Groups {
+		n += g.Bytes
+	}
+	return n
+}
+
+func (r *Report) TotalCount() int {
+	n := 0
+	for _, g := range r.Groups {
+		n += g.Count
+	}
+	return n
+}
+
+// Entry is one block to be grouped.
+type Entry struct {
+	Kind Kind
+	// Key identifies the allocation stack (equal keys, equal stacks).
+	Key  uint64
+	Addr uint64
+	Size uint64
+	PCs  []uint64
+}
+
+// BuildGroups groups entries by (kind, stack) and orders the groups as
+// LSan does: direct before indirect, then by bytes, largest first.
+func BuildGroups(entries []Entry, keepObjects bool) []Group {
+	type key struct {
+		kind Kind
+		key  uint64
+	}
+	index := map[key]int{}
+	var groups []Group
+	for _, e := range entries {
+		k := key{e.Kind, e.Key}
+		i, ok := index[k]
+		if !ok {
+			i = len(groups)
+			index[k] = i
+			groups = append(groups, Group{Kind: e.Kind, PCs: e.PCs})
+		}
+		g := &groups[i]
+		g.Bytes += e.Size
+		g.Count++
+		if keepObjects {
+			g.Objects = append(g.Objects, Object{Addr: e.Addr, Size: e.Size})
+		}
+	}
+	SortGroups(groups)
+	return groups
+}
+
+// SortGroups orders groups: direct, indirect, outstanding; then bytes
+// descending; ties by count, then by first PC, so output is stable.
+func SortGroups(groups []Group) {
+	rank := map[Kind]int{Direct: 0, Indirect: 1, Outstanding: 2}
+	sort.SliceStable(groups, func(i, j int) bool {
+		a, b := groups[i], groups[j]
+		if rank[a.Kind] != rank[b.Kind] {
+			return rank[a.Kind] < rank[b.Kind]
+		}
+		if a.Bytes != b.Bytes {
+			return a.Bytes > b.Bytes
+		}
+		if a.Count != b.Count {
+			return a.Count > b.Count
+		}
+		return firstPC(a) < firstPC(b)
+	})
+	for i := range groups {
+		sort.Slice(groups[i].Objects, func(x, y int) bool { return groups[i].Objects[x].Addr < groups[i].Objects[y].Addr })
+	}
+}
+
+func firstPC(g Group) uint64 {
+	if len(g.PCs) > 1 {
+		return g.PCs[1]
+	}
+	if len(g.PCs) == 1 {
+		return g.PCs[0]
+	}
+	return 0
+}
+
+// Symbolize fills every group's Stack.
+func (r *Report) Symbolize(lookup func(pc uint64) []symbolize.Frame) {
+	for i := range r.Groups {
+		g := &r.Groups[i]
+		g.Stack = g.Stack[:0]
+		for _, pc := range g.PCs {
+			g.Stack = append(g.Stack, lookup(pc)...)
+		}
+	}
+}
+
+// Top keeps the n largest groups (0: all) and counts the rest in Omitted.
+func (r *Report) Top(n int) {
+	if n > 0 && len(r.Groups) > n {
+		r.Omitted += len(r.Groups) - n
+		r.Groups = r.Groups[:n]
+	}
+}

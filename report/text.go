@@ -1,0 +1,153 @@
+package report
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/lsan-project/lsan/symbolize"
+)
+
+// WriteText writes r in LeakSanitizer's report layout, so that people and
+// tools used to LSan read it unchanged. Outstanding reports use the same
+// layout with their own header and summary.
+func WriteText(w io.Writer, r *Report) error {
+	bw := bufio.NewWriter(w)
+	if r.Mode == ModeOutstanding {
+		writeOutstandingText(bw, r)
+	} else {
+		writeLeaksText(bw, r)
+	}
+	return bw.Flush()
+}
+
+func writeLeaksText(w *bufio.Writer, r *Report) {
+	if len(r.Groups) == 0 && len(r.Suppressed) == 0 {
+		fmt.Fprintf(w, "==%d==lsan: no leaks found (%s)\n", r.PID, checkSummary(r))
+		return
+	}
+	if len(r.Groups) > 0 {
+		fmt.Fprintf(w, "\n%s\n", strings.Repeat("=", 65))
+		fmt.Fprintf(w, "==%d==ERROR: LeakSanitizer: detected memory leaks\n\n", r.PID)
+		if r.Omitted > 0 {
+			fmt.Fprintf(w, "The %d top leak(s):\n", len(r.Groups))
+		}
+		for _, g := range r.Groups {
+			header := "Direct"
+			if g.Kind == Indirect {
+				header = "Indirect"
+			}
+			fmt.Fprintf(w, "%s leak of %d byte(s) in %d object(s) allocated from:\n", header, g.Bytes, g.Count)
+			writeStack(w, g.Stack)
+		}
+		writeObjects(w, r.Groups)
+		if r.Omitted > 0 {
+			fmt.Fprintf(w, "Omitting %d more leak(s).\n", r.Omitted)
+		}
+	}
+	writeSuppressionsUsed(w, r.Suppressed)
+	writeNotes(w, r)
+	if len(r.Groups) > 0 {
+		fmt.Fprintf(w, "SUMMARY: LeakSanitizer: %d byte(s) leaked in %d allocation(s).\n", r.TotalBytes(), r.TotalCount())
+	}
+}
+
+func writeOutstandingText(w *bufio.Writer, r *Report) {
+	fmt.Fprintf(w, "\n==%d==lsan: [%s] top stacks with outstanding allocations", r.PID, r.Time.Format("2006-01-02 15:04:05"))
+	if r.MinAge > 0 {
+		fmt.Fprintf(w, " older than %s", r.MinAge)
+	}
+	fmt.Fprintf(w, ":\n\n")
+	for _, g := range r.Groups {
+		fmt.Fprintf(w, "Outstanding allocation of %d byte(s) in %d object(s) allocated from:\n", g.Bytes, g.Count)
+		writeStack(w, g.Stack)
+	}
+	writeObjects(w, r.Groups)
+	if r.Omitted > 0 {
+		fmt.Fprintf(w, "Omitting %d more stack(s).\n", r.Omitted)
+	}
+	writeNotes(w, r)
+	fmt.Fprintf(w, "SUMMARY: lsan: %d byte(s) outstanding in %d allocation(s).\n", r.TotalBytes(), r.TotalCount())
+}
+
+// writeStack prints frames as LSan does: "    #N 0xPC in FUNC FILE:LINE:COL",
+// or "(MODULE+0xOFF)" when no source is known, and a blank line after.
+func writeStack(w *bufio.Writer, frames []symbolize.Frame) {
+	for i, f := range frames {
+		fmt.Fprintf(w, "    #%d 0x%x%s\n", i, f.PC, frameText(f))
+	}
+	w.WriteString("\n")
+}
+
+// frameText is the part of a frame line after the PC.
+func frameText(f symbolize.Frame) string {
+	var b strings.Builder
+	if f.Function != "" {
+		b.WriteString(" in ")
+		b.WriteString(f.Function)
+	}
+	switch {
+	case f.File != "":
+		fmt.Fprintf(&b, " %s", f.File)
+		if f.Line > 0 {
+			fmt.Fprintf(&b, ":%d", f.Line)
+			if f.Column > 0 {
+				fmt.Fprintf(&b, ":%d", f.Column)
+			}
+		}
+	case f.Module != "":
+		fmt.Fprintf(&b, " (%s+0x%x)", f.Module, f.ModuleOffset)
+	default:
+		b.WriteString(" (<unknown module>)")
+	}
+	return b.String()
+}
+
+func writeObjects(w *bufio.Writer, groups []Group) {
+	any := false
+	for _, g := range groups {
+		if len(g.Objects) > 0 {
+			any = true
+		}
+	}
+	if !any {
+		return
+	}
+	w.WriteString("Objects leaked above:\n")
+	for _, g := range groups {
+		for _, o := range g.Objects {
+			fmt.Fprintf(w, "0x%x (%d bytes)\n", o.Addr, o.Size)
+		}
+	}
+	w.WriteString("\n")
+}
+
+func writeSuppressionsUsed(w *bufio.Writer, used []SuppressedRule) {
+	if len(used) == 0 {
+		return
+	}
+	dashes := strings.Repeat("-", 53)
+	fmt.Fprintf(w, "%s\nSuppressions used:\n  count      bytes template\n", dashes)
+	for _, s := range used {
+		fmt.Fprintf(w, "%7d %10d %s\n", s.Count, s.Bytes, s.Pattern)
+	}
+	fmt.Fprintf(w, "%s\n\n", dashes)
+}
+
+// writeNotes says what limits the report: sampling and lost events.
+// Nothing is dropped silently, so the dropped counts are always shown.
+func writeNotes(w *bufio.Writer, r *Report) {
+	if r.SampleRate > 1 {
+		fmt.Fprintf(w, "lsan: sampled: 1 in %d allocations tracked; sizes and counts are of the sampled blocks only.\n", r.SampleRate)
+	}
+	fmt.Fprintf(w, "lsan: %s\n\n", checkSummary(r))
+}
+
+func checkSummary(r *Report) string {
+	s := fmt.Sprintf("%d block(s) tracked, dropped %d allocation(s) and %d stack(s) since attach", r.Stats.Blocks, r.Dropped.Allocs, r.Dropped.Stacks)
+	if r.Mode == ModeLeaks && r.Stats.CheckMS > 0 {
+		s += fmt.Sprintf("; scanned %d bytes, target paused %.1f ms, check %.1f ms", r.Stats.ScannedBytes, r.Stats.PausedMS, r.Stats.CheckMS)
+	}
+	return s
+}
