@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"syscall"
 
 	"github.com/cilium/ebpf"
@@ -271,13 +272,20 @@ func (t *Tracer) FuncAddr(fn uint16) uint64 {
 
 // Close detaches every probe and frees the maps. Safe to call twice.
 func (t *Tracer) Close() error {
-	var first error
-	for _, l := range t.links {
-		if err := l.Close(); err != nil && first == nil {
-			first = err
-		}
+	// Each uprobe detach waits for an RCU grace period; closing them
+	// concurrently makes detaching take one grace period, not one per probe.
+	errs := make([]error, len(t.links))
+	var wg sync.WaitGroup
+	for i, l := range t.links {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = l.Close()
+		}()
 	}
+	wg.Wait()
 	t.links = nil
+	first := errors.Join(errs...)
 	if err := t.objs.Close(); err != nil && first == nil {
 		first = err
 	}

@@ -1,0 +1,260 @@
+package bpf
+
+import (
+	"bufio"
+	"debug/elf"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+)
+
+// requireBPF skips a test that needs BPF where it can't run, except in CI,
+// where such a test must fail instead: it is never silently skipped there.
+func requireBPF(t *testing.T) {
+	t.Helper()
+	reason := ""
+	if os.Geteuid() != 0 {
+		reason = "BPF tests need root"
+	} else if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
+		reason = "kernel has no BTF"
+	}
+	if reason == "" {
+		return
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s (CI is set: BPF tests must run)", reason)
+	}
+	t.Skip(reason)
+}
+
+// buildC compiles a test program with frame pointers into a temp dir.
+func buildC(t *testing.T, src string, extra ...string) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), strings.TrimSuffix(filepath.Base(src), filepath.Ext(src)))
+	args := append([]string{"-O0", "-g", "-fno-omit-frame-pointer", "-Wall", "-o", out, src}, extra...)
+	if b, err := exec.Command("gcc", args...).CombinedOutput(); err != nil {
+		t.Fatalf("gcc %s: %v\n%s", src, err, b)
+	}
+	return out
+}
+
+// target is a running test program that follows the ready/line/done protocol.
+type target struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	out   *bufio.Reader
+}
+
+func startTarget(t *testing.T, path string, env ...string) *target {
+	t.Helper()
+	cmd := exec.Command(path)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	tg := &target{cmd: cmd, stdin: stdin, out: bufio.NewReader(stdout)}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	tg.expect(t, "ready")
+	return tg
+}
+
+func (tg *target) expect(t *testing.T, want string) {
+	t.Helper()
+	line, err := tg.out.ReadString('\n')
+	if err != nil || strings.TrimSpace(line) != want {
+		t.Fatalf("target said %q (%v), want %q", line, err, want)
+	}
+}
+
+// trigger lets the target do its allocations and waits until it is done.
+func (tg *target) trigger(t *testing.T) {
+	t.Helper()
+	if _, err := io.WriteString(tg.stdin, "go\n"); err != nil {
+		t.Fatal(err)
+	}
+	tg.expect(t, "done")
+}
+
+// symbolTable resolves addresses of the running target's executable to
+// function names, using .symtab and the load bias from /proc/PID/maps.
+type symbolTable struct {
+	syms []elf.Symbol
+	bias uint64
+}
+
+func loadSymbols(t *testing.T, pid int, exe string) *symbolTable {
+	t.Helper()
+	objs, err := mappedObjects(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := elf.Open(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	syms, err := f.Symbols()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &symbolTable{}
+	for _, s := range syms {
+		if elf.ST_TYPE(s.Info) == elf.STT_FUNC && s.Size > 0 {
+			st.syms = append(st.syms, s)
+		}
+	}
+	for _, o := range objs {
+		if o.Path == exe {
+			if st.bias, err = loadBias(o, f); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return st
+}
+
+func (st *symbolTable) name(pc uint64) string {
+	for _, s := range st.syms {
+		if pc-st.bias >= s.Value && pc-st.bias < s.Value+s.Size {
+			return s.Name
+		}
+	}
+	return "?"
+}
+
+// callSite names the function that called the allocator: the first return
+// address of the stack (after the allocator frame).
+func callSite(t *testing.T, tr *Tracer, st *symbolTable, b Block) string {
+	stack := tr.Stack(b)
+	if len(stack) < 2 {
+		return "no stack"
+	}
+	return st.name(stack[1] - 1)
+}
+
+func TestPairing(t *testing.T) {
+	requireBPF(t)
+	exe := buildC(t, "testdata/pairing.c")
+	tg := startTarget(t, exe)
+	tr, err := Attach(Options{PID: tg.cmd.Process.Pid})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	tg.trigger(t)
+	blocks, err := tr.Blocks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := loadSymbols(t, tg.cmd.Process.Pid, exe)
+	var got []string
+	for _, b := range blocks {
+		got = append(got, fmt.Sprintf("%s %s %d", callSite(t, tr, st, b), AllocatorFuncs[b.Fn].Name, b.Size))
+	}
+	sort.Strings(got)
+	// glibc aliases memalign to aligned_alloc: one probe, named after the
+	// first name of the table that bound to it.
+	want := []string{
+		"do_aligned aligned_alloc 256",
+		"do_aligned aligned_alloc 48",
+		"do_aligned pvalloc 100",
+		"do_aligned valloc 16",
+		"do_calloc calloc 32",
+		"do_malloc malloc 24",
+		"do_malloc malloc 24",
+		"do_posix_memalign posix_memalign 200",
+		"do_realloc_chain realloc 1000",
+		"do_realloc_fail malloc 60",
+		"do_reallocarray reallocarray 30",
+		"do_strdup strdup 13",
+		"do_strdup strndup 4",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("live blocks:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	c, err := tr.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.AllocsDropped != 0 || c.StacksDropped != 0 || c.InflightDropped != 0 || c.ForeignHits != 0 {
+		t.Errorf("counters: %+v, want nothing dropped", c)
+	}
+}
+
+// TestPerProcessFilter proves the kernel's per-process uprobe filter is in
+// use: another process calling the same libc's malloc never reaches the
+// BPF program. Without the filter, it does (the control half).
+func TestPerProcessFilter(t *testing.T) {
+	requireBPF(t)
+	exe := buildC(t, "testdata/pairing.c")
+	spin := buildC(t, "testdata/spin.c")
+	for _, filtered := range []bool{true, false} {
+		tg := startTarget(t, exe)
+		tr, err := Attach(Options{PID: tg.cmd.Process.Pid, NoPIDFilter: !filtered})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command(spin).CombinedOutput(); err != nil || string(out) != "spun\n" {
+			t.Fatalf("spin: %v %q", err, out)
+		}
+		c, err := tr.Counters()
+		tr.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if filtered && c.ForeignHits != 0 {
+			t.Errorf("with the per-process filter, %d probe hits came from another process", c.ForeignHits)
+		}
+		if !filtered && c.ForeignHits < 400000 {
+			t.Errorf("without the filter, only %d foreign hits (want >= 400,000: the control must see the other process)", c.ForeignHits)
+		}
+	}
+}
+
+func TestAttachErrors(t *testing.T) {
+	requireBPF(t)
+	for _, tc := range []struct {
+		pid  int
+		want string
+	}{
+		{-1, "invalid pid -1"},
+		{0x3ffffff0, "no process with pid 1073741808"},
+	} {
+		_, err := Attach(Options{PID: tc.pid})
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("Attach(%d) = %v, want %q", tc.pid, err, tc.want)
+		}
+	}
+}
+
+func TestDetachLeavesTargetRunning(t *testing.T) {
+	requireBPF(t)
+	exe := buildC(t, "testdata/pairing.c")
+	tg := startTarget(t, exe)
+	tr, err := Attach(Options{PID: tg.cmd.Process.Pid})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Probes gone, target untouched: it allocates and answers as before.
+	tg.trigger(t)
+}
