@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"syscall"
 
@@ -29,6 +30,9 @@ type Options struct {
 	Allocator string
 	// SampleRate records 1 in SampleRate allocations (0 or 1: all).
 	SampleRate uint32
+	// OnlyFuncs, when set, probes only these functions (benchmarks use it
+	// to measure the cost of each probe on its own).
+	OnlyFuncs []string
 	// NoPIDFilter attaches without the kernel's per-process uprobe filter.
 	// Only tests use it, to prove the filter matters.
 	NoPIDFilter bool
@@ -196,6 +200,9 @@ func (t *Tracer) attachAll() error {
 	done := map[site]bool{}
 	for i, fn := range AllocatorFuncs {
 		b, ok := t.allocator.Bindings[fn.Name]
+		if len(t.opts.OnlyFuncs) > 0 && !slices.Contains(t.opts.OnlyFuncs, fn.Name) {
+			continue
+		}
 		if !ok {
 			if fn.Required {
 				return fmt.Errorf("pid %d: %s not found in any loaded object", t.opts.PID, fn.Name)

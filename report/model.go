@@ -39,6 +39,8 @@ type Group struct {
 	Kind  Kind
 	Bytes uint64
 	Count int
+	// Key identifies the allocation stack (Entry.Key).
+	Key uint64
 	// PCs are the stack's lookup addresses, innermost first (the allocator
 	// function, then each caller's return address minus one).
 	PCs []uint64
@@ -130,7 +132,7 @@ func BuildGroups(entries []Entry, keepObjects bool) []Group {
 		if !ok {
 			i = len(groups)
 			index[k] = i
-			groups = append(groups, Group{Kind: e.Kind, PCs: e.PCs})
+			groups = append(groups, Group{Kind: e.Kind, Key: e.Key, PCs: e.PCs})
 		}
 		g := &groups[i]
 		g.Bytes += e.Size

@@ -1,0 +1,128 @@
+// Command bench measures what lsan costs the process it traces: the added
+// time per malloc+free pair on a malloc-heavy loop, untraced vs traced, in
+// one run (the machines are noisy: compare ratios, not absolute times).
+//
+//	make bench   (or: go run ./bench)
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/lsan-project/lsan/bpf"
+)
+
+func main() {
+	pairs := flag.Int("pairs", 2_000_000, "malloc+free pairs per run")
+	rounds := flag.Int("rounds", 5, "runs of each variant (the median is reported)")
+	flag.Parse()
+	if err := run(*pairs, *rounds); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// variant is one way of running the loop.
+type variant struct {
+	name  string
+	trace bool
+	opts  bpf.Options
+}
+
+func run(pairs, rounds int) error {
+	loop, err := buildLoop()
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(filepath.Dir(loop))
+	variants := []variant{
+		{name: "untraced"},
+		{name: "traced (lsan, stacks included)", trace: true},
+	}
+	results := make([][]float64, len(variants))
+	// Interleave the variants so that machine noise hits them alike.
+	for r := 0; r < rounds; r++ {
+		for i, v := range variants {
+			ns, err := runLoop(loop, pairs, v)
+			if err != nil {
+				return fmt.Errorf("%s: %w", v.name, err)
+			}
+			results[i] = append(results[i], ns)
+		}
+	}
+	base := median(results[0])
+	fmt.Printf("malloc+free pairs: %d per run, median of %d runs\n", pairs, rounds)
+	fmt.Printf("%-34s %12s %14s %8s\n", "variant", "ns/pair", "added ns/pair", "ratio")
+	for i, v := range variants {
+		m := median(results[i])
+		fmt.Printf("%-34s %12.1f %14.1f %7.1fx\n", v.name, m, m-base, m/base)
+	}
+	return nil
+}
+
+func buildLoop() (string, error) {
+	dir, err := os.MkdirTemp("", "lsanbench")
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, "mallocloop")
+	src := filepath.Join(sourceDir(), "mallocloop.c")
+	// Frame pointers, as lsan's stacks need; -O2 like real programs.
+	cmd := exec.Command("gcc", "-O2", "-fno-omit-frame-pointer", "-o", out, src)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build %s: %v\n%s", src, err, b)
+	}
+	return out, nil
+}
+
+func sourceDir() string {
+	if _, err := os.Stat("bench/mallocloop.c"); err == nil {
+		return "bench"
+	}
+	return "."
+}
+
+// runLoop runs the loop once, traced or not, and returns its ns per pair.
+func runLoop(loop string, pairs int, v variant) (float64, error) {
+	cmd := exec.Command(loop, strconv.Itoa(pairs))
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		return 0, err
+	}
+	defer cmd.Wait()
+	defer cmd.Process.Kill()
+	out := bufio.NewReader(stdout)
+	if line, err := out.ReadString('\n'); err != nil || line != "ready\n" {
+		return 0, fmt.Errorf("loop said %q: %v", line, err)
+	}
+	if v.trace {
+		opts := v.opts
+		opts.PID = cmd.Process.Pid
+		t, err := bpf.Attach(opts)
+		if err != nil {
+			return 0, err
+		}
+		defer t.Close()
+	}
+	io.WriteString(stdin, "go\n")
+	line, err := out.ReadString('\n')
+	if err != nil {
+		return 0, fmt.Errorf("read result: %w", err)
+	}
+	return strconv.ParseFloat(strings.TrimSpace(line), 64)
+}
+
+func median(xs []float64) float64 {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	return s[len(s)/2]
+}
