@@ -30,6 +30,9 @@ type Options struct {
 	Allocator string
 	// SampleRate records 1 in SampleRate allocations (0 or 1: all).
 	SampleRate uint32
+	// Placement chooses where probes go (PlaceAuto: the first instruction
+	// the kernel emulates; PlaceEntry: the function entry).
+	Placement PlacementMode
 	// OnlyFuncs, when set, probes only these functions (benchmarks use it
 	// to measure the cost of each probe on its own).
 	OnlyFuncs []string
@@ -64,10 +67,12 @@ type Counters struct {
 
 // Probe is one attached uprobe, for diagnostics.
 type Probe struct {
-	Func    string
-	Object  string
-	Offset  uint64
-	Returns bool
+	Func   string
+	Object string
+	// Offset is the function's file offset; Placement.Offset is added.
+	Offset    uint64
+	Placement Placement
+	Returns   bool
 }
 
 // Tracer is the allocation tracer attached to one process.
@@ -227,7 +232,8 @@ func (t *Tracer) attachFunc(index uint16, fn AllocatorFunc, b Binding) error {
 	if err != nil {
 		return fmt.Errorf("open %s: %w", b.Object.Path, err)
 	}
-	opts := &link.UprobeOptions{Address: b.FileOffset, Cookie: uint64(index)}
+	place := placeBinding(b, t.opts.Placement)
+	opts := &link.UprobeOptions{Address: b.FileOffset + place.Offset, Cookie: uint64(index)}
 	if !t.opts.NoPIDFilter {
 		// The kernel then installs the breakpoint in the target only:
 		// other processes using the same library run at full speed.
@@ -238,7 +244,7 @@ func (t *Tracer) attachFunc(index uint16, fn AllocatorFunc, b Binding) error {
 		return explainAttachError(fn.Name, b.Object.Path, err)
 	}
 	t.links = append(t.links, l)
-	t.probes = append(t.probes, Probe{Func: fn.Name, Object: b.Object.Path, Offset: b.FileOffset})
+	t.probes = append(t.probes, Probe{Func: fn.Name, Object: b.Object.Path, Offset: b.FileOffset, Placement: place})
 	if !fn.kind.allocates() {
 		return nil
 	}
@@ -247,7 +253,7 @@ func (t *Tracer) attachFunc(index uint16, fn AllocatorFunc, b Binding) error {
 		return explainAttachError(fn.Name+" (return)", b.Object.Path, err)
 	}
 	t.links = append(t.links, l)
-	t.probes = append(t.probes, Probe{Func: fn.Name, Object: b.Object.Path, Offset: b.FileOffset, Returns: true})
+	t.probes = append(t.probes, Probe{Func: fn.Name, Object: b.Object.Path, Offset: b.FileOffset, Placement: place, Returns: true})
 	return nil
 }
 
