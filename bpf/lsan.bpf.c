@@ -49,10 +49,11 @@ struct {
 	__type(value, struct stack);
 } stacks SEC(".maps");
 
-// In-flight allocator calls by thread. LRU so that calls that never return
-// (a thread killed inside malloc, a longjmp out of a hook) cannot fill it.
+// In-flight allocator calls by thread. Every return deletes its entry;
+// only a thread that dies inside an allocator call leaves one behind, and
+// begin_call replaces entries that are stale.
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1 << 16);
 	__type(key, __u32); // thread id
 	__type(value, struct inflight);
@@ -141,14 +142,12 @@ static __always_inline void begin_call(struct pt_regs *ctx, __u8 op, __u64 size,
 		count(COUNTER_INFLIGHT_DROPPED);
 }
 
-// hash_frames mixes the frames of a stack into a 64-bit key and zeroes the
-// slots bpf_get_stack left unwritten, so equal stacks are equal bytes.
+// hash_frames mixes the n frames of a stack into a 64-bit key. The slots
+// after them are left as they are: the stored length says where it ends.
 static __always_inline __u64 hash_frames(struct stack *st, __u32 n)
 {
-	__u64 h = 0xcbf29ce484222325ULL;
-	for (__u32 i = 0; i < MAX_STACK_DEPTH; i++) {
-		if (i >= n)
-			st->pcs[i] = 0;
+	__u64 h = 0xcbf29ce484222325ULL ^ n;
+	for (__u32 i = 0; i < MAX_STACK_DEPTH && i < n; i++) {
 		h ^= st->pcs[i];
 		h *= 0x100000001b3ULL;
 		h ^= h >> 29;
@@ -170,7 +169,8 @@ static __always_inline __u64 capture_stack(struct pt_regs *ctx)
 		count(COUNTER_STACK_DROPPED);
 		return 0;
 	}
-	__u64 id = hash_frames(st, (__u32)n / sizeof(__u64));
+	st->len = (__u32)n / sizeof(__u64);
+	__u64 id = hash_frames(st, st->len);
 	if (bpf_map_lookup_elem(&stacks, &id))
 		return id;
 	long err = bpf_map_update_elem(&stacks, &id, st, BPF_NOEXIST);

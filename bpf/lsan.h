@@ -46,6 +46,8 @@ struct block {
 };
 
 struct stack {
+	__u32 len; // frames in pcs
+	__u32 _pad;
 	__u64 pcs[MAX_STACK_DEPTH];
 };
 

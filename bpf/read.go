@@ -87,13 +87,8 @@ func (t *Tracer) returnAddresses(id uint64) []uint64 {
 	if err := t.objs.Stacks.Lookup(id, &st); err != nil {
 		return nil
 	}
-	var pcs []uint64
-	for _, pc := range st.Pcs {
-		if pc == 0 {
-			break
-		}
-		pcs = append(pcs, pc)
-	}
+	n := min(int(st.Len), len(st.Pcs))
+	pcs := append([]uint64(nil), st.Pcs[:n]...)
 	t.stackCache[id] = pcs
 	return pcs
 }

@@ -49,6 +49,8 @@ type tracerInflight struct {
 
 type tracerStack struct {
 	_   structs.HostLayout
+	Len uint32
+	Pad uint32
 	Pcs [64]uint64
 }
 
