@@ -45,7 +45,8 @@ func run(pairs, rounds int) error {
 	defer os.RemoveAll(filepath.Dir(loop))
 	variants := []variant{
 		{name: "untraced"},
-		{name: "traced (lsan, stacks included)", trace: true},
+		{name: "traced, probes at entry", trace: true, opts: bpf.Options{Placement: bpf.PlaceEntry}},
+		{name: "traced, placed probes", trace: true, opts: bpf.Options{Placement: bpf.PlaceAuto}},
 	}
 	results := make([][]float64, len(variants))
 	// Interleave the variants so that machine noise hits them alike.
@@ -59,11 +60,12 @@ func run(pairs, rounds int) error {
 		}
 	}
 	base := median(results[0])
+	entry := median(results[1]) - base
 	fmt.Printf("malloc+free pairs: %d per run, median of %d runs\n", pairs, rounds)
-	fmt.Printf("%-34s %12s %14s %8s\n", "variant", "ns/pair", "added ns/pair", "ratio")
+	fmt.Printf("%-28s %10s %14s %16s %18s\n", "variant", "ns/pair", "added ns/pair", "vs untraced", "added vs entry")
 	for i, v := range variants {
 		m := median(results[i])
-		fmt.Printf("%-34s %12.1f %14.1f %7.1fx\n", v.name, m, m-base, m/base)
+		fmt.Printf("%-28s %10.1f %14.1f %15.1fx %17.3fx\n", v.name, m, m-base, m/base, (m-base)/entry)
 	}
 	return nil
 }
