@@ -230,7 +230,7 @@ func searchOrder(exe *elfInfo, preload []string, all []*elfInfo) []*elfInfo {
 	}
 	byName := func(name string) *elfInfo {
 		for _, e := range all {
-			if e.soname == name || filepath.Base(e.obj.Path) == filepath.Base(name) || e.obj.Path == name {
+			if matchesObject(e, name) {
 				return e
 			}
 		}
@@ -324,11 +324,33 @@ func DiscoverAllocator(pid int, names []string, override string) (*Allocator, er
 func filterOverride(order []*elfInfo, override string) []*elfInfo {
 	var out []*elfInfo
 	for _, e := range order {
-		if e.obj.Path == override || filepath.Base(e.obj.Path) == override || e.soname == override {
+		if matchesObject(e, override) {
 			out = append(out, e)
 		}
 	}
 	return out
+}
+
+// matchesObject tells whether name (a DT_NEEDED entry, an LD_PRELOAD
+// entry or an --allocator value: a path, possibly a symlink such as
+// libtcmalloc.so.4, or a bare file name) names the mapped object e.
+func matchesObject(e *elfInfo, name string) bool {
+	base := filepath.Base(name)
+	if e.obj.Path == name || e.soname == base || filepath.Base(e.obj.Path) == base {
+		return true
+	}
+	if !strings.Contains(name, "/") {
+		return false
+	}
+	// A path through a symlink: compare what both resolve to, inside the
+	// target's root.
+	root := strings.TrimSuffix(e.obj.OpenPath, e.obj.Path)
+	resolved, err := filepath.EvalSymlinks(root + name)
+	if err != nil {
+		return false
+	}
+	mapped, err := filepath.EvalSymlinks(e.obj.OpenPath)
+	return err == nil && resolved == mapped
 }
 
 // bind finds the first object in order that defines name.

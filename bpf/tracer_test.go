@@ -258,3 +258,75 @@ func TestDetachLeavesTargetRunning(t *testing.T) {
 	// Probes gone, target untouched: it allocates and answers as before.
 	tg.trigger(t)
 }
+
+// TestDiscoveryFollowsBinding checks which object gets the probes: the
+// one the target's malloc really binds to.
+func TestDiscoveryFollowsBinding(t *testing.T) {
+	requireBPF(t)
+	src := "testdata/pairing.c"
+	glibc := buildC(t, src)
+	static := filepath.Join(t.TempDir(), "pairing-musl")
+	if out, err := exec.Command("musl-gcc", "-static", "-O0", "-fno-omit-frame-pointer", "-o", static, src).CombinedOutput(); err != nil {
+		t.Fatalf("musl-gcc: %v\n%s", err, out)
+	}
+	const (
+		libc     = "/usr/lib/x86_64-linux-gnu/libc.so.6"
+		jemalloc = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+		tcmalloc = "/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4"
+	)
+	for _, tc := range []struct {
+		name, exe, env, override string
+		wantMalloc, wantStrdup     string
+	}{
+		{"glibc", glibc, "", "", libc, libc},
+		{"jemalloc preloaded", glibc, "LD_PRELOAD=" + jemalloc, "", jemalloc, libc},
+		{"tcmalloc preloaded", glibc, "LD_PRELOAD=" + tcmalloc, "", tcmalloc, libc},
+		{"static musl", static, "", "", static, static},
+		{"override by file name", glibc, "LD_PRELOAD=" + jemalloc, "libjemalloc.so.2", jemalloc, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var env []string
+			if tc.env != "" {
+				env = append(env, tc.env)
+			}
+			tg := startTarget(t, tc.exe, env...)
+			alloc, err := DiscoverAllocator(tg.cmd.Process.Pid, funcNames(), tc.override)
+			if err != nil {
+				t.Fatal(err)
+			}
+			realPath := func(p string) string { r, _ := filepath.EvalSymlinks(p); return r }
+			if got := realPath(alloc.Bindings["malloc"].Object.Path); got != realPath(tc.wantMalloc) {
+				t.Errorf("malloc bound to %s, want %s", got, tc.wantMalloc)
+			}
+			strdup, ok := alloc.Bindings["strdup"]
+			if tc.wantStrdup == "" && ok {
+				t.Errorf("strdup bound to %s, want it unbound (not in the --allocator object)", strdup.Object.Path)
+			}
+			if tc.wantStrdup != "" && (!ok || realPath(strdup.Object.Path) != realPath(tc.wantStrdup)) {
+				t.Errorf("strdup bound to %+v, want %s", strdup.Object, tc.wantStrdup)
+			}
+			// The tracer works there too: the blocks of the test program
+			// are seen with their call sites.
+			tr, err := Attach(Options{PID: tg.cmd.Process.Pid, Allocator: tc.override})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tr.Close()
+			tg.trigger(t)
+			blocks, err := tr.Blocks()
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := loadSymbols(t, tg.cmd.Process.Pid, tc.exe)
+			n := 0
+			for _, b := range blocks {
+				if callSite(t, tr, st, b) == "do_malloc" && b.Size == 24 {
+					n++
+				}
+			}
+			if n != 2 {
+				t.Errorf("%d blocks of 24 bytes from do_malloc, want 2", n)
+			}
+		})
+	}
+}

@@ -65,7 +65,9 @@ NOINLINE void do_aligned(void)
 	hold(aligned_alloc(128, 256));
 	hold(memalign(32, 48));
 	hold(valloc(16));
+#ifdef __GLIBC__
 	hold(pvalloc(100)); // rounded to a page by glibc; the request is 100
+#endif
 }
 NOINLINE void do_strdup(void) { hold(strdup("twelve bytes")); hold(strndup("abcdefgh", 3)); }
 NOINLINE void do_free_null(void) { free(NULL); }
