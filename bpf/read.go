@@ -114,3 +114,67 @@ func (t *Tracer) Counters() (Counters, error) {
 	}
 	return c, nil
 }
+
+// PruneStacks deletes the stored stacks that no live block references and
+// that were unreferenced at the previous call too, so that the stack map
+// does not fill up with stacks of freed blocks. (Between a probe finding a
+// stack stored and recording its block, a stack can look unreferenced; the
+// second sighting makes deleting it in that window very unlikely, and the
+// worst case is one block shown without its stack.) It returns how many
+// stacks were deleted.
+func (t *Tracer) PruneStacks(live []Block) (int, error) {
+	referenced := make(map[uint64]bool, len(live))
+	for _, b := range live {
+		referenced[b.StackID] = true
+	}
+	ids, err := t.stackIDs()
+	if err != nil {
+		return 0, err
+	}
+	var doomed []uint64
+	orphans := map[uint64]bool{}
+	for _, id := range ids {
+		if referenced[id] {
+			continue
+		}
+		orphans[id] = true
+		if t.orphans[id] {
+			doomed = append(doomed, id)
+		}
+	}
+	t.orphans = orphans
+	deleted := 0
+	for _, id := range doomed {
+		if err := t.objs.Stacks.Delete(id); err == nil {
+			deleted++
+			delete(t.stackCache, id)
+			delete(t.orphans, id)
+		}
+	}
+	return deleted, nil
+}
+
+// stackIDs lists the keys of the stack map.
+func (t *Tracer) stackIDs() ([]uint64, error) {
+	var (
+		ids []uint64
+		key uint64
+	)
+	for {
+		var next uint64
+		var err error
+		if ids == nil {
+			err = t.objs.Stacks.NextKey(nil, &next)
+		} else {
+			err = t.objs.Stacks.NextKey(key, &next)
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return ids, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list stacks: %w", err)
+		}
+		ids = append(ids, next)
+		key = next
+	}
+}

@@ -86,6 +86,8 @@ type Tracer struct {
 	// target, the first frame of every allocation stack.
 	fnAddrs []uint64
 	stackCache map[uint64][]uint64
+	// orphans are the stacks no live block referenced at the last prune.
+	orphans map[uint64]bool
 }
 
 // Attach loads the BPF program and attaches it to the allocator functions

@@ -36,6 +36,8 @@ type jsonGroup struct {
 	Count   int         `json:"count"`
 	Stack   []jsonFrame `json:"stack"`
 	Objects []Object    `json:"objects,omitempty"`
+	// SuggestedSuppression is set with --print-suppressions.
+	SuggestedSuppression string `json:"suggested_suppression,omitempty"`
 }
 
 type jsonFrame struct {
@@ -71,7 +73,7 @@ func WriteJSON(w io.Writer, r *Report) error {
 		out.Suppressed = []SuppressedRule{}
 	}
 	for _, g := range r.Groups {
-		out.Leaks = append(out.Leaks, jsonGroup{Kind: g.Kind, Bytes: g.Bytes, Count: g.Count, Stack: jsonFrames(g.Stack), Objects: g.Objects})
+		out.Leaks = append(out.Leaks, jsonGroup{Kind: g.Kind, Bytes: g.Bytes, Count: g.Count, Stack: jsonFrames(g.Stack), Objects: g.Objects, SuggestedSuppression: g.Suggestion})
 	}
 	data, err := json.Marshal(out)
 	if err != nil {

@@ -41,16 +41,23 @@ type Group struct {
 	Count int
 	// Key identifies the allocation stack (Entry.Key).
 	Key uint64
+	// Allocator names the allocator function of frame 0 as it was called
+	// (malloc, not its internal alias __libc_malloc), when known.
+	Allocator string
 	// PCs are the stack's lookup addresses, innermost first (the allocator
 	// function, then each caller's return address minus one).
 	PCs []uint64
 	// Stack is PCs symbolized (inlined frames expanded).
 	Stack   []symbolize.Frame
 	Objects []Object
+	// Suggestion is a ready-to-paste suppression rule for the group
+	// (--print-suppressions); "" when none is safe to suggest.
+	Suggestion string
 }
 
 // SuppressedRule is a suppression rule that hid blocks in this check.
 type SuppressedRule struct {
+	// Pattern is the rule as written in a file: "leak:TEMPLATE".
 	Pattern string `json:"pattern"`
 	Count   int    `json:"count"`
 	Bytes   uint64 `json:"bytes"`
@@ -63,6 +70,10 @@ type Stats struct {
 	PausedMS     float64 `json:"paused_ms"`
 	CheckMS      float64 `json:"check_ms"`
 	Threads      int     `json:"threads,omitempty"`
+	// Allocs and Frees count the tracked allocations and releases of
+	// tracked blocks since attach: the target's allocation rate.
+	Allocs uint64 `json:"allocs_since_attach"`
+	Frees  uint64 `json:"frees_since_attach"`
 }
 
 // Dropped counts events the tracer could not record since attach.
@@ -177,13 +188,21 @@ func firstPC(g Group) uint64 {
 	return 0
 }
 
-// Symbolize fills every group's Stack.
+// Symbolize fills every group's Stack. Frame 0 is the allocator function
+// entry: it gets the name the program called it by, as LSan names its
+// interceptor.
 func (r *Report) Symbolize(lookup func(pc uint64) []symbolize.Frame) {
 	for i := range r.Groups {
 		g := &r.Groups[i]
 		g.Stack = g.Stack[:0]
-		for _, pc := range g.PCs {
-			g.Stack = append(g.Stack, lookup(pc)...)
+		for j, pc := range g.PCs {
+			frames := lookup(pc)
+			if j == 0 && g.Allocator != "" && len(frames) > 0 {
+				f := frames[len(frames)-1]
+				f.Function, f.Inlined = g.Allocator, false
+				frames = []symbolize.Frame{f}
+			}
+			g.Stack = append(g.Stack, frames...)
 		}
 	}
 }

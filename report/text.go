@@ -47,6 +47,7 @@ func writeLeaksText(w *bufio.Writer, r *Report) {
 		}
 	}
 	writeSuppressionsUsed(w, r.Suppressed)
+	writeSuggestions(w, r.Groups)
 	writeNotes(w, r)
 	if len(r.Groups) > 0 {
 		fmt.Fprintf(w, "SUMMARY: LeakSanitizer: %d byte(s) leaked in %d allocation(s).\n", r.TotalBytes(), r.TotalCount())
@@ -130,9 +131,31 @@ func writeSuppressionsUsed(w *bufio.Writer, used []SuppressedRule) {
 	dashes := strings.Repeat("-", 53)
 	fmt.Fprintf(w, "%s\nSuppressions used:\n  count      bytes template\n", dashes)
 	for _, s := range used {
-		fmt.Fprintf(w, "%7d %10d %s\n", s.Count, s.Bytes, s.Pattern)
+		// LSan's table shows the template, without the "leak:" type.
+		fmt.Fprintf(w, "%7d %10d %s\n", s.Count, s.Bytes, strings.TrimPrefix(s.Pattern, "leak:"))
 	}
 	fmt.Fprintf(w, "%s\n\n", dashes)
+}
+
+// writeSuggestions prints the --print-suppressions rules, one per
+// distinct rule, ready to paste into a suppression file.
+func writeSuggestions(w *bufio.Writer, groups []Group) {
+	seen := map[string]bool{}
+	var rules []string
+	for _, g := range groups {
+		if g.Suggestion != "" && !seen[g.Suggestion] {
+			seen[g.Suggestion] = true
+			rules = append(rules, g.Suggestion)
+		}
+	}
+	if len(rules) == 0 {
+		return
+	}
+	w.WriteString("Suggested suppressions (paste into a file given with -s):\n")
+	for _, r := range rules {
+		fmt.Fprintf(w, "%s\n", r)
+	}
+	w.WriteString("\n")
 }
 
 // writeNotes says what limits the report: sampling and lost events.
