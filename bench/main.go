@@ -21,10 +21,15 @@ import (
 )
 
 func main() {
-	pairs := flag.Int("pairs", 2_000_000, "malloc+free pairs per run")
+	pairs := flag.Int("pairs", 300_000, "malloc+free pairs per run")
 	rounds := flag.Int("rounds", 5, "runs of each variant (the median is reported)")
+	redisRequests := flag.Int("redis-requests", 50_000, "redis-benchmark requests per test (0: skip redis)")
 	flag.Parse()
-	if err := run(*pairs, *rounds); err != nil {
+	err := run(*pairs, *rounds)
+	if err == nil && *redisRequests > 0 {
+		err = benchRedis(*redisRequests)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -47,6 +52,8 @@ func run(pairs, rounds int) error {
 		{name: "untraced"},
 		{name: "traced, probes at entry", trace: true, opts: bpf.Options{Placement: bpf.PlaceEntry}},
 		{name: "traced, placed probes", trace: true, opts: bpf.Options{Placement: bpf.PlaceAuto}},
+		{name: "placed, without stacks", trace: true, opts: bpf.Options{SkipStacks: true}},
+		{name: "placed, entry probes only", trace: true, opts: bpf.Options{NoReturnProbes: true}},
 	}
 	results := make([][]float64, len(variants))
 	// Interleave the variants so that machine noise hits them alike.

@@ -5,14 +5,14 @@ package bpf
 type probeKind int
 
 const (
-	kindMalloc       probeKind = iota // size in arg 1: malloc, valloc, pvalloc, operator new
-	kindCalloc                        // nmemb, size
-	kindRealloc                       // ptr, size
-	kindReallocarray                  // ptr, nmemb, size
-	kindMemalign                      // alignment, size: memalign, aligned_alloc
-	kindPosixMemalign                 // memptr, alignment, size
-	kindStrdup                        // size known only to the nested malloc
-	kindFree                          // ptr in arg 1: free, operator delete
+	kindMalloc        probeKind = iota // size in arg 1: malloc, valloc, pvalloc, operator new
+	kindCalloc                         // nmemb, size
+	kindRealloc                        // ptr, size
+	kindReallocarray                   // ptr, nmemb, size
+	kindMemalign                       // alignment, size: memalign, aligned_alloc
+	kindPosixMemalign                  // memptr, alignment, size
+	kindStrdup                         // size known only to the nested malloc
+	kindFree                           // ptr in arg 1: free, operator delete
 )
 
 // allocates says whether a function returns a block (and so needs a

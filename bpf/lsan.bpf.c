@@ -29,6 +29,9 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 volatile const __u32 target_tgid = 0;
 // Record 1 in sample_rate allocations (1 = all of them).
 volatile const __u32 sample_rate = 1;
+// Benchmarks only: record blocks without their stacks, to measure what
+// stack capture costs on its own.
+volatile const __u32 skip_stacks = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -195,7 +198,7 @@ static __always_inline void record_block(struct pt_regs *ctx, __u64 addr,
 	struct block b = {
 		.size = call->size,
 		.timestamp_ns = bpf_ktime_get_ns(),
-		.stack_id = capture_stack(ctx),
+		.stack_id = skip_stacks ? 0 : capture_stack(ctx),
 		.tid = current_tid(),
 		.fn = call->fn,
 	};

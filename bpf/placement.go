@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"strings"
 
 	"golang.org/x/arch/x86/x86asm"
 )
@@ -24,7 +25,7 @@ import (
 // pointer untouched, [rsp] is still the return address the kernel hijacks.
 
 // maxPlacementScan bounds the instructions decoded from a function entry.
-const maxPlacementScan = 8
+const maxPlacementScan = 16
 
 // Placement is where a function's probe goes.
 type Placement struct {
@@ -38,8 +39,14 @@ var endbr64 = []byte{0xf3, 0x0f, 0x1e, 0xfa}
 
 // placeProbe decodes the start of a function and returns the offset of
 // its first instruction the kernel emulates, or 0 when it is not safe or
-// not known to be worth moving.
-func placeProbe(code []byte) Placement {
+// not known to be worth moving. reads are the registers the function's BPF
+// programs read at the probe (its arguments); the stack pointer is always
+// read.
+func placeProbe(code []byte, reads []x86asm.Reg) Placement {
+	protected := map[x86asm.Reg]bool{x86asm.RSP: true}
+	for _, r := range reads {
+		protected[r] = true
+	}
 	off := 0
 	for i := 0; i < maxPlacementScan && off < len(code); i++ {
 		rest := code[off:]
@@ -58,7 +65,7 @@ func placeProbe(code []byte) Placement {
 		if err != nil {
 			return Placement{0, fmt.Sprintf("undecodable instruction at +%d", off)}
 		}
-		if why := unsafeBeforeProbe(inst); why != "" {
+		if why := unsafeBeforeProbe(inst, protected); why != "" {
 			return Placement{0, fmt.Sprintf("%s at +%d", why, off)}
 		}
 		off += inst.Len
@@ -96,28 +103,51 @@ func emulatedByKernel(b []byte) bool {
 	return false
 }
 
-// argumentRegs are what the entry programs read, with the stack pointer.
-var argumentRegs = map[x86asm.Reg]bool{
-	x86asm.RDI: true, x86asm.RSI: true, x86asm.RDX: true, x86asm.RCX: true,
-	x86asm.R8: true, x86asm.R9: true, x86asm.RSP: true,
+// argumentRegs are the registers of the first arguments, in order.
+var argumentRegs = []x86asm.Reg{x86asm.RDI, x86asm.RSI, x86asm.RDX, x86asm.RCX, x86asm.R8, x86asm.R9}
+
+// readsOf lists the argument registers the entry program of a kind reads.
+func readsOf(k probeKind) []x86asm.Reg {
+	switch k {
+	case kindStrdup:
+		return nil // the size comes from the nested malloc
+	case kindMalloc, kindFree:
+		return argumentRegs[:1]
+	case kindCalloc, kindRealloc, kindMemalign:
+		return argumentRegs[:2]
+	}
+	return argumentRegs[:3] // reallocarray, posix_memalign
 }
 
 // unsafeBeforeProbe says why an instruction may not come before the
-// probe ("" when it may): only a few instruction kinds with a known
-// effect are allowed, and they must not write an argument register or
-// the stack pointer.
-func unsafeBeforeProbe(inst x86asm.Inst) string {
+// probe ("" when it may): only instruction kinds whose only effects are
+// the flags and their first operand are allowed, and that operand must
+// not be a protected register.
+func unsafeBeforeProbe(inst x86asm.Inst, protected map[x86asm.Reg]bool) string {
 	switch inst.Op {
-	case x86asm.NOP, x86asm.TEST, x86asm.CMP:
+	case x86asm.NOP, x86asm.TEST, x86asm.CMP, x86asm.BT:
 		return "" // flags only
-	case x86asm.MOV, x86asm.MOVZX, x86asm.MOVSX, x86asm.MOVSXD, x86asm.LEA,
-		x86asm.AND, x86asm.OR, x86asm.XOR, x86asm.ADD, x86asm.SUB:
-		if r, ok := inst.Args[0].(x86asm.Reg); ok && argumentRegs[fullReg(r)] {
-			return fmt.Sprintf("%v writes %v", inst.Op, r)
+	case x86asm.IMUL:
+		if inst.Args[1] == nil {
+			return "one-operand IMUL writes rdx:rax"
 		}
-		return ""
+	case x86asm.MOV, x86asm.MOVZX, x86asm.MOVSX, x86asm.MOVSXD, x86asm.LEA,
+		x86asm.AND, x86asm.OR, x86asm.XOR, x86asm.ADD, x86asm.SUB,
+		x86asm.SHL, x86asm.SHR, x86asm.SAR, x86asm.NOT, x86asm.NEG, x86asm.INC, x86asm.DEC:
+	default:
+		if !isCmovOrSet(inst.Op) {
+			return fmt.Sprintf("%v is not known to be safe", inst.Op)
+		}
 	}
-	return fmt.Sprintf("%v is not known to be safe", inst.Op)
+	if r, ok := inst.Args[0].(x86asm.Reg); ok && protected[fullReg(r)] {
+		return fmt.Sprintf("%v writes %v", inst.Op, r)
+	}
+	return ""
+}
+
+func isCmovOrSet(op x86asm.Op) bool {
+	name := op.String()
+	return strings.HasPrefix(name, "CMOV") || strings.HasPrefix(name, "SET")
 }
 
 // fullReg maps a sub-register (edi, di, dil) to its 64-bit register.
@@ -143,7 +173,7 @@ const (
 
 // placeBinding reads a bound function's first bytes from its file and
 // places its probe. Other architectures, unreadable code: the entry.
-func placeBinding(b Binding, mode PlacementMode) Placement {
+func placeBinding(b Binding, k probeKind, mode PlacementMode) Placement {
 	if mode == PlaceEntry {
 		return Placement{0, "placement disabled"}
 	}
@@ -154,7 +184,7 @@ func placeBinding(b Binding, mode PlacementMode) Placement {
 	if err != nil {
 		return Placement{0, "code unreadable: " + err.Error()}
 	}
-	return placeProbe(code)
+	return placeProbe(code, readsOf(k))
 }
 
 func readCode(path string, off, size uint64) ([]byte, error) {

@@ -36,6 +36,11 @@ type Options struct {
 	// OnlyFuncs, when set, probes only these functions (benchmarks use it
 	// to measure the cost of each probe on its own).
 	OnlyFuncs []string
+	// SkipStacks records blocks without stacks (benchmarks only).
+	SkipStacks bool
+	// NoReturnProbes attaches entry probes only, so nothing is recorded
+	// (benchmarks only: it isolates what the return probe costs).
+	NoReturnProbes bool
 	// NoPIDFilter attaches without the kernel's per-process uprobe filter.
 	// Only tests use it, to prove the filter matters.
 	NoPIDFilter bool
@@ -84,7 +89,7 @@ type Tracer struct {
 	probes    []Probe
 	// fnAddrs maps a Block.Fn to the allocator function's address in the
 	// target, the first frame of every allocation stack.
-	fnAddrs []uint64
+	fnAddrs    []uint64
 	stackCache map[uint64][]uint64
 	// orphans are the stacks no live block referenced at the last prune.
 	orphans map[uint64]bool
@@ -153,6 +158,11 @@ func (t *Tracer) load() error {
 	}
 	if err := spec.Variables["sample_rate"].Set(t.opts.SampleRate); err != nil {
 		return fmt.Errorf("set sample rate: %w", err)
+	}
+	if t.opts.SkipStacks {
+		if err := spec.Variables["skip_stacks"].Set(uint32(1)); err != nil {
+			return fmt.Errorf("set skip_stacks: %w", err)
+		}
 	}
 	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {
 		return explainLoadError(err)
@@ -234,7 +244,7 @@ func (t *Tracer) attachFunc(index uint16, fn AllocatorFunc, b Binding) error {
 	if err != nil {
 		return fmt.Errorf("open %s: %w", b.Object.Path, err)
 	}
-	place := placeBinding(b, t.opts.Placement)
+	place := placeBinding(b, fn.kind, t.opts.Placement)
 	opts := &link.UprobeOptions{Address: b.FileOffset + place.Offset, Cookie: uint64(index)}
 	if !t.opts.NoPIDFilter {
 		// The kernel then installs the breakpoint in the target only:
@@ -247,7 +257,7 @@ func (t *Tracer) attachFunc(index uint16, fn AllocatorFunc, b Binding) error {
 	}
 	t.links = append(t.links, l)
 	t.probes = append(t.probes, Probe{Func: fn.Name, Object: b.Object.Path, Offset: b.FileOffset, Placement: place})
-	if !fn.kind.allocates() {
+	if !fn.kind.allocates() || t.opts.NoReturnProbes {
 		return nil
 	}
 	l, err = ex.Uretprobe(fn.Name, t.objs.AllocReturn, opts)

@@ -276,7 +276,7 @@ func TestDiscoveryFollowsBinding(t *testing.T) {
 	)
 	for _, tc := range []struct {
 		name, exe, env, override string
-		wantMalloc, wantStrdup     string
+		wantMalloc, wantStrdup   string
 	}{
 		{"glibc", glibc, "", "", libc, libc},
 		{"jemalloc preloaded", glibc, "LD_PRELOAD=" + jemalloc, "", jemalloc, libc},

@@ -73,6 +73,7 @@ const (
 	tracerProgReallocarrayEnter  = "reallocarray_enter"
 	tracerProgStrdupEnter        = "strdup_enter"
 	tracerVarSampleRate          = "sample_rate"
+	tracerVarSkipStacks          = "skip_stacks"
 	tracerVarTargetTgid          = "target_tgid"
 )
 
@@ -145,6 +146,7 @@ type tracerMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type tracerVariableSpecs struct {
 	SampleRate *ebpf.VariableSpec `ebpf:"sample_rate"`
+	SkipStacks *ebpf.VariableSpec `ebpf:"skip_stacks"`
 	TargetTgid *ebpf.VariableSpec `ebpf:"target_tgid"`
 }
 
@@ -190,6 +192,7 @@ func (m *tracerMaps) Close() error {
 // It can be passed to loadTracerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tracerVariables struct {
 	SampleRate *ebpf.Variable `ebpf:"sample_rate"`
+	SkipStacks *ebpf.Variable `ebpf:"skip_stacks"`
 	TargetTgid *ebpf.Variable `ebpf:"target_tgid"`
 }
 
