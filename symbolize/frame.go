@@ -1,5 +1,3 @@
-// Package symbolize turns program counters of a target process into
-// functions, source files and lines, as LeakSanitizer's reports show them.
 package symbolize
 
 // Frame is one symbolized stack frame. One PC can expand into several
