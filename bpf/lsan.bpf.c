@@ -69,6 +69,13 @@ struct {
 	__type(value, __u64);
 } counters SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} sample_counter SEC(".maps");
+
 // Scratch space for one stack: too large for the 512-byte BPF stack.
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -190,10 +197,23 @@ static __always_inline void forget_block(__u64 addr)
 		count(COUNTER_FREES);
 }
 
+// sampled picks 1 in sample_rate allocations with one shared counter, so
+// that a run is reproducible: every sample_rate-th allocation is kept.
+static __always_inline int sampled(void)
+{
+	if (sample_rate <= 1)
+		return 1;
+	__u32 zero = 0;
+	__u64 *n = bpf_map_lookup_elem(&sample_counter, &zero);
+	if (!n)
+		return 1;
+	return __sync_fetch_and_add(n, 1) % sample_rate == 0;
+}
+
 static __always_inline void record_block(struct pt_regs *ctx, __u64 addr,
 					 struct inflight *call)
 {
-	if (sample_rate > 1 && bpf_get_prandom_u32() % sample_rate)
+	if (!sampled())
 		return;
 	struct block b = {
 		.size = call->size,

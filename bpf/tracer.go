@@ -97,7 +97,7 @@ type Tracer struct {
 
 // Attach loads the BPF program and attaches it to the allocator functions
 // of opts.PID. On error nothing stays attached.
-func Attach(opts Options) (t *Tracer, err error) {
+func Attach(opts Options) (*Tracer, error) {
 	if opts.MaxBlocks == 0 {
 		opts.MaxBlocks = DefaultMaxBlocks
 	}
@@ -114,17 +114,13 @@ func Attach(opts Options) (t *Tracer, err error) {
 	if err != nil {
 		return nil, err
 	}
-	t = &Tracer{opts: opts, allocator: alloc, stackCache: map[uint64][]uint64{}}
-	defer func() {
-		if err != nil {
-			t.Close()
-			t = nil
-		}
-	}()
+	t := &Tracer{opts: opts, allocator: alloc, stackCache: map[uint64][]uint64{}}
 	if err := t.load(); err != nil {
+		t.Close()
 		return nil, err
 	}
 	if err := t.attachAll(); err != nil {
+		t.Close()
 		return nil, err
 	}
 	return t, nil
@@ -138,9 +134,14 @@ func checkTarget(pid int) error {
 	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
 		return fmt.Errorf("no process with pid %d", pid)
 	}
-	if _, err := os.Stat(fmt.Sprintf("/proc/%d/maps", pid)); err != nil {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/maps", pid))
+	switch {
+	case errors.Is(err, os.ErrPermission):
+		return fmt.Errorf("no permission to inspect pid %d: run as root, or grant CAP_SYS_PTRACE (and CAP_BPF and CAP_PERFMON to trace it)", pid)
+	case err != nil:
 		return fmt.Errorf("no process with pid %d", pid)
 	}
+	f.Close()
 	return nil
 }
 

@@ -61,6 +61,7 @@ const (
 	tracerMapAllocs              = "allocs"
 	tracerMapCounters            = "counters"
 	tracerMapInflight            = "inflight"
+	tracerMapSampleCounter       = "sample_counter"
 	tracerMapStackScratch        = "stack_scratch"
 	tracerMapStacks              = "stacks"
 	tracerProgAllocReturn        = "alloc_return"
@@ -134,11 +135,12 @@ type tracerProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tracerMapSpecs struct {
-	Allocs       *ebpf.MapSpec `ebpf:"allocs"`
-	Counters     *ebpf.MapSpec `ebpf:"counters"`
-	Inflight     *ebpf.MapSpec `ebpf:"inflight"`
-	StackScratch *ebpf.MapSpec `ebpf:"stack_scratch"`
-	Stacks       *ebpf.MapSpec `ebpf:"stacks"`
+	Allocs        *ebpf.MapSpec `ebpf:"allocs"`
+	Counters      *ebpf.MapSpec `ebpf:"counters"`
+	Inflight      *ebpf.MapSpec `ebpf:"inflight"`
+	SampleCounter *ebpf.MapSpec `ebpf:"sample_counter"`
+	StackScratch  *ebpf.MapSpec `ebpf:"stack_scratch"`
+	Stacks        *ebpf.MapSpec `ebpf:"stacks"`
 }
 
 // tracerVariableSpecs contains global variables before they are loaded into the kernel.
@@ -170,11 +172,12 @@ func (o *tracerObjects) Close() error {
 //
 // It can be passed to loadTracerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tracerMaps struct {
-	Allocs       *ebpf.Map `ebpf:"allocs"`
-	Counters     *ebpf.Map `ebpf:"counters"`
-	Inflight     *ebpf.Map `ebpf:"inflight"`
-	StackScratch *ebpf.Map `ebpf:"stack_scratch"`
-	Stacks       *ebpf.Map `ebpf:"stacks"`
+	Allocs        *ebpf.Map `ebpf:"allocs"`
+	Counters      *ebpf.Map `ebpf:"counters"`
+	Inflight      *ebpf.Map `ebpf:"inflight"`
+	SampleCounter *ebpf.Map `ebpf:"sample_counter"`
+	StackScratch  *ebpf.Map `ebpf:"stack_scratch"`
+	Stacks        *ebpf.Map `ebpf:"stacks"`
 }
 
 func (m *tracerMaps) Close() error {
@@ -182,6 +185,7 @@ func (m *tracerMaps) Close() error {
 		m.Allocs,
 		m.Counters,
 		m.Inflight,
+		m.SampleCounter,
 		m.StackScratch,
 		m.Stacks,
 	)

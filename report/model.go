@@ -194,17 +194,23 @@ func firstPC(g Group) uint64 {
 func (r *Report) Symbolize(lookup func(pc uint64) []symbolize.Frame) {
 	for i := range r.Groups {
 		g := &r.Groups[i]
-		g.Stack = g.Stack[:0]
-		for j, pc := range g.PCs {
-			frames := lookup(pc)
-			if j == 0 && g.Allocator != "" && len(frames) > 0 {
-				f := frames[len(frames)-1]
-				f.Function, f.Inlined = g.Allocator, false
-				frames = []symbolize.Frame{f}
-			}
-			g.Stack = append(g.Stack, frames...)
-		}
+		g.Stack = SymbolizeStack(g.PCs, g.Allocator, lookup)
 	}
+}
+
+// SymbolizeStack symbolizes one stack; allocator, when set, names frame 0.
+func SymbolizeStack(pcs []uint64, allocator string, lookup func(pc uint64) []symbolize.Frame) []symbolize.Frame {
+	var stack []symbolize.Frame
+	for j, pc := range pcs {
+		frames := lookup(pc)
+		if j == 0 && allocator != "" && len(frames) > 0 {
+			f := frames[len(frames)-1]
+			f.Function, f.Inlined = allocator, false
+			frames = []symbolize.Frame{f}
+		}
+		stack = append(stack, frames...)
+	}
+	return stack
 }
 
 // Top keeps the n largest groups (0: all) and counts the rest in Omitted.

@@ -1,0 +1,230 @@
+// Command lsan is an attachable leak sanitizer: it attaches to a running
+// process with eBPF uprobes on its allocator and reports memory the process
+// can no longer reach, in LeakSanitizer's format.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/lsan-project/lsan/bpf"
+	"github.com/lsan-project/lsan/report"
+	"github.com/lsan-project/lsan/session"
+	"github.com/lsan-project/lsan/symbolize"
+)
+
+// Exit statuses (CONTRACT.md).
+const (
+	exitError = 1
+	exitUsage = 2
+)
+
+func main() {
+	os.Exit(run(os.Args))
+}
+
+func run(args []string) (status int) {
+	// A bug must still end in one line and status 1; the deferred detaches
+	// of the probes and of ptrace have run by the time this recovers.
+	defer func() {
+		if r := recover(); r != nil {
+			fmt.Fprintf(os.Stderr, "lsan: internal error: %v\n", r)
+			status = exitError
+		}
+	}()
+	app := &cli.App{
+		Name:            "lsan",
+		Usage:           "attachable leak sanitizer: find memory a running process can no longer reach",
+		UsageText:       "lsan -p PID [flags]",
+		Flags:           commonFlags(),
+		Action:          attachAction,
+		HideHelpCommand: true,
+		// Errors are printed once, by run, as one line.
+		ExitErrHandler: func(*cli.Context, error) {},
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			return usageError{err}
+		},
+	}
+	err := app.Run(args)
+	return exitStatus(err)
+}
+
+// usageError marks mistakes in the command line (exit status 2).
+type usageError struct{ error }
+
+// leaksFound carries the --exitcode status when the last check found leaks.
+type leaksFound struct{ code int }
+
+func (l leaksFound) Error() string { return "leaks found" }
+
+func exitStatus(err error) int {
+	if err == nil {
+		return 0
+	}
+	var lf leaksFound
+	if errors.As(err, &lf) {
+		return lf.code
+	}
+	var ue usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(os.Stderr, "lsan: %v (see lsan --help)\n", ue.error)
+		return exitUsage
+	}
+	fmt.Fprintf(os.Stderr, "lsan: %v\n", err)
+	return exitError
+}
+
+func commonFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.IntFlag{Name: "pid", Aliases: []string{"p"}, Usage: "target process"},
+		&cli.StringFlag{Name: "mode", Value: "leaks", Usage: "leaks: reachability check; outstanding: every live tracked block, grouped by stack"},
+		&cli.DurationFlag{Name: "interval", Aliases: []string{"i"}, Value: defaultInterval, Usage: "time between checks"},
+		&cli.IntFlag{Name: "count", Aliases: []string{"n"}, Usage: "stop after N checks (0: until interrupted)"},
+		&cli.StringFlag{Name: "format", Value: "text", Usage: "report format: text or json"},
+		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write reports to `FILE` instead of standard output"},
+		&cli.StringSliceFlag{Name: "suppressions", Aliases: []string{"s"}, Usage: "LSan-format suppression `FILE` (repeatable; LSAN_OPTIONS=suppressions=FILE works too)"},
+		&cli.BoolFlag{Name: "no-default-suppressions", Usage: "don't apply the built-in suppressions (docs/suppressions.md)"},
+		&cli.BoolFlag{Name: "print-suppressions", Usage: "after each report, print a ready-to-paste suppression rule for every reported group"},
+		&cli.IntFlag{Name: "exitcode", Value: 23, Usage: "exit status when the last check found unsuppressed leaks"},
+		&cli.IntFlag{Name: "top", Value: -1, Usage: "show the N largest groups (default: 10 in outstanding mode, all in leaks mode)"},
+		&cli.DurationFlag{Name: "older", Usage: "outstanding mode: hide blocks younger than `DURATION`"},
+		&cli.BoolFlag{Name: "report-objects", Usage: "list the address and size of every reported block"},
+		&cli.StringFlag{Name: "allocator", Usage: "probe the allocator in this object (path or file name, e.g. libjemalloc.so.2) instead of discovering it"},
+		&cli.UintFlag{Name: "max-blocks", Value: bpf.DefaultMaxBlocks, Usage: "capacity of the live-block map"},
+		&cli.UintFlag{Name: "max-stacks", Value: bpf.DefaultMaxStacks, Usage: "capacity of the stack map"},
+		&cli.StringFlag{Name: "probe-placement", Value: "auto", Usage: "auto: each probe on the first instruction the kernel emulates (fast); entry: at the function entry"},
+		&cli.UintFlag{Name: "sample-rate", Value: 1, Usage: "track 1 in N allocations (reports say they are sampled)"},
+		&cli.StringSliceFlag{Name: "debug-dir", Usage: "extra `DIR` searched for separate debug info (repeatable)"},
+		&cli.BoolFlag{Name: "no-demangle", Usage: "print C++ and Rust names as they are in the binary"},
+	}
+}
+
+const defaultInterval = 10e9
+
+func attachAction(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return usageError{fmt.Errorf("unexpected argument %q", c.Args().First())}
+	}
+	if !c.IsSet("pid") {
+		return usageError{errors.New("-p PID is required")}
+	}
+	cfg, closeOut, err := configFromFlags(c)
+	if err != nil {
+		return err
+	}
+	defer closeOut()
+	return attachAndCheck(cfg, c.Int("exitcode"))
+}
+
+// configFromFlags turns the flags into a session.Config; closeOut closes
+// the -o file.
+func configFromFlags(c *cli.Context) (session.Config, func(), error) {
+	cfg := session.Config{
+		PID:           c.Int("pid"),
+		Interval:      c.Duration("interval"),
+		Count:         c.Int("count"),
+		MinAge:        c.Duration("older"),
+		ReportObjects: c.Bool("report-objects"),
+		Tracer: bpf.Options{
+			MaxBlocks:  uint32(c.Uint("max-blocks")),
+			MaxStacks:  uint32(c.Uint("max-stacks")),
+			Allocator:  c.String("allocator"),
+			SampleRate: uint32(c.Uint("sample-rate")),
+		},
+		Symbolize: symbolize.Options{DebugDirs: c.StringSlice("debug-dir"), NoDemangle: c.Bool("no-demangle")},
+		Log:       func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) },
+	}
+	noop := func() {}
+	switch m := report.Mode(c.String("mode")); m {
+	case report.ModeLeaks, report.ModeOutstanding:
+		cfg.Mode = m
+	default:
+		return cfg, noop, usageError{fmt.Errorf("--mode %q: want leaks or outstanding", m)}
+	}
+	if cfg.Interval <= 0 {
+		return cfg, noop, usageError{fmt.Errorf("--interval must be positive")}
+	}
+	if cfg.Count < 0 {
+		return cfg, noop, usageError{fmt.Errorf("--count must not be negative")}
+	}
+	switch c.String("probe-placement") {
+	case "auto":
+		cfg.Tracer.Placement = bpf.PlaceAuto
+	case "entry":
+		cfg.Tracer.Placement = bpf.PlaceEntry
+	default:
+		return cfg, noop, usageError{fmt.Errorf("--probe-placement %q: want auto or entry", c.String("probe-placement"))}
+	}
+	if cfg.Tracer.SampleRate == 0 {
+		return cfg, noop, usageError{fmt.Errorf("--sample-rate must be at least 1")}
+	}
+	cfg.Top = c.Int("top")
+	if cfg.Top < 0 {
+		cfg.Top = 0
+		if cfg.Mode == report.ModeOutstanding {
+			cfg.Top = 10
+		}
+	}
+	opts, err := lsanOptions()
+	if err != nil {
+		return cfg, noop, usageError{err}
+	}
+	targetExe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", cfg.PID))
+	sup, err := loadSuppressions(c, opts, targetExe)
+	if err != nil {
+		return cfg, noop, err
+	}
+	cfg.Suppressions = sup
+	cfg.SuggestSuppressions = c.Bool("print-suppressions")
+	out, closeOut, err := openOutput(c.String("output"))
+	if err != nil {
+		return cfg, noop, err
+	}
+	write, err := session.Writer(out, c.String("format"))
+	if err != nil {
+		closeOut()
+		return cfg, noop, usageError{err}
+	}
+	cfg.Write = write
+	return cfg, closeOut, nil
+}
+
+func openOutput(path string) (io.Writer, func(), error) {
+	if path == "" || path == "-" {
+		return os.Stdout, func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open output: %w", err)
+	}
+	return f, func() { f.Close() }, nil
+}
+
+// attachAndCheck runs the session until --count, a signal or the target's
+// exit, and detaches on every path.
+func attachAndCheck(cfg session.Config, exitcode int) error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer stop()
+	s, err := session.Attach(cfg)
+	if err != nil {
+		return err
+	}
+	leaks, err := s.Run(ctx)
+	if cerr := s.Close(); cerr != nil && err == nil {
+		err = fmt.Errorf("detach: %w", cerr)
+	}
+	if err != nil {
+		return err
+	}
+	if leaks {
+		return leaksFound{exitcode}
+	}
+	return nil
+}

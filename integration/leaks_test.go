@@ -1,0 +1,139 @@
+package integration
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// TestLeakExamples attaches `lsan -p` (leaks mode) to every example before
+// it allocates, checks it once it is done, and compares the direct and
+// indirect leaks per allocating function with expected.json and, where the
+// semantics agree, with LeakSanitizer's own report for the same source.
+func TestLeakExamples(t *testing.T) {
+	requireRoot(t)
+	lsan(t)
+	buildLSanExamples(t)
+	for _, ex := range loadExamples(t) {
+		if ex.Leaks == nil {
+			continue
+		}
+		t.Run(ex.Name, func(t *testing.T) {
+			got := liveLeaks(t, ex)
+			want := normalize(ex.Leaks, true)
+			if d := diffGroups(got, want); d != "" {
+				t.Errorf("lsan vs expected.json:\n%s", d)
+			}
+			if !ex.LSanParity {
+				return
+			}
+			if d := diffGroups(got, lsanAtExit(t, ex)); d != "" {
+				t.Errorf("lsan vs LeakSanitizer (clang -fsanitize=leak):\n%s", d)
+			}
+		})
+	}
+}
+
+// liveLeaks runs one leak check on the example after its "done".
+func liveLeaks(t *testing.T, ex example) []expectGroup {
+	t.Helper()
+	p := startExample(t, ex)
+	a := attach(t, p.cmd.Process.Pid, "--format", "json", "-i", "1h")
+	p.trigger(t)
+	code := a.stop(t)
+	reps := parseReports(t, a.stdout.String())
+	last := reps[len(reps)-1]
+	got := groupsByFunction(last, true)
+	wantCode := 0
+	if len(got) > 0 {
+		wantCode = 23
+	}
+	if code != wantCode {
+		t.Errorf("lsan exit status %d, want %d\n%s", code, wantCode, a.stderr.String())
+	}
+	return got
+}
+
+func buildLSanExamples(t *testing.T) {
+	t.Helper()
+	cmd := exec.Command("make", "-s", "-C", "examples", "lsan")
+	cmd.Dir = repoRoot
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("make -C examples lsan: %v\n%s", err, out)
+	}
+}
+
+var (
+	lsanHeader = regexp.MustCompile(`^(Direct|Indirect) leak of (\d+) byte\(s\) in (\d+) object\(s\) allocated from:`)
+	lsanFrame  = regexp.MustCompile(`^\s+#\d+ 0x[0-9a-f]+ in (.*?)(?: \(|\s+\S+:\d+|$)`)
+)
+
+// lsanAtExit runs the example built with clang -fsanitize=leak and groups
+// LeakSanitizer's report by (kind, first frame that is not an allocator).
+func lsanAtExit(t *testing.T, ex example) []expectGroup {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(repoRoot, "examples", "bin", "lsan", ex.Name))
+	env := os.Environ()
+	for k, v := range ex.Run.Env {
+		env = append(env, k+"="+v)
+	}
+	// The options examples/check-lsan.sh uses: the slow unwinder keeps the
+	// caller of strdup, and calloc overflow returns NULL instead of dying.
+	cmd.Env = append(env, "LSAN_OPTIONS=fast_unwind_on_malloc=0:allocator_may_return_null=1:exitcode=23")
+	out, _ := cmd.CombinedOutput()
+	return parseLSanReport(string(out))
+}
+
+func parseLSanReport(report string) []expectGroup {
+	sums := map[string]*expectGroup{}
+	var cur *expectGroup
+	flush := func() {
+		if cur == nil {
+			return
+		}
+		k := cur.Kind + " " + cur.Function
+		if sums[k] == nil {
+			sums[k] = &expectGroup{Kind: cur.Kind, Function: cur.Function}
+		}
+		sums[k].Bytes += cur.Bytes
+		sums[k].Count += cur.Count
+		cur = nil
+	}
+	for _, line := range strings.Split(report, "\n") {
+		if m := lsanHeader.FindStringSubmatch(line); m != nil {
+			flush()
+			b, _ := strconv.ParseUint(m[2], 10, 64)
+			c, _ := strconv.Atoi(m[3])
+			cur = &expectGroup{Kind: strings.ToLower(m[1]), Bytes: b, Count: c}
+			continue
+		}
+		if cur == nil {
+			continue
+		}
+		if strings.TrimSpace(line) == "" {
+			flush()
+			continue
+		}
+		if m := lsanFrame.FindStringSubmatch(line); m != nil && cur.Function == "" && !isAllocatorName(m[1]) {
+			cur.Function = m[1]
+		}
+	}
+	flush()
+	return sortedGroups(sums)
+}
+
+// isAllocatorName recognises LSan's interceptors and the allocator
+// functions lsan probes, by their demangled names.
+func isAllocatorName(fn string) bool {
+	fn = strings.TrimPrefix(strings.TrimPrefix(fn, "__interceptor_"), "___interceptor_")
+	switch fn {
+	case "malloc", "calloc", "realloc", "reallocarray", "posix_memalign", "aligned_alloc",
+		"memalign", "__libc_memalign", "valloc", "pvalloc", "strdup", "__strdup", "strndup", "__strndup":
+		return true
+	}
+	return strings.HasPrefix(fn, "operator new")
+}

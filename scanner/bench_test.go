@@ -1,0 +1,162 @@
+package scanner
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// heapTarget runs testdata/heap.c and returns its blocks.
+func heapTarget(b *testing.B, n, size, ptrs, leaked, window, stride int) (*exec.Cmd, []Block) {
+	b.Helper()
+	cmd := exec.Command(program(b, "heap"), strconv.Itoa(n), strconv.Itoa(size), strconv.Itoa(ptrs),
+		strconv.Itoa(leaked), strconv.Itoa(window), strconv.Itoa(stride))
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		stdin.Close()
+		cmd.Wait()
+	})
+	r := bufio.NewReaderSize(stdout, 1<<20)
+	line, err := r.ReadString('\n')
+	if err != nil {
+		b.Fatal(err)
+	}
+	count, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil || count != n {
+		b.Fatalf("heap said %q", line)
+	}
+	raw := make([]byte, 16*n)
+	if _, err := io.ReadFull(r, raw); err != nil {
+		b.Fatal(err)
+	}
+	blocks := make([]Block, n)
+	for i := range blocks {
+		blocks[i] = Block{Addr: binary.LittleEndian.Uint64(raw[16*i:]), Size: binary.LittleEndian.Uint64(raw[16*i+8:])}
+	}
+	if line, err = r.ReadString('\n'); strings.TrimSpace(line) != "ready" {
+		b.Fatalf("heap said %q (%v)", line, err)
+	}
+	return cmd, blocks
+}
+
+// Scan throughput over a 1 GiB heap of pointer-rich blocks: 1 Mi blocks of
+// 1 KiB, 16 pointers each (one word in eight), all reachable. "random":
+// pointers to any block (the worst case for the index's caches); "local":
+// pointers to one of the next 64 blocks allocated.
+func BenchmarkScan1GiB(b *testing.B) {
+	for _, tc := range []struct {
+		name   string
+		window int
+	}{{"random", 0}, {"local", 64}} {
+		b.Run(tc.name, func(b *testing.B) {
+			cmd, blocks := heapTarget(b, 1<<20, 1024, 16, 0, tc.window, 64)
+			benchCheck(b, cmd.Process.Pid, blocks, Options{Allocator: Glibc})
+		})
+	}
+}
+
+// How a check grows with the number of tracked blocks: 64-byte blocks
+// with two pointers each, 1% of them leaked. 10M blocks only with
+// LSAN_BENCH_10M=1 (it needs ~3 GB and a minute to set up).
+func BenchmarkCheckBlocks(b *testing.B) {
+	sizes := []int{10_000, 100_000, 1_000_000}
+	if os.Getenv("LSAN_BENCH_10M") != "" {
+		sizes = append(sizes, 10_000_000)
+	}
+	for _, n := range sizes {
+		b.Run(fmt.Sprintf("blocks=%d", n), func(b *testing.B) {
+			cmd, blocks := heapTarget(b, n, 64, 2, n/100, 0, 64)
+			benchCheck(b, cmd.Process.Pid, blocks, Options{Allocator: Glibc})
+		})
+	}
+}
+
+// A linked list of 1M nodes of 64 bytes, reachable only from its head:
+// the flood learns each node from the previous one.
+func BenchmarkLinkedList1M(b *testing.B) {
+	cmd, blocks := heapTarget(b, 1_000_000, 64, 1, 0, 0, 1<<30)
+	benchCheck(b, cmd.Process.Pid, blocks, Options{Allocator: Glibc})
+}
+
+func benchCheck(b *testing.B, pid int, blocks []Block, opts Options) {
+	snapshot := func() ([]Block, error) { return blocks, nil }
+	// One check to warm up (and fault the target's untouched pages in).
+	if _, err := Check(pid, snapshot, opts); err != nil {
+		b.Fatal(err)
+	}
+	base := resetPeakRSS()
+	var paused, total time.Duration
+	var scanned, read uint64
+	var last *Result
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		res, err := Check(pid, snapshot, opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		paused += res.Stats.Paused
+		total += res.Stats.Total
+		scanned += res.Stats.RootBytes + res.Stats.BlockBytes
+		read += res.Stats.ScannedBytes
+		last = res
+	}
+	b.StopTimer()
+	n := float64(b.N)
+	b.ReportMetric(float64(scanned)/paused.Seconds()/1e9, "GB/s")
+	b.ReportMetric(float64(paused.Microseconds())/1000/n, "paused-ms")
+	b.ReportMetric(float64(total.Microseconds())/1000/n, "check-ms")
+	b.ReportMetric(float64(scanned)/n/(1<<20), "scanned-MiB")
+	b.ReportMetric(float64(read)/n/(1<<20), "read-MiB")
+	if peak := peakRSS(); peak > 0 && base > 0 {
+		b.ReportMetric(float64(peak-base)/(1<<20), "peakRSS+MiB")
+	}
+	st := last.Stats
+	b.Logf("last check: %d blocks, %d threads; freeze %v snapshot %v index %v mark %v unreachable %v; paused %v",
+		st.Blocks, st.Threads, st.Freeze, st.Snapshot, st.Index, st.Mark, st.Unreachable, st.Paused)
+}
+
+// resetPeakRSS resets this process's peak RSS (VmHWM) to its current RSS
+// and returns it, in bytes.
+func resetPeakRSS() int64 {
+	os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
+	return statusKB("VmRSS:") * 1024
+}
+
+func peakRSS() int64 { return statusKB("VmHWM:") * 1024 }
+
+func statusKB(key string) int64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range bytes.Split(data, []byte{'\n'}) {
+		if rest, ok := bytes.CutPrefix(line, []byte(key)); ok {
+			f := strings.Fields(string(rest))
+			if len(f) > 0 {
+				v, _ := strconv.ParseInt(f[0], 10, 64)
+				return v
+			}
+		}
+	}
+	return 0
+}

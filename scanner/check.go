@@ -1,0 +1,437 @@
+package scanner
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"sync"
+	"time"
+)
+
+// Check freezes every thread of pid, calls snapshot while the target is
+// stopped (the caller reads its allocation records there), reads the
+// roots and scans, resumes the target and classifies the blocks snapshot
+// returned.
+//
+// The target is resumed on every path: errors, a panic in snapshot or in
+// the scan (returned as a *PanicError), and the death of this process
+// (the kernel detaches the tracees of a tracer that exits).
+//
+// Errors: ErrTargetExited (errors.Is) when the process is gone or exits
+// during the check; a *TracedError (errors.Is ErrAlreadyTraced) when a
+// debugger or strace already traces it; a permission error naming
+// CAP_SYS_PTRACE when ptrace is denied.
+func Check(pid int, snapshot func() ([]Block, error), opts Options) (*Result, error) {
+	if pid <= 0 {
+		return nil, fmt.Errorf("check pid %d: invalid pid", pid)
+	}
+	if snapshot == nil {
+		return nil, errors.New("check: snapshot function is nil")
+	}
+	if threadGroupOf(pid) == os.Getpid() {
+		return nil, fmt.Errorf("check pid %d: a process cannot stop itself with ptrace", pid)
+	}
+	type outcome struct {
+		res *Result
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		// Every ptrace request for a tracee must come from the OS thread
+		// that seized it. The thread is deliberately never unlocked: when
+		// this goroutine ends the runtime ends the thread, and the kernel
+		// detaches whatever tracee an unforeseen path left attached.
+		runtime.LockOSThread()
+		res, err := runCheck(pid, snapshot, opts)
+		done <- outcome{res, err}
+	}()
+	o := <-done
+	return o.res, o.err
+}
+
+// runCheck does the whole check on the locked thread.
+func runCheck(pid int, snapshot func() ([]Block, error), opts Options) (res *Result, err error) {
+	start := time.Now()
+	pid = threadGroupOf(pid)
+	a, err := frozenPhase(pid, snapshot, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			res, err = nil, &PanicError{Value: r, Stack: debug.Stack()}
+		}
+	}()
+	defer a.ix.release()
+	res = a.result()
+	res.Stats.Total = time.Since(start)
+	return res, nil
+}
+
+// threadGroupOf maps a thread id to its process id; pids map to themselves.
+func threadGroupOf(pid int) int {
+	if st, err := readTaskStatus(pid, 0); err == nil && st.Tgid > 0 {
+		return st.Tgid
+	}
+	return pid
+}
+
+// analysis is what the frozen phase found, in sorted block order.
+type analysis struct {
+	blocks  []Block
+	ix      *blockIndex
+	reached []bool // by sorted index
+	edges   []Edge // sorted indices
+	stats   Stats
+}
+
+// frozenPhase stops the target, scans it and resumes it, whatever happens.
+func frozenPhase(pid int, snapshot func() ([]Block, error), opts Options) (a *analysis, err error) {
+	f := newFreezer(pid, opts.FreezeTimeout)
+	defer func() {
+		if r := recover(); r != nil {
+			a, err = nil, &PanicError{Value: r, Stack: debug.Stack()}
+		}
+		thawErr := f.thaw()
+		if a != nil && !f.firstStop.IsZero() {
+			a.stats.Paused = time.Since(f.firstStop)
+		}
+		if err == nil && thawErr != nil {
+			a, err = nil, thawErr
+		}
+		if err != nil && !errors.Is(err, ErrTargetExited) && processGone(pid) {
+			err = fmt.Errorf("%w (%v)", ErrTargetExited, err)
+		}
+	}()
+	return scanFrozen(pid, f, snapshot, opts)
+}
+
+// scanFrozen is the work done while the target is stopped.
+func scanFrozen(pid int, f *freezer, snapshot func() ([]Block, error), opts Options) (_ *analysis, err error) {
+	t0 := time.Now()
+	if err := f.freeze(); err != nil {
+		return nil, err
+	}
+	if err := f.readRegisters(); err != nil {
+		return nil, err
+	}
+	threads := f.stoppedThreads()
+	a := &analysis{}
+	a.stats.Freeze = time.Since(t0)
+	a.stats.Threads = len(threads)
+	a.stats.FreezeRounds = f.rounds
+	a.stats.SignalsHeld = f.signals
+
+	t1 := time.Now()
+	blocks, err := snapshot()
+	if err != nil {
+		return nil, fmt.Errorf("snapshot of tracked blocks: %w", err)
+	}
+	t2 := time.Now()
+	a.stats.Snapshot = t2.Sub(t1)
+	a.blocks = blocks
+	a.stats.Blocks = len(blocks)
+
+	maps, err := readMaps(pid)
+	if err != nil {
+		return nil, err
+	}
+	rd, err := newProcessReader(pid, opts.ForceProcMem)
+	if err != nil {
+		return nil, err
+	}
+	defer rd.close()
+
+	ix, bad, err := buildIndex(blocks, opts, rd)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			ix.release()
+		}
+	}()
+	a.ix = ix
+	a.stats.BadHeaders = bad
+
+	roots := make([]threadRoot, len(threads))
+	var regWords []uint64
+	for i, t := range threads {
+		roots[i] = threadRoot{tid: t.tid, sp: t.sp(), hasRegs: t.hasRegs}
+		regWords = append(regWords, t.registerWords()...)
+	}
+	var pm pageMap
+	if p, err := openPagemap(pid); err == nil {
+		defer p.close()
+		pm = p
+	}
+	plan := planRoots(maps, roots, ix, opts, pm)
+	a.stats.Mappings = plan.mappings
+	if opts.Allocator == Jemalloc {
+		var tps []uint64
+		for _, t := range threads {
+			if t.hasRegs {
+				tps = append(tps, t.regs.Fs_base)
+			}
+		}
+		stale := jemallocStaleSlots(rd, maps, tps)
+		plan.ranges = subtract(plan.ranges, spansOf(stale), false)
+	}
+
+	t3 := time.Now()
+	a.stats.Index = t3.Sub(t2)
+	m := newMarker(ix, rd, opts)
+	m.pm = pm
+	m.maps = maps
+	m.markWords(regWords)
+	if err := m.markRoots(plan.ranges); err != nil {
+		return nil, err
+	}
+	t4 := time.Now()
+	a.stats.Mark = t4.Sub(t3)
+	if err := m.scanUnreachable(); err != nil {
+		return nil, err
+	}
+	a.stats.Unreachable = time.Since(t4)
+	a.reached = make([]bool, ix.n())
+	for k := range a.reached {
+		a.reached[k] = ix.isReached(k)
+	}
+	a.edges = m.edges
+	a.stats.RootBytes = m.rootBytes
+	a.stats.BlockBytes = m.blockBytes
+	a.stats.ScannedBytes = rd.readBytes
+	a.stats.UnreadableBytes = rd.unreadableBytes
+	a.stats.UntouchedBytes = plan.unpopulated + m.unpopulated
+	return a, nil
+}
+
+// buildIndex computes every block's usable size and indexes the blocks.
+func buildIndex(blocks []Block, opts Options, rd *reader) (*blockIndex, int, error) {
+	x := newSortedIndex(len(blocks), func(i int) uint64 { return blocks[i].Addr })
+	given := func(k int) bool {
+		b := blocks[x.orig[k]]
+		return b.Usable != 0 && b.Usable >= b.Size
+	}
+	var headers []uint64
+	var readOK []bool
+	if opts.Allocator == Glibc {
+		var err error
+		headers, readOK, err = readGlibcHeaders(rd, x.starts, given)
+		if err != nil {
+			return nil, 0, err
+		}
+	}
+	bad := 0
+	for k := range x.starts {
+		b := blocks[x.orig[k]]
+		var usable uint64
+		glibcChunk := false
+		switch {
+		case given(k):
+			usable = b.Usable
+			// A glibc heap chunk's usable size is 8 bytes short of a
+			// multiple of 16 (an mmapped chunk's is 16 short).
+			glibcChunk = opts.Allocator == Glibc && (usable+glibcSizeSz)%glibcAlign == 0
+		case opts.Allocator == Glibc:
+			c, ok := decodeGlibcHeader(headers[k], b.Size)
+			if readOK[k] && ok {
+				usable, glibcChunk = c.usable, !c.mmapped
+			} else {
+				usable = glibcUsableFromRequest(b.Size)
+				bad++
+			}
+		case opts.Allocator == Jemalloc:
+			usable = jemallocUsable(b.Size)
+		default:
+			usable = unknownUsable(b.Size)
+		}
+		accept := usable
+		if opts.ExactBounds {
+			accept = max(b.Size, 1) // LSan counts malloc(0) as one byte
+		}
+		x.setSizes(k, accept, usable, glibcChunk)
+	}
+	x.finish()
+	return x, bad, nil
+}
+
+// headerWindowGap: headers closer than this are read in one range rather
+// than one 8-byte read each.
+const headerWindowGap = 2048
+
+// readGlibcHeaders reads the chunk header (the size word at Addr-8) of
+// every block (starts is sorted) whose usable size is not given.
+func readGlibcHeaders(rd *reader, starts []uint64, given func(k int) bool) ([]uint64, []bool, error) {
+	addrs := make([]uint64, len(starts))
+	for k, s := range starts {
+		if s >= glibcSizeSz && !given(k) {
+			addrs[k] = s - glibcSizeSz
+		}
+	}
+	return readWordsAt(rd, addrs)
+}
+
+// readWordsAt reads the 8-byte word at each address (sorted ascending).
+// Close addresses are read together in one range; the ranges are shared
+// among a few goroutines. ok[i] is false where the word could not be read.
+func readWordsAt(rd *reader, addrs []uint64) ([]uint64, []bool, error) {
+	words := make([]uint64, len(addrs))
+	ok := make([]bool, len(addrs))
+	windows := wordWindows(addrs)
+	workers := min(runtime.GOMAXPROCS(0), 4, max(1, len(windows)/64))
+	forks := make([]*reader, workers)
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		forks[w] = rd.fork()
+		lo, hi := w*len(windows)/workers, (w+1)*len(windows)/workers
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[w] = readWindows(forks[w], windows[lo:hi], addrs, words, ok)
+		}()
+	}
+	wg.Wait()
+	for w := range forks {
+		rd.join(forks[w])
+	}
+	if err := firstError(errs); err != nil {
+		return nil, nil, err
+	}
+	return words, ok, nil
+}
+
+// wordWindow is a range to read that holds addrs[first:last].
+type wordWindow struct {
+	span
+	first, last int
+}
+
+// wordWindows groups sorted addresses into ranges: an address closer than
+// headerWindowGap to the current range extends it.
+func wordWindows(addrs []uint64) []wordWindow {
+	var windows []wordWindow
+	for i, a := range addrs {
+		if a == 0 {
+			continue
+		}
+		if n := len(windows); n > 0 {
+			w := &windows[n-1]
+			if a+8 <= w.end || (a < w.end+headerWindowGap && a+8-w.start <= readBufSize) {
+				w.end = max(w.end, a+8)
+				w.last = i + 1
+				continue
+			}
+		}
+		windows = append(windows, wordWindow{span{a, a + 8}, i, i + 1})
+	}
+	return windows
+}
+
+// readWindows reads windows in batches and stores the words they hold.
+func readWindows(rd *reader, windows []wordWindow, addrs, words []uint64, ok []bool) error {
+	buf := alignedBuffer(readBufSize)
+	var batch []taggedSpan
+	var pieces []piece
+	total := 0
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		var err error
+		pieces, err = rd.read(buf, batch, pieces[:0])
+		if err != nil {
+			return err
+		}
+		for _, p := range pieces {
+			w := windows[p.tag]
+			for i := w.first; i < w.last; i++ {
+				a := addrs[i]
+				if a == 0 || a < p.start || a+8 > p.end {
+					continue
+				}
+				o := p.off + int(a-p.start)
+				words[i] = leUint64(buf[o : o+8])
+				ok[i] = true
+			}
+		}
+		batch = batch[:0]
+		total = 0
+		return nil
+	}
+	for wi, w := range windows {
+		if total+int(w.size()) > len(buf) || len(batch) == maxIovecs {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		batch = append(batch, taggedSpan{w.span, int32(wi)})
+		total += int(w.size())
+	}
+	return flush()
+}
+
+func leUint64(b []byte) uint64 {
+	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
+}
+
+// result turns the analysis into the caller's order and classifies.
+func (a *analysis) result() *Result {
+	n := len(a.blocks)
+	reach := make([]bool, n)
+	var dups map[int32]int32
+	canon := -1
+	for k, i := range a.ix.orig {
+		if a.ix.flags[k]&flagDuplicate != 0 && canon >= 0 {
+			if dups == nil {
+				dups = map[int32]int32{}
+			}
+			dups[i] = a.ix.orig[canon]
+			reach[i] = a.reached[canon]
+			continue
+		}
+		canon = k
+		reach[i] = a.reached[k]
+	}
+	edges := make([]Edge, len(a.edges))
+	for j, e := range a.edges {
+		edges[j] = Edge{From: a.ix.orig[e.From], To: a.ix.orig[e.To]}
+	}
+	edges = dedupEdges(edges)
+	res := &Result{
+		Blocks:     a.blocks,
+		Edges:      edges,
+		Stats:      a.stats,
+		duplicates: dups,
+	}
+	res.Classes = classify(reach, edges, nil)
+	for dup, orig := range dups {
+		res.Classes[dup] = res.Classes[orig]
+	}
+	for _, c := range res.Classes {
+		switch c {
+		case Reachable:
+			res.Stats.Reachable++
+		case Direct:
+			res.Stats.Direct++
+		case Indirect:
+			res.Stats.Indirect++
+		}
+	}
+	return res
+}
+
+// firstError returns the first non-nil error: workers that fail together
+// fail for the same reason (the target exited), which is said once.
+func firstError(errs []error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

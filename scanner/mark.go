@@ -1,0 +1,873 @@
+package scanner
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math/bits"
+	"runtime"
+	"runtime/debug"
+	"slices"
+)
+
+const (
+	// readBufSize is the most memory one worker reads per batch.
+	readBufSize = 4 << 20
+	// mergeGap: ranges closer than this are read as one range, gap
+	// included. An iovec costs process_vm_readv about as much as copying
+	// a KiB or so, so reading small gaps is cheaper than splitting.
+	mergeGap = 1 << 10
+	// unalignedOverlap: when a range is read in several chunks and every
+	// byte offset is tested, each chunk overlaps the next by 7 bytes so
+	// that no 8-byte window is lost at a chunk boundary.
+	unalignedOverlap = 7
+	// maxWorkers bounds the goroutines that read and scan in parallel.
+	maxWorkers = 8
+)
+
+// marker runs the conservative scan: it marks the blocks reachable from
+// the roots (flood fill with an explicit work list), then scans the blocks
+// left unreachable and records the pointers between them.
+//
+// Scanning is done by workers, each reading and scanning its own batches:
+// the index is read-only, a block is marked with a compare-and-swap, and
+// the blocks a worker reaches and the edges it finds are merged when a
+// round ends.
+type marker struct {
+	ix        *blockIndex
+	rd        *reader
+	pm        pageMap   // nil: large blocks are read whole
+	maps      []mapping // nil: read-ahead windows are not clipped
+	unaligned bool
+	// jemalloc: skip words that are the e_addr of jemalloc's extent
+	// metadata (see isEdataAddr).
+	jemalloc bool
+
+	work  []int32 // reached blocks not scanned yet (found by roots and list rounds)
+	radix []int32 // scratch for sorting the work list
+	segs  []taggedSpan
+
+	leakPhase bool
+	edges     []Edge // sorted indices while scanning
+
+	workers []*scanWorker
+
+	rootBytes, blockBytes uint64
+	unpopulated           uint64 // bytes of large blocks never touched, not read
+}
+
+// scanWorker holds one worker's buffers and findings.
+type scanWorker struct {
+	m      *marker
+	rd     *reader
+	buf    []byte // 8-byte aligned read buffer
+	pieces []piece
+
+	// Candidates: the words of the current batch that fall in the blocks'
+	// address range, with the segment they came from (its tag) and, for
+	// jemalloc, their neighbours. They are resolved together.
+	candW          []uint64
+	candT          []int32
+	candK          []int32
+	candPrev, next []uint64
+	n              int
+
+	ahead      []aheadSlot // read-ahead windows (see readAhead)
+	aheadClock uint64
+
+	work                  []int32
+	edges                 []Edge
+	rootBytes, blockBytes uint64
+}
+
+func newMarker(ix *blockIndex, rd *reader, opts Options) *marker {
+	m := &marker{
+		ix:        ix,
+		rd:        rd,
+		unaligned: opts.ScanUnaligned,
+		jemalloc:  opts.Allocator == Jemalloc,
+	}
+	m.workers = []*scanWorker{m.newWorker(rd)}
+	return m
+}
+
+// candidatesMax is how many candidate words a worker collects before it
+// resolves them: a full buffer of words.
+const candidatesMax = readBufSize / 8
+
+func (m *marker) newWorker(rd *reader) *scanWorker {
+	w := &scanWorker{
+		m:     m,
+		rd:    rd,
+		buf:   alignedBuffer(readBufSize),
+		candW: make([]uint64, candidatesMax),
+		candT: make([]int32, candidatesMax),
+		candK: make([]int32, candidatesMax),
+	}
+	if m.jemalloc {
+		w.candPrev = make([]uint64, candidatesMax)
+		w.next = make([]uint64, candidatesMax)
+	}
+	return w
+}
+
+// isReached tells whether sorted block k was reached.
+func (m *marker) isReached(k int) bool { return m.ix.isReached(k) }
+
+// markWords marks the blocks that words point into (register values).
+func (m *marker) markWords(ws []uint64) {
+	w := m.workers[0]
+	for _, v := range ws {
+		w.addWords([]uint64{v}, -1) // no neighbours: registers are not memory
+	}
+	w.resolve()
+	m.collect()
+}
+
+// markRoots scans the root ranges (sorted, disjoint) and floods from them.
+func (m *marker) markRoots(roots []span) error {
+	m.segs = m.segs[:0]
+	for _, r := range roots {
+		m.segs = append(m.segs, taggedSpan{r, -1})
+	}
+	if err := m.scanSegments(m.segs); err != nil {
+		return err
+	}
+	return m.flood()
+}
+
+// flood scans reached blocks until no new block is reached, with an
+// explicit work list (a long list must not recurse).
+//
+// It works in sweeps over the blocks in address order: the blocks waiting
+// to be scanned are bits in a bitmap, batches are cut from the cursor on,
+// and a block found ahead of the cursor is scanned in the same sweep — a
+// list allocated in address order is flooded in one sweep, and a dense
+// heap is read about once per sweep, not once per level of the graph.
+// Sweeps alternate direction, so lists built in either order go in one.
+// When few blocks wait, they are taken from a list instead of by walking
+// the bitmap.
+func (m *marker) flood() error {
+	f := &flooder{m: m, bits: make([]uint64, (m.ix.n()+63)/64)}
+	f.addAll(m.work)
+	m.work = m.work[:0]
+	forward := true
+	for f.count > 0 {
+		var err error
+		if f.count < m.ix.n()/64+64 {
+			err = f.listRound()
+		} else {
+			err = f.sweep(forward)
+			forward = !forward
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// flooder holds the blocks waiting to be scanned.
+type flooder struct {
+	m     *marker
+	bits  []uint64 // by sorted index
+	count int
+	// list holds the blocks added since it was last emptied; some may
+	// have been scanned already (their bit is clear).
+	list  []int32
+	spare []int32 // the other list buffer
+	segs  []taggedSpan
+}
+
+func (f *flooder) addAll(ks []int32) {
+	for _, k := range ks {
+		bit := uint64(1) << (k % 64)
+		if f.bits[k/64]&bit == 0 {
+			f.bits[k/64] |= bit
+			f.count++
+			f.list = append(f.list, k)
+		}
+	}
+}
+
+// take clears block k's bit; false if it was not waiting.
+func (f *flooder) take(k int32) bool {
+	bit := uint64(1) << (k % 64)
+	if f.bits[k/64]&bit == 0 {
+		return false
+	}
+	f.bits[k/64] &^= bit
+	f.count--
+	return true
+}
+
+// listRound scans the waiting blocks of the list, as one level of a
+// breadth-first flood.
+func (f *flooder) listRound() error {
+	m := f.m
+	batch := f.list[:0] // filtered in place
+	for _, k := range f.list {
+		if f.take(k) {
+			batch = append(batch, k)
+		}
+	}
+	f.list, f.spare = f.spare[:0], batch
+	m.radix = sortIndices(batch, m.radix)
+	f.segs = f.segs[:0]
+	for _, k := range batch {
+		f.segs = m.appendBlock(f.segs, k)
+	}
+	err := m.scanSegments(f.segs)
+	f.addAll(m.work)
+	m.work = m.work[:0]
+	return err
+}
+
+// sweep walks the bitmap once, forward or backward, handing batches to
+// the workers as they are cut.
+func (f *flooder) sweep(forward bool) error {
+	m := f.m
+	n := m.ix.n()
+	cursor := 0 // next block to look at, forward; one past it, backward
+	if !forward {
+		cursor = n
+	}
+	var pending []batchPlan // cut but not yet handed out
+	f.list = f.list[:0]
+	next := func() *batchPlan {
+		for len(pending) == 0 {
+			if (forward && cursor >= n) || (!forward && cursor <= 0) {
+				return nil
+			}
+			pending = f.cutBatch(&cursor, forward)
+		}
+		p := &pending[0]
+		pending = pending[1:]
+		return p
+	}
+	err := m.runPool(next, func(w *scanWorker) {
+		f.addAll(w.work)
+		w.work = w.work[:0]
+	})
+	m.collect()
+	return err
+}
+
+// cutBatch collects the waiting blocks from the cursor on until they fill
+// a read buffer, and plans their reads.
+func (f *flooder) cutBatch(cursor *int, forward bool) []batchPlan {
+	m := f.m
+	n := m.ix.n()
+	var ks []int32
+	total := uint64(0)
+	for total < readBufSize && len(ks) < maxIovecs {
+		k := f.nextWaiting(*cursor, forward)
+		if k < 0 {
+			if forward {
+				*cursor = n
+			} else {
+				*cursor = 0
+			}
+			break
+		}
+		f.take(int32(k))
+		ks = append(ks, int32(k))
+		total += m.ix.scanEnd[k] - m.ix.starts[k]
+		if forward {
+			*cursor = k + 1
+		} else {
+			*cursor = k
+		}
+	}
+	if !forward {
+		slices.Reverse(ks)
+	}
+	f.segs = f.segs[:0]
+	for _, k := range ks {
+		f.segs = m.appendBlock(f.segs, k)
+	}
+	return m.planBatches(slices.Clone(f.segs))
+}
+
+// nextWaiting finds the first waiting block at or after from (forward),
+// or the last one before from (backward); -1 if none.
+func (f *flooder) nextWaiting(from int, forward bool) int {
+	if forward {
+		for i := from / 64; i < len(f.bits); i++ {
+			word := f.bits[i]
+			if i == from/64 {
+				word &^= (uint64(1) << (from % 64)) - 1
+			}
+			if word != 0 {
+				return i*64 + bits.TrailingZeros64(word)
+			}
+		}
+		return -1
+	}
+	if from <= 0 {
+		return -1
+	}
+	last := from - 1
+	for i := last / 64; i >= 0; i-- {
+		word := f.bits[i]
+		if i == last/64 && last%64 != 63 {
+			word &= (uint64(1) << (last%64 + 1)) - 1
+		}
+		if word != 0 {
+			return i*64 + 63 - bits.LeadingZeros64(word)
+		}
+	}
+	return -1
+}
+
+// scanUnreachable scans every block that was not reached and records
+// which unreachable blocks point into which (LSan's indirect pass).
+func (m *marker) scanUnreachable() error {
+	m.leakPhase = true
+	m.segs = m.segs[:0]
+	for k := range m.ix.starts {
+		if m.isReached(k) || m.ix.flags[k]&flagDuplicate != 0 {
+			continue
+		}
+		m.segs = m.appendBlock(m.segs, int32(k))
+	}
+	if err := m.scanSegments(m.segs); err != nil {
+		return err
+	}
+	m.edges = dedupEdges(m.edges)
+	return nil
+}
+
+// appendBlock adds block k's scanned bytes as segments: a large block
+// keeps only its populated pages.
+func (m *marker) appendBlock(segs []taggedSpan, k int32) []taggedSpan {
+	s := span{m.ix.starts[k], m.ix.scanEnd[k]}
+	if !m.unaligned {
+		s = span{roundUp(s.start, 8), s.end &^ 7}
+	}
+	if s.end <= s.start {
+		return segs
+	}
+	if s.size() < sparseMin || m.pm == nil {
+		return append(segs, taggedSpan{s, k})
+	}
+	for _, p := range keepPopulated(m.pm, []span{s}, &m.unpopulated) {
+		segs = append(segs, taggedSpan{p, k})
+	}
+	return segs
+}
+
+// batchPlan is one read: the segments it serves and the ranges it reads
+// (neighbouring segments merged).
+type batchPlan struct {
+	segs, reads []taggedSpan
+}
+
+// planBatches groups segments sorted by address into reads that fit a
+// buffer. Neighbours closer than mergeGap are read as one range; a segment
+// larger than half the buffer is read alone, in chunks.
+func (m *marker) planBatches(segs []taggedSpan) []batchPlan {
+	var plans []batchPlan
+	start, total := 0, 0 // the batch is segs[start:i], needing total bytes
+	flush := func(end int) {
+		if end > start {
+			plans = append(plans, batchPlan{segs: segs[start:end], reads: mergeReads(segs[start:end])})
+		}
+		start, total = end, 0
+	}
+	for i := 0; i < len(segs); i++ {
+		s := segs[i]
+		if s.size() > readBufSize/2 {
+			flush(i)
+			plans = append(plans, m.chunks(s)...)
+			start = i + 1
+			continue
+		}
+		need := int(s.size())
+		if i > start && s.start >= segs[i-1].end && s.start-segs[i-1].end <= mergeGap {
+			need += int(s.start - segs[i-1].end) // read along with the previous one
+		}
+		if total+need > readBufSize || i-start >= maxIovecs {
+			flush(i)
+			need = int(s.size())
+		}
+		total += need
+	}
+	flush(len(segs))
+	return plans
+}
+
+// chunks splits a large segment into buffer-sized reads.
+func (m *marker) chunks(s taggedSpan) []batchPlan {
+	var plans []batchPlan
+	for s.start < s.end {
+		chunk := s
+		chunk.end = min(s.end, s.start+readBufSize)
+		one := []taggedSpan{chunk}
+		plans = append(plans, batchPlan{segs: one, reads: one})
+		if chunk.end == s.end {
+			break
+		}
+		s.start = chunk.end
+		if m.unaligned {
+			s.start -= unalignedOverlap
+		}
+	}
+	return plans
+}
+
+// mergeReads turns sorted segments into the ranges to read.
+func mergeReads(segs []taggedSpan) []taggedSpan {
+	reads := make([]taggedSpan, 0, len(segs))
+	for _, s := range segs {
+		if n := len(reads); n > 0 {
+			last := &reads[n-1]
+			if s.start >= last.end && s.start-last.end <= mergeGap {
+				last.end = max(last.end, s.end)
+				continue
+			}
+		}
+		reads = append(reads, taggedSpan{s.span, 0})
+	}
+	return reads
+}
+
+// scanSegments reads and scans segments sorted by address, in batches
+// shared among the workers.
+func (m *marker) scanSegments(segs []taggedSpan) error {
+	plans := m.planBatches(segs)
+	i := 0
+	err := m.runPool(func() *batchPlan {
+		if i == len(plans) {
+			return nil
+		}
+		i++
+		return &plans[i-1]
+	}, func(*scanWorker) {})
+	m.collect()
+	return err
+}
+
+// workerDone is what a worker reports after a batch.
+type workerDone struct {
+	w     *scanWorker
+	err   error
+	panic any
+}
+
+// runPool runs batches on the workers until next has none left (next and
+// done run on the calling goroutine only; done is told each finished
+// batch's worker, whose findings it may take). With one core the batches
+// run inline. A worker's panic is raised again here, where Check's
+// recover sees it.
+func (m *marker) runPool(next func() *batchPlan, done func(*scanWorker)) error {
+	n := min(runtime.GOMAXPROCS(0), maxWorkers)
+	// Batches run inline while they come one at a time (a list is
+	// flooded one block after the other): starting workers for each
+	// would cost more than the batch.
+	first := next()
+	for first != nil {
+		var second *batchPlan
+		if n > 1 {
+			second = next()
+		}
+		if second != nil {
+			return m.runParallel(n, first, second, next, done)
+		}
+		if err := m.workers[0].do(first); err != nil {
+			return err
+		}
+		done(m.workers[0])
+		first = next()
+	}
+	return nil
+}
+
+// runParallel runs batches on n workers, starting with first and second.
+func (m *marker) runParallel(n int, first, second *batchPlan, next func() *batchPlan, done func(*scanWorker)) error {
+	queued := []*batchPlan{first, second}
+	take := func() *batchPlan {
+		if len(queued) > 0 {
+			p := queued[0]
+			queued = queued[1:]
+			return p
+		}
+		return next()
+	}
+	for len(m.workers) < n {
+		m.workers = append(m.workers, m.newWorker(m.rd.fork()))
+	}
+	results := make(chan workerDone, n)
+	inputs := make([]chan *batchPlan, n)
+	for i := range inputs {
+		inputs[i] = make(chan *batchPlan, 1)
+		go m.workerLoop(m.workers[i], inputs[i], results)
+	}
+	idle := make([]int, n)
+	for i := range idle {
+		idle[i] = i
+	}
+	index := map[*scanWorker]int{}
+	for i, w := range m.workers[:n] {
+		index[w] = i
+	}
+	var firstErr error
+	var panicked any
+	inflight := 0
+	for {
+		for len(idle) > 0 && firstErr == nil && panicked == nil {
+			p := take()
+			if p == nil {
+				break
+			}
+			i := idle[len(idle)-1]
+			idle = idle[:len(idle)-1]
+			inputs[i] <- p
+			inflight++
+		}
+		if inflight == 0 {
+			break
+		}
+		r := <-results
+		inflight--
+		switch {
+		case r.panic != nil:
+			panicked = r.panic
+		case r.err != nil:
+			if firstErr == nil {
+				firstErr = r.err
+			}
+		default:
+			done(r.w)
+		}
+		idle = append(idle, index[r.w])
+	}
+	for _, in := range inputs {
+		close(in)
+	}
+	if panicked != nil {
+		panic(panicked)
+	}
+	return firstErr
+}
+
+// workerLoop runs the batches sent to one worker.
+func (m *marker) workerLoop(w *scanWorker, in <-chan *batchPlan, out chan<- workerDone) {
+	for p := range in {
+		out <- w.run(p)
+	}
+}
+
+// run does one batch, turning a panic into a report: a panic in a
+// worker goroutine would end the process.
+func (w *scanWorker) run(p *batchPlan) (r workerDone) {
+	r.w = w
+	defer func() {
+		if v := recover(); v != nil {
+			r.panic = fmt.Sprintf("%v\n%s", v, debug.Stack())
+		}
+	}()
+	r.err = w.do(p)
+	return r
+}
+
+// collect merges what the workers found.
+func (m *marker) collect() {
+	for i, w := range m.workers {
+		m.work = append(m.work, w.work...)
+		w.work = w.work[:0]
+		m.edges = append(m.edges, w.edges...)
+		w.edges = w.edges[:0]
+		m.rootBytes += w.rootBytes
+		m.blockBytes += w.blockBytes
+		w.rootBytes, w.blockBytes = 0, 0
+		if i > 0 {
+			m.rd.join(w.rd)
+			w.rd.readBytes, w.rd.unreadableBytes = 0, 0
+		}
+	}
+}
+
+// do reads one batch and scans each segment's bytes.
+func (w *scanWorker) do(p *batchPlan) error {
+	if len(p.reads) == 1 && p.reads[0].size() <= smallRead {
+		if buf, pieces, ok := w.readAhead(p.reads[0].span); ok {
+			w.scanPieces(p.segs, buf, pieces)
+			return nil
+		}
+	}
+	var err error
+	w.pieces, err = w.rd.read(w.buf, p.reads, w.pieces[:0])
+	if err != nil {
+		return err
+	}
+	w.scanPieces(p.segs, w.buf, w.pieces)
+	return nil
+}
+
+// scanPieces scans each segment's bytes among the pieces read for it.
+func (w *scanWorker) scanPieces(segs []taggedSpan, buf []byte, pieces []piece) {
+	// Pieces and segments are both sorted: walk them together.
+	q0 := 0
+	for _, s := range segs {
+		for q0 < len(pieces) && pieces[q0].end <= s.start {
+			q0++
+		}
+		for q := q0; q < len(pieces) && pieces[q].start < s.end; q++ {
+			pc := pieces[q]
+			lo, hi := max(s.start, pc.start), min(s.end, pc.end)
+			if lo >= hi {
+				continue
+			}
+			b := buf[pc.off+int(lo-pc.start) : pc.off+int(hi-pc.start)]
+			if s.tag < 0 {
+				w.rootBytes += uint64(len(b))
+			} else {
+				w.blockBytes += uint64(len(b))
+			}
+			if w.m.unaligned {
+				w.scanUnalignedBytes(b, s.tag)
+			} else {
+				w.addWords(wordsOf(b), s.tag)
+			}
+		}
+	}
+	w.resolve()
+}
+
+// Read-ahead for small isolated reads. Flooding a linked list reads one
+// node at a time; every read costs a system call. A small read instead
+// fetches a window around it, kept in a few slots: the next nodes of a
+// list allocated in either order are then served from memory. The target
+// is stopped, so what was read stays true.
+const (
+	smallRead    = 4 << 10
+	readAheadWin = 64 << 10
+	readAheadN   = 4
+)
+
+// aheadSlot is one cached window.
+type aheadSlot struct {
+	buf    []byte
+	pieces []piece
+	used   uint64 // for LRU
+}
+
+// readAhead serves s from a cached window, reading one if needed. ok is
+// false when the window could not cover s (then s is read directly).
+func (w *scanWorker) readAhead(s span) (buf []byte, pieces []piece, ok bool) {
+	w.aheadClock++
+	for i := range w.ahead {
+		sl := &w.ahead[i]
+		if covered(sl.pieces, s) {
+			sl.used = w.aheadClock
+			return sl.buf, sl.pieces, true
+		}
+	}
+	if len(w.ahead) < readAheadN {
+		w.ahead = append(w.ahead, aheadSlot{buf: alignedBuffer(readAheadWin)})
+	}
+	victim := &w.ahead[0]
+	for i := range w.ahead {
+		if w.ahead[i].used < victim.used {
+			victim = &w.ahead[i]
+		}
+	}
+	start := s.start &^ (pageSize - 1)
+	if start >= readAheadWin/2 {
+		start -= readAheadWin / 2
+	}
+	win := span{start, start + readAheadWin}
+	if win.end < s.end {
+		win = span{s.start, s.start + readAheadWin}
+	}
+	// Never read beyond the mapping that holds s: a neighbour could be
+	// memory whose reading blocks (userfaultfd) or has effects.
+	if maps := w.m.maps; maps != nil {
+		i := mappingAt(maps, s.start)
+		if i < 0 || maps[i].end < s.end {
+			return nil, nil, false
+		}
+		win = span{max(win.start, maps[i].start), min(win.end, maps[i].end)}
+	}
+	// The window is a guess: pages of it that cannot be read are not
+	// memory the scan missed.
+	unreadable := w.rd.unreadableBytes
+	var err error
+	victim.pieces, err = w.rd.read(victim.buf, []taggedSpan{{win, 0}}, victim.pieces[:0])
+	w.rd.unreadableBytes = unreadable
+	victim.used = w.aheadClock
+	if err != nil || !covered(victim.pieces, s) {
+		victim.pieces = victim.pieces[:0]
+		return nil, nil, false
+	}
+	return victim.buf, victim.pieces, true
+}
+
+// covered tells whether one piece holds all of s.
+func covered(pieces []piece, s span) bool {
+	for _, p := range pieces {
+		if p.start <= s.start && s.end <= p.end {
+			return true
+		}
+	}
+	return false
+}
+
+// addWords keeps the words of one segment that fall in the blocks'
+// address range (one compare each) as candidates, resolving the
+// candidates first when the arrays are full.
+func (w *scanWorker) addWords(ws []uint64, tag int32) {
+	x := w.m.ix
+	lo, span := x.lo, x.span
+	for len(ws) > 0 {
+		if w.n+len(ws) > candidatesMax {
+			w.resolve()
+		}
+		part := ws[:min(len(ws), candidatesMax-w.n)]
+		n := w.n
+		cw, ct := w.candW, w.candT
+		if w.m.jemalloc {
+			for i, v := range part {
+				if v-lo < span {
+					cw[n], ct[n] = v, tag
+					w.candPrev[n], w.next[n] = neighbours(part, i)
+					n++
+				}
+			}
+		} else {
+			for _, v := range part {
+				cw[n], ct[n] = v, tag
+				if v-lo < span {
+					n++
+				}
+			}
+		}
+		w.n = n
+		ws = ws[len(part):]
+	}
+}
+
+// neighbours returns the words around ws[i], 0 where there is none.
+func neighbours(ws []uint64, i int) (prev, next uint64) {
+	if i > 0 {
+		prev = ws[i-1]
+	}
+	if i+1 < len(ws) {
+		next = ws[i+1]
+	}
+	return prev, next
+}
+
+// resolve finds the blocks of all candidates at once (see resolveBatch)
+// and marks them, or records edges.
+func (w *scanWorker) resolve() {
+	n := w.n
+	if n == 0 {
+		return
+	}
+	w.n = 0
+	m := w.m
+	x := m.ix
+	ck := w.candK[:n]
+	x.resolveBatch(w.candW[:n], ck)
+	for j, k := range ck {
+		// resolveBatch left out the blocks already reached.
+		if k < 0 || (m.leakPhase && k == w.candT[j]) {
+			continue
+		}
+		if m.jemalloc && jemallocMetadata(x, w.candPrev[j], w.candW[j], w.next[j], k) {
+			continue
+		}
+		w.hit(k, w.candT[j])
+	}
+}
+
+// hit records that a word from tag points into block k, which is not
+// reached.
+func (w *scanWorker) hit(k, tag int32) {
+	if w.m.leakPhase {
+		w.edges = append(w.edges, Edge{From: tag, To: k})
+		return
+	}
+	if w.m.ix.markReached(int(k)) {
+		w.work = append(w.work, k)
+	}
+}
+
+// scanUnalignedBytes tests a word at every byte offset (use_unaligned).
+// Each word is handed over with its neighbours 8 bytes before and after,
+// which the jemalloc metadata test looks at.
+func (w *scanWorker) scanUnalignedBytes(b []byte, tag int32) {
+	for i := 0; i+8 <= len(b); i++ {
+		var prev, next uint64
+		if i >= 8 {
+			prev = binary.LittleEndian.Uint64(b[i-8:])
+		}
+		if i+16 <= len(b) {
+			next = binary.LittleEndian.Uint64(b[i+8:])
+		}
+		w.visitOne(prev, binary.LittleEndian.Uint64(b[i:]), next, tag)
+	}
+}
+
+// visitOne handles one word outside the batched path.
+func (w *scanWorker) visitOne(prev, v, next uint64, tag int32) {
+	m := w.m
+	k := m.ix.find(v)
+	if k < 0 || (m.leakPhase && int32(k) == tag) || m.isReached(k) {
+		return
+	}
+	if m.jemalloc && jemallocMetadata(m.ix, prev, v, next, int32(k)) {
+		return
+	}
+	w.hit(int32(k), tag)
+}
+
+// sortIndices sorts block indices (all >= 0) in place; scratch is reused
+// and returned. Large lists get a radix sort: a round of the flood can
+// hold millions of blocks.
+func sortIndices(ks, scratch []int32) []int32 {
+	if len(ks) < 1<<12 {
+		slices.Sort(ks)
+		return scratch
+	}
+	var maxK int32
+	for _, k := range ks {
+		maxK = max(maxK, k)
+	}
+	if cap(scratch) < len(ks) {
+		scratch = make([]int32, len(ks))
+	}
+	src, dst := ks, scratch[:len(ks)]
+	for shift := uint(0); shift < 32 && maxK>>shift != 0; shift += 11 {
+		var pos [1 << 11]int
+		for _, k := range src {
+			pos[(k>>shift)&(1<<11-1)]++
+		}
+		sum := 0
+		for d := range pos {
+			pos[d], sum = sum, sum+pos[d]
+		}
+		for _, k := range src {
+			d := (k >> shift) & (1<<11 - 1)
+			dst[pos[d]] = k
+			pos[d]++
+		}
+		src, dst = dst, src
+	}
+	if &src[0] != &ks[0] {
+		copy(ks, src)
+	}
+	return scratch
+}
+
+// dedupEdges sorts edges and drops duplicates.
+func dedupEdges(es []Edge) []Edge {
+	slices.SortFunc(es, func(a, b Edge) int {
+		if a.From != b.From {
+			return int(a.From - b.From)
+		}
+		return int(a.To - b.To)
+	})
+	return slices.Compact(es)
+}

@@ -1,0 +1,221 @@
+package scanner
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// procRoot is where procfs is mounted.
+const procRoot = "/proc"
+
+// listTasks returns the thread ids of process pid.
+func listTasks(pid int) ([]int, error) {
+	dir := fmt.Sprintf("%s/%d/task", procRoot, pid)
+	f, err := os.Open(dir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("list threads of pid %d: %w", pid, ErrTargetExited)
+		}
+		return nil, fmt.Errorf("list threads of pid %d: %w", pid, err)
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("list threads of pid %d: %w", pid, ErrTargetExited)
+		}
+		return nil, fmt.Errorf("list threads of pid %d: %w", pid, err)
+	}
+	tids := make([]int, 0, len(names))
+	for _, n := range names {
+		if tid, err := strconv.Atoi(n); err == nil {
+			tids = append(tids, tid)
+		}
+	}
+	return tids, nil
+}
+
+// taskStatus is what /proc/PID/task/TID/status says about a thread.
+type taskStatus struct {
+	State     byte // R, S, D, T, t, Z, X, …
+	Tgid      int
+	TracerPID int
+}
+
+// readTaskStatus reads /proc/PID/task/TID/status (or /proc/PID/status when
+// tid is 0).
+func readTaskStatus(pid, tid int) (taskStatus, error) {
+	path := fmt.Sprintf("%s/%d/status", procRoot, pid)
+	if tid != 0 {
+		path = fmt.Sprintf("%s/%d/task/%d/status", procRoot, pid, tid)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return taskStatus{}, err
+	}
+	return parseStatus(data), nil
+}
+
+// parseStatus extracts State, Tgid and TracerPid from a status file.
+func parseStatus(data []byte) taskStatus {
+	var st taskStatus
+	for _, line := range bytes.Split(data, []byte{'\n'}) {
+		key, val, ok := bytes.Cut(line, []byte{':'})
+		if !ok {
+			continue
+		}
+		val = bytes.TrimSpace(val)
+		switch string(key) {
+		case "State":
+			if len(val) > 0 {
+				st.State = val[0]
+			}
+		case "Tgid":
+			st.Tgid, _ = strconv.Atoi(string(val))
+		case "TracerPid":
+			st.TracerPID, _ = strconv.Atoi(string(val))
+		}
+	}
+	return st
+}
+
+// threadGone tells whether a thread no longer runs code: it has exited
+// (its status file is gone) or is a zombie or dead.
+func threadGone(pid, tid int) bool {
+	st, err := readTaskStatus(pid, tid)
+	if err != nil {
+		return true
+	}
+	return st.State == 'Z' || st.State == 'X'
+}
+
+// processGone tells whether the whole process has exited.
+func processGone(pid int) bool {
+	st, err := readTaskStatus(pid, 0)
+	if err != nil {
+		return true
+	}
+	if st.State != 'Z' && st.State != 'X' {
+		return false
+	}
+	// A zombie leader with live threads (the main thread called
+	// pthread_exit) is still a running process.
+	tids, err := listTasks(pid)
+	if err != nil {
+		return true
+	}
+	for _, tid := range tids {
+		if tid != pid && !threadGone(pid, tid) {
+			return false
+		}
+	}
+	return true
+}
+
+// mapping is one line of /proc/PID/maps.
+type mapping struct {
+	start, end uint64
+	perms      string // "rw-p"
+	offset     uint64
+	dev        string // "fd:01"
+	inode      uint64
+	path       string
+}
+
+func (m mapping) readable() bool { return len(m.perms) > 0 && m.perms[0] == 'r' }
+func (m mapping) writable() bool { return len(m.perms) > 1 && m.perms[1] == 'w' }
+func (m mapping) shared() bool   { return len(m.perms) > 3 && m.perms[3] == 's' }
+
+// anonymous tells whether the mapping has no file behind it: plain
+// anonymous memory, a named one (PR_SET_VMA_ANON_NAME), or the main
+// thread's stack.
+func (m mapping) anonymous() bool {
+	return m.path == "" || strings.HasPrefix(m.path, "[anon:") || strings.HasPrefix(m.path, "[stack")
+}
+
+// readMaps reads /proc/PID/maps.
+func readMaps(pid int) ([]mapping, error) {
+	data, err := os.ReadFile(fmt.Sprintf("%s/%d/maps", procRoot, pid))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, errESRCH) {
+			return nil, fmt.Errorf("read mappings of pid %d: %w", pid, ErrTargetExited)
+		}
+		return nil, fmt.Errorf("read mappings of pid %d: %w", pid, err)
+	}
+	maps, err := parseMaps(data)
+	if err != nil {
+		return nil, fmt.Errorf("read mappings of pid %d: %w", pid, err)
+	}
+	if len(maps) == 0 {
+		// A process that has exited (zombie) has no mappings left.
+		return nil, fmt.Errorf("read mappings of pid %d: no mappings: %w", pid, ErrTargetExited)
+	}
+	return maps, nil
+}
+
+// parseMaps parses the text of /proc/PID/maps. Lines are sorted by address
+// there, and stay so.
+func parseMaps(data []byte) ([]mapping, error) {
+	var maps []mapping
+	for lineNo, line := range strings.Split(string(data), "\n") {
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		m, err := parseMapsLine(line)
+		if err != nil {
+			return nil, fmt.Errorf("maps line %d %q: %w", lineNo+1, line, err)
+		}
+		maps = append(maps, m)
+	}
+	return maps, nil
+}
+
+func parseMapsLine(line string) (mapping, error) {
+	// start-end perms offset dev inode [path]; the path may hold spaces.
+	fields := make([]string, 0, 5)
+	rest := line
+	for len(fields) < 5 {
+		rest = strings.TrimLeft(rest, " ")
+		i := strings.IndexByte(rest, ' ')
+		if i < 0 {
+			fields = append(fields, rest)
+			rest = ""
+			continue
+		}
+		fields = append(fields, rest[:i])
+		rest = rest[i:]
+	}
+	if len(fields) < 5 || fields[4] == "" {
+		return mapping{}, errors.New("too few fields")
+	}
+	lo, hi, ok := strings.Cut(fields[0], "-")
+	if !ok {
+		return mapping{}, errors.New("bad address range")
+	}
+	var m mapping
+	var err error
+	if m.start, err = strconv.ParseUint(lo, 16, 64); err != nil {
+		return mapping{}, fmt.Errorf("bad start: %w", err)
+	}
+	if m.end, err = strconv.ParseUint(hi, 16, 64); err != nil {
+		return mapping{}, fmt.Errorf("bad end: %w", err)
+	}
+	if m.end < m.start {
+		return mapping{}, errors.New("end before start")
+	}
+	m.perms = fields[1]
+	if m.offset, err = strconv.ParseUint(fields[2], 16, 64); err != nil {
+		return mapping{}, fmt.Errorf("bad offset: %w", err)
+	}
+	m.dev = fields[3]
+	if m.inode, err = strconv.ParseUint(fields[4], 10, 64); err != nil {
+		return mapping{}, fmt.Errorf("bad inode: %w", err)
+	}
+	m.path = strings.TrimLeft(rest, " ")
+	return m, nil
+}

@@ -1,0 +1,156 @@
+package session
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/lsan-project/lsan/bpf"
+	"github.com/lsan-project/lsan/report"
+	"github.com/lsan-project/lsan/scanner"
+	"github.com/lsan-project/lsan/suppressions"
+	"github.com/lsan-project/lsan/symbolize"
+)
+
+// maxSuppressionPasses bounds the reclassification after suppressions, as
+// LSan gives up after a few reruns.
+const maxSuppressionPasses = 9
+
+// checkLeaks stops the target, scans it, classifies the tracked blocks and
+// reports the unsuppressed direct and indirect leaks.
+func (s *Session) checkLeaks(final bool) error {
+	start := time.Now()
+	var tracked []bpf.Block
+	snapshot := func() ([]scanner.Block, error) {
+		bs, err := s.tracer.Blocks()
+		if err != nil {
+			return nil, err
+		}
+		tracked = bs
+		out := make([]scanner.Block, len(bs))
+		for i, b := range bs {
+			out[i] = scanner.Block{Addr: b.Addr, Size: b.Size}
+		}
+		return out, nil
+	}
+	res, err := scanner.Check(s.cfg.PID, snapshot, scanner.Options{Allocator: s.allocatorKind()})
+	if err != nil {
+		if errors.Is(err, scanner.ErrTargetExited) {
+			return ErrTargetExited
+		}
+		return fmt.Errorf("leak check: %w", err)
+	}
+	s.refreshMappings()
+	r := s.newReport(final)
+	classes, used := s.applySuppressions(res, tracked)
+	r.Suppressed = used
+	r.Groups = report.BuildGroups(s.leakEntries(tracked, classes), s.cfg.ReportObjects)
+	r.Top(s.cfg.Top)
+	s.attachPCs(r, tracked)
+	r.Stats = report.Stats{
+		Blocks:       len(tracked),
+		ScannedBytes: res.Stats.ScannedBytes,
+		PausedMS:     ms(res.Stats.Paused),
+		CheckMS:      ms(time.Since(start)),
+		Threads:      res.Stats.Threads,
+	}
+	s.fillCounters(r)
+	s.lastLeak = len(r.Groups) > 0
+	err = s.symbolizeAndWrite(r)
+	s.pruneStacks(tracked)
+	return err
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func (s *Session) leakEntries(tracked []bpf.Block, classes []scanner.Class) []report.Entry {
+	var entries []report.Entry
+	for i, b := range tracked {
+		var kind report.Kind
+		switch classes[i] {
+		case scanner.Direct:
+			kind = report.Direct
+		case scanner.Indirect:
+			kind = report.Indirect
+		default:
+			continue
+		}
+		entries = append(entries, report.Entry{Kind: kind, Key: stackKey(b), Addr: b.Addr, Size: b.Size})
+	}
+	return entries
+}
+
+// applySuppressions hides the leaks whose stack matches a rule. As in
+// LSan, a suppressed block then counts as a root, so what only it reaches
+// is no leak either; that can expose new direct leaks, so it repeats.
+func (s *Session) applySuppressions(res *scanner.Result, tracked []bpf.Block) ([]scanner.Class, []report.SuppressedRule) {
+	classes := res.Classes
+	if s.cfg.Suppressions == nil || len(s.cfg.Suppressions.Rules) == 0 {
+		return classes, nil
+	}
+	s.cfg.Suppressions.ResetCounts()
+	ignored := make([]bool, len(tracked))
+	matchByKey := map[uint64]*suppressions.Rule{}
+	for pass := 0; pass < maxSuppressionPasses; pass++ {
+		changed := false
+		for i, b := range tracked {
+			if ignored[i] || (classes[i] != scanner.Direct && classes[i] != scanner.Indirect) {
+				continue
+			}
+			rule := s.ruleFor(b, matchByKey)
+			if rule == nil {
+				continue
+			}
+			ignored[i] = true
+			changed = true
+			s.cfg.Suppressions.Record(rule, 1, b.Size)
+		}
+		if !changed {
+			break
+		}
+		classes = res.Reclassify(ignored)
+	}
+	for i := range classes {
+		if ignored[i] {
+			classes[i] = scanner.Reachable
+		}
+	}
+	var used []report.SuppressedRule
+	for _, r := range s.cfg.Suppressions.Used() {
+		used = append(used, report.SuppressedRule{Pattern: r.String(), Count: r.Hits, Bytes: r.Bytes})
+	}
+	return classes, used
+}
+
+// ruleFor finds the rule matching a block's stack, once per stack.
+func (s *Session) ruleFor(b bpf.Block, cache map[uint64]*suppressions.Rule) *suppressions.Rule {
+	key := stackKey(b)
+	if r, ok := cache[key]; ok {
+		return r
+	}
+	frames := report.SymbolizeStack(s.blockPCs(b), s.allocatorName(b), s.symbolizePC)
+	r := s.cfg.Suppressions.Match(frames)
+	cache[key] = r
+	return r
+}
+
+func (s *Session) symbolizePC(pc uint64) []symbolize.Frame {
+	if s.proc == nil {
+		return []symbolize.Frame{{PC: pc}}
+	}
+	return s.proc.Symbolize(pc)
+}
+
+// allocatorKind tells the scanner how the allocator sizes blocks.
+func (s *Session) allocatorKind() scanner.Allocator {
+	name := filepath.Base(s.tracer.Allocator().Primary().Path)
+	switch {
+	case strings.HasPrefix(name, "libc.so") || strings.HasPrefix(name, "libc-"):
+		return scanner.Glibc
+	case strings.Contains(name, "jemalloc"):
+		return scanner.Jemalloc
+	}
+	return scanner.Unknown
+}

@@ -1,0 +1,75 @@
+package session
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/ianlancetaylor/demangle"
+
+	"github.com/lsan-project/lsan/bpf"
+
+	"github.com/lsan-project/lsan/report"
+)
+
+// checkOutstanding reports every live tracked block older than MinAge,
+// grouped by allocation stack, as bcc's memleak does.
+func (s *Session) checkOutstanding(final bool) error {
+	start := time.Now()
+	blocks, err := s.tracer.Blocks()
+	if err != nil {
+		return fmt.Errorf("outstanding check: %w", err)
+	}
+	now := monotonicNow()
+	minAge := uint64(s.cfg.MinAge.Nanoseconds())
+	entries := make([]report.Entry, 0, len(blocks))
+	for _, b := range blocks {
+		if minAge > 0 && (b.TimestampNS > now || now-b.TimestampNS < minAge) {
+			continue
+		}
+		entries = append(entries, report.Entry{Kind: report.Outstanding, Key: stackKey(b), Addr: b.Addr, Size: b.Size})
+	}
+	r := s.newReport(final)
+	r.Stats.Blocks = len(blocks)
+	r.Groups = report.BuildGroups(entries, s.cfg.ReportObjects)
+	r.Top(s.cfg.Top)
+	s.attachPCs(r, blocks)
+	r.Stats.CheckMS = float64(time.Since(start).Microseconds()) / 1000
+	err = s.symbolizeAndWrite(r)
+	s.pruneStacks(blocks)
+	return err
+}
+
+// attachPCs gives each group the PCs of its stack. Done after Top, so
+// only the stacks that are shown are read from the map.
+func (s *Session) attachPCs(r *report.Report, blocks []bpf.Block) {
+	// A direct and an indirect group can share one stack.
+	want := map[uint64][]*report.Group{}
+	for i := range r.Groups {
+		want[r.Groups[i].Key] = append(want[r.Groups[i].Key], &r.Groups[i])
+	}
+	for _, b := range blocks {
+		groups := want[stackKey(b)]
+		if len(groups) == 0 {
+			continue
+		}
+		pcs := s.blockPCs(b)
+		for _, g := range groups {
+			g.PCs = pcs
+			g.Allocator = s.allocatorName(b)
+		}
+		delete(want, stackKey(b))
+	}
+}
+
+// allocatorName is the allocator function a block came from, demangled
+// unless --no-demangle.
+func (s *Session) allocatorName(b bpf.Block) string {
+	if int(b.Fn) >= len(bpf.AllocatorFuncs) || s.tracer.FuncAddr(b.Fn) == 0 {
+		return ""
+	}
+	name := bpf.AllocatorFuncs[b.Fn].Name
+	if s.cfg.Symbolize.NoDemangle {
+		return name
+	}
+	return demangle.Filter(name)
+}

@@ -1,0 +1,273 @@
+// Package session runs lsan against one target process: it attaches the
+// tracer, runs a check every interval (and a final one on a signal or when
+// the target exits), and hands each report to the writer. It is the wiring
+// between bpf, scanner, symbolize, suppressions and report.
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/lsan-project/lsan/bpf"
+	"github.com/lsan-project/lsan/report"
+	"github.com/lsan-project/lsan/suppressions"
+	"github.com/lsan-project/lsan/symbolize"
+	"golang.org/x/sys/unix"
+)
+
+// Config is everything a session needs.
+type Config struct {
+	PID      int
+	Mode     report.Mode
+	Interval time.Duration
+	// Count stops after that many checks (0: until cancelled).
+	Count int
+	// Top keeps the N largest groups of a report (0: all).
+	Top int
+	// MinAge hides blocks younger than this (outstanding mode).
+	MinAge time.Duration
+	// ReportObjects lists every block's address in reports.
+	ReportObjects bool
+	Tracer        bpf.Options
+	Symbolize     symbolize.Options
+	Suppressions  *suppressions.Set
+	// SuggestSuppressions adds a ready-to-paste rule to every group.
+	SuggestSuppressions bool
+	// Write receives every report.
+	Write func(*report.Report) error
+	// Log receives progress lines for stderr.
+	Log func(format string, args ...any)
+}
+
+// Session is an attached lsan.
+type Session struct {
+	cfg    Config
+	tracer *bpf.Tracer
+	syms   *symbolize.Symbolizer
+	// proc is the target's last mapping snapshot: reports made after the
+	// target exited are symbolized with it.
+	proc     *symbolize.Process
+	exited   chan struct{}
+	lastLeak bool
+}
+
+// ErrTargetExited reports that the target exited before a check.
+var ErrTargetExited = errors.New("target exited")
+
+// Attach puts every probe in place on cfg.PID.
+func Attach(cfg Config) (*Session, error) {
+	if cfg.Log == nil {
+		cfg.Log = func(string, ...any) {}
+	}
+	cfg.Tracer.PID = cfg.PID
+	s := &Session{cfg: cfg, syms: symbolize.New(cfg.Symbolize), exited: make(chan struct{})}
+	if err := s.watchExit(); err != nil {
+		return nil, err
+	}
+	t, err := bpf.Attach(cfg.Tracer)
+	if err != nil {
+		return nil, err
+	}
+	s.tracer = t
+	s.logProbes()
+	s.refreshMappings()
+	return s, nil
+}
+
+func (s *Session) logProbes() {
+	alloc := s.tracer.Allocator()
+	primary := alloc.Primary()
+	cxx := ""
+	if b, ok := alloc.Bindings["_Znwm"]; ok {
+		cxx = fmt.Sprintf(", operator new in %s", b.Object.Path)
+	}
+	s.cfg.Log("lsan: probing malloc in %s%s (%d probes)", primary.Path, cxx, len(s.tracer.Probes()))
+	s.cfg.Log("lsan: attached to pid %d", s.cfg.PID)
+}
+
+// watchExit closes s.exited when the target exits (a pidfd becomes
+// readable then), without polling.
+func (s *Session) watchExit() error {
+	fd, err := unix.PidfdOpen(s.cfg.PID, 0)
+	if err != nil {
+		if errors.Is(err, unix.ESRCH) {
+			return fmt.Errorf("no process with pid %d", s.cfg.PID)
+		}
+		return fmt.Errorf("watch pid %d: %w", s.cfg.PID, err)
+	}
+	go func() {
+		defer unix.Close(fd)
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		for {
+			if _, err := unix.Poll(fds, -1); err == nil || !errors.Is(err, unix.EINTR) {
+				break
+			}
+		}
+		close(s.exited)
+	}()
+	return nil
+}
+
+func (s *Session) targetExited() bool {
+	select {
+	case <-s.exited:
+		return true
+	default:
+		return false
+	}
+}
+
+// Close detaches every probe.
+func (s *Session) Close() error {
+	if s.tracer == nil {
+		return nil
+	}
+	err := s.tracer.Close()
+	s.tracer = nil
+	return err
+}
+
+// Run checks every interval until Count checks are done, ctx is cancelled
+// (SIGINT/SIGTERM: then a final check runs) or the target exits (a final
+// report from what the tracer holds). It returns whether the last check
+// found unsuppressed leaks.
+func (s *Session) Run(ctx context.Context) (bool, error) {
+	ticker := time.NewTicker(s.cfg.Interval)
+	defer ticker.Stop()
+	for done := 0; s.cfg.Count == 0 || done < s.cfg.Count; done++ {
+		select {
+		case <-ticker.C:
+			if err := s.check(false); err != nil {
+				if errors.Is(err, ErrTargetExited) {
+					return s.lastLeak, s.finalAfterExit()
+				}
+				return s.lastLeak, err
+			}
+		case <-ctx.Done():
+			s.cfg.Log("lsan: interrupted, final check")
+			err := s.check(true)
+			if errors.Is(err, ErrTargetExited) {
+				return s.lastLeak, s.finalAfterExit()
+			}
+			return s.lastLeak, err
+		case <-s.exited:
+			return s.lastLeak, s.finalAfterExit()
+		}
+	}
+	return s.lastLeak, nil
+}
+
+// finalAfterExit reports what can still be said once the target is gone:
+// its outstanding blocks (the maps outlive it); a reachability check needs
+// the target's memory, so leaks mode says so instead.
+func (s *Session) finalAfterExit() error {
+	s.cfg.Log("lsan: pid %d exited", s.cfg.PID)
+	if s.cfg.Mode != report.ModeOutstanding {
+		s.cfg.Log("lsan: no leak check possible after the target exited; last check stands")
+		return nil
+	}
+	return s.checkOutstanding(true)
+}
+
+func (s *Session) check(final bool) error {
+	if s.targetExited() {
+		return ErrTargetExited
+	}
+	s.refreshMappings()
+	if s.cfg.Mode == report.ModeOutstanding {
+		return s.checkOutstanding(final)
+	}
+	return s.checkLeaks(final)
+}
+
+// refreshMappings snapshots the target's mappings for symbolization; a
+// failure keeps the previous snapshot (the target may just have exited).
+func (s *Session) refreshMappings() {
+	if p, err := s.syms.Snapshot(s.cfg.PID); err == nil {
+		s.proc = p
+	}
+}
+
+func (s *Session) newReport(final bool) *report.Report {
+	r := &report.Report{
+		PID:        s.cfg.PID,
+		Time:       time.Now(),
+		Mode:       s.cfg.Mode,
+		SampleRate: s.cfg.Tracer.SampleRate,
+		MinAge:     s.cfg.MinAge,
+		Final:      final,
+	}
+	s.fillCounters(r)
+	return r
+}
+
+// fillCounters copies the tracer's event counts into a report.
+func (s *Session) fillCounters(r *report.Report) {
+	if c, err := s.tracer.Counters(); err == nil {
+		r.Dropped = report.Dropped{Allocs: c.AllocsDropped, Stacks: c.StacksDropped}
+		r.Stats.Allocs, r.Stats.Frees = c.Allocs, c.Frees
+	}
+}
+
+// lookupPCs turns a tracer stack into the addresses to symbolize: the
+// allocator function as is, each caller's return address minus one so that
+// the line shown is the line of the call.
+func lookupPCs(stack []uint64, startsWithFunc bool) []uint64 {
+	out := make([]uint64, len(stack))
+	for i, pc := range stack {
+		if i == 0 && startsWithFunc {
+			out[i] = pc
+		} else {
+			out[i] = pc - 1
+		}
+	}
+	return out
+}
+
+// stackKey identifies a block's allocation stack, allocator frame included.
+func stackKey(b bpf.Block) uint64 {
+	return b.StackID*31 + uint64(b.Fn) + 1
+}
+
+func (s *Session) blockPCs(b bpf.Block) []uint64 {
+	return lookupPCs(s.tracer.Stack(b), s.tracer.FuncAddr(b.Fn) != 0)
+}
+
+func (s *Session) symbolizeAndWrite(r *report.Report) error {
+	r.Symbolize(s.symbolizePC)
+	if s.cfg.SuggestSuppressions {
+		for i := range r.Groups {
+			r.Groups[i].Suggestion = suppressions.Suggest(r.Groups[i].Stack)
+		}
+	}
+	return s.cfg.Write(r)
+}
+
+// pruneStacks frees the stack map of stacks no live block uses any more.
+func (s *Session) pruneStacks(live []bpf.Block) {
+	if _, err := s.tracer.PruneStacks(live); err != nil {
+		s.cfg.Log("lsan: warning: %v", err)
+	}
+}
+
+// monotonicNow is CLOCK_MONOTONIC, the clock of block timestamps.
+func monotonicNow() uint64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return uint64(ts.Nano())
+}
+
+// Writer returns a Config.Write that writes reports to w in format
+// ("text" or "json").
+func Writer(w io.Writer, format string) (func(*report.Report) error, error) {
+	switch format {
+	case "text":
+		return func(r *report.Report) error { return report.WriteText(w, r) }, nil
+	case "json":
+		return func(r *report.Report) error { return report.WriteJSON(w, r) }, nil
+	}
+	return nil, fmt.Errorf("unknown format %q (want text or json)", format)
+}
