@@ -358,9 +358,9 @@ int alloc_return(struct pt_regs *ctx)
 	struct inflight *call = bpf_map_lookup_elem(&inflight, &tid);
 	if (!call)
 		return 0;
-	// After `ret`, the stack pointer is 8 above the one at entry. Any other
-	// value is the return of a nested call.
-	if (PT_REGS_SP(ctx) != call->entry_sp + 8)
+	// After the return, the stack pointer is RETURN_SP_DELTA above the one
+	// at entry. Any other value is the return of a nested call.
+	if (PT_REGS_SP(ctx) != call->entry_sp + RETURN_SP_DELTA)
 		return 0;
 	struct inflight done = *call;
 	bpf_map_delete_elem(&inflight, &tid);

@@ -6,6 +6,15 @@
 // Frames kept per stack. LSan keeps 30 by default (malloc_context_size).
 #define MAX_STACK_DEPTH 64
 
+// How far above its entry value the stack pointer is when the function
+// has returned: x86's ret pops the return address; arm64 keeps it in a
+// register.
+#if defined(__TARGET_ARCH_x86)
+#define RETURN_SP_DELTA 8
+#else
+#define RETURN_SP_DELTA 0
+#endif
+
 // An in-flight call older than this is taken as abandoned.
 #define STALE_CALL_NS (1000ULL * 1000 * 1000)
 

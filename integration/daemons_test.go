@@ -112,8 +112,9 @@ func TestRedisOutstanding(t *testing.T) {
 			sizes[o.Size]++
 		}
 	}
-	if sizes[306] != 500 || sizes[16] != 500 {
-		t.Errorf("blocks of 306 bytes: %d, of 16 bytes: %d; want 500 and 500", sizes[306], sizes[16])
+	// The 16-byte size is shared with some of redis's own bookkeeping.
+	if sizes[306] != 500 || sizes[16] < 500 {
+		t.Errorf("blocks of 306 bytes: %d, of 16 bytes: %d; want 500 and at least 500", sizes[306], sizes[16])
 	}
 	if last.Dropped.Allocs != 0 {
 		t.Errorf("dropped allocations: %d", last.Dropped.Allocs)

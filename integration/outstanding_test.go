@@ -1,6 +1,8 @@
 package integration
 
 import (
+	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -71,4 +73,34 @@ func outstandingGroups(t *testing.T, ex example, extra ...string) []expectGroup 
 		t.Errorf("dropped: %+v", last.Dropped)
 	}
 	return groupsByFunction(last, false)
+}
+
+// TestOutstandingTargetExit: when the target exits, `lsan -p --mode
+// outstanding` ends on its own with a final report of what the target
+// still had allocated, symbolized from the mappings it had.
+func TestOutstandingTargetExit(t *testing.T) {
+	requireRoot(t)
+	for _, ex := range loadExamples(t) {
+		if ex.Name != "malloc" {
+			continue
+		}
+		p := startExample(t, ex)
+		a := attach(t, p.cmd.Process.Pid, "--mode", "outstanding", "--format", "json", "--top", "0", "-i", "1h")
+		p.trigger(t)
+		p.cmd.Process.Signal(syscall.SIGTERM) // the example exits on SIGTERM
+		err := a.cmd.Wait()
+		if err != nil {
+			t.Fatalf("lsan: %v\n%s", err, a.stderr.String())
+		}
+		reps := parseReports(t, a.stdout.String())
+		last := reps[len(reps)-1]
+		if d := diffGroups(groupsByFunction(last, false), normalize(ex.Outstanding, false)); d != "" {
+			t.Errorf("final report after exit:\n%s", d)
+		}
+		if !strings.Contains(a.stderr.String(), "exited") {
+			t.Errorf("stderr does not say the target exited: %s", a.stderr.String())
+		}
+		return
+	}
+	t.Fatal("no malloc example")
 }

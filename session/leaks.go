@@ -35,7 +35,11 @@ func (s *Session) checkLeaks(final bool) error {
 		}
 		return out, nil
 	}
-	res, err := scanner.Check(s.cfg.PID, snapshot, scanner.Options{Allocator: s.allocatorKind()})
+	// Pointers count into the requested size, as in LSan (a pointer one
+	// past the end keeps nothing alive); blocks are still scanned over
+	// their usable size.
+	opts := scanner.Options{Allocator: s.allocatorKind(), ExactBounds: true}
+	res, err := scanner.Check(s.cfg.PID, snapshot, opts)
 	if err != nil {
 		if errors.Is(err, scanner.ErrTargetExited) {
 			return ErrTargetExited
