@@ -13,11 +13,12 @@ const (
 	kindPosixMemalign                  // memptr, alignment, size
 	kindStrdup                         // size known only to the nested malloc
 	kindFree                           // ptr in arg 1: free, operator delete
+	kindExit                           // _exit: lsan run stops the process there
 )
 
 // allocates says whether a function returns a block (and so needs a
 // return probe).
-func (k probeKind) allocates() bool { return k != kindFree }
+func (k probeKind) allocates() bool { return k != kindFree && k != kindExit }
 
 // AllocatorFunc is one function lsan probes.
 type AllocatorFunc struct {
@@ -65,6 +66,8 @@ func buildFuncTable() []AllocatorFunc {
 		{Name: "pvalloc", kind: kindMalloc},
 		{Name: "strdup", kind: kindStrdup},
 		{Name: "strndup", kind: kindStrdup},
+		{Name: "_exit", kind: kindExit},
+		{Name: "_Exit", kind: kindExit},
 	}
 	for _, n := range cxxNew {
 		t = append(t, AllocatorFunc{Name: n, kind: kindMalloc})

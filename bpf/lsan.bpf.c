@@ -29,6 +29,9 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 volatile const __u32 target_tgid = 0;
 // Record 1 in sample_rate allocations (1 = all of them).
 volatile const __u32 sample_rate = 1;
+// lsan run: stop the process when it calls _exit, so that its memory can
+// be checked before it is torn down.
+volatile const __u32 stop_at_exit = 0;
 // Benchmarks only: record blocks without their stacks, to measure what
 // stack capture costs on its own.
 volatile const __u32 skip_stacks = 0;
@@ -75,6 +78,15 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } sample_counter SEC(".maps");
+
+// How many times the target has called execve since attach: blocks of an
+// earlier program image are gone with it, and readers drop them.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} exec_generation SEC(".maps");
 
 // Scratch space for one stack: too large for the 512-byte BPF stack.
 struct {
@@ -215,7 +227,10 @@ static __always_inline void record_block(struct pt_regs *ctx, __u64 addr,
 {
 	if (!sampled())
 		return;
+	__u32 zero = 0;
+	__u32 *gen = bpf_map_lookup_elem(&exec_generation, &zero);
 	struct block b = {
+		.generation = gen ? (__u16)*gen : 0,
 		.size = call->size,
 		.timestamp_ns = bpf_ktime_get_ns(),
 		.stack_id = skip_stacks ? 0 : capture_stack(ctx),
@@ -376,5 +391,33 @@ int free_enter(struct pt_regs *ctx)
 	if (!is_target())
 		return 0;
 	forget_block(PT_REGS_PARM1(ctx));
+	return 0;
+}
+
+// _exit / _Exit (what exit() calls after the atexit handlers): stop the
+// whole process with SIGSTOP before it exits, for lsan run's final check.
+// The signal is acted on when the probe returns to user space, before the
+// exit_group system call.
+SEC("uprobe/exit")
+int exit_enter(struct pt_regs *ctx)
+{
+	if (!stop_at_exit || !is_target())
+		return 0;
+	count(COUNTER_EXIT_STOPS);
+	bpf_send_signal(19 /* SIGSTOP */);
+	return 0;
+}
+
+// The target replaced its program image (execve): what it allocated
+// before is gone.
+SEC("raw_tracepoint/sched_process_exec")
+int on_exec(void *ctx)
+{
+	if ((__u32)(bpf_get_current_pid_tgid() >> 32) != target_tgid)
+		return 0;
+	__u32 zero = 0;
+	__u32 *gen = bpf_map_lookup_elem(&exec_generation, &zero);
+	if (gen)
+		__sync_fetch_and_add(gen, 1);
 	return 0;
 }

@@ -42,7 +42,8 @@ enum counter {
 	COUNTER_STACK_DROPPED = 3,    // stack not captured or stacks map full
 	COUNTER_INFLIGHT_DROPPED = 4, // in-flight map update failed
 	COUNTER_FOREIGN_HITS = 5,     // probe hits from other processes
-	COUNTER_MAX = 6,
+	COUNTER_EXIT_STOPS = 6,       // lsan run: stops at _exit
+	COUNTER_MAX = 7,
 };
 
 struct block {
@@ -50,8 +51,8 @@ struct block {
 	__u64 timestamp_ns; // CLOCK_MONOTONIC at allocation
 	__u64 stack_id;     // key in the stacks map, 0 = no stack
 	__u32 tid;
-	__u16 fn; // allocator function (loader's table index)
-	__u16 _pad;
+	__u16 fn;         // allocator function (loader's table index)
+	__u16 generation; // exec_generation when allocated
 };
 
 struct stack {

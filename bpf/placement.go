@@ -109,8 +109,8 @@ var argumentRegs = []x86asm.Reg{x86asm.RDI, x86asm.RSI, x86asm.RDX, x86asm.RCX, 
 // readsOf lists the argument registers the entry program of a kind reads.
 func readsOf(k probeKind) []x86asm.Reg {
 	switch k {
-	case kindStrdup:
-		return nil // the size comes from the nested malloc
+	case kindStrdup, kindExit:
+		return nil // strdup's size comes from the nested malloc; _exit reads nothing
 	case kindMalloc, kindFree:
 		return argumentRegs[:1]
 	case kindCalloc, kindRealloc, kindMemalign:

@@ -14,13 +14,31 @@ const batchSize = 4096
 // view, call it while the target is stopped.
 func (t *Tracer) Blocks() ([]Block, error) {
 	out, err := t.blocksBatched()
-	if err == nil {
-		return out, nil
+	if errors.Is(err, ebpf.ErrNotSupported) {
+		out, err = t.blocksIterated()
 	}
-	if !errors.Is(err, ebpf.ErrNotSupported) {
+	if err != nil {
 		return nil, err
 	}
-	return t.blocksIterated()
+	return t.dropOldImages(out)
+}
+
+// dropOldImages removes the blocks allocated before the target's last
+// execve: that memory no longer exists.
+func (t *Tracer) dropOldImages(blocks []Block) ([]Block, error) {
+	var gen uint32
+	if err := t.objs.ExecGeneration.Lookup(uint32(0), &gen); err != nil {
+		return nil, fmt.Errorf("read exec generation: %w", err)
+	}
+	live := blocks[:0]
+	for _, b := range blocks {
+		if b.generation == uint16(gen) {
+			live = append(live, b)
+		} else {
+			t.objs.Allocs.Delete(b.Addr)
+		}
+	}
+	return live, nil
 }
 
 func (t *Tracer) blocksBatched() ([]Block, error) {
@@ -61,7 +79,7 @@ func (t *Tracer) blocksIterated() ([]Block, error) {
 }
 
 func toBlock(addr uint64, v *tracerBlock) Block {
-	return Block{Addr: addr, Size: v.Size, TimestampNS: v.TimestampNs, StackID: v.StackId, TID: v.Tid, Fn: v.Fn}
+	return Block{Addr: addr, Size: v.Size, TimestampNS: v.TimestampNs, StackID: v.StackId, TID: v.Tid, Fn: v.Fn, generation: v.Generation}
 }
 
 // Stack returns the program counters of a stack, innermost first: the
@@ -103,6 +121,7 @@ func (t *Tracer) Counters() (Counters, error) {
 		tracerCounterCOUNTER_STACK_DROPPED:    &c.StacksDropped,
 		tracerCounterCOUNTER_INFLIGHT_DROPPED: &c.InflightDropped,
 		tracerCounterCOUNTER_FOREIGN_HITS:     &c.ForeignHits,
+		tracerCounterCOUNTER_EXIT_STOPS:       &c.ExitStops,
 	} {
 		var perCPU []uint64
 		if err := t.objs.Counters.Lookup(key, &perCPU); err != nil {

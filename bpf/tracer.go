@@ -36,6 +36,9 @@ type Options struct {
 	// OnlyFuncs, when set, probes only these functions (benchmarks use it
 	// to measure the cost of each probe on its own).
 	OnlyFuncs []string
+	// StopAtExit makes the process stop itself (SIGSTOP) when it calls
+	// _exit, for lsan run's check at exit.
+	StopAtExit bool
 	// SkipStacks records blocks without stacks (benchmarks only).
 	SkipStacks bool
 	// NoReturnProbes attaches entry probes only, so nothing is recorded
@@ -61,6 +64,8 @@ type Block struct {
 	StackID     uint64 // 0: no stack
 	TID         uint32
 	Fn          uint16 // index into AllocatorFuncs
+
+	generation uint16 // exec generation at allocation
 }
 
 // Counters are the tracer's event counts since attach.
@@ -68,6 +73,8 @@ type Counters struct {
 	Allocs, Frees                                 uint64
 	AllocsDropped, StacksDropped, InflightDropped uint64
 	ForeignHits                                   uint64
+	// ExitStops counts the times the process stopped itself at _exit.
+	ExitStops uint64
 }
 
 // Probe is one attached uprobe, for diagnostics.
@@ -123,6 +130,10 @@ func Attach(opts Options) (*Tracer, error) {
 		t.Close()
 		return nil, err
 	}
+	if err := t.watchExec(); err != nil {
+		t.Close()
+		return nil, err
+	}
 	return t, nil
 }
 
@@ -159,6 +170,11 @@ func (t *Tracer) load() error {
 	}
 	if err := spec.Variables["sample_rate"].Set(t.opts.SampleRate); err != nil {
 		return fmt.Errorf("set sample rate: %w", err)
+	}
+	if t.opts.StopAtExit {
+		if err := spec.Variables["stop_at_exit"].Set(uint32(1)); err != nil {
+			return fmt.Errorf("set stop_at_exit: %w", err)
+		}
 	}
 	if t.opts.SkipStacks {
 		if err := spec.Variables["skip_stacks"].Set(uint32(1)); err != nil {
@@ -201,6 +217,8 @@ func (t *Tracer) programFor(k probeKind) *ebpf.Program {
 		return t.objs.StrdupEnter
 	case kindFree:
 		return t.objs.FreeEnter
+	case kindExit:
+		return t.objs.ExitEnter
 	default:
 		return t.objs.MallocEnter
 	}
@@ -218,6 +236,9 @@ func (t *Tracer) attachAll() error {
 	done := map[site]bool{}
 	for i, fn := range AllocatorFuncs {
 		b, ok := t.allocator.Bindings[fn.Name]
+		if fn.kind == kindExit && !t.opts.StopAtExit {
+			continue
+		}
 		if len(t.opts.OnlyFuncs) > 0 && !slices.Contains(t.opts.OnlyFuncs, fn.Name) {
 			continue
 		}
@@ -267,6 +288,18 @@ func (t *Tracer) attachFunc(index uint16, fn AllocatorFunc, b Binding) error {
 	}
 	t.links = append(t.links, l)
 	t.probes = append(t.probes, Probe{Func: fn.Name, Object: b.Object.Path, Offset: b.FileOffset, Placement: place, Returns: true})
+	return nil
+}
+
+// watchExec counts the target's execve calls, so that blocks of a program
+// image it replaced are not taken for live ones.
+func (t *Tracer) watchExec() error {
+	// A raw tracepoint needs no tracefs mount.
+	l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: "sched_process_exec", Program: t.objs.OnExec})
+	if err != nil {
+		return fmt.Errorf("attach to raw tracepoint sched_process_exec: %w", err)
+	}
+	t.links = append(t.links, l)
 	return nil
 }
 

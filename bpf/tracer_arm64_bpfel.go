@@ -20,7 +20,7 @@ type tracerBlock struct {
 	StackId     uint64
 	Tid         uint32
 	Fn          uint16
-	Pad         uint16
+	Generation  uint16
 }
 
 type tracerCounter uint32
@@ -32,7 +32,8 @@ const (
 	tracerCounterCOUNTER_STACK_DROPPED    tracerCounter = 3
 	tracerCounterCOUNTER_INFLIGHT_DROPPED tracerCounter = 4
 	tracerCounterCOUNTER_FOREIGN_HITS     tracerCounter = 5
-	tracerCounterCOUNTER_MAX              tracerCounter = 6
+	tracerCounterCOUNTER_EXIT_STOPS       tracerCounter = 6
+	tracerCounterCOUNTER_MAX              tracerCounter = 7
 )
 
 type tracerInflight struct {
@@ -60,21 +61,25 @@ type tracerStack struct {
 const (
 	tracerMapAllocs              = "allocs"
 	tracerMapCounters            = "counters"
+	tracerMapExecGeneration      = "exec_generation"
 	tracerMapInflight            = "inflight"
 	tracerMapSampleCounter       = "sample_counter"
 	tracerMapStackScratch        = "stack_scratch"
 	tracerMapStacks              = "stacks"
 	tracerProgAllocReturn        = "alloc_return"
 	tracerProgCallocEnter        = "calloc_enter"
+	tracerProgExitEnter          = "exit_enter"
 	tracerProgFreeEnter          = "free_enter"
 	tracerProgMallocEnter        = "malloc_enter"
 	tracerProgMemalignEnter      = "memalign_enter"
+	tracerProgOnExec             = "on_exec"
 	tracerProgPosixMemalignEnter = "posix_memalign_enter"
 	tracerProgReallocEnter       = "realloc_enter"
 	tracerProgReallocarrayEnter  = "reallocarray_enter"
 	tracerProgStrdupEnter        = "strdup_enter"
 	tracerVarSampleRate          = "sample_rate"
 	tracerVarSkipStacks          = "skip_stacks"
+	tracerVarStopAtExit          = "stop_at_exit"
 	tracerVarTargetTgid          = "target_tgid"
 )
 
@@ -122,9 +127,11 @@ type tracerSpecs struct {
 type tracerProgramSpecs struct {
 	AllocReturn        *ebpf.ProgramSpec `ebpf:"alloc_return"`
 	CallocEnter        *ebpf.ProgramSpec `ebpf:"calloc_enter"`
+	ExitEnter          *ebpf.ProgramSpec `ebpf:"exit_enter"`
 	FreeEnter          *ebpf.ProgramSpec `ebpf:"free_enter"`
 	MallocEnter        *ebpf.ProgramSpec `ebpf:"malloc_enter"`
 	MemalignEnter      *ebpf.ProgramSpec `ebpf:"memalign_enter"`
+	OnExec             *ebpf.ProgramSpec `ebpf:"on_exec"`
 	PosixMemalignEnter *ebpf.ProgramSpec `ebpf:"posix_memalign_enter"`
 	ReallocEnter       *ebpf.ProgramSpec `ebpf:"realloc_enter"`
 	ReallocarrayEnter  *ebpf.ProgramSpec `ebpf:"reallocarray_enter"`
@@ -135,12 +142,13 @@ type tracerProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tracerMapSpecs struct {
-	Allocs        *ebpf.MapSpec `ebpf:"allocs"`
-	Counters      *ebpf.MapSpec `ebpf:"counters"`
-	Inflight      *ebpf.MapSpec `ebpf:"inflight"`
-	SampleCounter *ebpf.MapSpec `ebpf:"sample_counter"`
-	StackScratch  *ebpf.MapSpec `ebpf:"stack_scratch"`
-	Stacks        *ebpf.MapSpec `ebpf:"stacks"`
+	Allocs         *ebpf.MapSpec `ebpf:"allocs"`
+	Counters       *ebpf.MapSpec `ebpf:"counters"`
+	ExecGeneration *ebpf.MapSpec `ebpf:"exec_generation"`
+	Inflight       *ebpf.MapSpec `ebpf:"inflight"`
+	SampleCounter  *ebpf.MapSpec `ebpf:"sample_counter"`
+	StackScratch   *ebpf.MapSpec `ebpf:"stack_scratch"`
+	Stacks         *ebpf.MapSpec `ebpf:"stacks"`
 }
 
 // tracerVariableSpecs contains global variables before they are loaded into the kernel.
@@ -149,6 +157,7 @@ type tracerMapSpecs struct {
 type tracerVariableSpecs struct {
 	SampleRate *ebpf.VariableSpec `ebpf:"sample_rate"`
 	SkipStacks *ebpf.VariableSpec `ebpf:"skip_stacks"`
+	StopAtExit *ebpf.VariableSpec `ebpf:"stop_at_exit"`
 	TargetTgid *ebpf.VariableSpec `ebpf:"target_tgid"`
 }
 
@@ -172,18 +181,20 @@ func (o *tracerObjects) Close() error {
 //
 // It can be passed to loadTracerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tracerMaps struct {
-	Allocs        *ebpf.Map `ebpf:"allocs"`
-	Counters      *ebpf.Map `ebpf:"counters"`
-	Inflight      *ebpf.Map `ebpf:"inflight"`
-	SampleCounter *ebpf.Map `ebpf:"sample_counter"`
-	StackScratch  *ebpf.Map `ebpf:"stack_scratch"`
-	Stacks        *ebpf.Map `ebpf:"stacks"`
+	Allocs         *ebpf.Map `ebpf:"allocs"`
+	Counters       *ebpf.Map `ebpf:"counters"`
+	ExecGeneration *ebpf.Map `ebpf:"exec_generation"`
+	Inflight       *ebpf.Map `ebpf:"inflight"`
+	SampleCounter  *ebpf.Map `ebpf:"sample_counter"`
+	StackScratch   *ebpf.Map `ebpf:"stack_scratch"`
+	Stacks         *ebpf.Map `ebpf:"stacks"`
 }
 
 func (m *tracerMaps) Close() error {
 	return _TracerClose(
 		m.Allocs,
 		m.Counters,
+		m.ExecGeneration,
 		m.Inflight,
 		m.SampleCounter,
 		m.StackScratch,
@@ -197,6 +208,7 @@ func (m *tracerMaps) Close() error {
 type tracerVariables struct {
 	SampleRate *ebpf.Variable `ebpf:"sample_rate"`
 	SkipStacks *ebpf.Variable `ebpf:"skip_stacks"`
+	StopAtExit *ebpf.Variable `ebpf:"stop_at_exit"`
 	TargetTgid *ebpf.Variable `ebpf:"target_tgid"`
 }
 
@@ -206,9 +218,11 @@ type tracerVariables struct {
 type tracerPrograms struct {
 	AllocReturn        *ebpf.Program `ebpf:"alloc_return"`
 	CallocEnter        *ebpf.Program `ebpf:"calloc_enter"`
+	ExitEnter          *ebpf.Program `ebpf:"exit_enter"`
 	FreeEnter          *ebpf.Program `ebpf:"free_enter"`
 	MallocEnter        *ebpf.Program `ebpf:"malloc_enter"`
 	MemalignEnter      *ebpf.Program `ebpf:"memalign_enter"`
+	OnExec             *ebpf.Program `ebpf:"on_exec"`
 	PosixMemalignEnter *ebpf.Program `ebpf:"posix_memalign_enter"`
 	ReallocEnter       *ebpf.Program `ebpf:"realloc_enter"`
 	ReallocarrayEnter  *ebpf.Program `ebpf:"reallocarray_enter"`
@@ -219,9 +233,11 @@ func (p *tracerPrograms) Close() error {
 	return _TracerClose(
 		p.AllocReturn,
 		p.CallocEnter,
+		p.ExitEnter,
 		p.FreeEnter,
 		p.MallocEnter,
 		p.MemalignEnter,
+		p.OnExec,
 		p.PosixMemalignEnter,
 		p.ReallocEnter,
 		p.ReallocarrayEnter,

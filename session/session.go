@@ -36,6 +36,9 @@ type Config struct {
 	Suppressions  *suppressions.Set
 	// SuggestSuppressions adds a ready-to-paste rule to every group.
 	SuggestSuppressions bool
+	// HideSuppressionsUsed leaves out the "Suppressions used" table
+	// (LSAN_OPTIONS=print_suppressions=0).
+	HideSuppressionsUsed bool
 	// Write receives every report.
 	Write func(*report.Report) error
 	// Log receives progress lines for stderr.
@@ -238,6 +241,9 @@ func (s *Session) blockPCs(b bpf.Block) []uint64 {
 
 func (s *Session) symbolizeAndWrite(r *report.Report) error {
 	r.Symbolize(s.symbolizePC)
+	if s.cfg.HideSuppressionsUsed {
+		r.Suppressed = nil
+	}
 	if s.cfg.SuggestSuppressions {
 		for i := range r.Groups {
 			r.Groups[i].Suggestion = suppressions.Suggest(r.Groups[i].Stack)

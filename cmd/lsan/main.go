@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -40,11 +41,21 @@ func run(args []string) (status int) {
 		}
 	}()
 	app := &cli.App{
-		Name:            "lsan",
-		Usage:           "attachable leak sanitizer: find memory a running process can no longer reach",
-		UsageText:       "lsan -p PID [flags]",
-		Flags:           commonFlags(),
-		Action:          attachAction,
+		Name:      "lsan",
+		Usage:     "attachable leak sanitizer: find memory a running process can no longer reach",
+		UsageText: "lsan -p PID [flags]",
+		Flags:     append(commonFlags(), attachFlags()...),
+		Action:    attachAction,
+		Commands: []*cli.Command{{
+			Name:      "run",
+			Usage:     "start a command with every allocation tracked, and check for leaks when it exits",
+			UsageText: "lsan run [flags] -- CMD [ARGS...]",
+			Flags:     commonFlags(),
+			Action:    runAction,
+			OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+				return usageError{err}
+			},
+		}},
 		HideHelpCommand: true,
 		// Errors are printed once, by run, as one line.
 		ExitErrHandler: func(*cli.Context, error) {},
@@ -72,6 +83,15 @@ func exitStatus(err error) int {
 	if errors.As(err, &lf) {
 		return lf.code
 	}
+	var cs commandStatus
+	if errors.As(err, &cs) {
+		return cs.code
+	}
+	var ce commandError
+	if errors.As(err, &ce) {
+		fmt.Fprintf(os.Stderr, "lsan: %v\n", ce.err)
+		return ce.code
+	}
 	var ue usageError
 	if errors.As(err, &ue) {
 		fmt.Fprintf(os.Stderr, "lsan: %v (see lsan --help)\n", ue.error)
@@ -81,12 +101,19 @@ func exitStatus(err error) int {
 	return exitError
 }
 
-func commonFlags() []cli.Flag {
+// attachFlags are the flags of `lsan -p` alone.
+func attachFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.IntFlag{Name: "pid", Aliases: []string{"p"}, Usage: "target process"},
-		&cli.StringFlag{Name: "mode", Value: "leaks", Usage: "leaks: reachability check; outstanding: every live tracked block, grouped by stack"},
 		&cli.DurationFlag{Name: "interval", Aliases: []string{"i"}, Value: defaultInterval, Usage: "time between checks"},
 		&cli.IntFlag{Name: "count", Aliases: []string{"n"}, Usage: "stop after N checks (0: until interrupted)"},
+	}
+}
+
+// commonFlags are understood by `lsan -p` and `lsan run`.
+func commonFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "mode", Value: "leaks", Usage: "leaks: reachability check; outstanding: every live tracked block, grouped by stack"},
 		&cli.StringFlag{Name: "format", Value: "text", Usage: "report format: text or json"},
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write reports to `FILE` instead of standard output"},
 		&cli.StringSliceFlag{Name: "suppressions", Aliases: []string{"s"}, Usage: "LSan-format suppression `FILE` (repeatable; LSAN_OPTIONS=suppressions=FILE works too)"},
@@ -115,21 +142,28 @@ func attachAction(c *cli.Context) error {
 	if !c.IsSet("pid") {
 		return usageError{errors.New("-p PID is required")}
 	}
-	cfg, closeOut, err := configFromFlags(c)
+	targetExe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", c.Int("pid")))
+	cfg, closeOut, err := configFromFlags(c, targetExe)
 	if err != nil {
 		return err
 	}
 	defer closeOut()
-	return attachAndCheck(cfg, c.Int("exitcode"))
+	cfg.PID = c.Int("pid")
+	cfg.Interval = c.Duration("interval")
+	cfg.Count = c.Int("count")
+	if cfg.Interval <= 0 {
+		return usageError{fmt.Errorf("--interval must be positive")}
+	}
+	if cfg.Count < 0 {
+		return usageError{fmt.Errorf("--count must not be negative")}
+	}
+	return attachAndCheck(cfg, exitCode(c))
 }
 
 // configFromFlags turns the flags into a session.Config; closeOut closes
 // the -o file.
-func configFromFlags(c *cli.Context) (session.Config, func(), error) {
+func configFromFlags(c *cli.Context, targetExe string) (session.Config, func(), error) {
 	cfg := session.Config{
-		PID:           c.Int("pid"),
-		Interval:      c.Duration("interval"),
-		Count:         c.Int("count"),
 		MinAge:        c.Duration("older"),
 		ReportObjects: c.Bool("report-objects"),
 		Tracer: bpf.Options{
@@ -147,12 +181,6 @@ func configFromFlags(c *cli.Context) (session.Config, func(), error) {
 		cfg.Mode = m
 	default:
 		return cfg, noop, usageError{fmt.Errorf("--mode %q: want leaks or outstanding", m)}
-	}
-	if cfg.Interval <= 0 {
-		return cfg, noop, usageError{fmt.Errorf("--interval must be positive")}
-	}
-	if cfg.Count < 0 {
-		return cfg, noop, usageError{fmt.Errorf("--count must not be negative")}
 	}
 	switch c.String("probe-placement") {
 	case "auto":
@@ -176,7 +204,7 @@ func configFromFlags(c *cli.Context) (session.Config, func(), error) {
 	if err != nil {
 		return cfg, noop, usageError{err}
 	}
-	targetExe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", cfg.PID))
+	applyLSanOptions(&cfg, opts, c.IsSet("top"))
 	sup, err := loadSuppressions(c, opts, targetExe)
 	if err != nil {
 		return cfg, noop, err
@@ -227,4 +255,32 @@ func attachAndCheck(cfg session.Config, exitcode int) error {
 		return leaksFound{exitcode}
 	}
 	return nil
+}
+
+// exitCode is --exitcode, or LSAN_OPTIONS' exitcode when the flag is not
+// given.
+func exitCode(c *cli.Context) int {
+	if !c.IsSet("exitcode") {
+		if opts, err := lsanOptions(); err == nil {
+			if v, err := strconv.Atoi(opts["exitcode"]); err == nil {
+				return v
+			}
+		}
+	}
+	return c.Int("exitcode")
+}
+
+// applyLSanOptions honours the LSAN_OPTIONS keys that mean something to
+// lsan (suppressions and exitcode are read where they are used), so that
+// a CI script written for LSan works unchanged.
+func applyLSanOptions(cfg *session.Config, opts map[string]string, topSet bool) {
+	if opts["report_objects"] == "1" {
+		cfg.ReportObjects = true
+	}
+	if n, err := strconv.Atoi(opts["max_leaks"]); err == nil && n > 0 && !topSet {
+		cfg.Top = n
+	}
+	if opts["print_suppressions"] == "0" {
+		cfg.HideSuppressionsUsed = true
+	}
 }
