@@ -14,7 +14,8 @@ import (
 	"time"
 )
 
-// heapTarget runs testdata/heap.c and returns its blocks.
+// heapTarget runs testdata/heap.c and returns its blocks, with their
+// usable sizes (as a tracer could record them at allocation time).
 func heapTarget(b *testing.B, n, size, ptrs, leaked, window, stride int) (*exec.Cmd, []Block) {
 	b.Helper()
 	cmd := exec.Command(program(b, "heap"), strconv.Itoa(n), strconv.Itoa(size), strconv.Itoa(ptrs),
@@ -44,13 +45,17 @@ func heapTarget(b *testing.B, n, size, ptrs, leaked, window, stride int) (*exec.
 	if err != nil || count != n {
 		b.Fatalf("heap said %q", line)
 	}
-	raw := make([]byte, 16*n)
+	raw := make([]byte, 24*n)
 	if _, err := io.ReadFull(r, raw); err != nil {
 		b.Fatal(err)
 	}
 	blocks := make([]Block, n)
 	for i := range blocks {
-		blocks[i] = Block{Addr: binary.LittleEndian.Uint64(raw[16*i:]), Size: binary.LittleEndian.Uint64(raw[16*i+8:])}
+		blocks[i] = Block{
+			Addr:   binary.LittleEndian.Uint64(raw[24*i:]),
+			Size:   binary.LittleEndian.Uint64(raw[24*i+8:]),
+			Usable: binary.LittleEndian.Uint64(raw[24*i+16:]), // malloc_usable_size
+		}
 	}
 	if line, err = r.ReadString('\n'); strings.TrimSpace(line) != "ready" {
 		b.Fatalf("heap said %q (%v)", line, err)
@@ -58,17 +63,28 @@ func heapTarget(b *testing.B, n, size, ptrs, leaked, window, stride int) (*exec.
 	return cmd, blocks
 }
 
-// Scan throughput over a 1 GiB heap of pointer-rich blocks: 1 Mi blocks of
-// 1 KiB, 16 pointers each (one word in eight), all reachable. "random":
+// Scan throughput over a 1 GiB heap: 1 Mi blocks of 1 KiB, all reachable.
+// Pointer-rich: 16 pointers per block (one word in eight). "random":
 // pointers to any block (the worst case for the index's caches); "local":
-// pointers to one of the next 64 blocks allocated.
+// pointers to one of the next 64 blocks allocated; "+usable": the tracer
+// supplies the usable sizes (no chunk headers read); "sparse": 2 pointers
+// per block, a data-heavy heap.
 func BenchmarkScan1GiB(b *testing.B) {
 	for _, tc := range []struct {
-		name   string
-		window int
-	}{{"random", 0}, {"local", 64}} {
+		name         string
+		ptrs, window int
+		usable       bool // the tracer supplies the usable sizes: no header reads
+	}{
+		{"random", 16, 0, false},
+		{"local", 16, 64, false},
+		{"random+usable", 16, 0, true},
+		{"sparse", 2, 0, false},
+	} {
 		b.Run(tc.name, func(b *testing.B) {
-			cmd, blocks := heapTarget(b, 1<<20, 1024, 16, 0, tc.window, 64)
+			cmd, blocks := heapTarget(b, 1<<20, 1024, tc.ptrs, 0, tc.window, 64)
+			if !tc.usable {
+				blocks = withoutUsable(blocks)
+			}
 			benchCheck(b, cmd.Process.Pid, blocks, Options{Allocator: Glibc})
 		})
 	}
@@ -85,7 +101,7 @@ func BenchmarkCheckBlocks(b *testing.B) {
 	for _, n := range sizes {
 		b.Run(fmt.Sprintf("blocks=%d", n), func(b *testing.B) {
 			cmd, blocks := heapTarget(b, n, 64, 2, n/100, 0, 64)
-			benchCheck(b, cmd.Process.Pid, blocks, Options{Allocator: Glibc})
+			benchCheck(b, cmd.Process.Pid, withoutUsable(blocks), Options{Allocator: Glibc})
 		})
 	}
 }
@@ -94,7 +110,15 @@ func BenchmarkCheckBlocks(b *testing.B) {
 // the flood learns each node from the previous one.
 func BenchmarkLinkedList1M(b *testing.B) {
 	cmd, blocks := heapTarget(b, 1_000_000, 64, 1, 0, 0, 1<<30)
-	benchCheck(b, cmd.Process.Pid, blocks, Options{Allocator: Glibc})
+	benchCheck(b, cmd.Process.Pid, withoutUsable(blocks), Options{Allocator: Glibc})
+}
+
+// withoutUsable drops the usable sizes: the scanner reads the headers.
+func withoutUsable(bs []Block) []Block {
+	for i := range bs {
+		bs[i].Usable = 0
+	}
+	return bs
 }
 
 func benchCheck(b *testing.B, pid int, blocks []Block, opts Options) {

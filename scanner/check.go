@@ -13,11 +13,14 @@ import (
 // Check freezes every thread of pid, calls snapshot while the target is
 // stopped (the caller reads its allocation records there), reads the
 // roots and scans, resumes the target and classifies the blocks snapshot
-// returned.
+// returned. Checks run one at a time, on one goroutine locked to its OS
+// thread (ptrace requires it); snapshot runs there too, and must not call
+// Check itself.
 //
 // The target is resumed on every path: errors, a panic in snapshot or in
 // the scan (returned as a *PanicError), and the death of this process
-// (the kernel detaches the tracees of a tracer that exits).
+// (the kernel detaches the tracees of a tracer that exits). A thread that
+// could not be stopped in time is detached as soon as it stops.
 //
 // Errors: ErrTargetExited (errors.Is) when the process is gone or exits
 // during the check; a *TracedError (errors.Is ErrAlreadyTraced) when a
@@ -33,29 +36,15 @@ func Check(pid int, snapshot func() ([]Block, error), opts Options) (*Result, er
 	if threadGroupOf(pid) == os.Getpid() {
 		return nil, fmt.Errorf("check pid %d: a process cannot stop itself with ptrace", pid)
 	}
-	type outcome struct {
-		res *Result
-		err error
-	}
-	done := make(chan outcome, 1)
-	go func() {
-		// Every ptrace request for a tracee must come from the OS thread
-		// that seized it. The thread is deliberately never unlocked: when
-		// this goroutine ends the runtime ends the thread, and the kernel
-		// detaches whatever tracee an unforeseen path left attached.
-		runtime.LockOSThread()
-		res, err := runCheck(pid, snapshot, opts)
-		done <- outcome{res, err}
-	}()
-	o := <-done
+	o := runOnTracer(checkRequest{pid: threadGroupOf(pid), snapshot: snapshot, opts: opts})
 	return o.res, o.err
 }
 
-// runCheck does the whole check on the locked thread.
-func runCheck(pid int, snapshot func() ([]Block, error), opts Options) (res *Result, err error) {
+// runCheck does the whole check, on the tracer's thread, with freezer f
+// (new, or holding threads an earlier check of the process left seized).
+func runCheck(f *freezer, snapshot func() ([]Block, error), opts Options) (res *Result, err error) {
 	start := time.Now()
-	pid = threadGroupOf(pid)
-	a, err := frozenPhase(pid, snapshot, opts)
+	a, err := frozenPhase(f, snapshot, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -87,14 +76,18 @@ type analysis struct {
 	stats   Stats
 }
 
+// thawWait is how long a check's end waits for threads that were
+// interrupted but have not stopped yet.
+const thawWait = 200 * time.Millisecond
+
 // frozenPhase stops the target, scans it and resumes it, whatever happens.
-func frozenPhase(pid int, snapshot func() ([]Block, error), opts Options) (a *analysis, err error) {
-	f := newFreezer(pid, opts.FreezeTimeout)
+func frozenPhase(f *freezer, snapshot func() ([]Block, error), opts Options) (a *analysis, err error) {
+	pid := f.pid
 	defer func() {
 		if r := recover(); r != nil {
 			a, err = nil, &PanicError{Value: r, Stack: debug.Stack()}
 		}
-		thawErr := f.thaw()
+		thawErr := f.thaw(thawWait)
 		if a != nil && !f.firstStop.IsZero() {
 			a.stats.Paused = time.Since(f.firstStop)
 		}
@@ -109,7 +102,7 @@ func frozenPhase(pid int, snapshot func() ([]Block, error), opts Options) (a *an
 }
 
 // scanFrozen is the work done while the target is stopped.
-func scanFrozen(pid int, f *freezer, snapshot func() ([]Block, error), opts Options) (_ *analysis, err error) {
+func scanFrozen(pid int, f *freezer, snapshot func() ([]Block, error), opts Options) (*analysis, error) {
 	t0 := time.Now()
 	if err := f.freeze(); err != nil {
 		return nil, err
@@ -148,8 +141,9 @@ func scanFrozen(pid int, f *freezer, snapshot func() ([]Block, error), opts Opti
 	if err != nil {
 		return nil, err
 	}
+	done := false
 	defer func() {
-		if err != nil {
+		if !done { // an error or a panic: nobody else will release it
 			ix.release()
 		}
 	}()
@@ -205,6 +199,7 @@ func scanFrozen(pid int, f *freezer, snapshot func() ([]Block, error), opts Opti
 	a.stats.ScannedBytes = rd.readBytes
 	a.stats.UnreadableBytes = rd.unreadableBytes
 	a.stats.UntouchedBytes = plan.unpopulated + m.unpopulated
+	done = true
 	return a, nil
 }
 

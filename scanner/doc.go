@@ -28,8 +28,10 @@
 // The target is always resumed: on errors, on panics (returned as a
 // *PanicError), and if this process dies (the kernel detaches the
 // tracees of a tracer that exits). All ptrace requests are made from one
-// goroutine locked to its OS thread, which is never unlocked, so that the
-// thread ends with the check.
+// goroutine, the tracer, locked to its OS thread for the life of the
+// process: checks run there one at a time. A thread that could not be
+// stopped in time is detached by the tracer as soon as it stops, and the
+// threads of a target killed mid-check are reaped.
 //
 // docs/scanner.md describes the design, its limits and its performance.
 package scanner

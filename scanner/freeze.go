@@ -83,9 +83,11 @@ type freezer struct {
 	// unseizable are threads that are exiting (zombie, dead): they run no
 	// code any more and ptrace refuses them.
 	unseizable map[int]bool
-	rounds     int
-	signals    int
-	firstStop  time.Time
+	// zombies are threads that died while traced, still to be reaped.
+	zombies   []int
+	rounds    int
+	signals   int
+	firstStop time.Time
 }
 
 func newFreezer(pid int, timeout time.Duration) *freezer {
@@ -260,7 +262,7 @@ func (f *freezer) poll(t *frozenThread) (changed bool, err error) {
 			return false, err
 		}
 		if exited {
-			f.forget(t.tid)
+			f.bury(t.tid)
 			return true, nil
 		}
 		if !waiting {
@@ -400,7 +402,7 @@ func (f *freezer) checkPendingStatus() {
 		st, err := readTaskStatus(f.pid, tid)
 		switch {
 		case err != nil || st.State == 'Z' || st.State == 'X':
-			f.forget(tid)
+			f.bury(tid)
 		case st.State == 't':
 			t.stopped = true
 			if sig := pendingDeliverySignal(tid); sig != 0 {
@@ -464,7 +466,7 @@ func (f *freezer) readRegisters() error {
 		}
 		if err := unix.PtraceGetRegs(tid, &t.regs); err != nil {
 			if errors.Is(err, unix.ESRCH) {
-				f.forget(tid)
+				f.bury(tid)
 				continue
 			}
 			return fmt.Errorf("read registers of thread %d of pid %d: %w", tid, f.pid, err)
@@ -514,13 +516,18 @@ func (f *freezer) stoppedThreads() []*frozenThread {
 	return out
 }
 
-// thaw detaches every seized thread, delivering held signals. It goes on
+// thaw detaches every stopped thread, delivering held signals. It goes on
 // after errors and returns the first one. A seized thread that has not
-// stopped yet cannot be detached: it gets a short while to stop; one that
-// does not is detached by the kernel when the locked OS thread exits.
-func (f *freezer) thaw() error {
+// stopped yet (interrupt pending) cannot be detached: it gets up to wait
+// to stop; one that still has not stays seized, and the tracer detaches
+// it as soon as it stops (see tracerLoop).
+func (f *freezer) thaw(wait time.Duration) error {
 	if f.hasPending() {
-		_ = f.waitStops(time.Now().Add(200 * time.Millisecond))
+		if wait > 0 {
+			_ = f.waitStops(time.Now().Add(wait))
+		} else {
+			f.pollPending()
+		}
 	}
 	var first error
 	for _, tid := range f.order {
@@ -528,14 +535,94 @@ func (f *freezer) thaw() error {
 		if t == nil || !t.stopped {
 			continue
 		}
-		if err := ptraceDetach(tid, t.signal); err != nil && !errors.Is(err, unix.ESRCH) && first == nil {
+		err := ptraceDetach(tid, t.signal)
+		switch {
+		case errors.Is(err, unix.ESRCH):
+			// It died while stopped (SIGKILL): nothing to resume, a
+			// zombie to reap.
+			f.bury(tid)
+		case err != nil && first == nil:
 			first = fmt.Errorf("detach thread %d of pid %d: %w", tid, f.pid, err)
 		}
-		// ESRCH: it died while stopped (SIGKILL); nothing to resume.
 		delete(f.threads, tid)
 	}
+	f.compact()
+	f.reapZombies()
 	return first
 }
+
+// bury forgets a thread that died while we traced it. A dead tracee stays
+// a zombie that only its tracer can reap, and a process cannot be reaped
+// by its parent while one of its threads is such a zombie: it is reaped
+// (see reapZombies).
+func (f *freezer) bury(tid int) {
+	f.forget(tid)
+	f.zombies = append(f.zombies, tid)
+}
+
+// reapZombies reaps the dead tracees that are zombies by now; the others
+// are tried again later (by the tracer). The group leader is special: if
+// this process is its parent (a target lsan started), reaping it would
+// take its exit status from its own wait, so it is left alone; otherwise,
+// reaping it as its tracer hands it on to its real parent.
+func (f *freezer) reapZombies() {
+	keep := f.zombies[:0]
+	for _, tid := range f.zombies {
+		if tid == f.pid && isOurChild(tid) {
+			continue
+		}
+		var ws unix.WaitStatus
+		wpid, err := unix.Wait4(tid, &ws, unix.WNOHANG|unix.WALL, nil)
+		if errors.Is(err, unix.EINTR) || (err == nil && wpid == 0) {
+			keep = append(keep, tid) // not a zombie yet (or the group is not empty)
+		}
+		// Reaped, or ECHILD: not ours any more.
+	}
+	f.zombies = keep
+}
+
+// isOurChild tells whether this process is pid's parent.
+func isOurChild(pid int) bool {
+	st, err := readTaskStatus(pid, 0)
+	return err == nil && st.PPid == os.Getpid()
+}
+
+// pollPending collects, without waiting, the stops of seized threads.
+func (f *freezer) pollPending() {
+	for _, tid := range f.order {
+		if t := f.threads[tid]; t != nil && !t.stopped {
+			_, _ = f.poll(t)
+		}
+	}
+	f.checkPendingStatus()
+}
+
+// compact drops forgotten threads from the seize order.
+func (f *freezer) compact() {
+	order := f.order[:0]
+	for _, tid := range f.order {
+		if f.threads[tid] != nil {
+			order = append(order, tid)
+		}
+	}
+	f.order = order
+}
+
+// adopt prepares a freezer that still holds seized threads (left by an
+// earlier check) for a new check of the same process.
+func (f *freezer) adopt(timeout time.Duration) {
+	if timeout <= 0 {
+		timeout = defaultTimeout
+	}
+	f.timeout = timeout
+	f.rounds, f.signals = 0, 0
+	f.firstStop = time.Time{}
+	f.unseizable = map[int]bool{}
+	f.compact()
+}
+
+// holdsAny tells whether the freezer still has threads seized or to reap.
+func (f *freezer) holdsAny() bool { return len(f.threads) > 0 || len(f.zombies) > 0 }
 
 func (f *freezer) hasPending() bool {
 	for _, t := range f.threads {

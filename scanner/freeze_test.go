@@ -365,3 +365,44 @@ func TestCheckWithoutPrivilege(t *testing.T) {
 	}
 	tg.assertRunning()
 }
+
+// A thread that cannot stop (here: a parent waiting in vfork for its
+// child, which a ptrace interrupt does not end) makes the freeze fail
+// after FreezeTimeout with the thread named; the target runs on once it
+// can. The interrupted thread is never reported stopped, so it cannot be
+// detached: the checking thread's exit detaches it.
+func TestCheckFreezeTimeout(t *testing.T) {
+	tg := startTarget(t, program(t, "vfork"), nil, "1800")
+	start := time.Now()
+	_, err := Check(tg.pid, func() ([]Block, error) { return nil, nil }, Options{FreezeTimeout: 300 * time.Millisecond})
+	if err == nil || !strings.Contains(err.Error(), "did not stop within 300ms") {
+		t.Fatalf("Check = %v, want a freeze timeout", err)
+	}
+	t.Logf("after %v: %v", time.Since(start), err)
+	// A check meanwhile adopts the thread still seized: the same timeout,
+	// not "already traced" by ourselves.
+	_, err = Check(tg.pid, func() ([]Block, error) { return nil, nil }, Options{FreezeTimeout: 200 * time.Millisecond})
+	if err == nil || !strings.Contains(err.Error(), "did not stop within 200ms") {
+		t.Fatalf("second Check = %v, want a freeze timeout", err)
+	}
+	// Once the child exits, the parent counts again.
+	before := lastCounterOrMinus(t, tg)
+	time.Sleep(1700 * time.Millisecond)
+	st, _ := readTaskStatus(tg.pid, 0)
+	wchan, _ := os.ReadFile(fmt.Sprintf("/proc/%d/wchan", tg.pid))
+	t.Logf("state %c tracer %d wchan %s", st.State, st.TracerPID, wchan)
+	after := lastCounter(t, tg)
+	if after <= before {
+		t.Fatalf("counter at %d, was %d: the target did not resume", after, before)
+	}
+	tg.assertRunning()
+}
+
+// lastCounterOrMinus is lastCounter for a target that may not have
+// printed anything yet: -1 then.
+func lastCounterOrMinus(t *testing.T, tg *target) int {
+	if tg.out.Buffered() == 0 {
+		return -1
+	}
+	return lastCounter(t, tg)
+}

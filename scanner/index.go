@@ -389,12 +389,19 @@ func (x *blockIndex) resolveBatch(ws []uint64, out []int32) {
 			out[j] = k
 		}
 	}
-	// Most words point into their first candidate: test that without
-	// branching on the outcome, then resolve the rest one by one.
+	// Most words point into their first candidate or the block right
+	// after it (when a block boundary falls inside the granule): test
+	// those without branching on the outcome (the next record is in the
+	// same or the next cache line), then resolve the rest one by one.
 	bs := x.bounds
 	slow := false
 	for j, w := range ws {
 		k := out[j]
+		var past int32
+		if w >= bs[k].end && k < none {
+			past = 1
+		}
+		k += past
 		b := &bs[k]
 		in := w-b.start < b.end-b.start
 		notTrap := w != b.trap

@@ -44,6 +44,7 @@ func listTasks(pid int) ([]int, error) {
 type taskStatus struct {
 	State     byte // R, S, D, T, t, Z, X, …
 	Tgid      int
+	PPid      int
 	TracerPID int
 }
 
@@ -77,6 +78,8 @@ func parseStatus(data []byte) taskStatus {
 			}
 		case "Tgid":
 			st.Tgid, _ = strconv.Atoi(string(val))
+		case "PPid":
+			st.PPid, _ = strconv.Atoi(string(val))
 		case "TracerPid":
 			st.TracerPID, _ = strconv.Atoi(string(val))
 		}

@@ -2,7 +2,12 @@ package scanner
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // expectedClass maps a program's label to the class Check must give.
@@ -137,6 +142,28 @@ func TestCheckTargetExitsMidCheck(t *testing.T) {
 	tg.cmd.Wait()
 	if tg.cmd.ProcessState == nil || tg.cmd.ProcessState.Exited() {
 		t.Errorf("target state %v, want killed by SIGKILL", tg.cmd.ProcessState)
+	}
+}
+
+// The same when the target is not our child: its threads die while
+// traced, and its real parent (a shell here) must still get its status.
+func TestCheckNonChildExitsMidCheck(t *testing.T) {
+	tg := startTarget(t, "/bin/sh", nil, "-c", program(t, "leaks")+`; echo "status $?"`)
+	var pid int
+	for _, l := range tg.lines {
+		fmt.Sscanf(l, "pid %d", &pid)
+	}
+	if pid == 0 || pid == tg.pid {
+		t.Fatalf("target pid %d (shell %d)", pid, tg.pid)
+	}
+	_, err := Check(pid, func() ([]Block, error) {
+		return nil, unix.Kill(pid, unix.SIGKILL)
+	}, Options{})
+	if !errors.Is(err, ErrTargetExited) {
+		t.Fatalf("Check = %v, want ErrTargetExited", err)
+	}
+	if line := readLineTimeout(t, tg.out, 10*time.Second); strings.TrimSpace(line) != "status 137" {
+		t.Fatalf("the shell said %q, want the SIGKILL status", line)
 	}
 }
 

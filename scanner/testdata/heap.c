@@ -60,14 +60,15 @@ int main(int argc, char **argv) {
 		g_roots[i] = blocks[i * stride];
 	printf("%zu\n", n);
 	fflush(stdout);
-	unsigned long pair[2 * 4096];
+	unsigned long triple[3 * 4096];
 	for (size_t i = 0; i < n;) {
 		size_t k = 0;
 		for (; k < 4096 && i < n; k++, i++) {
-			pair[2 * k] = (unsigned long)blocks[i];
-			pair[2 * k + 1] = size;
+			triple[3 * k] = (unsigned long)blocks[i];
+			triple[3 * k + 1] = size;
+			triple[3 * k + 2] = malloc_usable_size(blocks[i]);
 		}
-		fwrite(pair, 16, k, stdout);
+		fwrite(triple, 24, k, stdout);
 	}
 	munmap(blocks, n * 8);
 	scrub();

@@ -296,6 +296,7 @@ static __attribute__((noinline)) void bury_main(void) {
 }
 
 int main(void) {
+	printf("pid %d\n", getpid());
 	announce("start");  // allocates stdout's buffer before any block
 	start_threads();
 	direct_leaks();
