@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/lsan-project/lsan/bpf"
 	"github.com/lsan-project/lsan/symbolize"
@@ -55,33 +57,28 @@ func (s *Session) attachChild(pid int) error {
 	return nil
 }
 
-// superviseChild waits for the child's stops and exit, and for signals.
+// superviseChild watches the child until it exits. It never waits on
+// the child while it lives: during a check the scanner traces the child,
+// and a wait from here could take the scanner's ptrace stops. The stop at
+// _exit is seen through the probe's counter and the child's state; the
+// exit through a pidfd; only then is the child reaped.
 func (s *Session) superviseChild(proc *os.Process, sigs <-chan os.Signal) (RunResult, error) {
 	var res RunResult
-	events := waitEvents(proc.Pid)
+	exited, err := exitNotifier(proc.Pid)
+	if err != nil {
+		return res, err
+	}
+	poll := time.NewTicker(10 * time.Millisecond)
+	defer poll.Stop()
 	handledStops := uint64(0)
 	for {
 		select {
-		case ev := <-events:
-			if ev.err != nil {
-				return res, fmt.Errorf("wait for pid %d: %w", proc.Pid, ev.err)
-			}
-			ws := ev.status
-			switch {
-			case ws.Exited():
-				res.Status = ws.ExitStatus()
-				return res, nil
-			case ws.Signaled():
-				res.Status = 128 + int(ws.Signal())
-				if !res.Checked {
-					s.cfg.Log("lsan: pid %d was killed by %s: no leak check possible", proc.Pid, unix.SignalName(ws.Signal()))
-				}
-				return res, nil
-			case ws.Stopped() && ws.StopSignal() == unix.SIGSTOP:
-				if s.isExitStop(&handledStops) {
-					s.checkAtExit(&res)
-					proc.Signal(syscall.SIGCONT)
-				}
+		case <-exited:
+			return s.reap(proc, res)
+		case <-poll.C:
+			if s.isExitStop(proc.Pid, &handledStops) {
+				s.checkAtExit(&res)
+				proc.Signal(syscall.SIGCONT)
 			}
 		case sig := <-sigs:
 			if sig == os.Interrupt && !res.Checked {
@@ -93,15 +90,71 @@ func (s *Session) superviseChild(proc *os.Process, sigs <-chan os.Signal) (RunRe
 	}
 }
 
+// exitNotifier returns a channel closed when pid exits.
+func exitNotifier(pid int) (<-chan struct{}, error) {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return nil, fmt.Errorf("watch pid %d: %w", pid, err)
+	}
+	ch := make(chan struct{})
+	go func() {
+		defer unix.Close(fd)
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		for {
+			if _, err := unix.Poll(fds, -1); !errors.Is(err, unix.EINTR) {
+				break
+			}
+		}
+		close(ch)
+	}()
+	return ch, nil
+}
+
+// reap collects the exit status of the child.
+func (s *Session) reap(proc *os.Process, res RunResult) (RunResult, error) {
+	var ws unix.WaitStatus
+	for {
+		_, err := unix.Wait4(proc.Pid, &ws, 0, nil)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return res, fmt.Errorf("wait for pid %d: %w", proc.Pid, err)
+		}
+		break
+	}
+	switch {
+	case ws.Exited():
+		res.Status = ws.ExitStatus()
+	case ws.Signaled():
+		res.Status = 128 + int(ws.Signal())
+		if !res.Checked {
+			s.cfg.Log("lsan: pid %d was killed by %s: no leak check possible", proc.Pid, unix.SignalName(ws.Signal()))
+		}
+	}
+	return res, nil
+}
+
 // isExitStop tells a stop at _exit (the probe counts them) from a
 // SIGSTOP someone else sent, which lsan leaves alone.
-func (s *Session) isExitStop(handled *uint64) bool {
+func (s *Session) isExitStop(pid int, handled *uint64) bool {
 	c, err := s.tracer.Counters()
-	if err != nil || c.ExitStops <= *handled {
+	if err != nil || c.ExitStops <= *handled || !stopped(pid) {
 		return false
 	}
 	*handled = c.ExitStops
 	return true
+}
+
+// stopped reads whether pid is in a stop (state T in /proc/PID/stat).
+func stopped(pid int) bool {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// The state follows the command name, which is in parentheses.
+	i := strings.LastIndexByte(string(data), ')')
+	return i >= 0 && i+2 < len(data) && data[i+2] == 'T'
 }
 
 // checkAtExit runs the final check; its errors are reported, not fatal:
@@ -113,28 +166,4 @@ func (s *Session) checkAtExit(res *RunResult) {
 		return
 	}
 	res.Checked, res.Leaks = true, s.lastLeak
-}
-
-type waitEvent struct {
-	status unix.WaitStatus
-	err    error
-}
-
-// waitEvents reports the child's stops and its end on a channel.
-func waitEvents(pid int) <-chan waitEvent {
-	ch := make(chan waitEvent)
-	go func() {
-		for {
-			var ws unix.WaitStatus
-			_, err := unix.Wait4(pid, &ws, unix.WUNTRACED, nil)
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
-			ch <- waitEvent{ws, err}
-			if err != nil || ws.Exited() || ws.Signaled() {
-				return
-			}
-		}
-	}()
-	return ch
 }
