@@ -1,7 +1,6 @@
 package bpf
 
 import (
-	"bufio"
 	"debug/elf"
 	"fmt"
 	"io"
@@ -11,25 +10,21 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/lsan-project/lsan/internal/testproc"
 )
 
 // requireBPF skips a test that needs BPF where it can't run, except in CI,
 // where such a test must fail instead: it is never silently skipped there.
 func requireBPF(t *testing.T) {
 	t.Helper()
-	reason := ""
-	if os.Geteuid() != 0 {
-		reason = "BPF tests need root"
-	} else if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
-		reason = "kernel has no BTF"
+	testproc.RequireRoot(t, "BPF tests")
+	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("kernel has no BTF (CI is set: BPF tests must run)")
+		}
+		t.Skip("kernel has no BTF")
 	}
-	if reason == "" {
-		return
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s (CI is set: BPF tests must run)", reason)
-	}
-	t.Skip(reason)
 }
 
 // buildC compiles a test program with frame pointers into a temp dir.
@@ -44,52 +39,24 @@ func buildC(t *testing.T, src string, extra ...string) string {
 }
 
 // target is a running test program that follows the ready/line/done protocol.
-type target struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	out   *bufio.Reader
-}
+type target struct{ *testproc.Proc }
 
 func startTarget(t *testing.T, path string, env ...string) *target {
 	t.Helper()
 	cmd := exec.Command(path)
 	cmd.Env = append(os.Environ(), env...)
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	tg := &target{cmd: cmd, stdin: stdin, out: bufio.NewReader(stdout)}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	tg.expect(t, "ready")
+	tg := &target{testproc.Start(t, cmd)}
+	tg.Expect(t, "ready")
 	return tg
-}
-
-func (tg *target) expect(t *testing.T, want string) {
-	t.Helper()
-	line, err := tg.out.ReadString('\n')
-	if err != nil || strings.TrimSpace(line) != want {
-		t.Fatalf("target said %q (%v), want %q", line, err, want)
-	}
 }
 
 // trigger lets the target do its allocations and waits until it is done.
 func (tg *target) trigger(t *testing.T) {
 	t.Helper()
-	if _, err := io.WriteString(tg.stdin, "go\n"); err != nil {
+	if _, err := io.WriteString(tg.Stdin, "go\n"); err != nil {
 		t.Fatal(err)
 	}
-	tg.expect(t, "done")
+	tg.Expect(t, "done")
 }
 
 // symbolTable resolves addresses of the running target's executable to
@@ -153,7 +120,7 @@ func TestPairing(t *testing.T) {
 	requireBPF(t)
 	exe := buildC(t, "testdata/pairing.c")
 	tg := startTarget(t, exe)
-	tr, err := Attach(Options{PID: tg.cmd.Process.Pid})
+	tr, err := Attach(Options{PID: tg.Pid()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +130,7 @@ func TestPairing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := loadSymbols(t, tg.cmd.Process.Pid, exe)
+	st := loadSymbols(t, tg.Pid(), exe)
 	var got []string
 	for _, b := range blocks {
 		got = append(got, fmt.Sprintf("%s %s %d", callSite(t, tr, st, b), AllocatorFuncs[b.Fn].Name, b.Size))
@@ -207,7 +174,7 @@ func TestPerProcessFilter(t *testing.T) {
 	spin := buildC(t, "testdata/spin.c")
 	for _, filtered := range []bool{true, false} {
 		tg := startTarget(t, exe)
-		tr, err := Attach(Options{PID: tg.cmd.Process.Pid, NoPIDFilter: !filtered})
+		tr, err := Attach(Options{PID: tg.Pid(), NoPIDFilter: !filtered})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -248,7 +215,7 @@ func TestDetachLeavesTargetRunning(t *testing.T) {
 	requireBPF(t)
 	exe := buildC(t, "testdata/pairing.c")
 	tg := startTarget(t, exe)
-	tr, err := Attach(Options{PID: tg.cmd.Process.Pid})
+	tr, err := Attach(Options{PID: tg.Pid()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,7 +257,7 @@ func TestDiscoveryFollowsBinding(t *testing.T) {
 				env = append(env, tc.env)
 			}
 			tg := startTarget(t, tc.exe, env...)
-			alloc, err := DiscoverAllocator(tg.cmd.Process.Pid, funcNames(), tc.override)
+			alloc, err := DiscoverAllocator(tg.Pid(), funcNames(), tc.override)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -307,7 +274,7 @@ func TestDiscoveryFollowsBinding(t *testing.T) {
 			}
 			// The tracer works there too: the blocks of the test program
 			// are seen with their call sites.
-			tr, err := Attach(Options{PID: tg.cmd.Process.Pid, Allocator: tc.override})
+			tr, err := Attach(Options{PID: tg.Pid(), Allocator: tc.override})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -317,7 +284,7 @@ func TestDiscoveryFollowsBinding(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			st := loadSymbols(t, tg.cmd.Process.Pid, tc.exe)
+			st := loadSymbols(t, tg.Pid(), tc.exe)
 			n := 0
 			for _, b := range blocks {
 				if callSite(t, tr, st, b) == "do_malloc" && b.Size == 24 {

@@ -4,7 +4,6 @@
 package integration
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lsan-project/lsan/internal/testproc"
 )
 
 var (
@@ -29,13 +30,7 @@ var (
 // requireRoot skips (or, in CI, fails) a test that needs BPF and ptrace.
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("integration tests need root (CI is set: they must run)")
-	}
-	t.Skip("integration tests need root")
+	testproc.RequireRoot(t, "integration tests")
 }
 
 // lsan returns the path of a freshly built lsan binary and the examples.
@@ -133,48 +128,21 @@ func (ex example) env() []string {
 }
 
 // process is a running example following the ready/line/done protocol.
-type process struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	out   *bufio.Reader
-}
+type process struct{ *testproc.Proc }
 
 func startExample(t *testing.T, ex example) *process {
 	t.Helper()
 	cmd := exec.Command(ex.binary())
 	cmd.Env = ex.env()
-	cmd.Stderr = os.Stderr
-	stdin, _ := cmd.StdinPipe()
-	stdout, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", ex.Name, err)
-	}
-	p := &process{cmd: cmd, stdin: stdin, out: bufio.NewReader(stdout)}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	p.expect(t, "ready")
+	p := &process{testproc.Start(t, cmd)}
+	p.Expect(t, "ready")
 	return p
-}
-
-func (p *process) expect(t *testing.T, want string) {
-	t.Helper()
-	for {
-		line, err := p.out.ReadString('\n')
-		if err != nil {
-			t.Fatalf("waiting for %q: %v", want, err)
-		}
-		if strings.TrimSpace(line) == want {
-			return
-		}
-	}
 }
 
 func (p *process) trigger(t *testing.T) {
 	t.Helper()
-	io.WriteString(p.stdin, "go\n")
-	p.expect(t, "done")
+	io.WriteString(p.Stdin, "go\n")
+	p.Expect(t, "done")
 }
 
 // attached is a running `lsan -p`.

@@ -62,7 +62,7 @@ func outstandingGroups(t *testing.T, ex example, extra ...string) []expectGroup 
 	t.Helper()
 	p := startExample(t, ex)
 	args := append([]string{"--mode", "outstanding", "--format", "json", "--top", "0", "-i", "1h"}, extra...)
-	a := attach(t, p.cmd.Process.Pid, args...)
+	a := attach(t, p.Pid(), args...)
 	p.trigger(t)
 	if code := a.stop(t); code != 0 {
 		t.Fatalf("lsan exit status %d\n%s", code, a.stderr.String())
@@ -85,9 +85,9 @@ func TestOutstandingTargetExit(t *testing.T) {
 			continue
 		}
 		p := startExample(t, ex)
-		a := attach(t, p.cmd.Process.Pid, "--mode", "outstanding", "--format", "json", "--top", "0", "-i", "1h")
+		a := attach(t, p.Pid(), "--mode", "outstanding", "--format", "json", "--top", "0", "-i", "1h")
 		p.trigger(t)
-		p.cmd.Process.Signal(syscall.SIGTERM) // the example exits on SIGTERM
+		p.Cmd.Process.Signal(syscall.SIGTERM) // the example exits on SIGTERM
 		err := a.cmd.Wait()
 		if err != nil {
 			t.Fatalf("lsan: %v\n%s", err, a.stderr.String())

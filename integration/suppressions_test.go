@@ -75,7 +75,7 @@ func TestSuppressionsOnExamples(t *testing.T) {
 			supp := filepath.Join(t.TempDir(), "lsan.supp")
 			os.WriteFile(supp, []byte(tc.file), 0o644)
 			p := startExample(t, ex)
-			a := attach(t, p.cmd.Process.Pid, "--format", "json", "-i", "1h", "-s", supp)
+			a := attach(t, p.Pid(), "--format", "json", "-i", "1h", "-s", supp)
 			p.trigger(t)
 			code := a.stop(t)
 			last := parseReports(t, a.stdout.String())
@@ -173,7 +173,7 @@ func TestPrintSuppressions(t *testing.T) {
 			continue
 		}
 		p := startExample(t, ex)
-		a := attach(t, p.cmd.Process.Pid, "-i", "1h", "--print-suppressions")
+		a := attach(t, p.Pid(), "-i", "1h", "--print-suppressions")
 		p.trigger(t)
 		a.stop(t)
 		out := a.stdout.String()
