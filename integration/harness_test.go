@@ -155,8 +155,15 @@ type attached struct {
 // attach starts lsan on pid and waits for its "attached to pid" line.
 func attach(t *testing.T, pid int, args ...string) *attached {
 	t.Helper()
+	return attachEnv(t, pid, nil, args...)
+}
+
+// attachEnv is attach with extra environment variables for lsan.
+func attachEnv(t *testing.T, pid int, env []string, args ...string) *attached {
+	t.Helper()
 	all := append([]string{"-p", fmt.Sprint(pid)}, args...)
 	cmd := exec.Command(lsan(t), all...)
+	cmd.Env = append(os.Environ(), env...)
 	a := &attached{cmd: cmd, stdout: &strings.Builder{}, stderr: &syncBuffer{}}
 	cmd.Stdout = a.stdout
 	cmd.Stderr = a.stderr

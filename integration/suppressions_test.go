@@ -185,3 +185,29 @@ func TestPrintSuppressions(t *testing.T) {
 	}
 	t.Fatal("no list example")
 }
+
+// TestLSanOptionsSuppressions: a setup made for LSan
+// (LSAN_OPTIONS=suppressions=FILE) works unchanged.
+func TestLSanOptionsSuppressions(t *testing.T) {
+	requireRoot(t)
+	for _, ex := range loadExamples(t) {
+		if ex.Name != "malloc" {
+			continue
+		}
+		supp := filepath.Join(t.TempDir(), "from-env.supp")
+		os.WriteFile(supp, []byte("leak:^leak_medium$\n"), 0o644)
+		p := startExample(t, ex)
+		a := attachEnv(t, p.Pid(), []string{"LSAN_OPTIONS=suppressions=" + supp + ":report_objects=1"}, "--format", "json", "-i", "1h")
+		p.trigger(t)
+		if code := a.stop(t); code != 0 {
+			t.Errorf("exit status %d, want 0 (the only leak is suppressed)", code)
+		}
+		reps := parseReports(t, a.stdout.String())
+		r := reps[len(reps)-1]
+		if len(r.Leaks) != 0 || len(r.Suppressed) != 1 || r.Suppressed[0].Count != 3 || r.Suppressed[0].Bytes != 3060 {
+			t.Errorf("leaks %d, suppressed %+v; want none and leak:^leak_medium$ hiding 3 objects, 3060 bytes", len(r.Leaks), r.Suppressed)
+		}
+		return
+	}
+	t.Fatal("no malloc example")
+}

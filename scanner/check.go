@@ -167,7 +167,7 @@ func scanFrozen(pid int, f *freezer, snapshot func() ([]Block, error), opts Opti
 		var tps []uint64
 		for _, t := range threads {
 			if t.hasRegs {
-				tps = append(tps, t.regs.Fs_base)
+				tps = append(tps, threadPointer(&t.regs))
 			}
 		}
 		stale := jemallocStaleSlots(rd, maps, tps)

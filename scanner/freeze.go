@@ -60,7 +60,7 @@ type frozenThread struct {
 }
 
 // sp is the thread's stack pointer.
-func (t *frozenThread) sp() uint64 { return t.regs.Rsp }
+func (t *frozenThread) sp() uint64 { return stackPointer(&t.regs) }
 
 // registerWords returns every register word that could be a pointer.
 func (t *frozenThread) registerWords() []uint64 {
