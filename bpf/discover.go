@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 )
@@ -382,14 +381,4 @@ func fileOffset(f *elf.File, vaddr uint64) (uint64, bool) {
 		}
 	}
 	return 0, false
-}
-
-// sortedBindings lists bindings in a stable order for logs and tests.
-func (a *Allocator) sortedBindings() []Binding {
-	out := make([]Binding, 0, len(a.Bindings))
-	for _, b := range a.Bindings {
-		out = append(out, b)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out
 }

@@ -78,18 +78,6 @@ func buildFuncTable() []AllocatorFunc {
 	return t
 }
 
-// IsAllocatorFunc reports whether a (mangled or plain) function name is
-// one of the probed allocator functions; reports use it to find the
-// allocation call site below the allocator frames.
-func IsAllocatorFunc(name string) bool {
-	for _, f := range AllocatorFuncs {
-		if f.Name == name {
-			return true
-		}
-	}
-	return false
-}
-
 func funcNames() []string {
 	names := make([]string, len(AllocatorFuncs))
 	for i, f := range AllocatorFuncs {

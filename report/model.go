@@ -125,7 +125,6 @@ type Entry struct {
 	Key  uint64
 	Addr uint64
 	Size uint64
-	PCs  []uint64
 }
 
 // BuildGroups groups entries by (kind, stack) and orders the groups as
@@ -143,7 +142,7 @@ func BuildGroups(entries []Entry, keepObjects bool) []Group {
 		if !ok {
 			i = len(groups)
 			index[k] = i
-			groups = append(groups, Group{Kind: e.Kind, Key: e.Key, PCs: e.PCs})
+			groups = append(groups, Group{Kind: e.Kind, Key: e.Key})
 		}
 		g := &groups[i]
 		g.Bytes += e.Size
@@ -157,7 +156,7 @@ func BuildGroups(entries []Entry, keepObjects bool) []Group {
 }
 
 // SortGroups orders groups: direct, indirect, outstanding; then bytes
-// descending; ties by count, then by first PC, so output is stable.
+// descending; ties by count, then by stack key, so output is stable.
 func SortGroups(groups []Group) {
 	rank := map[Kind]int{Direct: 0, Indirect: 1, Outstanding: 2}
 	sort.SliceStable(groups, func(i, j int) bool {
@@ -171,21 +170,11 @@ func SortGroups(groups []Group) {
 		if a.Count != b.Count {
 			return a.Count > b.Count
 		}
-		return firstPC(a) < firstPC(b)
+		return a.Key < b.Key
 	})
 	for i := range groups {
 		sort.Slice(groups[i].Objects, func(x, y int) bool { return groups[i].Objects[x].Addr < groups[i].Objects[y].Addr })
 	}
-}
-
-func firstPC(g Group) uint64 {
-	if len(g.PCs) > 1 {
-		return g.PCs[1]
-	}
-	if len(g.PCs) == 1 {
-		return g.PCs[0]
-	}
-	return 0
 }
 
 // Symbolize fills every group's Stack. Frame 0 is the allocator function

@@ -32,7 +32,7 @@ func RunCommand(cfg Config, argv []string, sigs <-chan os.Signal) (RunResult, er
 	if cfg.Log == nil {
 		cfg.Log = func(string, ...any) {}
 	}
-	s := &Session{cfg: cfg, syms: symbolize.New(cfg.Symbolize), exited: make(chan struct{})}
+	s := &Session{cfg: cfg, syms: symbolize.New(cfg.Symbolize)}
 	proc, err := Launch(argv[0], argv, func(pid int) error { return s.attachChild(pid) })
 	if err != nil {
 		s.Close()
@@ -68,6 +68,7 @@ func (s *Session) superviseChild(proc *os.Process, sigs <-chan os.Signal) (RunRe
 	if err != nil {
 		return res, err
 	}
+	s.exited = exited
 	poll := time.NewTicker(10 * time.Millisecond)
 	defer poll.Stop()
 	handledStops := uint64(0)
@@ -88,26 +89,6 @@ func (s *Session) superviseChild(proc *os.Process, sigs <-chan os.Signal) (RunRe
 			proc.Signal(sig)
 		}
 	}
-}
-
-// exitNotifier returns a channel closed when pid exits.
-func exitNotifier(pid int) (<-chan struct{}, error) {
-	fd, err := unix.PidfdOpen(pid, 0)
-	if err != nil {
-		return nil, fmt.Errorf("watch pid %d: %w", pid, err)
-	}
-	ch := make(chan struct{})
-	go func() {
-		defer unix.Close(fd)
-		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		for {
-			if _, err := unix.Poll(fds, -1); !errors.Is(err, unix.EINTR) {
-				break
-			}
-		}
-		close(ch)
-	}()
-	return ch, nil
 }
 
 // reap collects the exit status of the child.

@@ -53,7 +53,7 @@ type Session struct {
 	// proc is the target's last mapping snapshot: reports made after the
 	// target exited are symbolized with it.
 	proc     *symbolize.Process
-	exited   chan struct{}
+	exited   <-chan struct{}
 	lastLeak bool
 }
 
@@ -66,10 +66,11 @@ func Attach(cfg Config) (*Session, error) {
 		cfg.Log = func(string, ...any) {}
 	}
 	cfg.Tracer.PID = cfg.PID
-	s := &Session{cfg: cfg, syms: symbolize.New(cfg.Symbolize), exited: make(chan struct{})}
-	if err := s.watchExit(); err != nil {
+	exited, err := exitNotifier(cfg.PID)
+	if err != nil {
 		return nil, err
 	}
+	s := &Session{cfg: cfg, syms: symbolize.New(cfg.Symbolize), exited: exited}
 	t, err := bpf.Attach(cfg.Tracer)
 	if err != nil {
 		return nil, err
@@ -91,27 +92,28 @@ func (s *Session) logProbes() {
 	s.cfg.Log("lsan: attached to pid %d", s.cfg.PID)
 }
 
-// watchExit closes s.exited when the target exits (a pidfd becomes
-// readable then), without polling.
-func (s *Session) watchExit() error {
-	fd, err := unix.PidfdOpen(s.cfg.PID, 0)
+// exitNotifier returns a channel closed when pid exits: a pidfd becomes
+// readable then. Nothing is waited for, so no wait status is consumed.
+func exitNotifier(pid int) (<-chan struct{}, error) {
+	fd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
 		if errors.Is(err, unix.ESRCH) {
-			return fmt.Errorf("no process with pid %d", s.cfg.PID)
+			return nil, fmt.Errorf("no process with pid %d", pid)
 		}
-		return fmt.Errorf("watch pid %d: %w", s.cfg.PID, err)
+		return nil, fmt.Errorf("watch pid %d: %w", pid, err)
 	}
+	ch := make(chan struct{})
 	go func() {
 		defer unix.Close(fd)
 		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 		for {
-			if _, err := unix.Poll(fds, -1); err == nil || !errors.Is(err, unix.EINTR) {
+			if _, err := unix.Poll(fds, -1); !errors.Is(err, unix.EINTR) {
 				break
 			}
 		}
-		close(s.exited)
+		close(ch)
 	}()
-	return nil
+	return ch, nil
 }
 
 func (s *Session) targetExited() bool {
