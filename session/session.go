@@ -125,8 +125,12 @@ func (s *Session) targetExited() bool {
 	}
 }
 
-// Close detaches every probe.
+// Close detaches every probe and releases the symbolizer's files.
 func (s *Session) Close() error {
+	if s.syms != nil {
+		s.syms.Close()
+		s.syms = nil
+	}
 	if s.tracer == nil {
 		return nil
 	}
@@ -145,7 +149,7 @@ func (s *Session) Run(ctx context.Context) (bool, error) {
 	for done := 0; s.cfg.Count == 0 || done < s.cfg.Count; done++ {
 		select {
 		case <-ticker.C:
-			if err := s.check(false); err != nil {
+			if err := s.check(done+1 == s.cfg.Count); err != nil {
 				if errors.Is(err, ErrTargetExited) {
 					return s.lastLeak, s.finalAfterExit()
 				}
