@@ -116,21 +116,30 @@ func callSite(t *testing.T, tr *Tracer, st *symbolTable, b Block) string {
 	return st.name(stack[1] - 1)
 }
 
-func TestPairing(t *testing.T) {
-	requireBPF(t)
-	exe := buildC(t, "testdata/pairing.c")
-	tg := startTarget(t, exe)
-	tr, err := Attach(Options{PID: tg.Pid()})
+// traceTrigger attaches the tracer to a target, lets it do its
+// allocations, and returns the live blocks with a symbol table of exe.
+// The tracer is closed when the test ends.
+func traceTrigger(t *testing.T, tg *target, exe string, opts Options) (*Tracer, []Block, *symbolTable) {
+	t.Helper()
+	opts.PID = tg.Pid()
+	tr, err := Attach(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tr.Close()
+	t.Cleanup(func() { tr.Close() })
 	tg.trigger(t)
 	blocks, err := tr.Blocks()
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := loadSymbols(t, tg.Pid(), exe)
+	return tr, blocks, loadSymbols(t, tg.Pid(), exe)
+}
+
+func TestPairing(t *testing.T) {
+	requireBPF(t)
+	exe := buildC(t, "testdata/pairing.c")
+	tg := startTarget(t, exe)
+	tr, blocks, st := traceTrigger(t, tg, exe, Options{})
 	var got []string
 	for _, b := range blocks {
 		got = append(got, fmt.Sprintf("%s %s %d", callSite(t, tr, st, b), AllocatorFuncs[b.Fn].Name, b.Size))
@@ -274,17 +283,7 @@ func TestDiscoveryFollowsBinding(t *testing.T) {
 			}
 			// The tracer works there too: the blocks of the test program
 			// are seen with their call sites.
-			tr, err := Attach(Options{PID: tg.Pid(), Allocator: tc.override})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer tr.Close()
-			tg.trigger(t)
-			blocks, err := tr.Blocks()
-			if err != nil {
-				t.Fatal(err)
-			}
-			st := loadSymbols(t, tg.Pid(), tc.exe)
+			tr, blocks, st := traceTrigger(t, tg, tc.exe, Options{Allocator: tc.override})
 			n := 0
 			for _, b := range blocks {
 				if callSite(t, tr, st, b) == "do_malloc" && b.Size == 24 {
