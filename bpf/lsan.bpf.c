@@ -25,23 +25,43 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-// Set by the loader before the program is loaded.
-volatile const __u32 target_tgid = 0;
 // Record 1 in sample_rate allocations (1 = all of them).
 volatile const __u32 sample_rate = 1;
 // lsan run: stop the process when it calls _exit, so that its memory can
 // be checked before it is torn down.
 volatile const __u32 stop_at_exit = 0;
+// --follow-forks: trace the children of traced processes too.
+volatile const __u32 follow_forks = 0;
 // Benchmarks only: record blocks without their stacks, to measure what
 // stack capture costs on its own.
 volatile const __u32 skip_stacks = 0;
 
+// The traced processes by tgid (see struct target).
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_TARGETS);
+	__type(key, __u32);
+	__type(value, struct target);
+} targets SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1 << 20); // resized by the loader (--max-blocks)
-	__type(key, __u64);           // block address
+	__type(key, struct block_key);
 	__type(value, struct block);
 } allocs SEC(".maps");
+
+// Forks and stops at _exit, for the loader to act on (struct event).
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 16);
+} events SEC(".maps");
+
+// The ring buffer has no value type, so these put the event types in BTF
+// for bpf2go.
+const struct event *unused_event __attribute__((unused));
+const enum event_type *unused_event_type __attribute__((unused));
+const enum event_flags *unused_event_flags __attribute__((unused));
 
 // Stacks are stored by a 64-bit hash of their frames. Unlike a
 // BPF_MAP_TYPE_STACK_TRACE map (bucket = hash % size, a collision loses the
@@ -79,15 +99,6 @@ struct {
 	__type(value, __u64);
 } sample_counter SEC(".maps");
 
-// How many times the target has called execve since attach: blocks of an
-// earlier program image are gone with it, and readers drop them.
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u32);
-} exec_generation SEC(".maps");
-
 // Scratch space for one stack: too large for the 512-byte BPF stack.
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -103,16 +114,36 @@ static __always_inline void count(enum counter which)
 		*c += 1;
 }
 
-// is_target filters on the thread group. The kernel's per-process uprobe
+static __always_inline __u32 current_tgid(void)
+{
+	return bpf_get_current_pid_tgid() >> 32;
+}
+
+// this_target filters on the thread group. The kernel's per-process uprobe
 // filter already keeps other processes out; this check is the second line
 // and counts what slips through (a test asserts the count stays 0).
-static __always_inline int is_target(void)
+static __always_inline struct target *this_target(void)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	if (tgid == target_tgid)
-		return 1;
-	count(COUNTER_FOREIGN_HITS);
-	return 0;
+	__u32 tgid = current_tgid();
+	struct target *t = bpf_map_lookup_elem(&targets, &tgid);
+	if (!t)
+		count(COUNTER_FOREIGN_HITS);
+	return t;
+}
+
+// emit tells the loader about a fork or a stop at _exit.
+static __always_inline void emit(__u32 type, __u32 tgid, __u32 child, __u32 flags)
+{
+	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(COUNTER_EVENTS_DROPPED);
+		return;
+	}
+	e->type = type;
+	e->tgid = tgid;
+	e->child = child;
+	e->flags = flags;
+	bpf_ringbuf_submit(e, 0);
 }
 
 static __always_inline __u32 current_tid(void)
@@ -205,7 +236,8 @@ static __always_inline __u64 capture_stack(struct pt_regs *ctx)
 
 static __always_inline void forget_block(__u64 addr)
 {
-	if (addr && bpf_map_delete_elem(&allocs, &addr) == 0)
+	struct block_key key = {.addr = addr, .tgid = current_tgid()};
+	if (addr && bpf_map_delete_elem(&allocs, &key) == 0)
 		count(COUNTER_FREES);
 }
 
@@ -223,21 +255,20 @@ static __always_inline int sampled(void)
 }
 
 static __always_inline void record_block(struct pt_regs *ctx, __u64 addr,
-					 struct inflight *call)
+					 struct inflight *call, struct target *t)
 {
 	if (!sampled())
 		return;
-	__u32 zero = 0;
-	__u32 *gen = bpf_map_lookup_elem(&exec_generation, &zero);
+	struct block_key key = {.addr = addr, .tgid = current_tgid()};
 	struct block b = {
-		.generation = gen ? (__u16)*gen : 0,
+		.generation = t->generation,
 		.size = call->size,
 		.timestamp_ns = bpf_ktime_get_ns(),
 		.stack_id = skip_stacks ? 0 : capture_stack(ctx),
 		.tid = current_tid(),
 		.fn = call->fn,
 	};
-	if (bpf_map_update_elem(&allocs, &addr, &b, BPF_ANY))
+	if (bpf_map_update_elem(&allocs, &key, &b, BPF_ANY))
 		count(COUNTER_ALLOC_DROPPED);
 	else
 		count(COUNTER_ALLOCS);
@@ -245,7 +276,8 @@ static __always_inline void record_block(struct pt_regs *ctx, __u64 addr,
 
 // finish_call completes the outer call when its return is seen, and
 // applies each allocator's rules about what the return value means.
-static __always_inline void finish_call(struct pt_regs *ctx, struct inflight *call)
+static __always_inline void finish_call(struct pt_regs *ctx, struct inflight *call,
+					struct target *t)
 {
 	__u64 ret = PT_REGS_RC(ctx);
 
@@ -254,7 +286,7 @@ static __always_inline void finish_call(struct pt_regs *ctx, struct inflight *ca
 		if (ret) {
 			// Success: the old block is gone (moved or resized in place).
 			forget_block(call->arg);
-			record_block(ctx, ret, call);
+			record_block(ctx, ret, call, t);
 		} else if (call->size == 0) {
 			// realloc(p, 0) frees p on glibc and returns NULL.
 			forget_block(call->arg);
@@ -268,12 +300,12 @@ static __always_inline void finish_call(struct pt_regs *ctx, struct inflight *ca
 		if (bpf_probe_read_user(&addr, sizeof(addr), (void *)call->arg))
 			return;
 		if (addr)
-			record_block(ctx, addr, call);
+			record_block(ctx, addr, call, t);
 		return;
 	}
 	default:
 		if (ret)
-			record_block(ctx, ret, call);
+			record_block(ctx, ret, call, t);
 		return;
 	}
 }
@@ -292,7 +324,7 @@ static __always_inline int mul_overflows(__u64 a, __u64 b)
 SEC("uprobe/malloc")
 int malloc_enter(struct pt_regs *ctx)
 {
-	if (!is_target())
+	if (!this_target())
 		return 0;
 	begin_call(ctx, OP_MALLOC, PT_REGS_PARM1(ctx), 0, 0);
 	return 0;
@@ -301,7 +333,7 @@ int malloc_enter(struct pt_regs *ctx)
 SEC("uprobe/calloc")
 int calloc_enter(struct pt_regs *ctx)
 {
-	if (!is_target())
+	if (!this_target())
 		return 0;
 	__u64 n = PT_REGS_PARM1(ctx), size = PT_REGS_PARM2(ctx);
 	// On overflow calloc fails; the call is still tracked so that any
@@ -314,7 +346,7 @@ int calloc_enter(struct pt_regs *ctx)
 SEC("uprobe/realloc")
 int realloc_enter(struct pt_regs *ctx)
 {
-	if (!is_target())
+	if (!this_target())
 		return 0;
 	begin_call(ctx, OP_REALLOC, PT_REGS_PARM2(ctx), PT_REGS_PARM1(ctx), 0);
 	return 0;
@@ -323,7 +355,7 @@ int realloc_enter(struct pt_regs *ctx)
 SEC("uprobe/reallocarray")
 int reallocarray_enter(struct pt_regs *ctx)
 {
-	if (!is_target())
+	if (!this_target())
 		return 0;
 	__u64 n = PT_REGS_PARM2(ctx), size = PT_REGS_PARM3(ctx);
 	if (mul_overflows(n, size)) {
@@ -339,7 +371,7 @@ int reallocarray_enter(struct pt_regs *ctx)
 SEC("uprobe/memalign")
 int memalign_enter(struct pt_regs *ctx)
 {
-	if (!is_target())
+	if (!this_target())
 		return 0;
 	begin_call(ctx, OP_MALLOC, PT_REGS_PARM2(ctx), 0, 0);
 	return 0;
@@ -348,7 +380,7 @@ int memalign_enter(struct pt_regs *ctx)
 SEC("uprobe/posix_memalign")
 int posix_memalign_enter(struct pt_regs *ctx)
 {
-	if (!is_target())
+	if (!this_target())
 		return 0;
 	begin_call(ctx, OP_POSIX_MEMALIGN, PT_REGS_PARM3(ctx), PT_REGS_PARM1(ctx), 0);
 	return 0;
@@ -358,7 +390,7 @@ int posix_memalign_enter(struct pt_regs *ctx)
 SEC("uprobe/strdup")
 int strdup_enter(struct pt_regs *ctx)
 {
-	if (!is_target())
+	if (!this_target())
 		return 0;
 	begin_call(ctx, OP_MALLOC, 0, 0, INFLIGHT_SIZE_FROM_NESTED);
 	return 0;
@@ -367,7 +399,8 @@ int strdup_enter(struct pt_regs *ctx)
 SEC("uretprobe/alloc")
 int alloc_return(struct pt_regs *ctx)
 {
-	if (!is_target())
+	struct target *t = this_target();
+	if (!t)
 		return 0;
 	__u32 tid = current_tid();
 	struct inflight *call = bpf_map_lookup_elem(&inflight, &tid);
@@ -380,7 +413,7 @@ int alloc_return(struct pt_regs *ctx)
 	struct inflight done = *call;
 	bpf_map_delete_elem(&inflight, &tid);
 	if (done.op != OP_IGNORE)
-		finish_call(ctx, &done);
+		finish_call(ctx, &done, t);
 	return 0;
 }
 
@@ -388,7 +421,7 @@ int alloc_return(struct pt_regs *ctx)
 SEC("uprobe/free")
 int free_enter(struct pt_regs *ctx)
 {
-	if (!is_target())
+	if (!this_target())
 		return 0;
 	forget_block(PT_REGS_PARM1(ctx));
 	return 0;
@@ -401,10 +434,11 @@ int free_enter(struct pt_regs *ctx)
 SEC("uprobe/exit")
 int exit_enter(struct pt_regs *ctx)
 {
-	if (!stop_at_exit || !is_target())
+	if (!stop_at_exit || !this_target())
 		return 0;
 	count(COUNTER_EXIT_STOPS);
-	bpf_send_signal(19 /* SIGSTOP */);
+	bpf_send_signal(SIGSTOP);
+	emit(EVENT_EXIT_STOP, current_tgid(), 0, 0);
 	return 0;
 }
 
@@ -413,11 +447,41 @@ int exit_enter(struct pt_regs *ctx)
 SEC("raw_tracepoint/sched_process_exec")
 int on_exec(void *ctx)
 {
-	if ((__u32)(bpf_get_current_pid_tgid() >> 32) != target_tgid)
+	__u32 tgid = current_tgid();
+	struct target *t = bpf_map_lookup_elem(&targets, &tgid);
+	if (t)
+		t->generation++; // only the exec'ing thread is left: no race
+	return 0;
+}
+
+extern int bpf_send_signal_task(struct task_struct *task, int sig, enum pid_type type,
+				__u64 value) __ksym __weak;
+
+// --follow-forks: a traced process forked. The child is made a target and
+// stopped with SIGSTOP before it runs a single instruction (the tracepoint
+// fires before the child is first woken), so that the loader can attach
+// its probes, which the kernel filters by process, and then continue it:
+// none of its allocations is missed. Threads (same tgid) are not children.
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 tgid = current_tgid();
+	__u32 child_tgid = child->tgid;
+	if (!follow_forks || child_tgid == tgid || !bpf_map_lookup_elem(&targets, &tgid))
 		return 0;
-	__u32 zero = 0;
-	__u32 *gen = bpf_map_lookup_elem(&exec_generation, &zero);
-	if (gen)
-		__sync_fetch_and_add(gen, 1);
+	if (!bpf_send_signal_task)
+		return 0; // the loader refuses --follow-forks on such kernels
+	struct target born = {.parent = tgid};
+	if (bpf_map_update_elem(&targets, &child_tgid, &born, BPF_ANY)) {
+		count(COUNTER_EVENTS_DROPPED);
+		return 0;
+	}
+	if (bpf_send_signal_task(child, SIGSTOP, PIDTYPE_TGID, 0)) {
+		bpf_map_delete_elem(&targets, &child_tgid);
+		count(COUNTER_EVENTS_DROPPED);
+		return 0;
+	}
+	count(COUNTER_FORKS);
+	emit(EVENT_FORK, tgid, child_tgid, child->mm == parent->mm ? EVENT_SHARED_VM : 0);
 	return 0;
 }

@@ -15,6 +15,12 @@
 #define RETURN_SP_DELTA 0
 #endif
 
+// Processes traced at once (the first and, with --follow-forks, its
+// descendants alive at the same time).
+#define MAX_TARGETS 4096
+
+#define SIGSTOP 19
+
 // An in-flight call older than this is taken as abandoned.
 #define STALE_CALL_NS (1000ULL * 1000 * 1000)
 
@@ -43,7 +49,41 @@ enum counter {
 	COUNTER_INFLIGHT_DROPPED = 4, // in-flight map update failed
 	COUNTER_FOREIGN_HITS = 5,     // probe hits from other processes
 	COUNTER_EXIT_STOPS = 6,       // lsan run: stops at _exit
-	COUNTER_MAX = 7,
+	COUNTER_FORKS = 7,            // --follow-forks: children stopped at birth
+	COUNTER_EVENTS_DROPPED = 8,   // event ring buffer full
+	COUNTER_MAX = 9,
+};
+
+// A traced process. The loader adds the first; with --follow-forks the
+// fork program adds each child of a traced process.
+struct target {
+	__u32 parent;     // tgid of the traced process it forked from, 0 for the first
+	__u16 generation; // execve calls since it became a target
+	__u16 _pad;
+};
+
+// Blocks are keyed by process as well as address: after fork, parent and
+// child hand out the same addresses.
+struct block_key {
+	__u64 addr;
+	__u32 tgid;
+	__u32 _pad;
+};
+
+enum event_type {
+	EVENT_FORK = 1,      // tgid forked child; the child is stopped, waiting for its probes
+	EVENT_EXIT_STOP = 2, // tgid called _exit and is stopping itself for the final check
+};
+
+enum event_flags {
+	EVENT_SHARED_VM = 1, // the child shares its parent's memory (vfork, posix_spawn)
+};
+
+struct event {
+	__u32 type;
+	__u32 tgid;
+	__u32 child;
+	__u32 flags;
 };
 
 struct block {

@@ -10,41 +10,89 @@ import (
 // batchSize is how many map entries one batch syscall returns.
 const batchSize = 4096
 
-// Blocks returns every live block recorded in the map. For a consistent
-// view, call it while the target is stopped.
-func (t *Tracer) Blocks() ([]Block, error) {
-	out, err := t.blocksBatched()
+// Blocks returns the live blocks of one traced process. For a
+// consistent view, call it while that process is stopped.
+func (t *Tracer) Blocks(pid int) ([]Block, error) {
+	all, err := t.readBlocks()
+	if err != nil {
+		return nil, err
+	}
+	var out []Block
+	for _, b := range all {
+		if b.PID == pid {
+			out = append(out, b)
+		}
+	}
+	return out, nil
+}
+
+// readBlocks reads the whole block map (every process's blocks: one map
+// holds them all) and keeps it for PruneStacks.
+func (t *Tracer) readBlocks() ([]Block, error) {
+	all, err := t.blocksBatched()
 	if errors.Is(err, ebpf.ErrNotSupported) {
-		out, err = t.blocksIterated()
+		all, err = t.blocksIterated()
 	}
 	if err != nil {
 		return nil, err
 	}
-	return t.dropOldImages(out)
+	all = t.dropStale(all)
+	t.lastRead = all
+	return all, nil
 }
 
-// dropOldImages removes the blocks allocated before the target's last
-// execve: that memory no longer exists.
-func (t *Tracer) dropOldImages(blocks []Block) ([]Block, error) {
-	var gen uint32
-	if err := t.objs.ExecGeneration.Lookup(uint32(0), &gen); err != nil {
-		return nil, fmt.Errorf("read exec generation: %w", err)
+// dropStale deletes the blocks whose memory no longer exists: those
+// allocated before their process's last execve, and those of processes
+// no longer traced.
+func (t *Tracer) dropStale(blocks []Block) []Block {
+	gens := map[int]int{} // pid -> exec generation, -1: not traced
+	generation := func(pid int) int {
+		if g, ok := gens[pid]; ok {
+			return g
+		}
+		var v tracerTarget
+		g := -1
+		if err := t.objs.Targets.Lookup(uint32(pid), &v); err == nil {
+			g = int(v.Generation)
+		}
+		gens[pid] = g
+		return g
 	}
 	live := blocks[:0]
 	for _, b := range blocks {
-		if b.generation == uint16(gen) {
+		if int(b.generation) == generation(b.PID) {
 			live = append(live, b)
 		} else {
-			t.objs.Allocs.Delete(b.Addr)
+			t.objs.Allocs.Delete(blockKey(b.PID, b.Addr))
 		}
 	}
-	return live, nil
+	return live
+}
+
+// deleteBlocksOf deletes the blocks of a process that is gone.
+func (t *Tracer) deleteBlocksOf(pid int) {
+	all, err := t.blocksBatched()
+	if errors.Is(err, ebpf.ErrNotSupported) {
+		all, err = t.blocksIterated()
+	}
+	if err != nil {
+		return
+	}
+	for _, b := range all {
+		if b.PID == pid {
+			t.objs.Allocs.Delete(blockKey(pid, b.Addr))
+		}
+	}
+}
+
+func blockKey(pid int, addr uint64) tracerBlockKey {
+	return tracerBlockKey{Addr: addr, Tgid: uint32(pid)}
 }
 
 func (t *Tracer) blocksBatched() ([]Block, error) {
 	var (
 		cursor ebpf.MapBatchCursor
-		keys   = make([]uint64, batchSize)
+		keys   = make([]tracerBlockKey, batchSize)
 		vals   = make([]tracerBlock, batchSize)
 		out    []Block
 	)
@@ -64,7 +112,7 @@ func (t *Tracer) blocksBatched() ([]Block, error) {
 
 func (t *Tracer) blocksIterated() ([]Block, error) {
 	var (
-		key uint64
+		key tracerBlockKey
 		val tracerBlock
 		out []Block
 	)
@@ -78,8 +126,8 @@ func (t *Tracer) blocksIterated() ([]Block, error) {
 	return out, nil
 }
 
-func toBlock(addr uint64, v *tracerBlock) Block {
-	return Block{Addr: addr, Size: v.Size, TimestampNS: v.TimestampNs, StackID: v.StackId, TID: v.Tid, Fn: v.Fn, generation: v.Generation}
+func toBlock(k tracerBlockKey, v *tracerBlock) Block {
+	return Block{PID: int(k.Tgid), Addr: k.Addr, Size: v.Size, TimestampNS: v.TimestampNs, StackID: v.StackId, TID: v.Tid, Fn: v.Fn, generation: v.Generation}
 }
 
 // Stack returns the program counters of a stack, innermost first: the
@@ -88,7 +136,7 @@ func toBlock(addr uint64, v *tracerBlock) Block {
 // stored, so they are cached.
 func (t *Tracer) Stack(b Block) []uint64 {
 	var pcs []uint64
-	if fa := t.FuncAddr(b.Fn); fa != 0 {
+	if fa := t.FuncAddr(b); fa != 0 {
 		pcs = append(pcs, fa)
 	}
 	return append(pcs, t.returnAddresses(b.StackID)...)
@@ -122,6 +170,8 @@ func (t *Tracer) Counters() (Counters, error) {
 		tracerCounterCOUNTER_INFLIGHT_DROPPED: &c.InflightDropped,
 		tracerCounterCOUNTER_FOREIGN_HITS:     &c.ForeignHits,
 		tracerCounterCOUNTER_EXIT_STOPS:       &c.ExitStops,
+		tracerCounterCOUNTER_FORKS:            &c.Forks,
+		tracerCounterCOUNTER_EVENTS_DROPPED:   &c.EventsDropped,
 	} {
 		var perCPU []uint64
 		if err := t.objs.Counters.Lookup(key, &perCPU); err != nil {
@@ -134,16 +184,17 @@ func (t *Tracer) Counters() (Counters, error) {
 	return c, nil
 }
 
-// PruneStacks deletes the stored stacks that no live block references and
-// that were unreferenced at the previous call too, so that the stack map
+// PruneStacks deletes the stored stacks that no live block (of any traced
+// process, as of the last Blocks call) references and that were
+// unreferenced at the previous call too, so that the stack map
 // does not fill up with stacks of freed blocks. (Between a probe finding a
 // stack stored and recording its block, a stack can look unreferenced; the
 // second sighting makes deleting it in that window very unlikely, and the
 // worst case is one block shown without its stack.) It returns how many
 // stacks were deleted.
-func (t *Tracer) PruneStacks(live []Block) (int, error) {
-	referenced := make(map[uint64]bool, len(live))
-	for _, b := range live {
+func (t *Tracer) PruneStacks() (int, error) {
+	referenced := make(map[uint64]bool, len(t.lastRead))
+	for _, b := range t.lastRead {
 		referenced[b.StackID] = true
 	}
 	ids, err := t.stackIDs()

@@ -8,12 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"sync"
 	"syscall"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 )
@@ -47,6 +47,12 @@ type Options struct {
 	// NoPIDFilter attaches without the kernel's per-process uprobe filter.
 	// Only tests use it, to prove the filter matters.
 	NoPIDFilter bool
+	// FollowForks traces the children that traced processes fork: each
+	// is stopped at birth and reported as an EventFork, for AddProcess.
+	FollowForks bool
+	// SingleLinks attaches one perf-event uprobe per probe even where the
+	// kernel has uprobe_multi links (tests compare the two).
+	SingleLinks bool
 }
 
 // Default capacities. The block map is preallocated (about 80 bytes of
@@ -58,6 +64,7 @@ const (
 
 // Block is one live allocation recorded by the tracer.
 type Block struct {
+	PID         int
 	Addr        uint64
 	Size        uint64
 	TimestampNS uint64 // CLOCK_MONOTONIC
@@ -73,8 +80,12 @@ type Counters struct {
 	Allocs, Frees                                 uint64
 	AllocsDropped, StacksDropped, InflightDropped uint64
 	ForeignHits                                   uint64
-	// ExitStops counts the times the process stopped itself at _exit.
+	// ExitStops counts the times a process stopped itself at _exit.
 	ExitStops uint64
+	// Forks counts the children stopped at birth (FollowForks);
+	// EventsDropped the forks and exit stops not reported (ring buffer
+	// full).
+	Forks, EventsDropped uint64
 }
 
 // Probe is one attached uprobe, for diagnostics.
@@ -87,16 +98,34 @@ type Probe struct {
 	Returns   bool
 }
 
-// Tracer is the allocation tracer attached to one process.
+// Tracer is the allocation tracer attached to one process (and, with
+// FollowForks, to the children it forks).
 type Tracer struct {
-	opts      Options
-	objs      tracerObjects
+	opts Options
+	objs tracerObjects
+	// links are the process-independent links (tracepoints).
 	links     []link.Link
 	allocator *Allocator
 	probes    []Probe
+	sites     []probeSite
+	files     []*objectFile
+	// objectFiles are the probed files by MappedObject.OpenPath.
+	objectFiles map[string]*objectFile
+	multi       bool
+	// procs are the traced processes, with their probes.
+	procs     map[int]*traced
+	detaching sync.WaitGroup
+
+	forkLink    link.Link
+	events      chan Event
+	eventReader *ringbuf.Reader
+	// lastRead is every process's blocks from the last map read, what
+	// PruneStacks checks stacks against.
+	lastRead []Block
 	// fnAddrs maps a Block.Fn to the allocator function's address in the
 	// target, the first frame of every allocation stack.
 	fnAddrs    []uint64
+	imageFuncs map[image][]uint64
 	stackCache map[uint64][]uint64
 	// orphans are the stacks no live block referenced at the last prune.
 	orphans map[uint64]bool
@@ -121,20 +150,44 @@ func Attach(opts Options) (*Tracer, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &Tracer{opts: opts, allocator: alloc, stackCache: map[uint64][]uint64{}}
-	if err := t.load(); err != nil {
-		t.Close()
-		return nil, err
+	t := &Tracer{
+		opts:       opts,
+		allocator:  alloc,
+		stackCache: map[uint64][]uint64{},
+		procs:      map[int]*traced{},
+		imageFuncs: map[image][]uint64{},
+		multi:      !opts.SingleLinks && useMultiLinks(),
 	}
-	if err := t.attachAll(); err != nil {
-		t.Close()
-		return nil, err
-	}
-	if err := t.watchExec(); err != nil {
+	if err := t.setUp(); err != nil {
 		t.Close()
 		return nil, err
 	}
 	return t, nil
+}
+
+func (t *Tracer) setUp() error {
+	if err := t.planProbes(); err != nil {
+		return err
+	}
+	if err := t.load(); err != nil {
+		return err
+	}
+	if err := t.addTarget(t.opts.PID); err != nil {
+		return err
+	}
+	if err := t.startEvents(); err != nil {
+		return err
+	}
+	if err := t.AddProcess(t.opts.PID); err != nil {
+		return err
+	}
+	if err := t.watchExec(); err != nil {
+		return err
+	}
+	if t.opts.FollowForks {
+		return t.watchForks()
+	}
+	return nil
 }
 
 // checkTarget fails early, with the reason, for a PID that isn't there.
@@ -165,8 +218,8 @@ func (t *Tracer) load() error {
 	}
 	spec.Maps["allocs"].MaxEntries = t.opts.MaxBlocks
 	spec.Maps["stacks"].MaxEntries = t.opts.MaxStacks
-	if err := spec.Variables["target_tgid"].Set(uint32(t.opts.PID)); err != nil {
-		return fmt.Errorf("set target pid: %w", err)
+	if t.multi {
+		setMultiAttachType(spec)
 	}
 	if err := spec.Variables["sample_rate"].Set(t.opts.SampleRate); err != nil {
 		return fmt.Errorf("set sample rate: %w", err)
@@ -174,6 +227,11 @@ func (t *Tracer) load() error {
 	if t.opts.StopAtExit {
 		if err := spec.Variables["stop_at_exit"].Set(uint32(1)); err != nil {
 			return fmt.Errorf("set stop_at_exit: %w", err)
+		}
+	}
+	if t.opts.FollowForks {
+		if err := spec.Variables["follow_forks"].Set(uint32(1)); err != nil {
+			return fmt.Errorf("set follow_forks: %w", err)
 		}
 	}
 	if t.opts.SkipStacks {
@@ -224,73 +282,6 @@ func (t *Tracer) programFor(k probeKind) *ebpf.Program {
 	}
 }
 
-// attachAll puts an entry probe on every allocator function found (and a
-// return probe on those that allocate). Two names bound to the same code
-// (aliases) are probed once, or every call would be seen twice.
-func (t *Tracer) attachAll() error {
-	t.fnAddrs = make([]uint64, len(AllocatorFuncs))
-	type site struct {
-		path string
-		off  uint64
-	}
-	done := map[site]bool{}
-	for i, fn := range AllocatorFuncs {
-		b, ok := t.allocator.Bindings[fn.Name]
-		if fn.kind == kindExit && !t.opts.StopAtExit {
-			continue
-		}
-		if len(t.opts.OnlyFuncs) > 0 && !slices.Contains(t.opts.OnlyFuncs, fn.Name) {
-			continue
-		}
-		if !ok {
-			if fn.Required {
-				return fmt.Errorf("pid %d: %s not found in any loaded object", t.opts.PID, fn.Name)
-			}
-			continue
-		}
-		t.fnAddrs[i] = b.RuntimeAddr()
-		s := site{b.Object.OpenPath, b.FileOffset}
-		if done[s] {
-			continue
-		}
-		done[s] = true
-		if err := t.attachFunc(uint16(i), fn, b); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (t *Tracer) attachFunc(index uint16, fn AllocatorFunc, b Binding) error {
-	ex, err := link.OpenExecutable(b.Object.OpenPath)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", b.Object.Path, err)
-	}
-	place := placeBinding(b, fn.kind, t.opts.Placement)
-	opts := &link.UprobeOptions{Address: b.FileOffset + place.Offset, Cookie: uint64(index)}
-	if !t.opts.NoPIDFilter {
-		// The kernel then installs the breakpoint in the target only:
-		// other processes using the same library run at full speed.
-		opts.PID = t.opts.PID
-	}
-	l, err := ex.Uprobe(fn.Name, t.programFor(fn.kind), opts)
-	if err != nil {
-		return explainAttachError(fn.Name, b.Object.Path, err)
-	}
-	t.links = append(t.links, l)
-	t.probes = append(t.probes, Probe{Func: fn.Name, Object: b.Object.Path, Offset: b.FileOffset, Placement: place})
-	if !fn.kind.allocates() || t.opts.NoReturnProbes {
-		return nil
-	}
-	l, err = ex.Uretprobe(fn.Name, t.objs.AllocReturn, opts)
-	if err != nil {
-		return explainAttachError(fn.Name+" (return)", b.Object.Path, err)
-	}
-	t.links = append(t.links, l)
-	t.probes = append(t.probes, Probe{Func: fn.Name, Object: b.Object.Path, Offset: b.FileOffset, Placement: place, Returns: true})
-	return nil
-}
-
 // watchExec counts the target's execve calls, so that blocks of a program
 // image it replaced are not taken for live ones.
 func (t *Tracer) watchExec() error {
@@ -321,30 +312,20 @@ func (t *Tracer) Allocator() *Allocator { return t.allocator }
 // Probes lists the attached probes.
 func (t *Tracer) Probes() []Probe { return t.probes }
 
-// FuncAddr is the target address of AllocatorFuncs[fn], or 0.
-func (t *Tracer) FuncAddr(fn uint16) uint64 {
-	if int(fn) < len(t.fnAddrs) {
-		return t.fnAddrs[fn]
-	}
-	return 0
-}
-
 // Close detaches every probe and frees the maps. Safe to call twice.
 func (t *Tracer) Close() error {
-	// Each uprobe detach waits for an RCU grace period; closing them
-	// concurrently makes detaching take one grace period, not one per probe.
-	errs := make([]error, len(t.links))
-	var wg sync.WaitGroup
-	for i, l := range t.links {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = l.Close()
-		}()
+	t.stopFollowing()
+	links := t.links
+	for _, p := range t.procs {
+		links = append(links, p.links...)
 	}
-	wg.Wait()
-	t.links = nil
-	first := errors.Join(errs...)
+	t.links, t.procs = nil, map[int]*traced{}
+	first := closeLinks(links)
+	t.detaching.Wait()
+	for _, f := range t.files {
+		f.file.Close()
+	}
+	t.files = nil
 	if err := t.objs.Close(); err != nil && first == nil {
 		first = err
 	}

@@ -128,18 +128,28 @@ func traceTrigger(t *testing.T, tg *target, exe string, opts Options) (*Tracer, 
 	}
 	t.Cleanup(func() { tr.Close() })
 	tg.trigger(t)
-	blocks, err := tr.Blocks()
+	blocks, err := tr.Blocks(tg.Pid())
 	if err != nil {
 		t.Fatal(err)
 	}
 	return tr, blocks, loadSymbols(t, tg.Pid(), exe)
 }
 
+// TestPairing runs with uprobe_multi links and with one perf-event
+// uprobe per probe (kernels before 6.6): both must see the same calls.
 func TestPairing(t *testing.T) {
 	requireBPF(t)
 	exe := buildC(t, "testdata/pairing.c")
+	for _, single := range []bool{false, true} {
+		t.Run(fmt.Sprintf("single_links=%v", single), func(t *testing.T) {
+			testPairing(t, exe, Options{SingleLinks: single})
+		})
+	}
+}
+
+func testPairing(t *testing.T, exe string, opts Options) {
 	tg := startTarget(t, exe)
-	tr, blocks, st := traceTrigger(t, tg, exe, Options{})
+	tr, blocks, st := traceTrigger(t, tg, exe, opts)
 	var got []string
 	for _, b := range blocks {
 		got = append(got, fmt.Sprintf("%s %s %d", callSite(t, tr, st, b), AllocatorFuncs[b.Fn].Name, b.Size))

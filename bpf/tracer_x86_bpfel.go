@@ -23,6 +23,13 @@ type tracerBlock struct {
 	Generation  uint16
 }
 
+type tracerBlockKey struct {
+	_    structs.HostLayout
+	Addr uint64
+	Tgid uint32
+	Pad  uint32
+}
+
 type tracerCounter uint32
 
 const (
@@ -33,7 +40,30 @@ const (
 	tracerCounterCOUNTER_INFLIGHT_DROPPED tracerCounter = 4
 	tracerCounterCOUNTER_FOREIGN_HITS     tracerCounter = 5
 	tracerCounterCOUNTER_EXIT_STOPS       tracerCounter = 6
-	tracerCounterCOUNTER_MAX              tracerCounter = 7
+	tracerCounterCOUNTER_FORKS            tracerCounter = 7
+	tracerCounterCOUNTER_EVENTS_DROPPED   tracerCounter = 8
+	tracerCounterCOUNTER_MAX              tracerCounter = 9
+)
+
+type tracerEvent struct {
+	_     structs.HostLayout
+	Type  uint32
+	Tgid  uint32
+	Child uint32
+	Flags uint32
+}
+
+type tracerEventFlags uint32
+
+const (
+	tracerEventFlagsEVENT_SHARED_VM tracerEventFlags = 1
+)
+
+type tracerEventType uint32
+
+const (
+	tracerEventTypeEVENT_FORK      tracerEventType = 1
+	tracerEventTypeEVENT_EXIT_STOP tracerEventType = 2
 )
 
 type tracerInflight struct {
@@ -55,17 +85,25 @@ type tracerStack struct {
 	Pcs [64]uint64
 }
 
+type tracerTarget struct {
+	_          structs.HostLayout
+	Parent     uint32
+	Generation uint16
+	Pad        uint16
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	tracerMapAllocs              = "allocs"
 	tracerMapCounters            = "counters"
-	tracerMapExecGeneration      = "exec_generation"
+	tracerMapEvents              = "events"
 	tracerMapInflight            = "inflight"
 	tracerMapSampleCounter       = "sample_counter"
 	tracerMapStackScratch        = "stack_scratch"
 	tracerMapStacks              = "stacks"
+	tracerMapTargets             = "targets"
 	tracerProgAllocReturn        = "alloc_return"
 	tracerProgCallocEnter        = "calloc_enter"
 	tracerProgExitEnter          = "exit_enter"
@@ -73,14 +111,18 @@ const (
 	tracerProgMallocEnter        = "malloc_enter"
 	tracerProgMemalignEnter      = "memalign_enter"
 	tracerProgOnExec             = "on_exec"
+	tracerProgOnFork             = "on_fork"
 	tracerProgPosixMemalignEnter = "posix_memalign_enter"
 	tracerProgReallocEnter       = "realloc_enter"
 	tracerProgReallocarrayEnter  = "reallocarray_enter"
 	tracerProgStrdupEnter        = "strdup_enter"
+	tracerVarFollowForks         = "follow_forks"
 	tracerVarSampleRate          = "sample_rate"
 	tracerVarSkipStacks          = "skip_stacks"
 	tracerVarStopAtExit          = "stop_at_exit"
-	tracerVarTargetTgid          = "target_tgid"
+	tracerVarUnusedEvent         = "unused_event"
+	tracerVarUnusedEventFlags    = "unused_event_flags"
+	tracerVarUnusedEventType     = "unused_event_type"
 )
 
 // loadTracer returns the embedded CollectionSpec for tracer.
@@ -132,6 +174,7 @@ type tracerProgramSpecs struct {
 	MallocEnter        *ebpf.ProgramSpec `ebpf:"malloc_enter"`
 	MemalignEnter      *ebpf.ProgramSpec `ebpf:"memalign_enter"`
 	OnExec             *ebpf.ProgramSpec `ebpf:"on_exec"`
+	OnFork             *ebpf.ProgramSpec `ebpf:"on_fork"`
 	PosixMemalignEnter *ebpf.ProgramSpec `ebpf:"posix_memalign_enter"`
 	ReallocEnter       *ebpf.ProgramSpec `ebpf:"realloc_enter"`
 	ReallocarrayEnter  *ebpf.ProgramSpec `ebpf:"reallocarray_enter"`
@@ -142,23 +185,27 @@ type tracerProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tracerMapSpecs struct {
-	Allocs         *ebpf.MapSpec `ebpf:"allocs"`
-	Counters       *ebpf.MapSpec `ebpf:"counters"`
-	ExecGeneration *ebpf.MapSpec `ebpf:"exec_generation"`
-	Inflight       *ebpf.MapSpec `ebpf:"inflight"`
-	SampleCounter  *ebpf.MapSpec `ebpf:"sample_counter"`
-	StackScratch   *ebpf.MapSpec `ebpf:"stack_scratch"`
-	Stacks         *ebpf.MapSpec `ebpf:"stacks"`
+	Allocs        *ebpf.MapSpec `ebpf:"allocs"`
+	Counters      *ebpf.MapSpec `ebpf:"counters"`
+	Events        *ebpf.MapSpec `ebpf:"events"`
+	Inflight      *ebpf.MapSpec `ebpf:"inflight"`
+	SampleCounter *ebpf.MapSpec `ebpf:"sample_counter"`
+	StackScratch  *ebpf.MapSpec `ebpf:"stack_scratch"`
+	Stacks        *ebpf.MapSpec `ebpf:"stacks"`
+	Targets       *ebpf.MapSpec `ebpf:"targets"`
 }
 
 // tracerVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tracerVariableSpecs struct {
-	SampleRate *ebpf.VariableSpec `ebpf:"sample_rate"`
-	SkipStacks *ebpf.VariableSpec `ebpf:"skip_stacks"`
-	StopAtExit *ebpf.VariableSpec `ebpf:"stop_at_exit"`
-	TargetTgid *ebpf.VariableSpec `ebpf:"target_tgid"`
+	FollowForks      *ebpf.VariableSpec `ebpf:"follow_forks"`
+	SampleRate       *ebpf.VariableSpec `ebpf:"sample_rate"`
+	SkipStacks       *ebpf.VariableSpec `ebpf:"skip_stacks"`
+	StopAtExit       *ebpf.VariableSpec `ebpf:"stop_at_exit"`
+	UnusedEvent      *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedEventFlags *ebpf.VariableSpec `ebpf:"unused_event_flags"`
+	UnusedEventType  *ebpf.VariableSpec `ebpf:"unused_event_type"`
 }
 
 // tracerObjects contains all objects after they have been loaded into the kernel.
@@ -181,24 +228,26 @@ func (o *tracerObjects) Close() error {
 //
 // It can be passed to loadTracerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tracerMaps struct {
-	Allocs         *ebpf.Map `ebpf:"allocs"`
-	Counters       *ebpf.Map `ebpf:"counters"`
-	ExecGeneration *ebpf.Map `ebpf:"exec_generation"`
-	Inflight       *ebpf.Map `ebpf:"inflight"`
-	SampleCounter  *ebpf.Map `ebpf:"sample_counter"`
-	StackScratch   *ebpf.Map `ebpf:"stack_scratch"`
-	Stacks         *ebpf.Map `ebpf:"stacks"`
+	Allocs        *ebpf.Map `ebpf:"allocs"`
+	Counters      *ebpf.Map `ebpf:"counters"`
+	Events        *ebpf.Map `ebpf:"events"`
+	Inflight      *ebpf.Map `ebpf:"inflight"`
+	SampleCounter *ebpf.Map `ebpf:"sample_counter"`
+	StackScratch  *ebpf.Map `ebpf:"stack_scratch"`
+	Stacks        *ebpf.Map `ebpf:"stacks"`
+	Targets       *ebpf.Map `ebpf:"targets"`
 }
 
 func (m *tracerMaps) Close() error {
 	return _TracerClose(
 		m.Allocs,
 		m.Counters,
-		m.ExecGeneration,
+		m.Events,
 		m.Inflight,
 		m.SampleCounter,
 		m.StackScratch,
 		m.Stacks,
+		m.Targets,
 	)
 }
 
@@ -206,10 +255,13 @@ func (m *tracerMaps) Close() error {
 //
 // It can be passed to loadTracerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tracerVariables struct {
-	SampleRate *ebpf.Variable `ebpf:"sample_rate"`
-	SkipStacks *ebpf.Variable `ebpf:"skip_stacks"`
-	StopAtExit *ebpf.Variable `ebpf:"stop_at_exit"`
-	TargetTgid *ebpf.Variable `ebpf:"target_tgid"`
+	FollowForks      *ebpf.Variable `ebpf:"follow_forks"`
+	SampleRate       *ebpf.Variable `ebpf:"sample_rate"`
+	SkipStacks       *ebpf.Variable `ebpf:"skip_stacks"`
+	StopAtExit       *ebpf.Variable `ebpf:"stop_at_exit"`
+	UnusedEvent      *ebpf.Variable `ebpf:"unused_event"`
+	UnusedEventFlags *ebpf.Variable `ebpf:"unused_event_flags"`
+	UnusedEventType  *ebpf.Variable `ebpf:"unused_event_type"`
 }
 
 // tracerPrograms contains all programs after they have been loaded into the kernel.
@@ -223,6 +275,7 @@ type tracerPrograms struct {
 	MallocEnter        *ebpf.Program `ebpf:"malloc_enter"`
 	MemalignEnter      *ebpf.Program `ebpf:"memalign_enter"`
 	OnExec             *ebpf.Program `ebpf:"on_exec"`
+	OnFork             *ebpf.Program `ebpf:"on_fork"`
 	PosixMemalignEnter *ebpf.Program `ebpf:"posix_memalign_enter"`
 	ReallocEnter       *ebpf.Program `ebpf:"realloc_enter"`
 	ReallocarrayEnter  *ebpf.Program `ebpf:"reallocarray_enter"`
@@ -238,6 +291,7 @@ func (p *tracerPrograms) Close() error {
 		p.MallocEnter,
 		p.MemalignEnter,
 		p.OnExec,
+		p.OnFork,
 		p.PosixMemalignEnter,
 		p.ReallocEnter,
 		p.ReallocarrayEnter,

@@ -24,7 +24,7 @@ func (s *Session) checkLeaks(final bool) error {
 	start := time.Now()
 	var tracked []bpf.Block
 	snapshot := func() ([]scanner.Block, error) {
-		bs, err := s.tracer.Blocks()
+		bs, err := s.tracer.Blocks(s.cfg.PID)
 		if err != nil {
 			return nil, err
 		}
@@ -63,7 +63,7 @@ func (s *Session) checkLeaks(final bool) error {
 	s.fillCounters(r)
 	s.lastLeak = len(r.Groups) > 0
 	err = s.symbolizeAndWrite(r)
-	s.pruneStacks(tracked)
+	s.pruneStacks()
 	return err
 }
 

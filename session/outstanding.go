@@ -15,7 +15,7 @@ import (
 // grouped by allocation stack, as bcc's memleak does.
 func (s *Session) checkOutstanding(final bool) error {
 	start := time.Now()
-	blocks, err := s.tracer.Blocks()
+	blocks, err := s.tracer.Blocks(s.cfg.PID)
 	if err != nil {
 		return fmt.Errorf("outstanding check: %w", err)
 	}
@@ -35,7 +35,7 @@ func (s *Session) checkOutstanding(final bool) error {
 	s.attachPCs(r, blocks)
 	r.Stats.CheckMS = float64(time.Since(start).Microseconds()) / 1000
 	err = s.symbolizeAndWrite(r)
-	s.pruneStacks(blocks)
+	s.pruneStacks()
 	return err
 }
 
@@ -64,7 +64,7 @@ func (s *Session) attachPCs(r *report.Report, blocks []bpf.Block) {
 // allocatorName is the allocator function a block came from, demangled
 // unless --no-demangle.
 func (s *Session) allocatorName(b bpf.Block) string {
-	if int(b.Fn) >= len(bpf.AllocatorFuncs) || s.tracer.FuncAddr(b.Fn) == 0 {
+	if int(b.Fn) >= len(bpf.AllocatorFuncs) || s.tracer.FuncAddr(b) == 0 {
 		return ""
 	}
 	name := bpf.AllocatorFuncs[b.Fn].Name

@@ -3,7 +3,9 @@ package session
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -59,9 +61,9 @@ func (s *Session) attachChild(pid int) error {
 
 // superviseChild watches the child until it exits. It never waits on
 // the child while it lives: during a check the scanner traces the child,
-// and a wait from here could take the scanner's ptrace stops. The stop at
-// _exit is seen through the probe's counter and the child's state; the
-// exit through a pidfd; only then is the child reaped.
+// and a wait from here could take the scanner's ptrace stops. Stops at
+// _exit and forks come from the tracer's events; the exit through a
+// pidfd; only then is the child reaped.
 func (s *Session) superviseChild(proc *os.Process, sigs <-chan os.Signal) (RunResult, error) {
 	var res RunResult
 	exited, err := exitNotifier(proc.Pid)
@@ -69,26 +71,131 @@ func (s *Session) superviseChild(proc *os.Process, sigs <-chan os.Signal) (RunRe
 		return res, err
 	}
 	s.exited = exited
-	poll := time.NewTicker(10 * time.Millisecond)
-	defer poll.Stop()
-	handledStops := uint64(0)
+	f := &family{root: s, children: map[int]*Session{}, exits: make(chan int, 16)}
 	for {
 		select {
 		case <-exited:
+			f.release()
 			return s.reap(proc, res)
-		case <-poll.C:
-			if s.isExitStop(proc.Pid, &handledStops) {
-				s.checkAtExit(&res)
-				proc.Signal(syscall.SIGCONT)
-			}
+		case ev := <-s.tracer.Events():
+			f.handle(ev, &res)
+		case pid := <-f.exits:
+			f.forget(pid)
 		case sig := <-sigs:
 			if sig == os.Interrupt && !res.Checked {
 				s.cfg.Log("lsan: interrupted: checking pid %d before passing the signal on", proc.Pid)
-				s.checkAtExit(&res)
+				f.checkAll(&res)
 			}
 			proc.Signal(sig)
 		}
 	}
+}
+
+// family is the command and, with --follow-forks, the descendants lsan
+// follows: one view (a Session sharing the tracer) per process, each
+// checked and reported on its own.
+type family struct {
+	root     *Session
+	children map[int]*Session
+	exits    chan int
+}
+
+func (f *family) handle(ev bpf.Event, res *RunResult) {
+	switch ev.Type {
+	case bpf.EventFork:
+		f.follow(ev)
+	case bpf.EventExitStop:
+		f.checkAtExit(ev.PID, res)
+	}
+}
+
+// follow puts the probes in place for a child that the tracer stopped at
+// birth, then lets it run. It is continued even when that fails.
+func (f *family) follow(ev bpf.Event) {
+	defer syscall.Kill(ev.Child, syscall.SIGCONT)
+	if err := f.root.tracer.AddProcess(ev.Child); err != nil {
+		f.root.cfg.Log("lsan: warning: not following pid %d: %v", ev.Child, err)
+		f.root.tracer.RemoveProcess(ev.Child)
+		return
+	}
+	exited, err := exitNotifier(ev.Child)
+	if err != nil {
+		f.root.tracer.RemoveProcess(ev.Child)
+		return
+	}
+	child := f.root.viewOf(ev.Child, exited)
+	f.children[ev.Child] = child
+	go func() {
+		<-exited
+		f.exits <- ev.Child
+	}()
+	f.root.cfg.Log("lsan: following pid %d, forked by pid %d", ev.Child, ev.PID)
+}
+
+// viewOf is a Session for another process of the family: its own
+// target and mappings, the shared tracer and symbolizer.
+func (s *Session) viewOf(pid int, exited <-chan struct{}) *Session {
+	v := &Session{cfg: s.cfg, tracer: s.tracer, syms: s.syms, exited: exited}
+	v.cfg.PID = pid
+	v.refreshMappings()
+	return v
+}
+
+// checkAtExit runs the final check of a process stopped at _exit, then
+// lets it exit.
+func (f *family) checkAtExit(pid int, res *RunResult) {
+	defer syscall.Kill(pid, syscall.SIGCONT)
+	v := f.viewFor(pid)
+	if v == nil || !waitStopped(pid, time.Second) {
+		return
+	}
+	if v.checkAndReport() && v == f.root {
+		res.Checked = true
+	}
+	res.Leaks = res.Leaks || v.lastLeak
+}
+
+func (f *family) viewFor(pid int) *Session {
+	if pid == f.root.cfg.PID {
+		return f.root
+	}
+	return f.children[pid]
+}
+
+// checkAll checks every live process of the family (SIGINT: a command
+// that never exits still gets its reports).
+func (f *family) checkAll(res *RunResult) {
+	res.Checked = f.root.checkAndReport()
+	res.Leaks = f.root.lastLeak
+	for _, pid := range slices.Sorted(maps.Keys(f.children)) {
+		v := f.children[pid]
+		if !v.targetExited() && v.checkAndReport() {
+			res.Leaks = res.Leaks || v.lastLeak
+		}
+	}
+}
+
+// forget drops a child that exited; one that never stopped at _exit
+// (killed by a signal, or running a program whose exit lsan does not
+// probe) had no check.
+func (f *family) forget(pid int) {
+	if v, ok := f.children[pid]; ok && !v.checked {
+		f.root.cfg.Log("lsan: pid %d ended without calling exit (killed by a signal?): no leak check possible", pid)
+	}
+	delete(f.children, pid)
+	f.root.tracer.RemoveProcess(pid)
+}
+
+// release stops following the children still running when the command
+// exits: lsan does not wait for them (they may be daemons).
+func (f *family) release() {
+	for _, pid := range slices.Sorted(maps.Keys(f.children)) {
+		if !f.children[pid].targetExited() {
+			f.root.cfg.Log("lsan: pid %d still runs after pid %d exited: no longer followed", pid, f.root.cfg.PID)
+		}
+		f.root.tracer.RemoveProcess(pid)
+	}
+	f.children = map[int]*Session{}
 }
 
 // reap collects the exit status of the child.
@@ -116,15 +223,15 @@ func (s *Session) reap(proc *os.Process, res RunResult) (RunResult, error) {
 	return res, nil
 }
 
-// isExitStop tells a stop at _exit (the probe counts them) from a
-// SIGSTOP someone else sent, which lsan leaves alone.
-func (s *Session) isExitStop(pid int, handled *uint64) bool {
-	c, err := s.tracer.Counters()
-	if err != nil || c.ExitStops <= *handled || !stopped(pid) {
-		return false
+// waitStopped waits for pid to enter a stop (the SIGSTOP the tracer
+// sent takes effect when the process returns to user space).
+func waitStopped(pid int, timeout time.Duration) bool {
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if stopped(pid) {
+			return true
+		}
 	}
-	*handled = c.ExitStops
-	return true
+	return false
 }
 
 // stopped reads whether pid is in a stop (state T in /proc/PID/stat).
@@ -138,13 +245,14 @@ func stopped(pid int) bool {
 	return i >= 0 && i+2 < len(data) && data[i+2] == 'T'
 }
 
-// checkAtExit runs the final check; its errors are reported, not fatal:
-// the command must be allowed to finish either way.
-func (s *Session) checkAtExit(res *RunResult) {
+// checkAndReport runs a final check; its errors are reported, not
+// fatal: the process must be allowed to finish either way.
+func (s *Session) checkAndReport() bool {
 	s.refreshMappings()
 	if err := s.check(true); err != nil {
 		s.cfg.Log("lsan: %v", err)
-		return
+		return false
 	}
-	res.Checked, res.Leaks = true, s.lastLeak
+	s.checked = true
+	return true
 }

@@ -55,6 +55,8 @@ type Session struct {
 	proc     *symbolize.Process
 	exited   <-chan struct{}
 	lastLeak bool
+	// checked: a check of this process ran (lsan run: at its exit).
+	checked bool
 }
 
 // ErrTargetExited reports that the target exited before a check.
@@ -242,7 +244,7 @@ func stackKey(b bpf.Block) uint64 {
 }
 
 func (s *Session) blockPCs(b bpf.Block) []uint64 {
-	return lookupPCs(s.tracer.Stack(b), s.tracer.FuncAddr(b.Fn) != 0)
+	return lookupPCs(s.tracer.Stack(b), s.tracer.FuncAddr(b) != 0)
 }
 
 func (s *Session) symbolizeAndWrite(r *report.Report) error {
@@ -259,8 +261,8 @@ func (s *Session) symbolizeAndWrite(r *report.Report) error {
 }
 
 // pruneStacks frees the stack map of stacks no live block uses any more.
-func (s *Session) pruneStacks(live []bpf.Block) {
-	if _, err := s.tracer.PruneStacks(live); err != nil {
+func (s *Session) pruneStacks() {
+	if _, err := s.tracer.PruneStacks(); err != nil {
 		s.cfg.Log("lsan: warning: %v", err)
 	}
 }

@@ -1,5 +1,6 @@
 // The few kernel types the BPF program needs, instead of a generated
-// vmlinux.h: user-space probes only read registers.
+// vmlinux.h: user-space probes only read registers, and the fork program
+// reads two fields of task_struct through CO-RE.
 #ifndef LSAN_TYPES_H
 #define LSAN_TYPES_H
 
@@ -22,6 +23,7 @@ enum bpf_map_type {
 	BPF_MAP_TYPE_ARRAY = 2,
 	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
 	BPF_MAP_TYPE_LRU_HASH = 9,
+	BPF_MAP_TYPE_RINGBUF = 27,
 };
 
 enum {
@@ -33,6 +35,22 @@ enum {
 
 enum {
 	BPF_F_USER_STACK = 256,
+};
+
+// Only the fields the fork program reads; CO-RE relocates them against
+// the running kernel's BTF, so their order and offsets here don't matter.
+struct mm_struct;
+struct task_struct {
+	int tgid;
+	struct mm_struct *mm;
+} __attribute__((preserve_access_index));
+
+enum pid_type {
+	PIDTYPE_PID,
+	PIDTYPE_TGID,
+	PIDTYPE_PGID,
+	PIDTYPE_SID,
+	PIDTYPE_MAX,
 };
 
 #if defined(__TARGET_ARCH_x86)

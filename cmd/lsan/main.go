@@ -50,8 +50,11 @@ func run(args []string) (status int) {
 			Name:      "run",
 			Usage:     "start a command with every allocation tracked, and check for leaks when it exits",
 			UsageText: "lsan run [flags] -- CMD [ARGS...]",
-			Flags:     commonFlags(),
-			Action:    runAction,
+			Flags: append(commonFlags(), &cli.BoolFlag{
+				Name:  "follow-forks",
+				Usage: "also track the children CMD forks (one report per process); without it they run untracked",
+			}),
+			Action: runAction,
 			OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 				return usageError{err}
 			},

@@ -40,6 +40,7 @@ func runAction(c *cli.Context) error {
 		return err
 	}
 	defer closeOut()
+	cfg.Tracer.FollowForks = c.Bool("follow-forks")
 	// Signals for the command are caught, not acted on: lsan passes them
 	// on and stays to report.
 	sigs := make(chan os.Signal, 4)

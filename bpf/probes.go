@@ -1,0 +1,234 @@
+package bpf
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"sync"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/features"
+	"github.com/cilium/ebpf/link"
+)
+
+// probeSite is one probed instruction: found once, when the tracer
+// attaches, and probed in every traced process (a forked child runs the
+// same code as its parent).
+type probeSite struct {
+	index  uint16 // into AllocatorFuncs: the cookie, and Block.Fn
+	fn     AllocatorFunc
+	object *objectFile
+	// offset is the file offset of the probed instruction.
+	offset uint64
+	probe  Probe
+}
+
+// objectFile keeps a probed file open, so that a process forked long
+// after the first one (which may be gone by then, with its /proc entries)
+// is probed in the same inode: uprobes live on inodes, and the kernel
+// resolves /proc/self/fd/N to the open file.
+type objectFile struct {
+	file *os.File
+	path string // for messages: the path as the target sees it
+}
+
+func (o *objectFile) attachPath() string { return fmt.Sprintf("/proc/self/fd/%d", o.file.Fd()) }
+
+// planProbes decides every probe site: which functions are probed, in
+// which object, at which instruction. Two names bound to the same code
+// (aliases) are probed once, or every call would be seen twice.
+func (t *Tracer) planProbes() error {
+	t.fnAddrs = make([]uint64, len(AllocatorFuncs))
+	type site struct {
+		path string
+		off  uint64
+	}
+	done := map[site]bool{}
+	t.objectFiles = map[string]*objectFile{}
+	for i, fn := range AllocatorFuncs {
+		b, ok := t.allocator.Bindings[fn.Name]
+		if fn.kind == kindExit && !t.opts.StopAtExit {
+			continue
+		}
+		if len(t.opts.OnlyFuncs) > 0 && !slices.Contains(t.opts.OnlyFuncs, fn.Name) {
+			continue
+		}
+		if !ok {
+			if fn.Required {
+				return fmt.Errorf("pid %d: %s not found in any loaded object", t.opts.PID, fn.Name)
+			}
+			continue
+		}
+		t.fnAddrs[i] = b.RuntimeAddr()
+		s := site{b.Object.OpenPath, b.FileOffset}
+		if done[s] {
+			continue
+		}
+		done[s] = true
+		obj, err := t.openObject(b.Object)
+		if err != nil {
+			return err
+		}
+		place := placeBinding(b, fn.kind, t.opts.Placement)
+		probe := Probe{Func: fn.Name, Object: b.Object.Path, Offset: b.FileOffset, Placement: place}
+		t.sites = append(t.sites, probeSite{index: uint16(i), fn: fn, object: obj, offset: b.FileOffset + place.Offset, probe: probe})
+		t.probes = append(t.probes, probe)
+		if fn.kind.allocates() && !t.opts.NoReturnProbes {
+			probe.Returns = true
+			t.probes = append(t.probes, probe)
+		}
+	}
+	return nil
+}
+
+func (t *Tracer) openObject(m *MappedObject) (*objectFile, error) {
+	if o, ok := t.objectFiles[m.OpenPath]; ok {
+		return o, nil
+	}
+	f, err := os.Open(m.OpenPath)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", m.Path, err)
+	}
+	o := &objectFile{file: f, path: m.Path}
+	t.objectFiles[m.OpenPath] = o
+	t.files = append(t.files, o)
+	return o, nil
+}
+
+// useMultiLinks says whether the kernel has uprobe_multi links (Linux
+// 6.6): one link carries all of a program's probes in one object, and
+// detaching it waits for one RCU grace period instead of one per probe,
+// serialized on a kernel-wide lock (about 2 s for lsan's ~20 probes).
+func useMultiLinks() bool { return features.HaveBPFLinkUprobeMulti() == nil }
+
+// setMultiAttachType marks the uprobe programs for uprobe_multi links,
+// before they are loaded.
+func setMultiAttachType(spec *ebpf.CollectionSpec) {
+	for _, p := range spec.Programs {
+		if p.Type == ebpf.Kprobe {
+			p.AttachType = ebpf.AttachTraceUprobeMulti
+		}
+	}
+}
+
+// attachProcess puts every probe site in place for one process (pid 0:
+// every process, which only tests use).
+func (t *Tracer) attachProcess(pid int) ([]link.Link, error) {
+	if t.multi {
+		return t.attachMulti(pid)
+	}
+	return t.attachSingle(pid)
+}
+
+// multiKey groups probe sites into one uprobe_multi link.
+type multiKey struct {
+	object *objectFile
+	prog   *ebpf.Program
+	ret    bool
+}
+
+func (t *Tracer) attachMulti(pid int) ([]link.Link, error) {
+	var order []multiKey
+	groups := map[multiKey]*link.UprobeMultiOptions{}
+	add := func(k multiKey, s probeSite) {
+		g, ok := groups[k]
+		if !ok {
+			g = &link.UprobeMultiOptions{PID: uint32(pid)}
+			groups[k] = g
+			order = append(order, k)
+		}
+		g.Addresses = append(g.Addresses, s.offset)
+		g.Cookies = append(g.Cookies, uint64(s.index))
+	}
+	for _, s := range t.sites {
+		add(multiKey{s.object, t.programFor(s.fn.kind), false}, s)
+		if s.fn.kind.allocates() && !t.opts.NoReturnProbes {
+			add(multiKey{s.object, t.objs.AllocReturn, true}, s)
+		}
+	}
+	var links []link.Link
+	for _, k := range order {
+		l, err := attachMultiGroup(k, groups[k])
+		if err != nil {
+			closeLinks(links)
+			return nil, err
+		}
+		links = append(links, l)
+	}
+	return links, nil
+}
+
+func attachMultiGroup(k multiKey, opts *link.UprobeMultiOptions) (link.Link, error) {
+	ex, err := link.OpenExecutable(k.object.attachPath())
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", k.object.path, err)
+	}
+	what := k.prog.String()
+	if k.ret {
+		l, err := ex.UretprobeMulti(nil, k.prog, opts)
+		if err != nil {
+			return nil, explainAttachError(what+" (return)", k.object.path, err)
+		}
+		return l, nil
+	}
+	l, err := ex.UprobeMulti(nil, k.prog, opts)
+	if err != nil {
+		return nil, explainAttachError(what, k.object.path, err)
+	}
+	return l, nil
+}
+
+// attachSingle is the fallback for kernels without uprobe_multi: one
+// perf-event uprobe per site.
+func (t *Tracer) attachSingle(pid int) ([]link.Link, error) {
+	var links []link.Link
+	for _, s := range t.sites {
+		ls, err := t.attachSite(pid, s)
+		links = append(links, ls...)
+		if err != nil {
+			closeLinks(links)
+			return nil, err
+		}
+	}
+	return links, nil
+}
+
+func (t *Tracer) attachSite(pid int, s probeSite) ([]link.Link, error) {
+	ex, err := link.OpenExecutable(s.object.attachPath())
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", s.object.path, err)
+	}
+	// With a PID, the kernel installs the breakpoint in that process only:
+	// others using the same library run at full speed.
+	opts := &link.UprobeOptions{Address: s.offset, Cookie: uint64(s.index), PID: pid}
+	l, err := ex.Uprobe(s.fn.Name, t.programFor(s.fn.kind), opts)
+	if err != nil {
+		return nil, explainAttachError(s.fn.Name, s.object.path, err)
+	}
+	links := []link.Link{l}
+	if !s.fn.kind.allocates() || t.opts.NoReturnProbes {
+		return links, nil
+	}
+	l, err = ex.Uretprobe(s.fn.Name, t.objs.AllocReturn, opts)
+	if err != nil {
+		return links, explainAttachError(s.fn.Name+" (return)", s.object.path, err)
+	}
+	return append(links, l), nil
+}
+
+// closeLinks detaches links concurrently: each detach waits for an RCU
+// grace period, and waiting for them one by one adds up.
+func closeLinks(links []link.Link) error {
+	errs := make([]error, len(links))
+	var wg sync.WaitGroup
+	for i, l := range links {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = l.Close()
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}

@@ -1,0 +1,172 @@
+package bpf
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+)
+
+// EventType says what an Event reports.
+type EventType uint32
+
+const (
+	// EventFork: process PID forked Child, which is stopped (SIGSTOP)
+	// until AddProcess has put its probes in place and it is continued.
+	EventFork EventType = EventType(tracerEventTypeEVENT_FORK)
+	// EventExitStop: process PID called _exit and is stopping itself
+	// (StopAtExit), its memory intact, for a final check.
+	EventExitStop EventType = EventType(tracerEventTypeEVENT_EXIT_STOP)
+)
+
+// Event is something a traced process did that lsan must act on.
+type Event struct {
+	Type  EventType
+	PID   int
+	Child int
+	// SharedVM: the child shares its parent's memory (vfork, posix_spawn).
+	SharedVM bool
+}
+
+// traced is one traced process and its probes.
+type traced struct {
+	links []link.Link
+}
+
+// addTarget registers pid in the targets map, which every probe checks.
+func (t *Tracer) addTarget(pid int) error {
+	if err := t.objs.Targets.Put(uint32(pid), tracerTarget{}); err != nil {
+		return fmt.Errorf("register pid %d: %w", pid, err)
+	}
+	return nil
+}
+
+// AddProcess puts the probes in place for a child that a traced process
+// forked (an EventFork). The child is stopped; the caller continues it.
+func (t *Tracer) AddProcess(pid int) error {
+	filter := pid
+	if t.opts.NoPIDFilter {
+		filter = 0
+	}
+	links, err := t.attachProcess(filter)
+	if err != nil {
+		return fmt.Errorf("pid %d: %w", pid, err)
+	}
+	t.procs[pid] = &traced{links: links}
+	return nil
+}
+
+// RemoveProcess forgets a traced process that exited: its probes are
+// detached and its blocks deleted. The first process is kept until Close:
+// its final report may still be made from the maps.
+func (t *Tracer) RemoveProcess(pid int) {
+	p, ok := t.procs[pid]
+	if !ok || pid == t.opts.PID {
+		return
+	}
+	delete(t.procs, pid)
+	// Detaching waits for RCU grace periods: not on the caller's time.
+	t.detaching.Add(1)
+	go func() {
+		defer t.detaching.Done()
+		closeLinks(p.links)
+	}()
+	t.objs.Targets.Delete(uint32(pid))
+	t.deleteBlocksOf(pid)
+}
+
+// Processes lists the traced processes.
+func (t *Tracer) Processes() []int {
+	out := make([]int, 0, len(t.procs))
+	for pid := range t.procs {
+		out = append(out, pid)
+	}
+	return out
+}
+
+// watchForks attaches the fork program, after checking that the kernel
+// can stop a child before it runs (bpf_send_signal_task, Linux 6.13).
+func (t *Tracer) watchForks() error {
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return fmt.Errorf("--follow-forks needs the kernel's BTF (/sys/kernel/btf/vmlinux): %w", err)
+	}
+	var fn *btf.Func
+	if err := spec.TypeByName("bpf_send_signal_task", &fn); err != nil {
+		return errors.New("--follow-forks needs Linux 6.13 or later (the bpf_send_signal_task kfunc)")
+	}
+	l, err := link.AttachTracing(link.TracingOptions{Program: t.objs.OnFork})
+	if err != nil {
+		return fmt.Errorf("attach to tracepoint sched_process_fork: %w", err)
+	}
+	t.forkLink = l
+	return nil
+}
+
+// startEvents starts reading the event ring buffer into t.events.
+func (t *Tracer) startEvents() error {
+	rd, err := ringbuf.NewReader(t.objs.Events)
+	if err != nil {
+		return fmt.Errorf("open event ring buffer: %w", err)
+	}
+	t.eventReader = rd
+	t.events = make(chan Event, 64)
+	go func() {
+		defer close(t.events)
+		for {
+			rec, err := rd.Read()
+			if errors.Is(err, os.ErrClosed) || errors.Is(err, ringbuf.ErrFlushed) {
+				return
+			}
+			if err != nil || len(rec.RawSample) < 16 {
+				continue
+			}
+			t.events <- decodeEvent(rec.RawSample)
+		}
+	}()
+	return nil
+}
+
+func decodeEvent(raw []byte) Event {
+	word := func(i int) uint32 { return binary.NativeEndian.Uint32(raw[i:]) }
+	return Event{
+		Type:     EventType(word(0)),
+		PID:      int(word(4)),
+		Child:    int(word(8)),
+		SharedVM: word(12)&uint32(tracerEventFlagsEVENT_SHARED_VM) != 0,
+	}
+}
+
+// Events delivers forks (with FollowForks) and stops at _exit (with
+// StopAtExit). The channel is closed by Close.
+func (t *Tracer) Events() <-chan Event { return t.events }
+
+// stopFollowing detaches the fork program and continues every process the
+// tracer stopped but nobody took from Events: a child stopped at birth, a
+// process stopped at _exit. Nothing lsan stopped stays stopped.
+func (t *Tracer) stopFollowing() {
+	if t.forkLink != nil {
+		t.forkLink.Close()
+		t.forkLink = nil
+	}
+	if t.eventReader == nil {
+		return
+	}
+	// Events already in the ring buffer are read out, then the reader
+	// ends.
+	t.eventReader.Flush()
+	for ev := range t.events {
+		pid := ev.PID
+		if ev.Type == EventFork {
+			pid = ev.Child
+		}
+		syscall.Kill(pid, syscall.SIGCONT)
+	}
+	t.eventReader.Close()
+	t.eventReader = nil
+}
