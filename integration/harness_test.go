@@ -76,7 +76,10 @@ type example struct {
 	} `json:"run"`
 	Outstanding []expectGroup `json:"outstanding"`
 	Leaks       []expectGroup `json:"leaks"`
-	LSanParity  bool          `json:"lsan_parity"`
+	// Children are the leaks of each forked child, in fork order, under
+	// lsan run --follow-forks.
+	Children   [][]expectGroup `json:"children"`
+	LSanParity bool            `json:"lsan_parity"`
 }
 
 type expectGroup struct {

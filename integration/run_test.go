@@ -3,6 +3,10 @@ package integration
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -157,5 +161,164 @@ func TestRunInterrupted(t *testing.T) {
 			t.Errorf("exit status %d, want 23 and the list's leaks\n%s\n%s", code, stdout.String(), stderr.String())
 		}
 		return
+	}
+}
+
+// TestRunFollowForks: with --follow-forks every forked child gets its own
+// report, with its pid, and the same groups as LeakSanitizer's report of
+// that child; without the flag only the command itself is checked.
+func TestRunFollowForks(t *testing.T) {
+	requireRoot(t)
+	buildLSanExamples(t)
+	for _, ex := range loadExamples(t) {
+		if len(ex.Children) == 0 {
+			continue
+		}
+		t.Run(ex.Name, func(t *testing.T) {
+			code, reps, stderr := runFollowing(t, ex.binary())
+			if code != 23 {
+				t.Errorf("exit status %d, want 23\n%s", code, stderr)
+			}
+			want := []string{groupsString(normalize(ex.Leaks, true))}
+			for _, c := range ex.Children {
+				want = append(want, groupsString(normalize(c, true)))
+			}
+			got := reportsByProcess(t, reps, stderr)
+			if strings.Join(got, "\n") != strings.Join(want, "\n") {
+				t.Errorf("per-process groups (command first, then children in fork order):\n%s\nwant:\n%s\n%s",
+					strings.Join(got, "\n"), strings.Join(want, "\n"), stderr)
+			}
+			lsanSide := lsanPerProcess(t, ex)
+			gotSorted, lsanSorted := slices.Sorted(slices.Values(got)), slices.Sorted(slices.Values(lsanSide))
+			if !slices.Equal(gotSorted, lsanSorted) {
+				t.Errorf("lsan run --follow-forks vs LeakSanitizer, per process:\n%s\nLSan:\n%s",
+					strings.Join(gotSorted, "\n"), strings.Join(lsanSorted, "\n"))
+			}
+		})
+	}
+}
+
+// TestRunFollowForksExec: children that exec other programs are followed
+// into them (a shell running the example twice: 2 x 3 processes
+// reported, the shell itself without leaks).
+func TestRunFollowForksExec(t *testing.T) {
+	requireRoot(t)
+	bin := filepath.Join(repoRoot, "examples", "bin", "forks")
+	code, reps, stderr := runFollowing(t, "sh", "-c", bin+"; "+bin)
+	if code != 23 {
+		t.Errorf("exit status %d, want 23\n%s", code, stderr)
+	}
+	leaky := 0
+	for _, r := range reps {
+		if len(r.Leaks) > 0 {
+			leaky++
+		}
+		for _, g := range r.Leaks {
+			if g.Stack[0].Function != "malloc" {
+				t.Errorf("pid %d: frame 0 is %q, want malloc", r.PID, g.Stack[0].Function)
+			}
+		}
+	}
+	if len(reps) != 7 || leaky != 6 || strings.Count(stderr, "lsan: following pid") != 6 {
+		t.Errorf("%d reports, %d with leaks; want 7 and 6 (the shell has none)\n%s", len(reps), leaky, stderr)
+	}
+}
+
+// runFollowing runs lsan run --follow-forks --format json on argv.
+func runFollowing(t *testing.T, argv ...string) (int, []jsonReport, string) {
+	t.Helper()
+	cmd := exec.Command(lsan(t), append([]string{"run", "--follow-forks", "--format", "json", "--"}, argv...)...)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	var jsonLines []string
+	for _, line := range strings.Split(stdout.String(), "\n") {
+		if strings.HasPrefix(line, "{") {
+			jsonLines = append(jsonLines, line)
+		}
+	}
+	return code, parseReports(t, strings.Join(jsonLines, "\n")), stderr.String()
+}
+
+// reportsByProcess renders each process's report as one line: the
+// command's first, then the children in the order they were followed.
+func reportsByProcess(t *testing.T, reps []jsonReport, stderr string) []string {
+	t.Helper()
+	byPID := map[int]jsonReport{}
+	for _, r := range reps {
+		byPID[r.PID] = r
+	}
+	var pids []int
+	for _, m := range regexp.MustCompile(`attached to pid (\d+)|following pid (\d+)`).FindAllStringSubmatch(stderr, -1) {
+		pid, _ := strconv.Atoi(m[1] + m[2])
+		pids = append(pids, pid)
+	}
+	if len(pids) != len(byPID) {
+		t.Fatalf("%d processes followed, %d reported\n%s", len(pids), len(byPID), stderr)
+	}
+	var out []string
+	for _, pid := range pids {
+		out = append(out, groupsString(groupsByFunction(byPID[pid], true)))
+	}
+	return out
+}
+
+// lsanPerProcess runs the -fsanitize=leak build and renders each of its
+// reports (one per process that found leaks) as one line.
+func lsanPerProcess(t *testing.T, ex example) []string {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(repoRoot, "examples", "bin", "lsan", ex.Name))
+	cmd.Env = append(os.Environ(), "LSAN_OPTIONS=fast_unwind_on_malloc=0:exitcode=23")
+	out, _ := cmd.CombinedOutput()
+	var per []string
+	for _, section := range strings.Split(string(out), "ERROR: LeakSanitizer: detected memory leaks")[1:] {
+		per = append(per, groupsString(parseLSanReport(section)))
+	}
+	return per
+}
+
+func groupsString(gs []expectGroup) string {
+	var parts []string
+	for _, g := range gs {
+		parts = append(parts, g.String())
+	}
+	return "[" + strings.Join(parts, "; ") + "]"
+}
+
+// TestRunLibraryConstructor: a shared library's constructor runs before
+// the program's entry point; lsan run's probes are in place before it, as
+// LSan's are (its runtime starts from .preinit_array).
+func TestRunLibraryConstructor(t *testing.T) {
+	requireRoot(t)
+	dir := t.TempDir()
+	src := filepath.Join(repoRoot, "integration", "testdata", "ctor")
+	build := func(cc string, extra ...string) string {
+		exe := filepath.Join(dir, "main-"+cc)
+		args := append([]string{"-g", "-O0", "-o", exe, filepath.Join(src, "main.c"), "-L" + dir, "-lctor", "-Wl,-rpath," + dir}, extra...)
+		if out, err := exec.Command(cc, args...).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", cc, err, out)
+		}
+		return exe
+	}
+	lib := filepath.Join(dir, "libctor.so")
+	if out, err := exec.Command("gcc", "-g", "-O0", "-fno-omit-frame-pointer", "-shared", "-fPIC", "-o", lib, filepath.Join(src, "libctor.c")).CombinedOutput(); err != nil {
+		t.Fatalf("build libctor.so: %v\n%s", err, out)
+	}
+	plain, sanitized := build("gcc"), build("clang", "-fsanitize=leak")
+	code, reps, stderr := runFollowing(t, plain)
+	got := groupsString(groupsByFunction(reps[len(reps)-1], true))
+	want := "[direct lib_ctor_leak: 48 byte(s) in 1 object(s)]"
+	if code != 23 || got != want {
+		t.Errorf("exit status %d, groups %s; want 23 and %s\n%s", code, got, want, stderr)
+	}
+	out, _ := exec.Command(sanitized).CombinedOutput()
+	if lsanGot := groupsString(parseLSanReport(string(out))); lsanGot != want {
+		t.Errorf("LeakSanitizer reports %s, want %s", lsanGot, want)
 	}
 }

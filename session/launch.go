@@ -1,12 +1,15 @@
 package session
 
 import (
+	"debug/elf"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -20,8 +23,8 @@ var (
 )
 
 // Launch starts path with args (argv[0] included), stdio inherited, and
-// holds it at its entry point — the executable's first instruction, after
-// the dynamic loader has mapped its libraries — while ready runs (lsan
+// holds it, once its libraries are mapped and before any of their code
+// (constructors included) or the program's has run, while ready runs (lsan
 // attaches its probes there). Then the child runs on, untraced. A failure
 // kills the child.
 func Launch(path string, args []string, ready func(pid int) error) (*os.Process, error) {
@@ -44,7 +47,7 @@ func Launch(path string, args []string, ready func(pid int) error) (*os.Process,
 		return nil, fmt.Errorf("start %s: %w", path, err)
 	}
 	pid := cmd.Process.Pid
-	if err := runToEntry(pid); err != nil {
+	if err := runToStart(pid); err != nil {
 		cmd.Process.Kill()
 		cmd.Wait()
 		return nil, err
@@ -77,39 +80,163 @@ func lookPath(path string) (string, error) {
 	return "", fmt.Errorf("%s: %w", path, ErrNotFound)
 }
 
-// runToEntry takes the child from its stop after execve to the entry
-// point of the executable, with a one-shot breakpoint.
-func runToEntry(pid int) error {
+// runToStart takes the child from its stop after execve to the point
+// where its libraries are mapped and nothing of theirs has run: the dynamic
+// linker's debugger hook (_dl_debug_state), called once the link map is
+// consistent and before the libraries' constructors, so that allocations
+// made by those are tracked too. A static program, or a loader without the
+// hook, is stopped at its entry point instead.
+func runToStart(pid int) error {
 	if err := waitTrap(pid); err != nil {
 		return fmt.Errorf("wait for exec: %w", err)
 	}
-	entry, err := auxvEntry(pid)
+	aux, err := readAuxv(pid)
 	if err != nil {
 		return err
 	}
-	word := make([]byte, 8)
-	if _, err := unix.PtracePeekText(pid, uintptr(entry), word); err != nil {
-		return fmt.Errorf("read entry point: %w", err)
+	if hook, ok := findLoaderHook(pid, aux[atBase]); ok {
+		if err := runToConsistentLinkMap(pid, hook); err == nil {
+			return nil
+		} else if !errors.Is(err, errNoHookStop) {
+			return err
+		}
+	}
+	if aux[atEntry] == 0 {
+		return fmt.Errorf("pid %d: no AT_ENTRY in auxv", pid)
+	}
+	return runToBreakpoint(pid, aux[atEntry])
+}
+
+// loaderHook is where the dynamic linker tells debuggers that its link
+// map changed, and the r_debug structure that says how.
+type loaderHook struct {
+	debugState uint64 // _dl_debug_state
+	rDebug     uint64 // _r_debug
+}
+
+// r_debug's r_state (after int r_version, a pointer and an address) and
+// its value once every object is mapped.
+const (
+	rStateOffset = 24
+	rtConsistent = 0
+)
+
+// errNoHookStop: the hook never reported a consistent link map.
+var errNoHookStop = errors.New("the dynamic linker's hook never reported a consistent link map")
+
+// findLoaderHook locates the hook in the dynamic linker mapped at base
+// (AT_BASE; 0 for a static program).
+func findLoaderHook(pid int, base uint64) (loaderHook, bool) {
+	path := mappedPathAt(pid, base)
+	if path == "" {
+		return loaderHook{}, false
+	}
+	f, err := elf.Open(fmt.Sprintf("/proc/%d/root%s", pid, path))
+	if err != nil {
+		return loaderHook{}, false
+	}
+	defer f.Close()
+	syms, err := f.DynamicSymbols()
+	if err != nil {
+		return loaderHook{}, false
+	}
+	bias := base - lowestLoadAddr(f)
+	var h loaderHook
+	for _, s := range syms {
+		switch s.Name {
+		case "_dl_debug_state":
+			h.debugState = bias + s.Value
+		case "_r_debug":
+			h.rDebug = bias + s.Value
+		}
+	}
+	return h, h.debugState != 0 && h.rDebug != 0
+}
+
+func lowestLoadAddr(f *elf.File) uint64 {
+	low := ^uint64(0)
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_LOAD && p.Vaddr < low {
+			low = p.Vaddr
+		}
+	}
+	if low == ^uint64(0) {
+		return 0
+	}
+	return low &^ 0xfff
+}
+
+// mappedPathAt is the file mapped at addr in pid, or "".
+func mappedPathAt(pid int, addr uint64) string {
+	if addr == 0 {
+		return ""
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		return ""
+	}
+	prefix := strconv.FormatUint(addr, 16) + "-"
+	for _, line := range strings.Split(string(data), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) >= 6 && strings.HasPrefix(line, prefix) && strings.HasPrefix(fields[5], "/") {
+			return fields[5]
+		}
+	}
+	return ""
+}
+
+// runToConsistentLinkMap stops the child in the hook each time it is
+// called until r_debug says every object is mapped. glibc calls it twice at
+// start-up: when it begins adding objects, and when they are all there.
+func runToConsistentLinkMap(pid int, h loaderHook) error {
+	state := make([]byte, 4)
+	for calls := 0; calls < 8; calls++ {
+		if err := runToBreakpoint(pid, h.debugState); err != nil {
+			return err
+		}
+		if _, err := unix.PtracePeekData(pid, uintptr(h.rDebug+rStateOffset), state); err != nil {
+			return fmt.Errorf("read r_debug: %w", err)
+		}
+		if binary.LittleEndian.Uint32(state) == rtConsistent {
+			return nil
+		}
+		// Step over the hook's first instruction, so that the breakpoint
+		// can go back for the next call.
+		if err := unix.PtraceSingleStep(pid); err != nil {
+			return err
+		}
+		if err := waitTrap(pid); err != nil {
+			return err
+		}
+	}
+	return errNoHookStop
+}
+
+// runToBreakpoint runs the child to addr with a one-shot breakpoint and
+// leaves it stopped there, its code restored, about to execute addr.
+func runToBreakpoint(pid int, addr uint64) error {
+	word := make([]byte, len(breakpoint))
+	if _, err := unix.PtracePeekText(pid, uintptr(addr), word); err != nil {
+		return fmt.Errorf("read code at %#x: %w", addr, err)
 	}
 	orig := append([]byte(nil), word...)
-	copy(word, breakpoint)
-	if _, err := unix.PtracePokeText(pid, uintptr(entry), word); err != nil {
-		return fmt.Errorf("set entry breakpoint: %w", err)
+	if _, err := unix.PtracePokeText(pid, uintptr(addr), breakpoint); err != nil {
+		return fmt.Errorf("set breakpoint at %#x: %w", addr, err)
 	}
 	if err := unix.PtraceCont(pid, 0); err != nil {
 		return err
 	}
 	if err := waitTrap(pid); err != nil {
-		return fmt.Errorf("wait for entry point: %w", err)
+		return fmt.Errorf("run to %#x: %w", addr, err)
 	}
-	if _, err := unix.PtracePokeText(pid, uintptr(entry), orig); err != nil {
-		return fmt.Errorf("remove entry breakpoint: %w", err)
+	if _, err := unix.PtracePokeText(pid, uintptr(addr), orig); err != nil {
+		return fmt.Errorf("remove breakpoint at %#x: %w", addr, err)
 	}
 	var regs unix.PtraceRegs
 	if err := unix.PtraceGetRegs(pid, &regs); err != nil {
 		return err
 	}
-	setPC(&regs, entry)
+	setPC(&regs, addr)
 	return unix.PtraceSetRegs(pid, &regs)
 }
 
@@ -139,18 +266,21 @@ func waitTrap(pid int) error {
 	}
 }
 
-// auxvEntry reads AT_ENTRY, the executable's entry point, from the
-// child's auxiliary vector.
-func auxvEntry(pid int) (uint64, error) {
-	const atEntry = 9
+// Auxiliary vector keys: the dynamic linker's base, the program's entry.
+const (
+	atBase  = 7
+	atEntry = 9
+)
+
+// readAuxv reads the child's auxiliary vector.
+func readAuxv(pid int) (map[uint64]uint64, error) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/auxv", pid))
 	if err != nil {
-		return 0, err
+		return nil, fmt.Errorf("read auxv of pid %d: %w", pid, err)
 	}
+	aux := map[uint64]uint64{}
 	for i := 0; i+16 <= len(data); i += 16 {
-		if binary.LittleEndian.Uint64(data[i:]) == atEntry {
-			return binary.LittleEndian.Uint64(data[i+8:]), nil
-		}
+		aux[binary.LittleEndian.Uint64(data[i:])] = binary.LittleEndian.Uint64(data[i+8:])
 	}
-	return 0, fmt.Errorf("pid %d: no AT_ENTRY in auxv", pid)
+	return aux, nil
 }

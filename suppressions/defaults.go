@@ -33,6 +33,11 @@ func Defaults() *Set {
 		// Only the call site counts: a leak in a library constructor that
 		// ld.so runs further down the stack is still reported.
 		builtin(dynamicLinkerCallerRule, dynamicLinkerPattern, 3),
+		// gperftools' tcmalloc: its constructor makes a default
+		// MallocExtension (8 bytes, once) and overwrites the only pointer
+		// to it with its own implementation. lsan run tracks library
+		// constructors, so every tcmalloc program would report it.
+		builtin(templateRule, "MallocExtension::Register", 4),
 	}}
 }
 

@@ -202,7 +202,7 @@ func TestDefaults(t *testing.T) {
 		}
 		got = append(got, r.String())
 	}
-	want := []string{"leak:*tls_get_addr*", "leak:*dlerror*", "<allocated by the dynamic linker>"}
+	want := []string{"leak:*tls_get_addr*", "leak:*dlerror*", "<allocated by the dynamic linker>", "leak:MallocExtension::Register"}
 	if !slices.Equal(got, want) {
 		t.Errorf("Defaults %q, want %q", got, want)
 	}
@@ -236,6 +236,10 @@ func TestDefaultsMatch(t *testing.T) {
 			"<allocated by the dynamic linker>"},
 		{"library constructor run by ld.so is reported", []symbolize.Frame{mallocFrame,
 			{Function: "plugin_init", Module: libfoo}, ldCall("call_init"), ldCall("_dl_init")}, ""},
+		{"tcmalloc's dropped default extension", []symbolize.Frame{
+			{Function: "operator new(unsigned long)", Module: "/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4"},
+			{Function: "MallocExtension::Register(MallocExtension*)", Module: "/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4"}},
+			"MallocExtension::Register"},
 		{"own code", appStack(), ""},
 	}
 	for _, c := range cases {
