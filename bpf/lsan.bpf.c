@@ -61,7 +61,6 @@ struct {
 // for bpf2go.
 const struct event *unused_event __attribute__((unused));
 const enum event_type *unused_event_type __attribute__((unused));
-const enum event_flags *unused_event_flags __attribute__((unused));
 
 // Stacks are stored by a 64-bit hash of their frames. Unlike a
 // BPF_MAP_TYPE_STACK_TRACE map (bucket = hash % size, a collision loses the
@@ -132,7 +131,7 @@ static __always_inline struct target *this_target(void)
 }
 
 // emit tells the loader about a fork or a stop at _exit.
-static __always_inline void emit(__u32 type, __u32 tgid, __u32 child, __u32 flags)
+static __always_inline void emit(__u32 type, __u32 tgid, __u32 child)
 {
 	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
@@ -142,7 +141,7 @@ static __always_inline void emit(__u32 type, __u32 tgid, __u32 child, __u32 flag
 	e->type = type;
 	e->tgid = tgid;
 	e->child = child;
-	e->flags = flags;
+	e->_pad = 0;
 	bpf_ringbuf_submit(e, 0);
 }
 
@@ -438,7 +437,7 @@ int exit_enter(struct pt_regs *ctx)
 		return 0;
 	count(COUNTER_EXIT_STOPS);
 	bpf_send_signal(SIGSTOP);
-	emit(EVENT_EXIT_STOP, current_tgid(), 0, 0);
+	emit(EVENT_EXIT_STOP, current_tgid(), 0);
 	return 0;
 }
 
@@ -482,6 +481,6 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 		return 0;
 	}
 	count(COUNTER_FORKS);
-	emit(EVENT_FORK, tgid, child_tgid, child->mm == parent->mm ? EVENT_SHARED_VM : 0);
+	emit(EVENT_FORK, tgid, child_tgid);
 	return 0;
 }

@@ -75,15 +75,11 @@ enum event_type {
 	EVENT_EXIT_STOP = 2, // tgid called _exit and is stopping itself for the final check
 };
 
-enum event_flags {
-	EVENT_SHARED_VM = 1, // the child shares its parent's memory (vfork, posix_spawn)
-};
-
 struct event {
 	__u32 type;
 	__u32 tgid;
 	__u32 child;
-	__u32 flags;
+	__u32 _pad;
 };
 
 struct block {

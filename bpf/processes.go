@@ -29,8 +29,6 @@ type Event struct {
 	Type  EventType
 	PID   int
 	Child int
-	// SharedVM: the child shares its parent's memory (vfork, posix_spawn).
-	SharedVM bool
 }
 
 // traced is one traced process and its probes.
@@ -134,12 +132,7 @@ func (t *Tracer) startEvents() error {
 
 func decodeEvent(raw []byte) Event {
 	word := func(i int) uint32 { return binary.NativeEndian.Uint32(raw[i:]) }
-	return Event{
-		Type:     EventType(word(0)),
-		PID:      int(word(4)),
-		Child:    int(word(8)),
-		SharedVM: word(12)&uint32(tracerEventFlagsEVENT_SHARED_VM) != 0,
-	}
+	return Event{Type: EventType(word(0)), PID: int(word(4)), Child: int(word(8))}
 }
 
 // Events delivers forks (with FollowForks) and stops at _exit (with

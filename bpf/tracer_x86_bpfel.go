@@ -50,14 +50,8 @@ type tracerEvent struct {
 	Type  uint32
 	Tgid  uint32
 	Child uint32
-	Flags uint32
+	Pad   uint32
 }
-
-type tracerEventFlags uint32
-
-const (
-	tracerEventFlagsEVENT_SHARED_VM tracerEventFlags = 1
-)
 
 type tracerEventType uint32
 
@@ -121,7 +115,6 @@ const (
 	tracerVarSkipStacks          = "skip_stacks"
 	tracerVarStopAtExit          = "stop_at_exit"
 	tracerVarUnusedEvent         = "unused_event"
-	tracerVarUnusedEventFlags    = "unused_event_flags"
 	tracerVarUnusedEventType     = "unused_event_type"
 )
 
@@ -199,13 +192,12 @@ type tracerMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tracerVariableSpecs struct {
-	FollowForks      *ebpf.VariableSpec `ebpf:"follow_forks"`
-	SampleRate       *ebpf.VariableSpec `ebpf:"sample_rate"`
-	SkipStacks       *ebpf.VariableSpec `ebpf:"skip_stacks"`
-	StopAtExit       *ebpf.VariableSpec `ebpf:"stop_at_exit"`
-	UnusedEvent      *ebpf.VariableSpec `ebpf:"unused_event"`
-	UnusedEventFlags *ebpf.VariableSpec `ebpf:"unused_event_flags"`
-	UnusedEventType  *ebpf.VariableSpec `ebpf:"unused_event_type"`
+	FollowForks     *ebpf.VariableSpec `ebpf:"follow_forks"`
+	SampleRate      *ebpf.VariableSpec `ebpf:"sample_rate"`
+	SkipStacks      *ebpf.VariableSpec `ebpf:"skip_stacks"`
+	StopAtExit      *ebpf.VariableSpec `ebpf:"stop_at_exit"`
+	UnusedEvent     *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedEventType *ebpf.VariableSpec `ebpf:"unused_event_type"`
 }
 
 // tracerObjects contains all objects after they have been loaded into the kernel.
@@ -255,13 +247,12 @@ func (m *tracerMaps) Close() error {
 //
 // It can be passed to loadTracerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tracerVariables struct {
-	FollowForks      *ebpf.Variable `ebpf:"follow_forks"`
-	SampleRate       *ebpf.Variable `ebpf:"sample_rate"`
-	SkipStacks       *ebpf.Variable `ebpf:"skip_stacks"`
-	StopAtExit       *ebpf.Variable `ebpf:"stop_at_exit"`
-	UnusedEvent      *ebpf.Variable `ebpf:"unused_event"`
-	UnusedEventFlags *ebpf.Variable `ebpf:"unused_event_flags"`
-	UnusedEventType  *ebpf.Variable `ebpf:"unused_event_type"`
+	FollowForks     *ebpf.Variable `ebpf:"follow_forks"`
+	SampleRate      *ebpf.Variable `ebpf:"sample_rate"`
+	SkipStacks      *ebpf.Variable `ebpf:"skip_stacks"`
+	StopAtExit      *ebpf.Variable `ebpf:"stop_at_exit"`
+	UnusedEvent     *ebpf.Variable `ebpf:"unused_event"`
+	UnusedEventType *ebpf.Variable `ebpf:"unused_event_type"`
 }
 
 // tracerPrograms contains all programs after they have been loaded into the kernel.

@@ -1,6 +1,6 @@
 // The few kernel types the BPF program needs, instead of a generated
 // vmlinux.h: user-space probes only read registers, and the fork program
-// reads two fields of task_struct through CO-RE.
+// reads one field of task_struct through CO-RE.
 #ifndef LSAN_TYPES_H
 #define LSAN_TYPES_H
 
@@ -37,12 +37,10 @@ enum {
 	BPF_F_USER_STACK = 256,
 };
 
-// Only the fields the fork program reads; CO-RE relocates them against
-// the running kernel's BTF, so their order and offsets here don't matter.
-struct mm_struct;
+// Only the field the fork program reads; CO-RE relocates it against the
+// running kernel's BTF, so its offset here doesn't matter.
 struct task_struct {
 	int tgid;
-	struct mm_struct *mm;
 } __attribute__((preserve_access_index));
 
 enum pid_type {
