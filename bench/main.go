@@ -1,6 +1,7 @@
 // Command bench measures what lsan costs the process it traces: the added
-// time per malloc+free pair on a malloc-heavy loop, untraced vs traced, in
-// one run (the machines are noisy: compare ratios, not absolute times).
+// time per malloc+free pair on a malloc-heavy loop, untraced vs traced; what
+// lsan run adds per run and per forked child; redis throughput. All in one
+// run (the machines are noisy: compare ratios, not absolute times).
 //
 //	make bench   (or: go run ./bench)
 package main
@@ -24,8 +25,12 @@ func main() {
 	pairs := flag.Int("pairs", 300_000, "malloc+free pairs per run")
 	rounds := flag.Int("rounds", 5, "runs of each variant (the median is reported)")
 	redisRequests := flag.Int("redis-requests", 50_000, "redis-benchmark requests per test (0: skip redis)")
+	children := flag.Int("children", 200, "forked children per lsan run measurement (0: skip)")
 	flag.Parse()
 	err := run(*pairs, *rounds)
+	if err == nil && *children > 0 {
+		err = benchRun(*children, *rounds)
+	}
 	if err == nil && *redisRequests > 0 {
 		err = benchRedis(*redisRequests)
 	}
@@ -54,6 +59,8 @@ func run(pairs, rounds int) error {
 		{name: "traced, placed probes", trace: true, opts: bpf.Options{Placement: bpf.PlaceAuto}},
 		{name: "placed, without stacks", trace: true, opts: bpf.Options{SkipStacks: true}},
 		{name: "placed, entry probes only", trace: true, opts: bpf.Options{NoReturnProbes: true}},
+		{name: "placed, perf-event links", trace: true, opts: bpf.Options{SingleLinks: true}},
+		{name: "entry only, perf-event", trace: true, opts: bpf.Options{NoReturnProbes: true, SingleLinks: true}},
 	}
 	results := make([][]float64, len(variants))
 	// Interleave the variants so that machine noise hits them alike.

@@ -68,14 +68,15 @@ func (t *Tracer) RemoveProcess(pid int) {
 		return
 	}
 	delete(t.procs, pid)
-	// Detaching waits for RCU grace periods: not on the caller's time.
+	t.objs.Targets.Delete(uint32(pid))
+	// Detaching waits for RCU grace periods, and finding the process's
+	// blocks reads the whole map: not on the caller's time.
 	t.detaching.Add(1)
 	go func() {
 		defer t.detaching.Done()
 		closeLinks(p.links)
+		t.deleteBlocksOf(pid)
 	}()
-	t.objs.Targets.Delete(uint32(pid))
-	t.deleteBlocksOf(pid)
 }
 
 // Processes lists the traced processes.

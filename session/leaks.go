@@ -21,12 +21,37 @@ const maxSuppressionPasses = 9
 // checkLeaks stops the target, scans it, classifies the tracked blocks and
 // reports the unsuppressed direct and indirect leaks.
 func (s *Session) checkLeaks(final bool) error {
+	return s.scanAndReport(final, nil)
+}
+
+// checkLeaksStopped is checkLeaks for a process that is already stopped
+// (at _exit): its blocks can be read before the freeze, and when it has
+// none, there is nothing to scan for (short-lived children often have
+// none).
+func (s *Session) checkLeaksStopped() error {
+	bs, err := s.tracer.Blocks(s.cfg.PID)
+	if err != nil {
+		return fmt.Errorf("leak check: %w", err)
+	}
+	if len(bs) > 0 {
+		return s.scanAndReport(true, bs)
+	}
+	r := s.newReport(true)
+	return s.symbolizeAndWrite(r)
+}
+
+// scanAndReport runs the scan; known holds the blocks already read from
+// the tracer (nil: read them while the target is frozen).
+func (s *Session) scanAndReport(final bool, known []bpf.Block) error {
 	start := time.Now()
 	var tracked []bpf.Block
 	snapshot := func() ([]scanner.Block, error) {
-		bs, err := s.tracer.Blocks(s.cfg.PID)
-		if err != nil {
-			return nil, err
+		bs := known
+		if bs == nil {
+			var err error
+			if bs, err = s.tracer.Blocks(s.cfg.PID); err != nil {
+				return nil, err
+			}
 		}
 		tracked = bs
 		out := make([]scanner.Block, len(bs))

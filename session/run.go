@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/lsan-project/lsan/bpf"
+	"github.com/lsan-project/lsan/report"
 	"github.com/lsan-project/lsan/symbolize"
 	"golang.org/x/sys/unix"
 )
@@ -149,7 +150,7 @@ func (f *family) checkAtExit(pid int, res *RunResult) {
 	if v == nil || !waitStopped(pid, time.Second) {
 		return
 	}
-	if v.checkAndReport() && v == f.root {
+	if v.checkAtExit() && v == f.root {
 		res.Checked = true
 	}
 	res.Leaks = res.Leaks || v.lastLeak
@@ -226,7 +227,7 @@ func (s *Session) reap(proc *os.Process, res RunResult) (RunResult, error) {
 // waitStopped waits for pid to enter a stop (the SIGSTOP the tracer
 // sent takes effect when the process returns to user space).
 func waitStopped(pid int, timeout time.Duration) bool {
-	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(50 * time.Microsecond) {
 		if stopped(pid) {
 			return true
 		}
@@ -245,11 +246,25 @@ func stopped(pid int) bool {
 	return i >= 0 && i+2 < len(data) && data[i+2] == 'T'
 }
 
-// checkAndReport runs a final check; its errors are reported, not
-// fatal: the process must be allowed to finish either way.
+// checkAndReport runs a final check of a live process (SIGINT); its
+// errors are reported, not fatal: the process must be allowed to finish
+// either way.
 func (s *Session) checkAndReport() bool {
-	s.refreshMappings()
-	if err := s.check(true); err != nil {
+	return s.finalCheck(func() error { return s.check(true) })
+}
+
+// checkAtExit is checkAndReport for a process stopped at _exit.
+func (s *Session) checkAtExit() bool {
+	return s.finalCheck(func() error {
+		if s.cfg.Mode == report.ModeOutstanding {
+			return s.checkOutstanding(true)
+		}
+		return s.checkLeaksStopped()
+	})
+}
+
+func (s *Session) finalCheck(check func() error) bool {
+	if err := check(); err != nil {
 		s.cfg.Log("lsan: %v", err)
 		return false
 	}
