@@ -9,7 +9,9 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/lsan-project/lsan/internal/testproc"
 )
@@ -305,4 +307,79 @@ func TestDiscoveryFollowsBinding(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestFollowForks: with FollowForks, a fork of the target is reported as
+// an event with the child stopped before it ran; once AddProcess has put
+// its probes in place and it is continued, its allocations are recorded
+// under its own pid, apart from its parent's.
+func TestFollowForks(t *testing.T) {
+	requireBPF(t)
+	exe := buildC(t, "testdata/forker.c")
+	tg := startTarget(t, exe)
+	tr, err := Attach(Options{PID: tg.Pid(), FollowForks: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tr.Close() })
+	if _, err := io.WriteString(tg.Stdin, "go\n"); err != nil {
+		t.Fatal(err)
+	}
+	var ev Event
+	select {
+	case ev = <-tr.Events():
+	case <-time.After(10 * time.Second):
+		t.Fatal("no fork event")
+	}
+	t.Cleanup(func() { syscall.Kill(ev.Child, syscall.SIGKILL) })
+	if ev.Type != EventFork || ev.PID != tg.Pid() || ev.Child <= 0 {
+		t.Fatalf("event %+v, want a fork of pid %d", ev, tg.Pid())
+	}
+	if !eventuallyStopped(ev.Child) {
+		t.Errorf("child %d is not stopped at birth", ev.Child)
+	}
+	if err := tr.AddProcess(ev.Child); err != nil {
+		t.Fatal(err)
+	}
+	syscall.Kill(ev.Child, syscall.SIGCONT)
+	tg.Expect(t, fmt.Sprintf("child %d", ev.Child))
+	tg.Expect(t, "done")
+	for _, tc := range []struct {
+		pid  int
+		want string
+	}{{tg.Pid(), "[50 100]"}, {ev.Child, "[200 300]"}} {
+		blocks, err := tr.Blocks(tc.pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sizes []int
+		for _, b := range blocks {
+			sizes = append(sizes, int(b.Size))
+		}
+		sort.Ints(sizes)
+		if got := fmt.Sprint(sizes); got != tc.want {
+			t.Errorf("pid %d: blocks %s, want %s", tc.pid, got, tc.want)
+		}
+	}
+	c, err := tr.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Forks != 1 || c.ForeignHits != 0 || c.EventsDropped != 0 {
+		t.Errorf("counters %+v: want 1 fork, no foreign hits, no dropped events", c)
+	}
+}
+
+// eventuallyStopped waits up to a second for pid to be in a stop.
+func eventuallyStopped(pid int) bool {
+	for i := 0; i < 1000; i++ {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err == nil {
+			if i := strings.LastIndexByte(string(data), ')'); i >= 0 && i+2 < len(data) && data[i+2] == 'T' {
+				return true
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return false
 }
