@@ -40,15 +40,21 @@ func runExample(t *testing.T, ex example, args ...string) (int, []expectGroup, s
 	} else if err != nil {
 		t.Fatal(err)
 	}
-	// The example's own "ready"/"done" lines share stdout with the report.
+	reps := jsonReportsIn(t, stdout.String())
+	return code, groupsByFunction(reps[len(reps)-1], true), stderr.String()
+}
+
+// jsonReportsIn parses lsan's JSON reports out of a stdout that the
+// command's own lines ("ready", "done") share.
+func jsonReportsIn(t *testing.T, stdout string) []jsonReport {
+	t.Helper()
 	var jsonLines []string
-	for _, line := range strings.Split(stdout.String(), "\n") {
+	for _, line := range strings.Split(stdout, "\n") {
 		if strings.HasPrefix(line, "{") {
 			jsonLines = append(jsonLines, line)
 		}
 	}
-	reps := parseReports(t, strings.Join(jsonLines, "\n"))
-	return code, groupsByFunction(reps[len(reps)-1], true), stderr.String()
+	return parseReports(t, strings.Join(jsonLines, "\n"))
 }
 
 // TestRunParity: `lsan run` on every example reports what expected.json
@@ -227,23 +233,8 @@ func TestRunFollowForksExec(t *testing.T) {
 // runFollowing runs lsan run --follow-forks --format json on argv.
 func runFollowing(t *testing.T, argv ...string) (int, []jsonReport, string) {
 	t.Helper()
-	cmd := exec.Command(lsan(t), append([]string{"run", "--follow-forks", "--format", "json", "--"}, argv...)...)
-	var stdout, stderr strings.Builder
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	var jsonLines []string
-	for _, line := range strings.Split(stdout.String(), "\n") {
-		if strings.HasPrefix(line, "{") {
-			jsonLines = append(jsonLines, line)
-		}
-	}
-	return code, parseReports(t, strings.Join(jsonLines, "\n")), stderr.String()
+	code, stdout, stderr := runLSan(t, nil, append([]string{"run", "--follow-forks", "--format", "json", "--"}, argv...)...)
+	return code, jsonReportsIn(t, stdout), stderr
 }
 
 // reportsByProcess renders each process's report as one line: the
