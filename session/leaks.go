@@ -36,8 +36,8 @@ func (s *Session) checkLeaksStopped() error {
 	if len(bs) > 0 {
 		return s.scanAndReport(true, bs)
 	}
-	r := s.newReport(true)
-	return s.symbolizeAndWrite(r)
+	s.lastLeak = false
+	return s.symbolizeAndWrite(s.newReport(true))
 }
 
 // scanAndReport runs the scan; known holds the blocks already read from

@@ -134,11 +134,11 @@ func (f *family) follow(ev bpf.Event) {
 }
 
 // viewOf is a Session for another process of the family: its own
-// target and mappings, the shared tracer and symbolizer.
+// target and mappings (snapshot when it is checked), the shared tracer and
+// symbolizer.
 func (s *Session) viewOf(pid int, exited <-chan struct{}) *Session {
 	v := &Session{cfg: s.cfg, tracer: s.tracer, syms: s.syms, exited: exited}
 	v.cfg.PID = pid
-	v.refreshMappings()
 	return v
 }
 
@@ -257,6 +257,7 @@ func (s *Session) checkAndReport() bool {
 func (s *Session) checkAtExit() bool {
 	return s.finalCheck(func() error {
 		if s.cfg.Mode == report.ModeOutstanding {
+			s.refreshMappings()
 			return s.checkOutstanding(true)
 		}
 		return s.checkLeaksStopped()
