@@ -212,7 +212,11 @@ func buildIndex(blocks []Block, opts Options, rd *reader) (*blockIndex, int, err
 	}
 	var headers []uint64
 	var readOK []bool
+	var tiled []bool
 	if opts.Allocator == Glibc {
+		tiled = glibcTiledChunks(x.starts, func(k int) uint64 { return blocks[x.orig[k]].Size })
+		known := given
+		given = func(k int) bool { return tiled[k] || known(k) }
 		var err error
 		headers, readOK, err = readGlibcHeaders(rd, x.starts, given)
 		if err != nil {
@@ -225,11 +229,13 @@ func buildIndex(blocks []Block, opts Options, rd *reader) (*blockIndex, int, err
 		var usable uint64
 		glibcChunk := false
 		switch {
-		case given(k):
+		case b.Usable != 0 && b.Usable >= b.Size:
 			usable = b.Usable
 			// A glibc heap chunk's usable size is 8 bytes short of a
 			// multiple of 16 (an mmapped chunk's is 16 short).
 			glibcChunk = opts.Allocator == Glibc && (usable+glibcSizeSz)%glibcAlign == 0
+		case opts.Allocator == Glibc && tiled[k]:
+			usable, glibcChunk = glibcUsableFromRequest(b.Size), true
 		case opts.Allocator == Glibc:
 			c, ok := decodeGlibcHeader(headers[k], b.Size)
 			if readOK[k] && ok {
@@ -251,6 +257,28 @@ func buildIndex(blocks []Block, opts Options, rd *reader) (*blockIndex, int, err
 	}
 	x.finish()
 	return x, bad, nil
+}
+
+// glibcTiledChunks tells, for each block (starts sorted), whether its
+// usable size follows from the layout without reading its chunk header:
+// glibc's heap chunks tile their arena, so when the next block starts
+// exactly the smallest chunk for this block's request after it, the chunk
+// can be no larger (the next chunk begins there) and no smaller (malloc
+// never gives less), and is a heap chunk (an mmapped chunk is at least a
+// page rounded up from the request plus 8 bytes, so the next block would
+// lie further away). Its usable size is then the request's, computed. In a
+// heap of tracked blocks allocated one after the other this spares reading
+// almost every header — a second pass over the whole heap.
+func glibcTiledChunks(starts []uint64, size func(k int) uint64) []bool {
+	tiled := make([]bool, len(starts))
+	for k := 0; k+1 < len(starts); k++ {
+		req := size(k)
+		if req >= glibcMaxRequest {
+			continue
+		}
+		tiled[k] = starts[k+1]-starts[k] == glibcChunkFromRequest(req)
+	}
+	return tiled
 }
 
 // headerWindowGap: headers closer than this are read in one range rather

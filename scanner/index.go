@@ -25,9 +25,9 @@ const (
 	flagDuplicate uint8 = 1 << iota // same address as the previous block: never matched, takes its class
 )
 
-// bounds is what the hot path needs of a block, packed so that one cache
-// line holds it: a pointer w points into the block if start <= w < end and
-// w != trap.
+// bounds is a block's accepted range: a pointer w points into the block
+// if start <= w < end and w != trap. The granule table (granules.go)
+// answers most words without reading it.
 type bounds struct {
 	start, end uint64
 	// trap is an address inside the block that is not taken as a pointer
@@ -35,18 +35,16 @@ type bounds struct {
 	// is the next chunk's header, the address malloc's bins and top
 	// pointer hold.
 	trap uint64
-	// reached is set (atomically) once the scan reaches the block. It
-	// lives here so that the load that resolves a word also tells whether
-	// its block is reached already.
-	reached uint32
-	_       uint32
 }
 
 // blockIndex holds the tracked blocks sorted by address and answers "which
 // block does this word point into" quickly: it is the scan's hot path.
 type blockIndex struct {
-	starts  []uint64 // block start, ascending
-	bounds  []bounds // by sorted position, plus a sentinel that matches nothing
+	starts []uint64 // block start, ascending
+	bounds []bounds // by sorted position, plus a sentinel that matches nothing
+	// reached has one bit per sorted block, set (atomically) once the scan
+	// reaches it: 128 KiB for a million blocks, so it stays in cache.
+	reached []uint64
 	scanEnd []uint64 // end of the bytes scanned when the block is reached
 	orig    []int32  // index of the block in the caller's slice
 	flags   []uint8
@@ -56,8 +54,11 @@ type blockIndex struct {
 
 	clusters      []cluster
 	clusterStarts []uint64
+	// granules holds every cluster's granule table, one after the other,
+	// then one empty entry that resolves nothing (see granules.go).
+	granules []granule
 
-	// arena holds the big arrays (bounds, granule tables, marks); release
+	// arena holds the big arrays (bounds, granule tables); release
 	// returns them.
 	arena *hugeArena
 }
@@ -65,13 +66,13 @@ type blockIndex struct {
 // release frees the index's big arrays; the index must not be used after.
 func (x *blockIndex) release() { x.arena.release() }
 
-// cluster is a run of blocks with small gaps between them, with a table
-// that maps each granule of its address range to the first block that
-// ends after the granule's start.
+// cluster is a run of blocks with small gaps between them. Its address
+// range is cut into granules of 1<<shift bytes, described by
+// granules[base : base+count].
 type cluster struct {
 	start, span uint64
 	shift       uint
-	first       []int32 // len = granules+1; the last entry is a sentinel
+	base, count int32
 }
 
 const (
@@ -83,15 +84,20 @@ const (
 // returns an index whose sizes are still to be set: call setSizes for
 // every sorted position, then finish.
 func newSortedIndex(n int, addr func(i int) uint64) *blockIndex {
-	sorted := sortByAddress(n, addr)
+	// Fresh memory costs a page fault per 4 KiB page (several µs each in
+	// a VM): the big arrays come from huge pages, the sort's scratch too.
+	scratch := &hugeArena{}
+	defer scratch.release()
+	sorted := sortByAddress(n, addr, scratch)
 	arena := &hugeArena{}
 	x := &blockIndex{
 		arena:   arena,
-		starts:  make([]uint64, n),
+		starts:  hugeAlloc[uint64](arena, n),
 		bounds:  hugeAlloc[bounds](arena, n+1),
-		scanEnd: make([]uint64, n),
-		orig:    make([]int32, n),
-		flags:   make([]uint8, n),
+		reached: hugeAlloc[uint64](arena, n/64+1), // +1: the sentinel's bit
+		scanEnd: hugeAlloc[uint64](arena, n),
+		orig:    hugeAlloc[int32](arena, n),
+		flags:   hugeAlloc[uint8](arena, n),
 	}
 	for k, e := range sorted {
 		x.starts[k] = e.addr
@@ -114,8 +120,9 @@ type addrIdx struct {
 // addresses share (the high ones): a few linear passes, where a
 // comparison sort of millions of blocks would stall the frozen target
 // several times longer.
-func sortByAddress(n int, addr func(i int) uint64) []addrIdx {
-	a := make([]addrIdx, n)
+// The result and its scratch space come from arena.
+func sortByAddress(n int, addr func(i int) uint64, arena *hugeArena) []addrIdx {
+	a := hugeAlloc[addrIdx](arena, n)
 	var or, and uint64 = 0, ^uint64(0)
 	for i := range a {
 		v := addr(i)
@@ -136,21 +143,21 @@ func sortByAddress(n int, addr func(i int) uint64) []addrIdx {
 		return a
 	}
 	differ := or ^ and // the bits that are not the same in every address
-	b := make([]addrIdx, n)
-	for shift := uint(0); shift < 64; shift += 8 {
-		if (differ>>shift)&0xff == 0 {
-			continue
-		}
-		var pos [256]int
+	b := hugeAlloc[addrIdx](arena, n)
+	// 11-bit digits from the lowest bit that differs: a 1 GiB heap of
+	// 16-byte aligned blocks takes 3 passes.
+	const digitBits = 11
+	for shift := uint(bits.TrailingZeros64(differ)); shift < 64 && differ>>shift != 0; shift += digitBits {
+		var pos [1 << digitBits]int
 		for _, e := range a {
-			pos[(e.addr>>shift)&0xff]++
+			pos[(e.addr>>shift)&(1<<digitBits-1)]++
 		}
 		sum := 0
 		for d := range pos {
 			pos[d], sum = sum, sum+pos[d]
 		}
 		for _, e := range a {
-			d := (e.addr >> shift) & 0xff
+			d := (e.addr >> shift) & (1<<digitBits - 1)
 			b[pos[d]] = e
 			pos[d]++
 		}
@@ -218,21 +225,25 @@ func (x *blockIndex) makeDisjoint() {
 	}
 }
 
-// buildClusters splits the sorted blocks into clusters and fills each
-// cluster's granule table. A table has at most about twice as many
-// entries as its cluster has blocks.
+// buildClusters splits the sorted blocks into clusters and builds their
+// granule tables.
 func (x *blockIndex) buildClusters() {
 	n := len(x.starts)
 	if n == 0 {
+		x.granules = []granule{emptyGranule(int32(n))}
 		return
 	}
 	x.lo = x.starts[0]
 	hi := x.lo
 	begin := 0
 	clusterEnd := x.starts[0]
+	var total int
 	for k := 0; k <= n; k++ {
 		if k == n || (k > begin && x.starts[k] > clusterEnd && x.starts[k]-clusterEnd > clusterGap) {
-			x.addCluster(begin, k, clusterEnd)
+			c := newCluster(x.starts[begin], clusterEnd, k-begin)
+			c.base = int32(total)
+			total += int(c.count)
+			x.clusters = append(x.clusters, c)
 			if k == n {
 				break
 			}
@@ -253,66 +264,42 @@ func (x *blockIndex) buildClusters() {
 	for i, c := range x.clusters {
 		x.clusterStarts[i] = c.start
 	}
+	x.granules = hugeAlloc[granule](x.arena, total+1)
+	x.fillGranules()
 }
 
-// addCluster indexes blocks [begin, end) covering [starts[begin], limit).
-func (x *blockIndex) addCluster(begin, end int, limit uint64) {
-	c := cluster{start: x.starts[begin], span: limit - x.starts[begin]}
+// newCluster sizes the granules of a cluster of count blocks covering
+// [start, limit): the smallest power of two that keeps the table at most
+// about twice as long as the cluster has blocks.
+func newCluster(start, limit uint64, count int) cluster {
+	c := cluster{start: start, span: limit - start}
 	if c.span == 0 {
 		c.span = 1 // only empty blocks: the table still needs one granule
 	}
-	count := uint64(end - begin)
 	c.shift = minGranShift
-	for (c.span>>c.shift) > 2*count+1 && c.shift < 63 {
+	for (c.span>>c.shift) > 2*uint64(count)+1 && c.shift < 63 {
 		c.shift++
 	}
-	granules := int((c.span-1)>>c.shift) + 1
-	c.first = hugeAlloc[int32](x.arena, granules+1)
-	k := begin
-	for g := 0; g < granules; g++ {
-		gStart := c.start + uint64(g)<<c.shift
-		for k < end && x.bounds[k].end <= gStart {
-			k++
-		}
-		c.first[g] = int32(k)
-	}
-	c.first[granules] = int32(end)
-	x.clusters = append(x.clusters, c)
+	c.count = int32((c.span-1)>>c.shift) + 1
+	return c
 }
 
-// firstCandidate returns the first block that ends after the start of
-// w's granule (the sentinel n if none), or -1 if w is in no cluster. The
-// block containing w, if any, is that one or one of the next few.
-func (x *blockIndex) firstCandidate(w uint64) int32 {
-	c := &x.clusters[0]
+// granuleOf returns the index in granules of w's granule and w's offset in
+// it; the empty last entry if w is in no cluster.
+func (x *blockIndex) granuleOf(w uint64) (gi int32, off uint32) {
+	ci := 0
 	if len(x.clusters) > 1 {
-		ci := x.clusterOf(w)
+		ci = x.clusterOf(w)
 		if ci < 0 {
-			return -1
+			return int32(len(x.granules) - 1), 0
 		}
-		c = &x.clusters[ci]
 	}
-	off := w - c.start
-	if off >= c.span {
-		return -1
+	c := &x.clusters[ci]
+	d := w - c.start
+	if d >= c.span {
+		return int32(len(x.granules) - 1), 0
 	}
-	return c.first[off>>c.shift]
-}
-
-// finish resolves w from its first candidate k: the block containing w is
-// the first block from k on that ends after w.
-func (x *blockIndex) resolveFrom(w uint64, k int32) int32 {
-	if k < 0 {
-		return -1
-	}
-	b := &x.bounds[k]
-	if w-b.start < b.end-b.start {
-		if w == b.trap {
-			return -1
-		}
-		return k
-	}
-	return x.resolveSlow(w, int(k))
+	return c.base + int32(d>>c.shift), uint32(d & (1<<c.shift - 1))
 }
 
 // resolveSlow searches the blocks after k (w's granule holds several).
@@ -351,82 +338,23 @@ func (x *blockIndex) find(w uint64) int {
 	if w-x.lo >= x.span {
 		return -1
 	}
-	return int(x.resolveFrom(w, x.firstCandidate(w)))
+	gi, off := x.granuleOf(w)
+	r := x.granules[gi].resolve(off)
+	if r < -1 {
+		r = x.resolveSlow(w, int(-r-2))
+	}
+	return int(r)
 }
 
 // isReached tells whether sorted block k was reached.
-func (x *blockIndex) isReached(k int) bool { return atomic.LoadUint32(&x.bounds[k].reached) != 0 }
+func (x *blockIndex) isReached(k int) bool {
+	return atomic.LoadUint64(&x.reached[k>>6])>>(k&63)&1 != 0
+}
 
 // markReached marks block k reached; false if it already was.
 func (x *blockIndex) markReached(k int) bool {
-	return atomic.CompareAndSwapUint32(&x.bounds[k].reached, 0, 1)
-}
-
-// resolveBatch resolves candidate words (all inside [lo, lo+span)) to
-// sorted block indices, -1 where none or where the block is reached
-// already. The work is split into passes whose iterations do not depend
-// on each other, so that the processor overlaps their cache misses: this
-// is what makes pointer-dense memory fast.
-func (x *blockIndex) resolveBatch(ws []uint64, out []int32) {
-	out = out[:len(ws)]
-	none := int32(len(x.starts)) // the sentinel: matches nothing
-	if len(x.clusters) == 1 {
-		c := &x.clusters[0]
-		for j, w := range ws {
-			g := (w - c.start) >> c.shift
-			k := none
-			if g < uint64(len(c.first)) {
-				k = c.first[g]
-			}
-			out[j] = k
-		}
-	} else {
-		for j, w := range ws {
-			k := x.firstCandidate(w)
-			if k < 0 {
-				k = none
-			}
-			out[j] = k
-		}
-	}
-	// Most words point into their first candidate or the block right
-	// after it (when a block boundary falls inside the granule): test
-	// those without branching on the outcome (the next record is in the
-	// same or the next cache line), then resolve the rest one by one.
-	bs := x.bounds
-	slow := false
-	for j, w := range ws {
-		k := out[j]
-		var past int32
-		if w >= bs[k].end && k < none {
-			past = 1
-		}
-		k += past
-		b := &bs[k]
-		in := w-b.start < b.end-b.start
-		notTrap := w != b.trap
-		r := -k - 2 // "not resolved yet, start from k"
-		if in && notTrap {
-			r = k
-			if atomic.LoadUint32(&b.reached) != 0 {
-				r = -1
-			}
-		}
-		out[j] = r
-		slow = slow || r < -1
-	}
-	if !slow {
-		return
-	}
-	for j, w := range ws {
-		if r := out[j]; r < -1 {
-			k := x.resolveSlow(w, int(-r-2))
-			if k >= 0 && x.isReached(int(k)) {
-				k = -1
-			}
-			out[j] = k
-		}
-	}
+	bit := uint64(1) << (k & 63)
+	return atomic.OrUint64(&x.reached[k>>6], bit)&bit == 0
 }
 
 // clusterOf returns the cluster whose start is the last one <= w.

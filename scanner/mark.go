@@ -66,13 +66,20 @@ type scanWorker struct {
 	// address range, with the segment they came from (its tag) and, for
 	// jemalloc, their neighbours. They are resolved together.
 	candW          []uint64
-	candT          []int32
 	candK          []int32
+	tagRuns        []tagRun // the candidates' tags: one entry per segment
 	candPrev, next []uint64
 	n              int
 
 	ahead      []aheadSlot // read-ahead windows (see readAhead)
 	aheadClock uint64
+
+	// The batch being scanned: blocks reached while scanning it whose
+	// bytes are in it are scanned from it at once (local), not queued.
+	cur      []piece
+	curBuf   []byte
+	local    []int32
+	localSeg []taggedSpan
 
 	work                  []int32
 	edges                 []Edge
@@ -92,7 +99,7 @@ func newMarker(ix *blockIndex, rd *reader, opts Options) *marker {
 
 // candidatesMax is how many candidate words a worker collects before it
 // resolves them: a full buffer of words.
-const candidatesMax = readBufSize / 8
+const candidatesMax = 16 << 10
 
 func (m *marker) newWorker(rd *reader) *scanWorker {
 	w := &scanWorker{
@@ -100,7 +107,6 @@ func (m *marker) newWorker(rd *reader) *scanWorker {
 		rd:    rd,
 		buf:   alignedBuffer(readBufSize),
 		candW: make([]uint64, candidatesMax),
-		candT: make([]int32, candidatesMax),
 		candK: make([]int32, candidatesMax),
 	}
 	if m.jemalloc {
@@ -176,6 +182,7 @@ type flooder struct {
 	list  []int32
 	spare []int32 // the other list buffer
 	segs  []taggedSpan
+	ks    []int32 // the blocks of the batch being cut
 }
 
 func (f *flooder) addAll(ks []int32) {
@@ -253,13 +260,17 @@ func (f *flooder) sweep(forward bool) error {
 }
 
 // cutBatch collects the waiting blocks from the cursor on until they fill
-// a read buffer, and plans their reads.
+// a read buffer, and plans their reads: as one window over their whole
+// address range when they lie close enough together (see windowBatch), or
+// as separate ranges.
 func (f *flooder) cutBatch(cursor *int, forward bool) []batchPlan {
 	m := f.m
 	n := m.ix.n()
-	var ks []int32
+	ks := f.ks[:0]
+	var win windowBatch
+	win.open = m.maps != nil
 	total := uint64(0)
-	for total < readBufSize && len(ks) < maxIovecs {
+	for {
 		k := f.nextWaiting(*cursor, forward)
 		if k < 0 {
 			if forward {
@@ -269,15 +280,26 @@ func (f *flooder) cutBatch(cursor *int, forward bool) []batchPlan {
 			}
 			break
 		}
+		s := span{m.ix.starts[k], m.ix.scanEnd[k]}
+		if win.open && !win.add(s) {
+			if win.worth() {
+				break // the window is full: k waits for the next batch
+			}
+			win.open = false
+		}
+		if !win.open && (total >= readBufSize || len(ks) >= maxIovecs) {
+			break
+		}
 		f.take(int32(k))
 		ks = append(ks, int32(k))
-		total += m.ix.scanEnd[k] - m.ix.starts[k]
+		total += s.size()
 		if forward {
 			*cursor = k + 1
 		} else {
 			*cursor = k
 		}
 	}
+	f.ks = ks
 	if !forward {
 		slices.Reverse(ks)
 	}
@@ -285,7 +307,78 @@ func (f *flooder) cutBatch(cursor *int, forward bool) []batchPlan {
 	for _, k := range ks {
 		f.segs = m.appendBlock(f.segs, k)
 	}
+	if win.open && win.worth() && len(f.segs) > 0 && withinOneMapping(m.maps, win.span) {
+		return []batchPlan{{
+			segs:   slices.Clone(f.segs),
+			reads:  []taggedSpan{{win.span, 0}},
+			window: true,
+		}}
+	}
 	return m.planBatches(slices.Clone(f.segs))
+}
+
+// windowBatch accumulates the blocks of a batch that may be read as one
+// window: the address range from the first to the last, gaps and blocks
+// not (yet) reached included. A window is worth it when reading it whole
+// costs less than windowGain times reading the blocks as separate ranges
+// (each range costs process_vm_readv about iovecCost bytes of copying):
+// fewer system calls, and the blocks the batch reaches inside the window
+// are scanned from it at once (scanLocal).
+type windowBatch struct {
+	open   bool
+	span   span
+	blocks uint64 // bytes of the blocks
+	ranges uint64 // separate ranges they would be read as
+	last   span   // the block added last
+}
+
+const (
+	iovecCost  = 2 << 10
+	windowGain = 4
+)
+
+// add extends the window by block s; false (and nothing added) if s is
+// large or the window would not fit a read buffer.
+func (b *windowBatch) add(s span) bool {
+	if s.size() >= sparseMin {
+		return false
+	}
+	u := s
+	if b.ranges > 0 {
+		u = span{min(b.span.start, s.start), max(b.span.end, s.end)}
+	}
+	if u.size() > readBufSize {
+		return false
+	}
+	if b.ranges == 0 || gapBetween(b.last, s) > mergeGap {
+		b.ranges++
+	}
+	b.span, b.last = u, s
+	b.blocks += s.size()
+	return true
+}
+
+// gapBetween is the distance between two disjoint ranges.
+func gapBetween(a, b span) uint64 {
+	if a.end <= b.start {
+		return b.start - a.end
+	}
+	if b.end <= a.start {
+		return a.start - b.end
+	}
+	return 0
+}
+
+// worth tells whether reading the window whole beats separate reads.
+func (b *windowBatch) worth() bool {
+	return b.ranges > 0 && b.span.size() <= windowGain*(b.blocks+b.ranges*iovecCost)
+}
+
+// withinOneMapping tells whether s lies inside one mapping: a window must
+// not run over a hole between mappings (or into a device mapping).
+func withinOneMapping(maps []mapping, s span) bool {
+	i := mappingAt(maps, s.start)
+	return i >= 0 && maps[i].end >= s.end
 }
 
 // nextWaiting finds the first waiting block at or after from (forward),
@@ -360,6 +453,8 @@ func (m *marker) appendBlock(segs []taggedSpan, k int32) []taggedSpan {
 // (neighbouring segments merged).
 type batchPlan struct {
 	segs, reads []taggedSpan
+	// window: reads is one range spanning all segs, gaps included.
+	window bool
 }
 
 // planBatches groups segments sorted by address into reads that fit a
@@ -587,21 +682,97 @@ func (m *marker) collect() {
 	}
 }
 
-// do reads one batch and scans each segment's bytes.
+// do reads one batch and scans each segment's bytes, then the blocks
+// reached meanwhile that lie in what was read.
 func (w *scanWorker) do(p *batchPlan) error {
-	if len(p.reads) == 1 && p.reads[0].size() <= smallRead {
-		if buf, pieces, ok := w.readAhead(p.reads[0].span); ok {
-			w.scanPieces(p.segs, buf, pieces)
-			return nil
-		}
-	}
-	var err error
-	w.pieces, err = w.rd.read(w.buf, p.reads, w.pieces[:0])
+	buf, pieces, err := w.readBatch(p)
 	if err != nil {
 		return err
 	}
-	w.scanPieces(p.segs, w.buf, w.pieces)
+	w.cur, w.curBuf = pieces, buf
+	defer func() { w.cur, w.curBuf = nil, nil }()
+	w.scanPieces(p.segs, buf, pieces)
+	w.scanLocal()
+	if p.window {
+		w.countUncovered(p.segs, pieces)
+	}
 	return nil
+}
+
+// readBatch reads a batch's ranges (small isolated ones through the
+// read-ahead windows).
+func (w *scanWorker) readBatch(p *batchPlan) ([]byte, []piece, error) {
+	if len(p.reads) == 1 && p.reads[0].size() <= smallRead {
+		if buf, pieces, ok := w.readAhead(p.reads[0].span); ok {
+			return buf, pieces, nil
+		}
+	}
+	// A window is read whole, gaps and unreached blocks included: a page
+	// of it that cannot be read is counted only where a segment needed it
+	// (countUncovered).
+	unreadable := w.rd.unreadableBytes
+	var err error
+	w.pieces, err = w.rd.read(w.buf, p.reads, w.pieces[:0])
+	if p.window {
+		w.rd.unreadableBytes = unreadable
+	}
+	return w.buf, w.pieces, err
+}
+
+// countUncovered counts the bytes of segs that no piece holds as
+// unreadable.
+func (w *scanWorker) countUncovered(segs []taggedSpan, pieces []piece) {
+	for _, s := range segs {
+		left := s.size()
+		for _, pc := range pieces {
+			lo, hi := max(s.start, pc.start), min(s.end, pc.end)
+			if lo < hi {
+				left -= hi - lo
+			}
+		}
+		w.rd.unreadableBytes += left
+	}
+}
+
+// scanLocal scans the blocks reached while scanning the current batch
+// whose bytes it holds — and those they reach in turn — without reading
+// them again. A list laid out in memory order, or a cluster of objects
+// pointing at their neighbours, is flooded in one batch.
+func (w *scanWorker) scanLocal() {
+	for len(w.local) > 0 {
+		slices.Sort(w.local)
+		w.localSeg = w.localSeg[:0]
+		for _, k := range w.local {
+			w.localSeg = w.m.appendBlock(w.localSeg, k)
+		}
+		w.local = w.local[:0]
+		w.scanPieces(w.localSeg, w.curBuf, w.cur)
+	}
+}
+
+// inCurrent tells whether block k, which word v points into, has its
+// scanned bytes all in one piece of the current batch.
+func (w *scanWorker) inCurrent(k int32, v uint64) bool {
+	// Most pointers lead out of the batch: v tells without reading k's
+	// record.
+	if len(w.cur) == 0 || v < w.cur[0].start || v >= w.cur[len(w.cur)-1].end {
+		return false
+	}
+	x := w.m.ix
+	start, end := x.starts[k], x.scanEnd[k]
+	if end-start >= sparseMin {
+		return false // large blocks keep only their populated pages: queue them
+	}
+	i, _ := slices.BinarySearchFunc(w.cur, start, func(p piece, a uint64) int {
+		switch {
+		case p.end <= a:
+			return -1
+		case p.start > a:
+			return 1
+		}
+		return 0
+	})
+	return i < len(w.cur) && w.cur[i].start <= start && end <= w.cur[i].end
 }
 
 // scanPieces scans each segment's bytes among the pieces read for it.
@@ -713,6 +884,12 @@ func covered(pieces []piece, s span) bool {
 	return false
 }
 
+// tagRun: the candidates from index from on come from segment tag.
+type tagRun struct {
+	from int
+	tag  int32
+}
+
 // addWords keeps the words of one segment that fall in the blocks'
 // address range (one compare each) as candidates, resolving the
 // candidates first when the arrays are full.
@@ -723,28 +900,37 @@ func (w *scanWorker) addWords(ws []uint64, tag int32) {
 		if w.n+len(ws) > candidatesMax {
 			w.resolve()
 		}
+		if r := len(w.tagRuns); r == 0 || w.tagRuns[r-1].tag != tag {
+			w.tagRuns = append(w.tagRuns, tagRun{w.n, tag})
+		}
 		part := ws[:min(len(ws), candidatesMax-w.n)]
 		n := w.n
-		cw, ct := w.candW, w.candT
+		cw := w.candW
 		if w.m.jemalloc {
 			for i, v := range part {
 				if v-lo < span {
-					cw[n], ct[n] = v, tag
+					cw[n] = v
 					w.candPrev[n], w.next[n] = neighbours(part, i)
 					n++
 				}
 			}
 		} else {
+			// Every word is stored, and kept by counting it: no branch
+			// that depends on the data.
 			for _, v := range part {
-				cw[n], ct[n] = v, tag
-				if v-lo < span {
-					n++
-				}
+				cw[n] = v
+				n += int(ltU64(v-lo, span))
 			}
 		}
 		w.n = n
 		ws = ws[len(part):]
 	}
+}
+
+// ltU64 is 1 if a < b, else 0, without a branch.
+func ltU64(a, b uint64) uint64 {
+	_, borrow := bits.Sub64(a, b, 0)
+	return borrow
 }
 
 // neighbours returns the words around ws[i], 0 where there is none.
@@ -770,26 +956,41 @@ func (w *scanWorker) resolve() {
 	x := m.ix
 	ck := w.candK[:n]
 	x.resolveBatch(w.candW[:n], ck)
+	runs := w.tagRuns
+	w.tagRuns = w.tagRuns[:0]
+	r := 0 // runs[r] holds candidate j
 	for j, k := range ck {
 		// resolveBatch left out the blocks already reached.
-		if k < 0 || (m.leakPhase && k == w.candT[j]) {
+		if k < 0 {
+			continue
+		}
+		for r+1 < len(runs) && runs[r+1].from <= j {
+			r++
+		}
+		tag := runs[r].tag
+		if m.leakPhase && k == tag {
 			continue
 		}
 		if m.jemalloc && jemallocMetadata(x, w.candPrev[j], w.candW[j], w.next[j], k) {
 			continue
 		}
-		w.hit(k, w.candT[j])
+		w.hit(k, tag, w.candW[j])
 	}
 }
 
-// hit records that a word from tag points into block k, which is not
+// hit records that word v, from tag, points into block k, which is not
 // reached.
-func (w *scanWorker) hit(k, tag int32) {
+func (w *scanWorker) hit(k, tag int32, v uint64) {
 	if w.m.leakPhase {
 		w.edges = append(w.edges, Edge{From: tag, To: k})
 		return
 	}
-	if w.m.ix.markReached(int(k)) {
+	if !w.m.ix.markReached(int(k)) {
+		return
+	}
+	if w.inCurrent(k, v) {
+		w.local = append(w.local, k)
+	} else {
 		w.work = append(w.work, k)
 	}
 }
@@ -820,7 +1021,7 @@ func (w *scanWorker) visitOne(prev, v, next uint64, tag int32) {
 	if m.jemalloc && jemallocMetadata(m.ix, prev, v, next, int32(k)) {
 		return
 	}
-	w.hit(int32(k), tag)
+	w.hit(int32(k), tag, v)
 }
 
 // sortIndices sorts block indices (all >= 0) in place; scratch is reused

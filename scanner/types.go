@@ -109,7 +109,9 @@ type Stats struct {
 	// delivered again at detach.
 	SignalsHeld int
 	// BadHeaders counts glibc chunk headers that failed validation (the
-	// usable size was then computed from the request).
+	// usable size was then computed from the request). Headers of blocks
+	// whose size follows from the heap's layout are not read, so never
+	// counted (see glibcTiledChunks).
 	BadHeaders int
 
 	RootBytes       uint64 // bytes of root memory read (stacks, globals, heap, anonymous memory)

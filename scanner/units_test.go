@@ -302,7 +302,7 @@ func TestSortByAddress(t *testing.T) {
 				addrs[i] = addrs[i-1] // duplicates keep their index order
 			}
 		}
-		got := sortByAddress(n, func(i int) uint64 { return addrs[i] })
+		got := sortByAddress(n, func(i int) uint64 { return addrs[i] }, nil)
 		if len(got) != n {
 			t.Fatalf("n=%d: %d sorted", n, len(got))
 		}

@@ -56,11 +56,19 @@ func decodeGlibcHeader(hdr, requested uint64) (glibcChunk, bool) {
 // glibcUsableFromRequest is the usable size malloc gives a request served
 // from the heap: the fallback when the header cannot be read or trusted.
 func glibcUsableFromRequest(requested uint64) uint64 {
+	return glibcChunkFromRequest(requested) - glibcSizeSz
+}
+
+// glibcMaxRequest: larger requests fail in malloc (and would overflow the
+// rounding below).
+const glibcMaxRequest = 1 << 62
+
+// glibcChunkFromRequest is the smallest chunk malloc carves for a request
+// (request2size): the request plus the size field, rounded up to 16, at
+// least 32 bytes.
+func glibcChunkFromRequest(requested uint64) uint64 {
 	chunk := (requested + glibcSizeSz + glibcAlign - 1) &^ (glibcAlign - 1)
-	if chunk < glibcMinChunk {
-		chunk = glibcMinChunk
-	}
-	return chunk - glibcSizeSz
+	return max(chunk, glibcMinChunk)
 }
 
 // jemalloc 5.3 on x86-64: LG_QUANTUM=4, LG_PAGE=12, SC_LG_NGROUP=2, one
