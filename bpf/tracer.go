@@ -55,7 +55,7 @@ type Options struct {
 	SingleLinks bool
 }
 
-// Default capacities. The block map is preallocated (about 80 bytes of
+// Default capacities. The block map is preallocated (about 112 bytes of
 // kernel memory per entry), the stack map is not.
 const (
 	DefaultMaxBlocks = 1 << 20
