@@ -6,7 +6,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
-	"sync"
+	"slices"
 	"time"
 )
 
@@ -69,11 +69,10 @@ func threadGroupOf(pid int) int {
 
 // analysis is what the frozen phase found, in sorted block order.
 type analysis struct {
-	blocks  []Block
-	ix      *blockIndex
-	reached []bool // by sorted index
-	edges   []Edge // sorted indices
-	stats   Stats
+	blocks []Block
+	ix     *blockIndex
+	edges  []Edge // sorted indices
+	stats  Stats
 }
 
 // thawWait is how long a check's end waits for threads that were
@@ -189,10 +188,6 @@ func scanFrozen(pid int, f *freezer, snapshot func() ([]Block, error), opts Opti
 		return nil, err
 	}
 	a.stats.Unreachable = time.Since(t4)
-	a.reached = make([]bool, ix.n())
-	for k := range a.reached {
-		a.reached[k] = ix.isReached(k)
-	}
 	a.edges = m.edges
 	a.stats.RootBytes = m.rootBytes
 	a.stats.BlockBytes = m.blockBytes
@@ -206,61 +201,106 @@ func scanFrozen(pid int, f *freezer, snapshot func() ([]Block, error), opts Opti
 // buildIndex computes every block's usable size and indexes the blocks.
 func buildIndex(blocks []Block, opts Options, rd *reader) (*blockIndex, int, error) {
 	x := newSortedIndex(len(blocks), func(i int) uint64 { return blocks[i].Addr })
-	given := func(k int) bool {
-		b := blocks[x.orig[k]]
-		return b.Usable != 0 && b.Usable >= b.Size
-	}
-	var headers []uint64
-	var readOK []bool
-	var tiled []bool
-	if opts.Allocator == Glibc {
-		tiled = glibcTiledChunks(x.starts, func(k int) uint64 { return blocks[x.orig[k]].Size })
-		known := given
-		given = func(k int) bool { return tiled[k] || known(k) }
-		var err error
-		headers, readOK, err = readGlibcHeaders(rd, x.starts, given)
-		if err != nil {
-			return nil, 0, err
-		}
-	}
-	bad := 0
-	for k := range x.starts {
-		b := blocks[x.orig[k]]
-		var usable uint64
-		glibcChunk := false
-		switch {
-		case b.Usable != 0 && b.Usable >= b.Size:
-			usable = b.Usable
-			// A glibc heap chunk's usable size is 8 bytes short of a
-			// multiple of 16 (an mmapped chunk's is 16 short).
-			glibcChunk = opts.Allocator == Glibc && (usable+glibcSizeSz)%glibcAlign == 0
-		case opts.Allocator == Glibc && tiled[k]:
-			usable, glibcChunk = glibcUsableFromRequest(b.Size), true
-		case opts.Allocator == Glibc:
-			c, ok := decodeGlibcHeader(headers[k], b.Size)
-			if readOK[k] && ok {
-				usable, glibcChunk = c.usable, !c.mmapped
-			} else {
-				usable = glibcUsableFromRequest(b.Size)
-				bad++
-			}
-		case opts.Allocator == Jemalloc:
-			usable = jemallocUsable(b.Size)
-		default:
-			usable = unknownUsable(b.Size)
-		}
-		accept := usable
-		if opts.ExactBounds {
-			accept = max(b.Size, 1) // LSan counts malloc(0) as one byte
-		}
-		x.setSizes(k, accept, usable, glibcChunk)
+	sz := &sizer{blocks: blocks, opts: opts, x: x}
+	unknown := sz.setKnownSizes()
+	bad, err := sz.setSizesFromHeaders(rd, unknown)
+	if err != nil {
+		x.release()
+		return nil, 0, err
 	}
 	x.finish()
 	return x, bad, nil
 }
 
-// glibcTiledChunks tells, for each block (starts sorted), whether its
-// usable size follows from the layout without reading its chunk header:
+// sizer sets the sorted blocks' sizes in the index.
+type sizer struct {
+	blocks []Block
+	opts   Options
+	x      *blockIndex
+}
+
+// sizePart: sorted positions per part of the parallel size pass.
+const sizePart = 1 << 16
+
+// setKnownSizes sets the size of every block whose usable size is known
+// without reading the target — given by the tracer, following from the
+// glibc heap layout, or computed — and returns, in sorted order, the
+// positions of the others, whose glibc chunk headers must be read. It is
+// one pass over the blocks (each caller's record is read once, at random:
+// the snapshot comes in no order), in parallel parts.
+func (s *sizer) setKnownSizes() []int32 {
+	n := s.x.n()
+	parts := (n + sizePart - 1) / sizePart
+	unknown := make([][]int32, parts)
+	forEachPart(parts, func(p int) {
+		for k := p * sizePart; k < min(n, (p+1)*sizePart); k++ {
+			b := s.blocks[s.x.orig[k]]
+			usable, glibcChunk, ok := s.knownUsable(k, b)
+			if !ok {
+				unknown[p] = append(unknown[p], int32(k))
+				continue
+			}
+			s.set(k, b, usable, glibcChunk)
+		}
+	})
+	return slices.Concat(unknown...)
+}
+
+// knownUsable returns block k's usable size when it is known without its
+// chunk header; ok is false when the header must be read.
+func (s *sizer) knownUsable(k int, b Block) (usable uint64, glibcChunk, ok bool) {
+	switch {
+	case b.Usable != 0 && b.Usable >= b.Size:
+		// A glibc heap chunk's usable size is 8 bytes short of a
+		// multiple of 16 (an mmapped chunk's is 16 short).
+		glibcChunk = s.opts.Allocator == Glibc && (b.Usable+glibcSizeSz)%glibcAlign == 0
+		return b.Usable, glibcChunk, true
+	case s.opts.Allocator == Glibc:
+		if glibcTiled(s.x.starts, k, b.Size) {
+			return glibcUsableFromRequest(b.Size), true, true
+		}
+		return 0, false, false
+	case s.opts.Allocator == Jemalloc:
+		return jemallocUsable(b.Size), false, true
+	}
+	return unknownUsable(b.Size), false, true
+}
+
+// set sets block k's sizes in the index.
+func (s *sizer) set(k int, b Block, usable uint64, glibcChunk bool) {
+	accept := usable
+	if s.opts.ExactBounds {
+		accept = max(b.Size, 1) // LSan counts malloc(0) as one byte
+	}
+	s.x.setSizes(k, accept, usable, glibcChunk)
+}
+
+// setSizesFromHeaders reads the glibc chunk headers of the blocks at the
+// sorted positions ks and sets their sizes; a header that cannot be read
+// or does not fit falls back to the request's chunk, and is counted.
+func (s *sizer) setSizesFromHeaders(rd *reader, ks []int32) (bad int, err error) {
+	if len(ks) == 0 {
+		return 0, nil
+	}
+	headers, readOK, err := readGlibcHeaders(rd, s.x.starts, ks)
+	if err != nil {
+		return 0, err
+	}
+	for i, k := range ks {
+		b := s.blocks[s.x.orig[k]]
+		c, ok := decodeGlibcHeader(headers[i], b.Size)
+		if readOK[i] && ok {
+			s.set(int(k), b, c.usable, !c.mmapped)
+			continue
+		}
+		s.set(int(k), b, glibcUsableFromRequest(b.Size), true)
+		bad++
+	}
+	return bad, nil
+}
+
+// glibcTiled tells whether block k's usable size (starts sorted, req its
+// request) follows from the layout without reading its chunk header:
 // glibc's heap chunks tile their arena, so when the next block starts
 // exactly the smallest chunk for this block's request after it, the chunk
 // can be no larger (the next chunk begins there) and no smaller (malloc
@@ -269,16 +309,9 @@ func buildIndex(blocks []Block, opts Options, rd *reader) (*blockIndex, int, err
 // lie further away). Its usable size is then the request's, computed. In a
 // heap of tracked blocks allocated one after the other this spares reading
 // almost every header — a second pass over the whole heap.
-func glibcTiledChunks(starts []uint64, size func(k int) uint64) []bool {
-	tiled := make([]bool, len(starts))
-	for k := 0; k+1 < len(starts); k++ {
-		req := size(k)
-		if req >= glibcMaxRequest {
-			continue
-		}
-		tiled[k] = starts[k+1]-starts[k] == glibcChunkFromRequest(req)
-	}
-	return tiled
+func glibcTiled(starts []uint64, k int, req uint64) bool {
+	return k+1 < len(starts) && req < glibcMaxRequest &&
+		starts[k+1]-starts[k] == glibcChunkFromRequest(req)
 }
 
 // headerWindowGap: headers closer than this are read in one range rather
@@ -286,18 +319,20 @@ func glibcTiledChunks(starts []uint64, size func(k int) uint64) []bool {
 const headerWindowGap = 2048
 
 // readGlibcHeaders reads the chunk header (the size word at Addr-8) of
-// every block (starts is sorted) whose usable size is not given.
-func readGlibcHeaders(rd *reader, starts []uint64, given func(k int) bool) ([]uint64, []bool, error) {
-	addrs := make([]uint64, len(starts))
-	for k, s := range starts {
-		if s >= glibcSizeSz && !given(k) {
-			addrs[k] = s - glibcSizeSz
+// the blocks at the sorted positions ks (ascending). ok[i] is false where
+// it could not be read.
+func readGlibcHeaders(rd *reader, starts []uint64, ks []int32) (words []uint64, ok []bool, err error) {
+	addrs := make([]uint64, len(ks))
+	for i, k := range ks {
+		if s := starts[k]; s >= glibcSizeSz {
+			addrs[i] = s - glibcSizeSz
 		}
 	}
 	return readWordsAt(rd, addrs)
 }
 
-// readWordsAt reads the 8-byte word at each address (sorted ascending).
+// readWordsAt reads the 8-byte word at each address (sorted ascending; 0:
+// none).
 // Close addresses are read together in one range; the ranges are shared
 // among a few goroutines. ok[i] is false where the word could not be read.
 func readWordsAt(rd *reader, addrs []uint64) ([]uint64, []bool, error) {
@@ -306,18 +341,14 @@ func readWordsAt(rd *reader, addrs []uint64) ([]uint64, []bool, error) {
 	windows := wordWindows(addrs)
 	workers := min(runtime.GOMAXPROCS(0), 4, max(1, len(windows)/64))
 	forks := make([]*reader, workers)
-	errs := make([]error, workers)
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
+	for w := range forks {
 		forks[w] = rd.fork()
-		lo, hi := w*len(windows)/workers, (w+1)*len(windows)/workers
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[w] = readWindows(forks[w], windows[lo:hi], addrs, words, ok)
-		}()
 	}
-	wg.Wait()
+	errs := make([]error, workers)
+	forEachPart(workers, func(w int) {
+		lo, hi := partBounds(len(windows), workers, w)
+		errs[w] = readWindows(forks[w], windows[lo:hi], addrs, words, ok)
+	})
 	for w := range forks {
 		rd.join(forks[w])
 	}
@@ -408,17 +439,18 @@ func (a *analysis) result() *Result {
 	reach := make([]bool, n)
 	var dups map[int32]int32
 	canon := -1
+	// The target runs again: the reached bits are read only now.
 	for k, i := range a.ix.orig {
 		if a.ix.flags[k]&flagDuplicate != 0 && canon >= 0 {
 			if dups == nil {
 				dups = map[int32]int32{}
 			}
 			dups[i] = a.ix.orig[canon]
-			reach[i] = a.reached[canon]
+			reach[i] = a.ix.isReached(canon)
 			continue
 		}
 		canon = k
-		reach[i] = a.reached[k]
+		reach[i] = a.ix.isReached(k)
 	}
 	edges := make([]Edge, len(a.edges))
 	for j, e := range a.edges {

@@ -1,11 +1,6 @@
 package scanner
 
-import (
-	"fmt"
-	"runtime"
-	"sync"
-	"sync/atomic"
-)
+import "sync/atomic"
 
 // The granule table: the scan's hot path.
 //
@@ -53,31 +48,20 @@ func emptyGranule(first int32) granule {
 // that words outside the clusters resolve to. The target is stopped
 // meanwhile: the table is cut into parts filled in parallel.
 func (x *blockIndex) fillGranules() {
-	const part = 1 << 16 // granules per goroutine at least
-	var wg sync.WaitGroup
-	var failed atomic.Value // a panic in a goroutine, raised again here
-	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	const part = 1 << 16 // granules per part at most
+	type job struct {
+		c        cluster
+		from, to int32
+	}
+	var jobs []job
 	for _, c := range x.clusters {
 		for from := int32(0); from < c.count; from += part {
-			to := min(c.count, from+part)
-			sem <- struct{}{}
-			wg.Add(1)
-			go func() {
-				defer func() {
-					if v := recover(); v != nil {
-						failed.Store(fmt.Sprint(v))
-					}
-					<-sem
-					wg.Done()
-				}()
-				x.fillClusterPart(c, from, to)
-			}()
+			jobs = append(jobs, job{c, from, min(c.count, from+part)})
 		}
 	}
-	wg.Wait()
-	if v := failed.Load(); v != nil {
-		panic(v)
-	}
+	forEachPart(len(jobs), func(i int) {
+		x.fillClusterPart(jobs[i].c, jobs[i].from, jobs[i].to)
+	})
 	x.granules[len(x.granules)-1] = emptyGranule(int32(x.n()))
 }
 
@@ -104,7 +88,7 @@ func (x *blockIndex) fillClusterPart(c cluster, from, to int32) {
 }
 
 // firstEndingAfter returns the first block whose end is above a (ends are
-// sorted: see makeDisjoint).
+// sorted: see settleDuplicates).
 func (x *blockIndex) firstEndingAfter(a uint64) int {
 	lo, hi := 0, x.n()
 	for lo < hi {

@@ -168,10 +168,9 @@ func TestGlibcTiledChunks(t *testing.T) {
 	// 2: 1000 bytes take 1008 = 0x3f0, next at 0x410: read. 3: 8 bytes
 	// take 32: tiled. 4: the last block: read.
 	want := []bool{true, false, false, true, false}
-	got := glibcTiledChunks(starts, func(k int) uint64 { return sizes[k] })
 	for k := range want {
-		if got[k] != want[k] {
-			t.Errorf("block %d: tiled = %v, want %v", k, got[k], want[k])
+		if got := glibcTiled(starts, k, sizes[k]); got != want[k] {
+			t.Errorf("block %d: tiled = %v, want %v", k, got, want[k])
 		}
 	}
 }

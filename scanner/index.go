@@ -82,13 +82,10 @@ const (
 
 // newSortedIndex sorts n blocks by address (addr(i) is block i's) and
 // returns an index whose sizes are still to be set: call setSizes for
-// every sorted position, then finish.
+// every sorted position (from any number of goroutines), then finish.
 func newSortedIndex(n int, addr func(i int) uint64) *blockIndex {
 	// Fresh memory costs a page fault per 4 KiB page (several µs each in
 	// a VM): the big arrays come from huge pages, the sort's scratch too.
-	scratch := &hugeArena{}
-	defer scratch.release()
-	sorted := sortByAddress(n, addr, scratch)
 	arena := &hugeArena{}
 	x := &blockIndex{
 		arena:   arena,
@@ -99,87 +96,49 @@ func newSortedIndex(n int, addr func(i int) uint64) *blockIndex {
 		orig:    hugeAlloc[int32](arena, n),
 		flags:   hugeAlloc[uint8](arena, n),
 	}
-	for k, e := range sorted {
-		x.starts[k] = e.addr
-		x.orig[k] = e.idx
-		x.bounds[k].start = e.addr
-	}
+	scratch := &hugeArena{}
+	defer scratch.release()
+	sortByAddress(n, addr, x.starts, x.orig, scratch)
 	// The sentinel: no word is >= its start and < its end.
 	x.bounds[n] = bounds{start: ^uint64(0), end: ^uint64(0)}
 	return x
 }
 
-// addrIdx is a block's address and its index in the caller's slice.
-type addrIdx struct {
-	addr uint64
-	idx  int32
-}
-
-// sortByAddress orders the blocks by address, equal addresses by index.
-// It is a least-significant-digit radix sort that skips the bytes all
-// addresses share (the high ones): a few linear passes, where a
-// comparison sort of millions of blocks would stall the frozen target
-// several times longer.
-// The result and its scratch space come from arena.
-func sortByAddress(n int, addr func(i int) uint64, arena *hugeArena) []addrIdx {
-	a := hugeAlloc[addrIdx](arena, n)
-	var or, and uint64 = 0, ^uint64(0)
-	for i := range a {
-		v := addr(i)
-		a[i] = addrIdx{v, int32(i)}
-		or |= v
-		and &= v
-	}
-	if n < 256 {
-		slices.SortStableFunc(a, func(x, y addrIdx) int {
-			switch {
-			case x.addr < y.addr:
-				return -1
-			case x.addr > y.addr:
-				return 1
-			}
-			return 0
-		})
-		return a
-	}
-	differ := or ^ and // the bits that are not the same in every address
-	b := hugeAlloc[addrIdx](arena, n)
-	// 11-bit digits from the lowest bit that differs: a 1 GiB heap of
-	// 16-byte aligned blocks takes 3 passes.
-	const digitBits = 11
-	for shift := uint(bits.TrailingZeros64(differ)); shift < 64 && differ>>shift != 0; shift += digitBits {
-		var pos [1 << digitBits]int
-		for _, e := range a {
-			pos[(e.addr>>shift)&(1<<digitBits-1)]++
-		}
-		sum := 0
-		for d := range pos {
-			pos[d], sum = sum, sum+pos[d]
-		}
-		for _, e := range a {
-			d := (e.addr >> shift) & (1<<digitBits - 1)
-			b[pos[d]] = e
-			pos[d]++
-		}
-		a, b = b, a
-	}
-	return a
-}
-
 // setSizes sets the block at sorted position k to accept pointers into
 // [start, start+accept) and to be scanned over [start, start+usable).
 // glibcChunk marks a glibc heap chunk, whose last usable word is a trap.
+// Both ranges end where the next block starts (see finish for blocks at
+// the same address). It writes only position k's entries, so positions
+// can be set in parallel.
 func (x *blockIndex) setSizes(k int, accept, usable uint64, glibcChunk bool) {
-	x.bounds[k].end = satAdd(x.starts[k], accept)
-	x.scanEnd[k] = satAdd(x.starts[k], usable)
+	start := x.starts[k]
+	b := bounds{start: start, end: satAdd(start, accept)}
+	scanEnd := satAdd(start, usable)
 	if glibcChunk && usable >= glibcSizeSz {
-		x.bounds[k].trap = x.scanEnd[k] - glibcSizeSz
+		b.trap = scanEnd - glibcSizeSz
 	}
+	if k+1 < len(x.starts) && x.starts[k+1] > start {
+		b, scanEnd = cutAt(b, scanEnd, x.starts[k+1])
+	}
+	x.bounds[k], x.scanEnd[k] = b, scanEnd
 }
 
-// finish makes the ranges disjoint and builds the lookup tables.
+// cutAt ends a block's ranges at next, where the next block starts: the
+// ranges must not overlap, whatever the snapshot holds. A trap cut off
+// goes too.
+func cutAt(b bounds, scanEnd, next uint64) (bounds, uint64) {
+	b.end = min(b.end, next)
+	scanEnd = min(scanEnd, next)
+	if b.trap >= scanEnd {
+		b.trap = 0
+	}
+	return b, scanEnd
+}
+
+// finish settles the blocks at the same address and builds the lookup
+// tables.
 func (x *blockIndex) finish() {
-	x.makeDisjoint()
+	x.settleDuplicates()
 	x.buildClusters()
 }
 
@@ -193,34 +152,30 @@ func satAdd(a, b uint64) uint64 {
 	return s
 }
 
-// makeDisjoint guarantees that the blocks' ranges do not overlap, whatever
-// the snapshot holds: a range is cut where the next block starts, and a
-// block at the same address as the previous one is a duplicate that
-// matches nothing and is not scanned.
-func (x *blockIndex) makeDisjoint() {
-	prev := -1 // the last block that is not a duplicate
-	for k := range x.starts {
-		if prev >= 0 && x.starts[k] == x.starts[prev] {
-			x.flags[k] |= flagDuplicate
-			x.scanEnd[k] = x.starts[k]
+// settleDuplicates makes a block at the same address as the previous one
+// a duplicate, which matches nothing and is not scanned, and cuts the
+// ranges of the first block at that address (its original, which setSizes
+// could not cut) where the next address starts.
+func (x *blockIndex) settleDuplicates() {
+	n := len(x.starts)
+	for k := 1; k < n; k++ {
+		if x.starts[k] != x.starts[k-1] {
 			continue
 		}
-		if prev >= 0 {
-			b := &x.bounds[prev]
-			b.end = min(b.end, x.starts[k])
-			x.scanEnd[prev] = min(x.scanEnd[prev], x.starts[k])
-			if b.trap >= x.scanEnd[prev] {
-				b.trap = 0
-			}
+		orig := k - 1
+		for k < n && x.starts[k] == x.starts[orig] {
+			x.flags[k] |= flagDuplicate
+			k++
 		}
-		prev = k
-	}
-	// A duplicate gets its original's end, which keeps ends sorted (the
-	// lookups rely on it); lookups stop at the original, which comes first.
-	for k := 1; k < len(x.starts); k++ {
-		if x.flags[k]&flagDuplicate != 0 {
-			x.bounds[k].end = x.bounds[k-1].end
-			x.bounds[k].trap = 0
+		if k < n {
+			x.bounds[orig], x.scanEnd[orig] = cutAt(x.bounds[orig], x.scanEnd[orig], x.starts[k])
+		}
+		// A duplicate gets its original's end, which keeps ends sorted
+		// (the lookups rely on it); lookups stop at the original, which
+		// comes first.
+		for d := orig + 1; d < k; d++ {
+			x.bounds[d] = bounds{start: x.starts[d], end: x.bounds[orig].end}
+			x.scanEnd[d] = x.starts[d]
 		}
 	}
 }

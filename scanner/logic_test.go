@@ -106,11 +106,7 @@ func (w *world) run(t *testing.T, opts Options) *Result {
 	if err := m.scanUnreachable(); err != nil {
 		t.Fatal(err)
 	}
-	reached := make([]bool, ix.n())
-	for k := range reached {
-		reached[k] = ix.isReached(k)
-	}
-	a := &analysis{blocks: w.blocks, ix: ix, reached: reached, edges: m.edges}
+	a := &analysis{blocks: w.blocks, ix: ix, edges: m.edges}
 	a.stats.ScannedBytes = rd.readBytes
 	a.stats.UnreadableBytes = rd.unreadableBytes
 	return a.result()

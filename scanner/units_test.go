@@ -291,35 +291,6 @@ func TestParseStatus(t *testing.T) {
 	}
 }
 
-func TestSortByAddress(t *testing.T) {
-	for _, n := range []int{0, 1, 100, 5000} {
-		addrs := make([]uint64, n)
-		x := uint64(12345)
-		for i := range addrs {
-			x = x*6364136223846793005 + 1442695040888963407
-			addrs[i] = 0x5555_0000_0000 + (x>>20)%(1<<30)&^15
-			if i%7 == 0 && i > 0 {
-				addrs[i] = addrs[i-1] // duplicates keep their index order
-			}
-		}
-		got := sortByAddress(n, func(i int) uint64 { return addrs[i] }, nil)
-		if len(got) != n {
-			t.Fatalf("n=%d: %d sorted", n, len(got))
-		}
-		for i := 1; i < len(got); i++ {
-			a, b := got[i-1], got[i]
-			if a.addr > b.addr || (a.addr == b.addr && a.idx > b.idx) {
-				t.Fatalf("n=%d: out of order at %d: %+v %+v", n, i, a, b)
-			}
-		}
-		for _, e := range got {
-			if addrs[e.idx] != e.addr {
-				t.Fatalf("n=%d: %+v does not match its block", n, e)
-			}
-		}
-	}
-}
-
 // A usable size the tracer provides is trusted: no header is read.
 func TestGivenUsableSize(t *testing.T) {
 	w := newWorld()
