@@ -34,8 +34,10 @@ func referenceFind(x *blockIndex, w uint64) int {
 }
 
 // checkAgainstReference compares find and resolveBatch with the reference
-// for every word of [from, to) (step 1) and, through resolveBatch, with
-// some blocks reached.
+// for every word of [from, to) (step 1) and, through resolveBatch, as
+// more and more blocks are reached: every third, then every second, then
+// all. Each step resolves the words twice, the second time with the
+// granules the first marked done.
 func checkAgainstReference(t *testing.T, x *blockIndex, from, to uint64) {
 	t.Helper()
 	var ws []uint64
@@ -47,18 +49,23 @@ func checkAgainstReference(t *testing.T, x *blockIndex, from, to uint64) {
 			ws = append(ws, w)
 		}
 	}
-	for k := 0; k < x.n(); k += 3 {
-		x.markReached(k)
-	}
 	out := make([]int32, len(ws))
-	x.resolveBatch(ws, out)
-	for j, w := range ws {
-		want := referenceFind(x, w)
-		if want >= 0 && x.isReached(want) {
-			want = -1
+	for _, step := range []int{3, 2, 1} {
+		for k := 0; k < x.n(); k += step {
+			x.markReached(k)
 		}
-		if int(out[j]) != want {
-			t.Fatalf("resolveBatch(%#x) = %d, want %d", w, out[j], want)
+		for pass := 1; pass <= 2; pass++ {
+			x.resolveBatch(ws, out)
+			for j, w := range ws {
+				want := referenceFind(x, w)
+				if want >= 0 && x.isReached(want) {
+					want = -1
+				}
+				if int(out[j]) != want {
+					t.Fatalf("every %d-th block reached, pass %d: resolveBatch(%#x) = %d, want %d",
+						step, pass, w, out[j], want)
+				}
+			}
 		}
 	}
 }

@@ -57,6 +57,9 @@ type blockIndex struct {
 	// granules holds every cluster's granule table, one after the other,
 	// then one empty entry that resolves nothing (see granules.go).
 	granules []granule
+	// doneGranules has one bit per granule, set once every block the
+	// granule's entry names is reached (see markDoneGranules).
+	doneGranules []uint64
 
 	// arena holds the big arrays (bounds, granule tables); release
 	// returns them.
@@ -186,6 +189,7 @@ func (x *blockIndex) buildClusters() {
 	n := len(x.starts)
 	if n == 0 {
 		x.granules = []granule{emptyGranule(int32(n))}
+		x.doneGranules = make([]uint64, 1)
 		return
 	}
 	x.lo = x.starts[0]
@@ -220,6 +224,7 @@ func (x *blockIndex) buildClusters() {
 		x.clusterStarts[i] = c.start
 	}
 	x.granules = hugeAlloc[granule](x.arena, total+1)
+	x.doneGranules = hugeAlloc[uint64](x.arena, (total+1)/64+1)
 	x.fillGranules()
 }
 
