@@ -90,12 +90,32 @@ func BenchmarkScan1GiB(b *testing.B) {
 	}
 }
 
+// largeBenchmarks tells whether the benchmarks that need several GB of
+// memory and minutes of setup run: LSAN_BENCH_LARGE=1.
+func largeBenchmarks() bool { return os.Getenv("LSAN_BENCH_LARGE") != "" }
+
+// How a check grows with the heap's size: blocks of 1 KiB with 16
+// pointers each to random blocks (as "random" above), 64 MiB to 1 GiB;
+// 4 GiB only with LSAN_BENCH_LARGE=1.
+func BenchmarkScanHeapSize(b *testing.B) {
+	mibs := []int{64, 256, 1024}
+	if largeBenchmarks() {
+		mibs = append(mibs, 4096)
+	}
+	for _, mib := range mibs {
+		b.Run(fmt.Sprintf("heap=%dMiB", mib), func(b *testing.B) {
+			cmd, blocks := heapTarget(b, mib<<10, 1024, 16, 0, 0, 64)
+			benchCheck(b, cmd.Process.Pid, withoutUsable(blocks), Options{Allocator: Glibc})
+		})
+	}
+}
+
 // How a check grows with the number of tracked blocks: 64-byte blocks
 // with two pointers each, 1% of them leaked. 10M blocks only with
-// LSAN_BENCH_10M=1 (it needs ~3 GB and a minute to set up).
+// LSAN_BENCH_LARGE=1 (it needs ~3 GB and a minute to set up).
 func BenchmarkCheckBlocks(b *testing.B) {
 	sizes := []int{10_000, 100_000, 1_000_000}
-	if os.Getenv("LSAN_BENCH_10M") != "" {
+	if largeBenchmarks() {
 		sizes = append(sizes, 10_000_000)
 	}
 	for _, n := range sizes {
