@@ -313,3 +313,62 @@ func TestRunLibraryConstructor(t *testing.T) {
 		t.Errorf("LeakSanitizer reports %s, want %s", lsanGot, want)
 	}
 }
+
+// TestRunWithoutFollowForks: without --follow-forks the children run
+// untracked: one report, the command's, with the parent's leak only.
+func TestRunWithoutFollowForks(t *testing.T) {
+	requireRoot(t)
+	code, stdout, stderr := runLSan(t, nil, "run", "--format", "json", "--", filepath.Join(repoRoot, "examples", "bin", "forks"))
+	reps := jsonReportsIn(t, stdout)
+	if code != 23 || len(reps) != 1 || strings.Contains(stderr, "following pid") {
+		t.Fatalf("exit status %d, %d reports; want 23 and 1, no child followed\n%s", code, len(reps), stderr)
+	}
+	want := "[direct parent_leak: 72 byte(s) in 1 object(s)]"
+	if got := groupsString(groupsByFunction(reps[0], true)); got != want {
+		t.Errorf("groups %s, want %s", got, want)
+	}
+}
+
+// TestRunForwardsSignals: SIGTERM, SIGHUP and SIGQUIT sent to lsan run
+// reach the command. A shell that traps each one exits with a status
+// that names it; SIGTERM, not trapped by the example, kills it (128+15).
+func TestRunForwardsSignals(t *testing.T) {
+	requireRoot(t)
+	trap := `trap "exit 41" HUP; trap "exit 42" QUIT; echo ready; while :; do sleep 0.05; done`
+	for _, tc := range []struct {
+		sig  syscall.Signal
+		argv []string
+		code int
+	}{
+		{syscall.SIGHUP, []string{"sh", "-c", trap}, 41},
+		{syscall.SIGQUIT, []string{"sh", "-c", trap}, 42},
+		{syscall.SIGTERM, []string{"sh", "-c", `echo ready; while :; do sleep 0.05; done`}, 128 + 15},
+	} {
+		t.Run(tc.sig.String(), func(t *testing.T) {
+			cmd := exec.Command(lsan(t), append([]string{"run", "--"}, tc.argv...)...)
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+			stdout, stderr := &syncBuffer{}, &syncBuffer{}
+			cmd.Stdout, cmd.Stderr = stdout, stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "the command to be ready", func() bool { return strings.Contains(stdout.String(), "ready") })
+			cmd.Process.Signal(tc.sig)
+			// A signal not passed on would leave the command looping:
+			// end the whole process group then, and fail.
+			timer := time.AfterFunc(15*time.Second, func() {
+				t.Errorf("%v not passed on: the command still runs", tc.sig)
+				syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			})
+			err := cmd.Wait()
+			timer.Stop()
+			code := 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			}
+			if code != tc.code {
+				t.Errorf("exit status %d, want %d\n%s", code, tc.code, stderr.String())
+			}
+		})
+	}
+}
