@@ -97,6 +97,15 @@ static EX_UNUSED void example_fail(const char *what)
  * zeros (the dead frames of functions that returned, allocating helpers and
  * malloc internals, may still hold copies of pointers; 64 KiB is far more
  * than any example's call depth uses), then zero the caller-saved registers.
+ *
+ * On x86-64 the zeroing is one `rep stosb` below the stack pointer, in
+ * assembly: a C array in this function's frame leaves whatever padding the
+ * compiler puts between it and the other locals unwritten. gcc -O0 left
+ * such an 8-byte hole at the top of the frame, exactly where a dead malloc
+ * frame had left the last block's address; example_write()'s `n` occupies
+ * the slot next and is uninitialised until write(2) returns, so a live
+ * check that stopped the thread inside write() saw that block as reachable.
+ *
  * The registers matter for a live check: malloc can return with a copy of
  * the block's address in, e.g., r9, and write(), getenv() and pause() do not
  * touch r9, so without this the main thread sleeping in pause() keeps the
@@ -104,15 +113,21 @@ static EX_UNUSED void example_fail(const char *what)
  * The callee-saved registers are restored on return and hold the caller's
  * values (the examples keep no pointers in them).
  */
+#define EXAMPLE_SCRUB_BYTES (64 * 1024)
+
 static EX_NOINLINE EX_UNUSED void example_scrub_stack(void)
 {
-	volatile unsigned char area[64 * 1024];
-	size_t i;
-
-	for (i = 0; i < sizeof(area); i++)
-		area[i] = 0;
 #if defined(__x86_64__)
+	/* Move the stack pointer down first, so every byte written lies above
+	 * it (no reliance on how far below %rsp the kernel grows the stack). */
 	__asm__ volatile(
+		"sub %[n], %%rsp\n\t"
+		"mov %%rsp, %%rdi\n\t"
+		"mov %[n], %%rcx\n\t"
+		"xor %%eax, %%eax\n\t"
+		"cld\n\t"
+		"rep stosb\n\t"
+		"add %[n], %%rsp\n\t"
 		"xor %%eax, %%eax\n\t"
 		"xor %%ecx, %%ecx\n\t"
 		"xor %%edx, %%edx\n\t"
@@ -139,11 +154,17 @@ static EX_NOINLINE EX_UNUSED void example_scrub_stack(void)
 		"pxor %%xmm14, %%xmm14\n\t"
 		"pxor %%xmm15, %%xmm15\n\t"
 		:
-		:
+		: [n] "i"(EXAMPLE_SCRUB_BYTES)
 		: "rax", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11",
 		  "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7",
 		  "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14",
 		  "xmm15", "memory", "cc");
+#else
+	volatile unsigned char area[EXAMPLE_SCRUB_BYTES];
+	size_t i;
+
+	for (i = 0; i < sizeof(area); i++)
+		area[i] = 0;
 #endif
 }
 
