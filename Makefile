@@ -28,6 +28,7 @@ test-unit:
 
 bench: build examples
 	$(GO) run ./bench
+	$(GO) test ./scanner/ -run XXX -bench 'Scan1GiB|ScanHeapSize' -benchtime 5x
 
 # Build lsan and show it catching a leak in the example daemon.
 demo: build examples
