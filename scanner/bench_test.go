@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"runtime"
-	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -209,8 +208,7 @@ func heapMappings(b *testing.B, pid int, blocks []Block) []span {
 	}
 	used := make([]bool, len(maps))
 	for _, bl := range blocks {
-		i := sort.Search(len(maps), func(i int) bool { return maps[i].end > bl.Addr })
-		if i < len(maps) && maps[i].start <= bl.Addr {
+		if i := mappingAt(maps, bl.Addr); i >= 0 {
 			used[i] = true
 		}
 	}
