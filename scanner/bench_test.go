@@ -8,10 +8,9 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
-	"runtime"
-	"sync"
 	"testing"
 	"time"
 
@@ -243,9 +242,9 @@ func baselineBuffers(b *testing.B) [][]byte {
 
 // copyBaseline is the naive floor a scan is measured against: it only
 // copies the heap's mappings out of the target with process_vm_readv, in
-// 4 MiB reads (the scanner's batch size), one goroutine per buffer (one
-// per core), looking at no word. It returns the time taken and the bytes
-// copied.
+// 4 MiB reads (the scanner's batch size), one forEachPart part per buffer
+// (one per core), looking at no word. It returns the time taken and the
+// bytes copied.
 func copyBaseline(b *testing.B, pid int, heap []span, bufs [][]byte) (time.Duration, uint64) {
 	var chunks []span
 	for _, s := range heap {
@@ -253,38 +252,27 @@ func copyBaseline(b *testing.B, pid int, heap []span, bufs [][]byte) (time.Durat
 			chunks = append(chunks, span{start: a, end: min(s.end, a+readBufSize)})
 		}
 	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var total uint64
-	var firstErr error
+	copied := make([]uint64, len(bufs))
+	errs := make([]error, len(bufs))
 	start := time.Now()
-	for w := range bufs {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			buf := bufs[w]
-			var n uint64
-			var err error
-			for i := w; i < len(chunks) && err == nil; i += len(bufs) {
-				c := chunks[i]
-				local := []unix.Iovec{{Base: &buf[0], Len: c.end - c.start}}
-				remote := []unix.RemoteIovec{{Base: uintptr(c.start), Len: int(c.end - c.start)}}
-				var got int
-				got, err = unix.ProcessVMReadv(pid, local, remote, 0)
-				n += uint64(got)
-			}
-			mu.Lock()
-			total += n
-			if firstErr == nil {
-				firstErr = err
-			}
-			mu.Unlock()
-		}(w)
-	}
-	wg.Wait()
+	forEachPart(len(bufs), func(w int) {
+		buf := bufs[w]
+		for i := w; i < len(chunks) && errs[w] == nil; i += len(bufs) {
+			c := chunks[i]
+			local := []unix.Iovec{{Base: &buf[0], Len: c.end - c.start}}
+			remote := []unix.RemoteIovec{{Base: uintptr(c.start), Len: int(c.end - c.start)}}
+			got, err := unix.ProcessVMReadv(pid, local, remote, 0)
+			copied[w] += uint64(got)
+			errs[w] = err
+		}
+	})
 	d := time.Since(start)
-	if firstErr != nil {
-		b.Fatalf("copy baseline: process_vm_readv: %v", firstErr)
+	var total uint64
+	for w := range bufs {
+		if errs[w] != nil {
+			b.Fatalf("copy baseline: process_vm_readv: %v", errs[w])
+		}
+		total += copied[w]
 	}
 	return d, total
 }
