@@ -66,6 +66,17 @@ func buildFuncTable() []AllocatorFunc {
 		{Name: "pvalloc", kind: kindMalloc},
 		{Name: "strdup", kind: kindStrdup},
 		{Name: "strndup", kind: kindStrdup},
+		// Other names of free and realloc: a release lsan does not see
+		// would leave its block looking leaked. cfree is glibc's old
+		// alias; free_sized and free_aligned_sized are C23's; the *allocx
+		// functions are jemalloc's non-standard API (redis may call them).
+		{Name: "cfree", kind: kindFree},
+		{Name: "free_sized", kind: kindFree},
+		{Name: "free_aligned_sized", kind: kindFree},
+		{Name: "sdallocx", kind: kindFree},
+		{Name: "dallocx", kind: kindFree},
+		{Name: "rallocx", kind: kindRealloc},
+		{Name: "mallocx", kind: kindMalloc},
 		{Name: "_exit", kind: kindExit},
 		{Name: "_Exit", kind: kindExit},
 	}
@@ -84,4 +95,12 @@ func funcNames() []string {
 		names[i] = f.Name
 	}
 	return names
+}
+
+// FuncName names the allocator function of a Block.Fn ("" if unknown).
+func FuncName(fn uint16) string {
+	if int(fn) < len(AllocatorFuncs) {
+		return AllocatorFuncs[fn].Name
+	}
+	return ""
 }

@@ -35,6 +35,13 @@ volatile const __u32 follow_forks = 0;
 // Benchmarks only: record blocks without their stacks, to measure what
 // stack capture costs on its own.
 volatile const __u32 skip_stacks = 0;
+// Attach mode: remember the ranges the target frees (the freed map), so
+// that the scan leaves them out of the roots. lsan run does not need it:
+// its roots are LSan's, which hold no heap memory at all.
+volatile const __u32 track_freed = 0;
+// glibc's free: the chunk header at p-8 gives the usable size of a block
+// freed that lsan did not see allocated (allocated before the attach).
+volatile const __u32 glibc_headers = 0;
 
 // The traced processes by tgid (see struct target).
 struct {
@@ -83,6 +90,16 @@ struct {
 	__type(key, __u32); // thread id
 	__type(value, struct inflight);
 } inflight SEC(".maps");
+
+// Ranges freed since attach, by process and address (track_freed). An
+// allocation at an address takes it out again; an LRU map forgets the
+// oldest when full, which only makes the scan more conservative.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1 << 18); // resized by the loader
+	__type(key, struct block_key);
+	__type(value, struct freed);
+} freed_ranges SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -233,10 +250,70 @@ static __always_inline __u64 capture_stack(struct pt_regs *ctx)
 	return id;
 }
 
-static __always_inline void forget_block(__u64 addr)
+// glibc chunk header bits (malloc.c): the low three bits of the size word.
+#define GLIBC_IS_MMAPPED 2
+#define GLIBC_SIZE_MASK (~7ULL)
+// A glibc heap chunk's usable size is its size minus the size word.
+#define GLIBC_SIZE_SZ 8
+// Larger "chunks" are not heap chunks (a bad header): not remembered.
+#define GLIBC_MAX_HEAP_CHUNK (64ULL << 20)
+
+// freed_size returns how many bytes at addr a free releases into the
+// allocator's free memory, or 0 when unknown or not worth remembering.
+static __always_inline __u64 freed_size(__u64 addr, struct block *b)
 {
+	if (glibc_headers) {
+		// The header is intact at free's entry. mmapped chunks go back to
+		// the kernel: nothing stale stays behind.
+		__u64 word = 0;
+		if (bpf_probe_read_user(&word, sizeof(word), (void *)(addr - GLIBC_SIZE_SZ)))
+			return 0;
+		__u64 size = word & GLIBC_SIZE_MASK;
+		if (word & GLIBC_IS_MMAPPED || size < 2 * GLIBC_SIZE_SZ || size > GLIBC_MAX_HEAP_CHUNK)
+			return 0;
+		return size - GLIBC_SIZE_SZ;
+	}
+	return b ? b->size : 0;
+}
+
+static __always_inline void remember_freed(__u64 addr, __u64 size, struct target *t)
+{
+	if (!size)
+		return;
 	struct block_key key = {.addr = addr, .tgid = current_tgid()};
-	if (addr && bpf_map_delete_elem(&allocs, &key) == 0)
+	struct freed f = {.size = size, .time_ns = bpf_ktime_get_ns(), .generation = t->generation};
+	if (bpf_map_update_elem(&freed_ranges, &key, &f, BPF_ANY))
+		count(COUNTER_FREED_DROPPED);
+}
+
+// forget_freed: the allocator handed addr out again.
+static __always_inline void forget_freed(__u64 addr)
+{
+	if (!track_freed || !addr)
+		return;
+	struct block_key key = {.addr = addr, .tgid = current_tgid()};
+	bpf_map_delete_elem(&freed_ranges, &key);
+}
+
+// How a block stops being live, for what is remembered as freed.
+enum release {
+	RELEASE_FREE,  // free: the chunk header is intact, it says the size
+	RELEASE_MOVED, // realloc moved it: a neighbour may own the header now
+	RELEASE_KEPT,  // realloc resized it in place: nothing was freed
+};
+
+// forget_block drops a block that stopped being live.
+static __always_inline void forget_block(__u64 addr, enum release how, struct target *t)
+{
+	if (!addr)
+		return;
+	struct block_key key = {.addr = addr, .tgid = current_tgid()};
+	if (track_freed && how != RELEASE_KEPT) {
+		struct block *b = bpf_map_lookup_elem(&allocs, &key);
+		__u64 size = how == RELEASE_FREE ? freed_size(addr, b) : (b ? b->size : 0);
+		remember_freed(addr, size, t);
+	}
+	if (bpf_map_delete_elem(&allocs, &key) == 0)
 		count(COUNTER_FREES);
 }
 
@@ -256,6 +333,7 @@ static __always_inline int sampled(void)
 static __always_inline void record_block(struct pt_regs *ctx, __u64 addr,
 					 struct inflight *call, struct target *t)
 {
+	forget_freed(addr);
 	if (!sampled())
 		return;
 	struct block_key key = {.addr = addr, .tgid = current_tgid()};
@@ -267,7 +345,15 @@ static __always_inline void record_block(struct pt_regs *ctx, __u64 addr,
 		.tid = current_tid(),
 		.fn = call->fn,
 	};
-	if (bpf_map_update_elem(&allocs, &key, &b, BPF_ANY))
+	long err = bpf_map_update_elem(&allocs, &key, &b, BPF_NOEXIST);
+	if (err == -17 /* EEXIST */) {
+		// The allocator handed out an address lsan still holds as live:
+		// its free went unseen. The old record is replaced; the count
+		// says the data was incomplete.
+		count(COUNTER_FREES_MISSED);
+		err = bpf_map_update_elem(&allocs, &key, &b, BPF_ANY);
+	}
+	if (err)
 		count(COUNTER_ALLOC_DROPPED);
 	else
 		count(COUNTER_ALLOCS);
@@ -284,11 +370,11 @@ static __always_inline void finish_call(struct pt_regs *ctx, struct inflight *ca
 	case OP_REALLOC:
 		if (ret) {
 			// Success: the old block is gone (moved or resized in place).
-			forget_block(call->arg);
+			forget_block(call->arg, ret == call->arg ? RELEASE_KEPT : RELEASE_MOVED, t);
 			record_block(ctx, ret, call, t);
 		} else if (call->size == 0) {
 			// realloc(p, 0) frees p on glibc and returns NULL.
-			forget_block(call->arg);
+			forget_block(call->arg, RELEASE_MOVED, t);
 		}
 		// A failed realloc keeps the old block.
 		return;
@@ -401,6 +487,9 @@ int alloc_return(struct pt_regs *ctx)
 	struct target *t = this_target();
 	if (!t)
 		return 0;
+	// Even a return lsan cannot pair (its call began before the attach)
+	// hands the block out: its address is no longer freed memory.
+	forget_freed(PT_REGS_RC(ctx));
 	__u32 tid = current_tid();
 	struct inflight *call = bpf_map_lookup_elem(&inflight, &tid);
 	if (!call)
@@ -420,9 +509,10 @@ int alloc_return(struct pt_regs *ctx)
 SEC("uprobe/free")
 int free_enter(struct pt_regs *ctx)
 {
-	if (!this_target())
+	struct target *t = this_target();
+	if (!t)
 		return 0;
-	forget_block(PT_REGS_PARM1(ctx));
+	forget_block(PT_REGS_PARM1(ctx), RELEASE_FREE, t);
 	return 0;
 }
 

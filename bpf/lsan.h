@@ -51,7 +51,18 @@ enum counter {
 	COUNTER_EXIT_STOPS = 6,       // lsan run: stops at _exit
 	COUNTER_FORKS = 7,            // --follow-forks: children stopped at birth
 	COUNTER_EVENTS_DROPPED = 8,   // event ring buffer full
-	COUNTER_MAX = 9,
+	COUNTER_FREES_MISSED = 9,     // a block recorded at an address still live: its free was not seen
+	COUNTER_FREED_DROPPED = 10,   // freed map full: a freed range not remembered
+	COUNTER_MAX = 11,
+};
+
+// A range the target freed since attach (attach mode leaves it out of the
+// roots: stale pointers in freed memory must not keep leaks alive).
+struct freed {
+	__u64 size;       // bytes freed
+	__u64 time_ns;    // CLOCK_MONOTONIC at the free
+	__u16 generation; // the target's exec generation at the free
+	__u16 _pad[3];
 };
 
 // A traced process. The loader adds the first; with --follow-forks the

@@ -172,6 +172,8 @@ func (t *Tracer) Counters() (Counters, error) {
 		tracerCounterCOUNTER_EXIT_STOPS:       &c.ExitStops,
 		tracerCounterCOUNTER_FORKS:            &c.Forks,
 		tracerCounterCOUNTER_EVENTS_DROPPED:   &c.EventsDropped,
+		tracerCounterCOUNTER_FREES_MISSED:     &c.FreesMissed,
+		tracerCounterCOUNTER_FREED_DROPPED:    &c.FreedDropped,
 	} {
 		var perCPU []uint64
 		if err := t.objs.Counters.Lookup(key, &perCPU); err != nil {
@@ -246,5 +248,50 @@ func (t *Tracer) stackIDs() ([]uint64, error) {
 		}
 		ids = append(ids, next)
 		key = next
+	}
+}
+
+// FreedRange is memory the target freed since recording began.
+type FreedRange struct {
+	Addr, Size uint64
+}
+
+// freedGrace: frees in the first moments of recording are not used. An
+// allocator call that began before the attach returns unseen, and may hand
+// out memory freed just after it: that memory would pass for free.
+const freedGrace = 200 * 1e6 // ns
+
+// Freed returns the ranges pid freed since recording began (TrackFreed),
+// minus those handed out again. For a consistent view, call it while the
+// process is stopped.
+func (t *Tracer) Freed(pid int) ([]FreedRange, error) {
+	if !t.opts.TrackFreed {
+		return nil, nil
+	}
+	var target tracerTarget
+	if err := t.objs.Targets.Lookup(uint32(pid), &target); err != nil {
+		return nil, nil // not traced (any more): nothing to leave out
+	}
+	var (
+		cursor ebpf.MapBatchCursor
+		keys   = make([]tracerBlockKey, batchSize)
+		vals   = make([]tracerFreed, batchSize)
+		out    []FreedRange
+	)
+	for {
+		n, err := t.objs.FreedRanges.BatchLookup(&cursor, keys, vals, nil)
+		for i := 0; i < n; i++ {
+			k, v := keys[i], vals[i]
+			if int(k.Tgid) != pid || v.Generation != target.Generation || v.TimeNs < t.recordingSince+freedGrace {
+				continue
+			}
+			out = append(out, FreedRange{Addr: k.Addr, Size: v.Size})
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read freed ranges: %w", err)
+		}
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -53,6 +55,12 @@ type Options struct {
 	// SingleLinks attaches one perf-event uprobe per probe even where the
 	// kernel has uprobe_multi links (tests compare the two).
 	SingleLinks bool
+	// TrackFreed remembers the ranges the target frees (Freed), for an
+	// attach-mode scan to leave out of its roots.
+	TrackFreed bool
+	// MaxFreed is the capacity of the freed-range map (the oldest are
+	// forgotten beyond it).
+	MaxFreed uint32
 }
 
 // Default capacities. The block map is preallocated (about 112 bytes of
@@ -60,6 +68,7 @@ type Options struct {
 const (
 	DefaultMaxBlocks = 1 << 20
 	DefaultMaxStacks = 1 << 16
+	DefaultMaxFreed  = 1 << 18
 )
 
 // Block is one live allocation recorded by the tracer.
@@ -86,6 +95,20 @@ type Counters struct {
 	// EventsDropped the forks and exit stops not reported (ring buffer
 	// full).
 	Forks, EventsDropped uint64
+	// FreesMissed counts allocations at an address lsan still held as
+	// live: the free before them went unseen, so other blocks may look
+	// leaked that are not.
+	FreesMissed uint64
+	// FreedDropped counts freed ranges forgotten (freed map full): the
+	// scan is then more conservative, never less.
+	FreedDropped uint64
+}
+
+// Lost says whether events were lost that can change a leak verdict: an
+// allocation or a free not recorded makes blocks look leaked or live
+// that are not. Lost stacks only shorten what a report shows.
+func (c Counters) Lost() bool {
+	return c.AllocsDropped > 0 || c.InflightDropped > 0 || c.FreesMissed > 0 || c.EventsDropped > 0
 }
 
 // Probe is one attached uprobe, for diagnostics.
@@ -129,6 +152,9 @@ type Tracer struct {
 	stackCache map[uint64][]uint64
 	// orphans are the stacks no live block referenced at the last prune.
 	orphans map[uint64]bool
+	// recordingSince is when the first process was registered
+	// (CLOCK_MONOTONIC): recording began for every probe at once then.
+	recordingSince uint64
 }
 
 // Attach loads the BPF program and attaches it to the allocator functions
@@ -142,6 +168,9 @@ func Attach(opts Options) (*Tracer, error) {
 	}
 	if opts.SampleRate == 0 {
 		opts.SampleRate = 1
+	}
+	if opts.MaxFreed == 0 {
+		opts.MaxFreed = DefaultMaxFreed
 	}
 	if err := checkTarget(opts.PID); err != nil {
 		return nil, err
@@ -172,9 +201,6 @@ func (t *Tracer) setUp() error {
 	if err := t.load(); err != nil {
 		return err
 	}
-	if err := t.addTarget(t.opts.PID); err != nil {
-		return err
-	}
 	if err := t.startEvents(); err != nil {
 		return err
 	}
@@ -185,9 +211,45 @@ func (t *Tracer) setUp() error {
 		return err
 	}
 	if t.opts.FollowForks {
-		return t.watchForks()
+		if err := t.watchForks(); err != nil {
+			return err
+		}
+	}
+	// Every probe ignores a process until it is registered, so recording
+	// starts for malloc, free and the rest at one instant. Registered
+	// earlier, frees seen in the window before free's probe is in place
+	// would be lost, and their blocks reported as leaks.
+	t.recordingSince = monotonicNow()
+	return t.addTarget(t.opts.PID)
+}
+
+// setSwitches sets the program's load-time switches that follow from the
+// options and from what lsan may do.
+func (t *Tracer) setSwitches(spec *ebpf.CollectionSpec) error {
+	set := func(name string, on bool) error {
+		if !on {
+			return nil
+		}
+		if err := spec.Variables[name].Set(uint32(1)); err != nil {
+			return fmt.Errorf("set %s: %w", name, err)
+		}
+		return nil
+	}
+	glibc := strings.HasPrefix(filepath.Base(t.allocator.Primary().Path), "libc.so")
+	if err := set("track_freed", t.opts.TrackFreed); err != nil {
+		return err
+	}
+	if err := set("glibc_headers", t.opts.TrackFreed && glibc); err != nil {
+		return err
 	}
 	return nil
+}
+
+// monotonicNow is CLOCK_MONOTONIC, the clock of the tracer's timestamps.
+func monotonicNow() uint64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return uint64(ts.Nano())
 }
 
 // checkTarget fails early, with the reason, for a PID that isn't there.
@@ -218,6 +280,13 @@ func (t *Tracer) load() error {
 	}
 	spec.Maps["allocs"].MaxEntries = t.opts.MaxBlocks
 	spec.Maps["stacks"].MaxEntries = t.opts.MaxStacks
+	spec.Maps["freed_ranges"].MaxEntries = t.opts.MaxFreed
+	if !t.opts.TrackFreed {
+		spec.Maps["freed_ranges"].MaxEntries = 1
+	}
+	if err := t.setSwitches(spec); err != nil {
+		return err
+	}
 	if t.multi {
 		setMultiAttachType(spec)
 	}

@@ -42,7 +42,9 @@ const (
 	tracerCounterCOUNTER_EXIT_STOPS       tracerCounter = 6
 	tracerCounterCOUNTER_FORKS            tracerCounter = 7
 	tracerCounterCOUNTER_EVENTS_DROPPED   tracerCounter = 8
-	tracerCounterCOUNTER_MAX              tracerCounter = 9
+	tracerCounterCOUNTER_FREES_MISSED     tracerCounter = 9
+	tracerCounterCOUNTER_FREED_DROPPED    tracerCounter = 10
+	tracerCounterCOUNTER_MAX              tracerCounter = 11
 )
 
 type tracerEvent struct {
@@ -59,6 +61,14 @@ const (
 	tracerEventTypeEVENT_FORK      tracerEventType = 1
 	tracerEventTypeEVENT_EXIT_STOP tracerEventType = 2
 )
+
+type tracerFreed struct {
+	_          structs.HostLayout
+	Size       uint64
+	TimeNs     uint64
+	Generation uint16
+	Pad        [3]uint16
+}
 
 type tracerInflight struct {
 	_       structs.HostLayout
@@ -93,6 +103,7 @@ const (
 	tracerMapAllocs              = "allocs"
 	tracerMapCounters            = "counters"
 	tracerMapEvents              = "events"
+	tracerMapFreedRanges         = "freed_ranges"
 	tracerMapInflight            = "inflight"
 	tracerMapSampleCounter       = "sample_counter"
 	tracerMapStackScratch        = "stack_scratch"
@@ -111,9 +122,11 @@ const (
 	tracerProgReallocarrayEnter  = "reallocarray_enter"
 	tracerProgStrdupEnter        = "strdup_enter"
 	tracerVarFollowForks         = "follow_forks"
+	tracerVarGlibcHeaders        = "glibc_headers"
 	tracerVarSampleRate          = "sample_rate"
 	tracerVarSkipStacks          = "skip_stacks"
 	tracerVarStopAtExit          = "stop_at_exit"
+	tracerVarTrackFreed          = "track_freed"
 	tracerVarUnusedEvent         = "unused_event"
 	tracerVarUnusedEventType     = "unused_event_type"
 )
@@ -181,6 +194,7 @@ type tracerMapSpecs struct {
 	Allocs        *ebpf.MapSpec `ebpf:"allocs"`
 	Counters      *ebpf.MapSpec `ebpf:"counters"`
 	Events        *ebpf.MapSpec `ebpf:"events"`
+	FreedRanges   *ebpf.MapSpec `ebpf:"freed_ranges"`
 	Inflight      *ebpf.MapSpec `ebpf:"inflight"`
 	SampleCounter *ebpf.MapSpec `ebpf:"sample_counter"`
 	StackScratch  *ebpf.MapSpec `ebpf:"stack_scratch"`
@@ -193,9 +207,11 @@ type tracerMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type tracerVariableSpecs struct {
 	FollowForks     *ebpf.VariableSpec `ebpf:"follow_forks"`
+	GlibcHeaders    *ebpf.VariableSpec `ebpf:"glibc_headers"`
 	SampleRate      *ebpf.VariableSpec `ebpf:"sample_rate"`
 	SkipStacks      *ebpf.VariableSpec `ebpf:"skip_stacks"`
 	StopAtExit      *ebpf.VariableSpec `ebpf:"stop_at_exit"`
+	TrackFreed      *ebpf.VariableSpec `ebpf:"track_freed"`
 	UnusedEvent     *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedEventType *ebpf.VariableSpec `ebpf:"unused_event_type"`
 }
@@ -223,6 +239,7 @@ type tracerMaps struct {
 	Allocs        *ebpf.Map `ebpf:"allocs"`
 	Counters      *ebpf.Map `ebpf:"counters"`
 	Events        *ebpf.Map `ebpf:"events"`
+	FreedRanges   *ebpf.Map `ebpf:"freed_ranges"`
 	Inflight      *ebpf.Map `ebpf:"inflight"`
 	SampleCounter *ebpf.Map `ebpf:"sample_counter"`
 	StackScratch  *ebpf.Map `ebpf:"stack_scratch"`
@@ -235,6 +252,7 @@ func (m *tracerMaps) Close() error {
 		m.Allocs,
 		m.Counters,
 		m.Events,
+		m.FreedRanges,
 		m.Inflight,
 		m.SampleCounter,
 		m.StackScratch,
@@ -248,9 +266,11 @@ func (m *tracerMaps) Close() error {
 // It can be passed to loadTracerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tracerVariables struct {
 	FollowForks     *ebpf.Variable `ebpf:"follow_forks"`
+	GlibcHeaders    *ebpf.Variable `ebpf:"glibc_headers"`
 	SampleRate      *ebpf.Variable `ebpf:"sample_rate"`
 	SkipStacks      *ebpf.Variable `ebpf:"skip_stacks"`
 	StopAtExit      *ebpf.Variable `ebpf:"stop_at_exit"`
+	TrackFreed      *ebpf.Variable `ebpf:"track_freed"`
 	UnusedEvent     *ebpf.Variable `ebpf:"unused_event"`
 	UnusedEventType *ebpf.Variable `ebpf:"unused_event_type"`
 }
