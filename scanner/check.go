@@ -27,6 +27,18 @@ import (
 // debugger or strace already traces it; a permission error naming
 // CAP_SYS_PTRACE when ptrace is denied.
 func Check(pid int, snapshot func() ([]Block, error), opts Options) (*Result, error) {
+	if snapshot == nil {
+		return nil, errors.New("check: snapshot function is nil")
+	}
+	return CheckSnapshot(pid, func() (Snapshot, error) {
+		bs, err := snapshot()
+		return Snapshot{Blocks: bs}, err
+	}, opts)
+}
+
+// CheckSnapshot is Check with a snapshot that also says what memory the
+// target freed (Snapshot.Freed).
+func CheckSnapshot(pid int, snapshot func() (Snapshot, error), opts Options) (*Result, error) {
 	if pid <= 0 {
 		return nil, fmt.Errorf("check pid %d: invalid pid", pid)
 	}
@@ -42,7 +54,7 @@ func Check(pid int, snapshot func() ([]Block, error), opts Options) (*Result, er
 
 // runCheck does the whole check, on the tracer's thread, with freezer f
 // (new, or holding threads an earlier check of the process left seized).
-func runCheck(f *freezer, snapshot func() ([]Block, error), opts Options) (res *Result, err error) {
+func runCheck(f *freezer, snapshot func() (Snapshot, error), opts Options) (res *Result, err error) {
 	start := time.Now()
 	a, err := frozenPhase(f, snapshot, opts)
 	if err != nil {
@@ -80,7 +92,7 @@ type analysis struct {
 const thawWait = 200 * time.Millisecond
 
 // frozenPhase stops the target, scans it and resumes it, whatever happens.
-func frozenPhase(f *freezer, snapshot func() ([]Block, error), opts Options) (a *analysis, err error) {
+func frozenPhase(f *freezer, snapshot func() (Snapshot, error), opts Options) (a *analysis, err error) {
 	pid := f.pid
 	defer func() {
 		if r := recover(); r != nil {
@@ -101,7 +113,7 @@ func frozenPhase(f *freezer, snapshot func() ([]Block, error), opts Options) (a 
 }
 
 // scanFrozen is the work done while the target is stopped.
-func scanFrozen(pid int, f *freezer, snapshot func() ([]Block, error), opts Options) (*analysis, error) {
+func scanFrozen(pid int, f *freezer, snapshot func() (Snapshot, error), opts Options) (*analysis, error) {
 	t0 := time.Now()
 	if err := f.freeze(); err != nil {
 		return nil, err
@@ -117,10 +129,11 @@ func scanFrozen(pid int, f *freezer, snapshot func() ([]Block, error), opts Opti
 	a.stats.SignalsHeld = f.signals
 
 	t1 := time.Now()
-	blocks, err := snapshot()
+	snap, err := snapshot()
 	if err != nil {
 		return nil, fmt.Errorf("snapshot of tracked blocks: %w", err)
 	}
+	blocks := snap.Blocks
 	t2 := time.Now()
 	a.stats.Snapshot = t2.Sub(t1)
 	a.blocks = blocks
@@ -153,15 +166,23 @@ func scanFrozen(pid int, f *freezer, snapshot func() ([]Block, error), opts Opti
 	var regWords []uint64
 	for i, t := range threads {
 		roots[i] = threadRoot{tid: t.tid, sp: t.sp(), hasRegs: t.hasRegs}
-		regWords = append(regWords, t.registerWords()...)
+		if t.hasRegs {
+			roots[i].tp = threadPointer(&t.regs)
+		}
+		if !opts.NoRegisters {
+			regWords = append(regWords, t.registerWords()...)
+		}
 	}
 	var pm pageMap
 	if p, err := openPagemap(pid); err == nil {
 		defer p.close()
 		pm = p
 	}
-	plan := planRoots(maps, roots, ix, opts, pm)
+	facts := findRootFacts(pid, rd, maps, roots, snap.Freed, opts)
+	plan := planRoots(maps, roots, ix, opts, facts, pm)
 	a.stats.Mappings = plan.mappings
+	a.stats.ExitedStacks = len(facts.exited)
+	a.stats.FreedBytes = plan.freedBytes
 	if opts.Allocator == Jemalloc {
 		var tps []uint64
 		for _, t := range threads {
@@ -179,6 +200,7 @@ func scanFrozen(pid int, f *freezer, snapshot func() ([]Block, error), opts Opti
 	m.pm = pm
 	m.maps = maps
 	m.markWords(regWords)
+	m.markWords(rootBlocks(blocks))
 	if err := m.markRoots(plan.ranges); err != nil {
 		return nil, err
 	}
@@ -198,18 +220,87 @@ func scanFrozen(pid int, f *freezer, snapshot func() ([]Block, error), opts Opti
 	return a, nil
 }
 
+// findRootFacts reads what planRoots needs to know beyond the mappings
+// and threads.
+func findRootFacts(pid int, rd *reader, maps []mapping, threads []threadRoot, freed []Range, opts Options) rootFacts {
+	facts := rootFacts{exited: exitedThreadStacks(rd, maps, threads)}
+	if opts.Roots == RootsLSan || opts.NoGlobals {
+		var tlsSize uint64
+		facts.modules, tlsSize = loadedModules(pid, maps)
+		if opts.Roots == RootsLSan {
+			facts.tls = staticTLS(maps, threads, tlsSize)
+		}
+	}
+	if opts.Roots == RootsAttach && len(freed) > 0 {
+		facts.freed = make([]span, 0, len(freed))
+		for _, r := range freed {
+			facts.freed = append(facts.freed, span{r.Addr, satAdd(r.Addr, r.Size)})
+		}
+		facts.freed = normalize(facts.freed)
+	}
+	return facts
+}
+
+// rootBlocks returns the address of every block marked Root: marked like
+// a pointer found in a register, each is reached and scanned.
+func rootBlocks(blocks []Block) []uint64 {
+	var out []uint64
+	for _, b := range blocks {
+		if b.Root {
+			out = append(out, b.Addr)
+		}
+	}
+	return out
+}
+
 // buildIndex computes every block's usable size and indexes the blocks.
 func buildIndex(blocks []Block, opts Options, rd *reader) (*blockIndex, int, error) {
 	x := newSortedIndex(len(blocks), func(i int) uint64 { return blocks[i].Addr })
 	sz := &sizer{blocks: blocks, opts: opts, x: x}
 	unknown := sz.setKnownSizes()
 	bad, err := sz.setSizesFromHeaders(rd, unknown)
+	if err == nil && opts.ExactBounds {
+		err = acceptArrayCookieEnds(rd, x, blocks)
+	}
 	if err != nil {
 		x.release()
 		return nil, 0, err
 	}
 	x.finish()
 	return x, bad, nil
+}
+
+// arrayCookieSize is the size of the Itanium C++ ABI's array cookie on
+// 64-bit targets: new T[0] of a type with a destructor allocates just the
+// cookie (the element count, 0) and returns the address past it.
+const arrayCookieSize = 8
+
+// acceptArrayCookieEnds lets a pointer one past the end of an 8-byte block
+// whose first word is 0 point into it: the array new T[0] returned. LSan
+// accepts exactly this one-past-end pointer (IsSpecialCaseOfOperatorNew0).
+func acceptArrayCookieEnds(rd *reader, x *blockIndex, blocks []Block) error {
+	var ks []int
+	var addrs []uint64
+	for k, i := range x.orig {
+		b := x.bounds[k]
+		if blocks[i].Size == arrayCookieSize && b.end == b.start+arrayCookieSize && x.scanEnd[k] > b.end {
+			ks = append(ks, k)
+			addrs = append(addrs, b.start)
+		}
+	}
+	if len(ks) == 0 {
+		return nil
+	}
+	words, ok, err := readWordsAt(rd, addrs)
+	if err != nil {
+		return err
+	}
+	for j, k := range ks {
+		if ok[j] && words[j] == 0 {
+			x.bounds[k].end++
+		}
+	}
+	return nil
 }
 
 // sizer sets the sorted blocks' sizes in the index.

@@ -28,7 +28,7 @@ const leftoverPoll = 20 * time.Millisecond
 
 type checkRequest struct {
 	pid      int
-	snapshot func() ([]Block, error)
+	snapshot func() (Snapshot, error)
 	opts     Options
 	reply    chan checkOutcome
 }

@@ -15,7 +15,43 @@ type Block struct {
 	// returned). Check then trusts it instead of computing it. It is
 	// ignored when smaller than Size.
 	Usable uint64
+	// Root makes the block a root: reachable whatever points to it, and
+	// scanned. LSan treats the dynamic linker's allocations so (DTVs and
+	// dynamic TLS blocks of threads live and cached).
+	Root bool
 }
+
+// Range is an address range [Addr, Addr+Size).
+type Range struct {
+	Addr, Size uint64
+}
+
+// Snapshot is what the caller's snapshot function returns while the
+// target is stopped.
+type Snapshot struct {
+	Blocks []Block
+	// Freed is memory the target has freed and not been handed again
+	// (attach mode, where heap memory is otherwise a root). It is left out
+	// of the roots: stale pointers in freed chunks must not keep leaked
+	// blocks alive. Live thread stacks and TLS are never left out.
+	Freed []Range
+}
+
+// RootSet chooses what memory is a root.
+type RootSet uint8
+
+const (
+	// RootsAttach: every writable mapping (globals, heap, anonymous
+	// memory), because blocks allocated before the attach are untracked
+	// and live there, minus freed memory, the dead part of live stacks,
+	// cached stacks of exited threads and the tracked blocks.
+	RootsAttach RootSet = iota
+	// RootsLSan: LeakSanitizer's root set, for a process whose every
+	// block is tracked (lsan run): the writable segments of loaded
+	// modules, the live part of live threads' stacks, their static TLS
+	// and registers. Heap and other anonymous memory are not roots.
+	RootsLSan
+)
 
 // Class is what a check decided about a block. The order follows
 // LeakSanitizer's chunk tags (kDirectlyLeaked, kIndirectlyLeaked,
@@ -76,6 +112,14 @@ func (a Allocator) String() string {
 type Options struct {
 	Allocator Allocator
 
+	// Roots chooses the root set (RootsAttach by default).
+	Roots RootSet
+
+	// NoStacks, NoRegisters, NoGlobals and NoTLS leave those roots out
+	// (LSAN_OPTIONS use_stacks=0, use_registers=0, use_globals=0,
+	// use_tls=0).
+	NoStacks, NoRegisters, NoGlobals, NoTLS bool
+
 	// ScanUnaligned tests a pointer at every byte offset instead of every
 	// 8-byte aligned word (LSan's use_unaligned=1). About 8x slower.
 	ScanUnaligned bool
@@ -119,6 +163,10 @@ type Stats struct {
 	ScannedBytes    uint64 // every byte read from the target (roots, blocks, chunk headers)
 	UnreadableBytes uint64 // bytes of root or block ranges that could not be read and were skipped
 	UntouchedBytes  uint64 // bytes of large ranges not read because their pages were never touched (pagemap)
+	// ExitedStacks counts the cached stacks of exited threads left out of
+	// the roots, FreedBytes the freed memory left out.
+	ExitedStacks int
+	FreedBytes   uint64
 
 	Reachable, Direct, Indirect int
 

@@ -174,7 +174,7 @@ func TestPlanRoots(t *testing.T) {
 		{tid: 4, sp: 0x1234, hasRegs: true},          // SP in no mapping
 		{tid: 5, sp: 0x7f0000200100, hasRegs: false}, // registers unknown
 	}
-	plan := planRoots(maps, threads, ix, Options{}, nil)
+	plan := planRoots(maps, threads, ix, Options{}, rootFacts{}, nil)
 	want := []span{
 		{0x55d4c2a03000, 0x55d4c2a04000}, // .data/.bss
 		{0x55d4c3000000, 0x55d4c3000100}, // [heap] minus the tracked block
@@ -195,7 +195,7 @@ func TestPlanRoots(t *testing.T) {
 	}
 
 	// With the red zone, each stack starts 128 bytes lower.
-	plan = planRoots(maps, threads[:1], ix, Options{ScanRedZone: true}, nil)
+	plan = planRoots(maps, threads[:1], ix, Options{ScanRedZone: true}, rootFacts{}, nil)
 	if i := slices.IndexFunc(plan.ranges, func(s span) bool { return s.end == 0x7ffc00100000 }); i < 0 || plan.ranges[i].start != 0x7ffc00080000-128 {
 		t.Errorf("red zone not scanned: %v", plan.ranges)
 	}
@@ -203,7 +203,7 @@ func TestPlanRoots(t *testing.T) {
 	// Two threads in one stack mapping: only below the lowest SP is dead.
 	plan = planRoots(maps, []threadRoot{
 		{sp: 0x7f0000090000, hasRegs: true}, {sp: 0x7f0000060000, hasRegs: true},
-	}, ix, Options{}, nil)
+	}, ix, Options{}, rootFacts{}, nil)
 	if !slices.Contains(plan.ranges, span{0x7f0000060000, 0x7f0000100000}) {
 		t.Errorf("two threads in one mapping: %v", plan.ranges)
 	}
