@@ -18,6 +18,7 @@ type jsonReport struct {
 	Suppressed []SuppressedRule `json:"suppressed"`
 	Stats      Stats            `json:"stats"`
 	Dropped    Dropped          `json:"dropped"`
+	Complete   bool             `json:"complete"`
 	Summary    jsonSummary      `json:"summary"`
 	Omitted    int              `json:"omitted,omitempty"`
 	SampleRate uint32           `json:"sample_rate,omitempty"`
@@ -61,6 +62,7 @@ func WriteJSON(w io.Writer, r *Report) error {
 		Suppressed: r.Suppressed,
 		Stats:      r.Stats,
 		Dropped:    r.Dropped,
+		Complete:   r.Dropped.Complete(),
 		Summary:    jsonSummary{Bytes: r.TotalBytes(), Count: r.TotalCount()},
 		Omitted:    r.Omitted,
 		MinAgeMS:   r.MinAge.Milliseconds(),

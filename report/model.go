@@ -5,6 +5,7 @@
 package report
 
 import (
+	"fmt"
 	"sort"
 	"time"
 
@@ -70,16 +71,60 @@ type Stats struct {
 	PausedMS     float64 `json:"paused_ms"`
 	CheckMS      float64 `json:"check_ms"`
 	Threads      int     `json:"threads,omitempty"`
+	// ExitedStacks counts the cached stacks of exited threads left out of
+	// the roots; FreedBytes the freed memory left out (attach mode).
+	ExitedStacks int    `json:"exited_thread_stacks,omitempty"`
+	FreedBytes   uint64 `json:"freed_bytes,omitempty"`
 	// Allocs and Frees count the tracked allocations and releases of
 	// tracked blocks since attach: the target's allocation rate.
 	Allocs uint64 `json:"allocs_since_attach"`
 	Frees  uint64 `json:"frees_since_attach"`
 }
 
-// Dropped counts events the tracer could not record since attach.
+// Dropped counts what lsan lost since attach, by cause.
 type Dropped struct {
+	// Allocs: allocations not recorded (block map full).
 	Allocs uint64 `json:"allocs"`
+	// Stacks: allocation stacks not stored (stack map full): the blocks
+	// are checked, their stacks shown short.
 	Stacks uint64 `json:"stacks"`
+	// Frees: frees not seen (found when the allocator handed the same
+	// address out again).
+	Frees uint64 `json:"frees"`
+	// Calls: allocator calls not followed (in-flight map full).
+	Calls uint64 `json:"calls"`
+	// Events: forks and stops at exit not reported (ring buffer full).
+	Events uint64 `json:"events"`
+	// UnreadableBytes: root or block memory the check could not read.
+	UnreadableBytes uint64 `json:"unreadable_bytes"`
+}
+
+// Lost says whether anything was lost that can change the verdict: a
+// block lsan did not record, a free it did not see, memory it could not
+// read can each make a live block look leaked or hide a leak. Lost stacks
+// only shorten what is shown.
+func (d Dropped) Lost() bool {
+	return d.Allocs > 0 || d.Frees > 0 || d.Calls > 0 || d.Events > 0 || d.UnreadableBytes > 0
+}
+
+// Complete says whether nothing at all was lost.
+func (d Dropped) Complete() bool { return !d.Lost() && d.Stacks == 0 }
+
+// losses describes, for people, what was lost.
+func (d Dropped) losses() []string {
+	var out []string
+	add := func(n uint64, what string) {
+		if n > 0 {
+			out = append(out, fmt.Sprintf("%d %s", n, what))
+		}
+	}
+	add(d.Allocs, "allocation(s) not recorded (block map full: raise --max-blocks)")
+	add(d.Frees, "free(s) not seen")
+	add(d.Calls, "allocator call(s) not followed")
+	add(d.Events, "fork or exit event(s) lost")
+	add(d.UnreadableBytes, "byte(s) of memory unreadable")
+	add(d.Stacks, "stack(s) not stored (stack map full: raise --max-stacks)")
+	return out
 }
 
 // Report is the result of one check.

@@ -24,6 +24,11 @@ func WriteText(w io.Writer, r *Report) error {
 
 func writeLeaksText(w *bufio.Writer, r *Report) {
 	if len(r.Groups) == 0 && len(r.Suppressed) == 0 {
+		if !r.Dropped.Complete() {
+			writeLosses(w, r)
+			fmt.Fprintf(w, "==%d==lsan: no leaks found, on incomplete data (%s)\n", r.PID, checkSummary(r))
+			return
+		}
 		fmt.Fprintf(w, "==%d==lsan: no leaks found (%s)\n", r.PID, checkSummary(r))
 		return
 	}
@@ -49,9 +54,23 @@ func writeLeaksText(w *bufio.Writer, r *Report) {
 	writeSuppressionsUsed(w, r.Suppressed)
 	writeSuggestions(w, r.Groups)
 	writeNotes(w, r)
+	writeLosses(w, r)
 	if len(r.Groups) > 0 {
 		fmt.Fprintf(w, "SUMMARY: LeakSanitizer: %d byte(s) leaked in %d allocation(s).\n", r.TotalBytes(), r.TotalCount())
 	}
+}
+
+// writeLosses warns, before the summary, that the check ran on incomplete
+// data, and what that means for its verdict.
+func writeLosses(w *bufio.Writer, r *Report) {
+	if r.Dropped.Complete() {
+		return
+	}
+	fmt.Fprintf(w, "lsan: WARNING: incomplete data: %s.\n", strings.Join(r.Dropped.losses(), ", "))
+	if r.Dropped.Lost() {
+		w.WriteString("lsan: WARNING: this verdict cannot be trusted: blocks reported may be live, and leaks may be missing.\n")
+	}
+	w.WriteString("\n")
 }
 
 func writeOutstandingText(w *bufio.Writer, r *Report) {
@@ -69,6 +88,7 @@ func writeOutstandingText(w *bufio.Writer, r *Report) {
 		fmt.Fprintf(w, "Omitting %d more stack(s).\n", r.Omitted)
 	}
 	writeNotes(w, r)
+	writeLosses(w, r)
 	fmt.Fprintf(w, "SUMMARY: lsan: %d byte(s) outstanding in %d allocation(s).\n", r.TotalBytes(), r.TotalCount())
 }
 

@@ -37,7 +37,9 @@ func (s *Session) checkLeaksStopped() error {
 		return s.scanAndReport(true, bs)
 	}
 	s.lastLeak = false
-	return s.symbolizeAndWrite(s.newReport(true))
+	r := s.newReport(true)
+	s.lastLost = r.Dropped.Lost()
+	return s.symbolizeAndWrite(r)
 }
 
 // scanAndReport runs the scan; known holds the blocks already read from
@@ -45,26 +47,22 @@ func (s *Session) checkLeaksStopped() error {
 func (s *Session) scanAndReport(final bool, known []bpf.Block) error {
 	start := time.Now()
 	var tracked []bpf.Block
-	snapshot := func() ([]scanner.Block, error) {
+	snapshot := func() (scanner.Snapshot, error) {
 		bs := known
 		if bs == nil {
 			var err error
 			if bs, err = s.tracer.Blocks(s.cfg.PID); err != nil {
-				return nil, err
+				return scanner.Snapshot{}, err
 			}
 		}
 		tracked = bs
-		out := make([]scanner.Block, len(bs))
-		for i, b := range bs {
-			out[i] = scanner.Block{Addr: b.Addr, Size: b.Size}
+		freed, err := s.tracer.Freed(s.cfg.PID)
+		if err != nil {
+			return scanner.Snapshot{}, err
 		}
-		return out, nil
+		return scanner.Snapshot{Blocks: s.scanBlocks(bs), Freed: toRanges(freed)}, nil
 	}
-	// Pointers count into the requested size, as in LSan (a pointer one
-	// past the end keeps nothing alive); blocks are still scanned over
-	// their usable size.
-	opts := scanner.Options{Allocator: s.allocatorKind(), ExactBounds: true}
-	res, err := scanner.Check(s.cfg.PID, snapshot, opts)
+	res, err := scanner.CheckSnapshot(s.cfg.PID, snapshot, s.scanOptions())
 	if err != nil {
 		if errors.Is(err, scanner.ErrTargetExited) {
 			return ErrTargetExited
@@ -84,15 +82,100 @@ func (s *Session) scanAndReport(final bool, known []bpf.Block) error {
 		PausedMS:     ms(res.Stats.Paused),
 		CheckMS:      ms(time.Since(start)),
 		Threads:      res.Stats.Threads,
+		ExitedStacks: res.Stats.ExitedStacks,
+		FreedBytes:   res.Stats.FreedBytes,
 	}
+	r.Dropped.UnreadableBytes = res.Stats.UnreadableBytes
 	s.fillCounters(r)
 	s.lastLeak = len(r.Groups) > 0
+	s.lastLost = r.Dropped.Lost()
 	err = s.symbolizeAndWrite(r)
 	s.pruneStacks()
 	return err
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// lsanSize is a block's size as LSan records it (lsan_allocator.cpp), so
+// that reports count the same bytes: a zero-size request allocates one
+// byte, except through realloc(NULL, 0); pvalloc rounds up to whole pages.
+func lsanSize(b bpf.Block) uint64 {
+	switch fn := bpf.FuncName(b.Fn); {
+	case fn == "pvalloc":
+		return max((b.Size+pageSize-1)/pageSize*pageSize, pageSize)
+	case fn == "realloc" || fn == "reallocarray":
+		return b.Size
+	}
+	return max(b.Size, 1)
+}
+
+const pageSize = 4096
+
+// scanOptions are the scan's options for this session. Pointers count
+// into the requested size, as in LSan (a pointer one past the end keeps
+// nothing alive); blocks are still scanned over their usable size.
+func (s *Session) scanOptions() scanner.Options {
+	opts := s.cfg.Scan
+	opts.Allocator = s.allocatorKind()
+	opts.ExactBounds = true
+	opts.Roots = scanner.RootsAttach
+	if s.runMode {
+		opts.Roots = scanner.RootsLSan
+	}
+	return opts
+}
+
+// scanBlocks turns the tracked blocks into the scanner's, marking as roots
+// the dynamic linker's allocations (see linkerAllocated).
+func (s *Session) scanBlocks(bs []bpf.Block) []scanner.Block {
+	out := make([]scanner.Block, len(bs))
+	byStack := map[uint64]bool{}
+	for i, b := range bs {
+		out[i] = scanner.Block{Addr: b.Addr, Size: lsanSize(b), Root: s.linkerAllocated(b, byStack)}
+	}
+	return out
+}
+
+// linkerAllocated tells whether the dynamic linker allocated b (its
+// caller is in ld.so): DTVs and dynamic TLS blocks, referenced from
+// thread descriptors and linker memory that is no root. LSan treats
+// these as reachable (use_ld_allocations); so does lsan.
+func (s *Session) linkerAllocated(b bpf.Block, byStack map[uint64]bool) bool {
+	if b.StackID == 0 || s.proc == nil {
+		return false
+	}
+	if v, ok := byStack[b.StackID]; ok {
+		return v
+	}
+	v := false
+	if pcs := s.tracer.Stack(b); len(pcs) > 0 {
+		caller := pcs[0]
+		if s.tracer.FuncAddr(b) != 0 && len(pcs) > 1 {
+			caller = pcs[1]
+		}
+		if m, ok := s.proc.Module(caller - 1); ok {
+			v = isDynamicLinker(m.Path)
+		}
+	}
+	byStack[b.StackID] = v
+	return v
+}
+
+// isDynamicLinker tells the dynamic linker by its file name: glibc's
+// ld-linux-x86-64.so.2 and the like, musl's ld-musl-*.so.1.
+func isDynamicLinker(path string) bool {
+	base := filepath.Base(path)
+	return strings.HasPrefix(base, "ld-linux") || strings.HasPrefix(base, "ld-musl") ||
+		strings.HasPrefix(base, "ld64.so") || strings.HasPrefix(base, "ld.so")
+}
+
+func toRanges(fs []bpf.FreedRange) []scanner.Range {
+	out := make([]scanner.Range, len(fs))
+	for i, f := range fs {
+		out[i] = scanner.Range{Addr: f.Addr, Size: f.Size}
+	}
+	return out
+}
 
 func (s *Session) leakEntries(tracked []bpf.Block, classes []scanner.Class) []report.Entry {
 	var entries []report.Entry
@@ -106,7 +189,7 @@ func (s *Session) leakEntries(tracked []bpf.Block, classes []scanner.Class) []re
 		default:
 			continue
 		}
-		entries = append(entries, report.Entry{Kind: kind, Key: stackKey(b), Addr: b.Addr, Size: b.Size})
+		entries = append(entries, report.Entry{Kind: kind, Key: stackKey(b), Addr: b.Addr, Size: lsanSize(b)})
 	}
 	return entries
 }

@@ -21,8 +21,10 @@ type RunResult struct {
 	// Status is the command's own exit status (128+N when signal N
 	// killed it), what lsan exits with when no leak was found.
 	Status int
-	// Checked says whether a leak check ran; Leaks whether it found any.
-	Checked, Leaks bool
+	// Checked says whether a leak check ran; Leaks whether it found any;
+	// Incomplete whether a check ran on data that lacked something that
+	// can change its verdict.
+	Checked, Leaks, Incomplete bool
 }
 
 // RunCommand starts argv with every probe in place at its entry point,
@@ -35,7 +37,7 @@ func RunCommand(cfg Config, argv []string, sigs <-chan os.Signal) (RunResult, er
 	if cfg.Log == nil {
 		cfg.Log = func(string, ...any) {}
 	}
-	s := &Session{cfg: cfg, syms: symbolize.New(cfg.Symbolize)}
+	s := &Session{cfg: cfg, syms: symbolize.New(cfg.Symbolize), runMode: true}
 	proc, err := Launch(argv[0], argv, func(pid int) error { return s.attachChild(pid) })
 	if err != nil {
 		s.Close()
@@ -137,7 +139,7 @@ func (f *family) follow(ev bpf.Event) {
 // target and mappings (snapshot when it is checked), the shared tracer and
 // symbolizer.
 func (s *Session) viewOf(pid int, exited <-chan struct{}) *Session {
-	v := &Session{cfg: s.cfg, tracer: s.tracer, syms: s.syms, exited: exited}
+	v := &Session{cfg: s.cfg, tracer: s.tracer, syms: s.syms, exited: exited, runMode: s.runMode}
 	v.cfg.PID = pid
 	return v
 }
@@ -154,6 +156,7 @@ func (f *family) checkAtExit(pid int, res *RunResult) {
 		res.Checked = true
 	}
 	res.Leaks = res.Leaks || v.lastLeak
+	res.Incomplete = res.Incomplete || v.lastLost
 }
 
 func (f *family) viewFor(pid int) *Session {
@@ -168,10 +171,12 @@ func (f *family) viewFor(pid int) *Session {
 func (f *family) checkAll(res *RunResult) {
 	res.Checked = f.root.checkAndReport()
 	res.Leaks = f.root.lastLeak
+	res.Incomplete = f.root.lastLost
 	for _, pid := range slices.Sorted(maps.Keys(f.children)) {
 		v := f.children[pid]
 		if !v.targetExited() && v.checkAndReport() {
 			res.Leaks = res.Leaks || v.lastLeak
+			res.Incomplete = res.Incomplete || v.lastLost
 		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/lsan-project/lsan/bpf"
 	"github.com/lsan-project/lsan/report"
+	"github.com/lsan-project/lsan/scanner"
 	"github.com/lsan-project/lsan/suppressions"
 	"github.com/lsan-project/lsan/symbolize"
 	"golang.org/x/sys/unix"
@@ -39,6 +40,10 @@ type Config struct {
 	// HideSuppressionsUsed leaves out the "Suppressions used" table
 	// (LSAN_OPTIONS=print_suppressions=0).
 	HideSuppressionsUsed bool
+	// Scan holds the scan's root options (LSAN_OPTIONS use_stacks=0 and
+	// the like, ScanUnaligned); the session sets the allocator, the
+	// bounds and the root set itself.
+	Scan scanner.Options
 	// Write receives every report.
 	Write func(*report.Report) error
 	// Log receives progress lines for stderr.
@@ -55,6 +60,12 @@ type Session struct {
 	proc     *symbolize.Process
 	exited   <-chan struct{}
 	lastLeak bool
+	// lastLost: the last check ran on data that lacked something that can
+	// change its verdict (see report.Dropped.Lost).
+	lastLost bool
+	// runMode: every block is tracked from the start (lsan run), so the
+	// scan uses LSan's roots.
+	runMode bool
 	// checked: a check of this process ran (lsan run: at its exit).
 	checked bool
 }
@@ -68,6 +79,10 @@ func Attach(cfg Config) (*Session, error) {
 		cfg.Log = func(string, ...any) {}
 	}
 	cfg.Tracer.PID = cfg.PID
+	// Blocks allocated before the attach live in heap memory lsan does
+	// not track, so heap memory stays a root; what the target frees from
+	// now on is remembered, to be left out.
+	cfg.Tracer.TrackFreed = true
 	exited, err := exitNotifier(cfg.PID)
 	if err != nil {
 		return nil, err
@@ -217,11 +232,29 @@ func (s *Session) newReport(final bool) *report.Report {
 
 // fillCounters copies the tracer's event counts into a report.
 func (s *Session) fillCounters(r *report.Report) {
-	if c, err := s.tracer.Counters(); err == nil {
-		r.Dropped = report.Dropped{Allocs: c.AllocsDropped, Stacks: c.StacksDropped}
-		r.Stats.Allocs, r.Stats.Frees = c.Allocs, c.Frees
+	c, err := s.tracer.Counters()
+	if err != nil {
+		return
+	}
+	unreadable := r.Dropped.UnreadableBytes
+	r.Dropped = droppedOf(c)
+	r.Dropped.UnreadableBytes = unreadable
+	r.Stats.Allocs, r.Stats.Frees = c.Allocs, c.Frees
+}
+
+func droppedOf(c bpf.Counters) report.Dropped {
+	return report.Dropped{
+		Allocs: c.AllocsDropped,
+		Stacks: c.StacksDropped,
+		Frees:  c.FreesMissed,
+		Calls:  c.InflightDropped,
+		Events: c.EventsDropped,
 	}
 }
+
+// Incomplete says whether the last check's verdict rests on incomplete
+// data (exit status 3 when it found no leaks).
+func (s *Session) Incomplete() bool { return s.lastLost }
 
 // lookupPCs turns a tracer stack into the addresses to symbolize: the
 // allocator function as is, each caller's return address minus one so that

@@ -25,6 +25,10 @@ import (
 const (
 	exitError = 1
 	exitUsage = 2
+	// exitIncomplete: the last check ran on incomplete data (allocations
+	// or frees lost, memory unreadable): its verdict, leaks or none,
+	// cannot be trusted. The report says what was lost.
+	exitIncomplete = 3
 )
 
 func main() {
@@ -78,6 +82,11 @@ type leaksFound struct{ code int }
 
 func (l leaksFound) Error() string { return "leaks found" }
 
+// incompleteData ends lsan with exitIncomplete; the report has said why.
+type incompleteData struct{}
+
+func (incompleteData) Error() string { return "check on incomplete data" }
+
 func exitStatus(err error) int {
 	if err == nil {
 		return 0
@@ -85,6 +94,10 @@ func exitStatus(err error) int {
 	var lf leaksFound
 	if errors.As(err, &lf) {
 		return lf.code
+	}
+	if errors.As(err, &incompleteData{}) {
+		fmt.Fprintln(os.Stderr, "lsan: the last check ran on incomplete data (see the report's warning): exit status 3")
+		return exitIncomplete
 	}
 	var cs commandStatus
 	if errors.As(err, &cs) {
@@ -253,6 +266,9 @@ func attachAndCheck(cfg session.Config, exitcode int) error {
 	}
 	if err != nil {
 		return err
+	}
+	if s.Incomplete() {
+		return incompleteData{}
 	}
 	if leaks {
 		return leaksFound{exitcode}

@@ -55,6 +55,9 @@ func runAction(c *cli.Context) error {
 	case err != nil:
 		return err
 	}
+	if res.Incomplete {
+		return incompleteData{}
+	}
 	if res.Leaks {
 		return leaksFound{exitCode(c)}
 	}
