@@ -76,6 +76,9 @@ type example struct {
 	} `json:"run"`
 	Outstanding []expectGroup `json:"outstanding"`
 	Leaks       []expectGroup `json:"leaks"`
+	// AttachLeaks, when present, is what lsan -p reports where it must
+	// differ from LSan and lsan run (its roots are more conservative).
+	AttachLeaks []expectGroup `json:"attach_leaks"`
 	// Children are the leaks of each forked child, in fork order, under
 	// lsan run --follow-forks.
 	Children   [][]expectGroup `json:"children"`

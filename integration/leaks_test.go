@@ -25,10 +25,13 @@ func TestLeakExamples(t *testing.T) {
 		t.Run(ex.Name, func(t *testing.T) {
 			got := liveLeaks(t, ex)
 			want := normalize(ex.Leaks, true)
+			if ex.AttachLeaks != nil {
+				want = normalize(ex.AttachLeaks, true)
+			}
 			if d := diffGroups(got, want); d != "" {
 				t.Errorf("lsan vs expected.json:\n%s", d)
 			}
-			if !ex.LSanParity {
+			if !ex.LSanParity || ex.AttachLeaks != nil {
 				return
 			}
 			if d := diffGroups(got, lsanAtExit(t, ex)); d != "" {
