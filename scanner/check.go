@@ -224,12 +224,10 @@ func scanFrozen(pid int, f *freezer, snapshot func() (Snapshot, error), opts Opt
 // and threads.
 func findRootFacts(pid int, rd *reader, maps []mapping, threads []threadRoot, freed []Range, opts Options) rootFacts {
 	facts := rootFacts{exited: exitedThreadStacks(rd, maps, threads)}
-	if opts.Roots == RootsLSan || opts.NoGlobals {
+	if opts.Roots == RootsLSan || opts.NoGlobals || opts.NoTLS {
 		var tlsSize uint64
 		facts.modules, tlsSize = loadedModules(pid, maps)
-		if opts.Roots == RootsLSan {
-			facts.tls = staticTLS(maps, threads, tlsSize)
-		}
+		facts.tls = staticTLS(maps, threads, findTLSLayout(pid, rd, maps, tlsSize))
 	}
 	if opts.Roots == RootsAttach && len(freed) > 0 {
 		facts.freed = make([]span, 0, len(freed))

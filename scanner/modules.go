@@ -4,6 +4,10 @@ import (
 	"debug/elf"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/arch/x86/x86asm"
 )
 
 // LSan's globals are the writable PT_LOAD segments of every loaded module,
@@ -42,18 +46,11 @@ func loadedModules(pid int, maps []mapping) (segments []span, tlsSize uint64) {
 // is m. The file is opened through map_files (the very file mapped, even if
 // replaced or deleted since), else through the process's root.
 func readModule(pid int, m mapping) (moduleInfo, error) {
-	f, err := os.Open(fmt.Sprintf("%s/%d/map_files/%x-%x", procRoot, pid, m.start, m.end))
-	if err != nil {
-		f, err = os.Open(fmt.Sprintf("%s/%d/root%s", procRoot, pid, m.path))
-	}
+	ef, f, err := openModule(pid, m)
 	if err != nil {
 		return moduleInfo{}, err
 	}
 	defer f.Close()
-	ef, err := elf.NewFile(f)
-	if err != nil {
-		return moduleInfo{}, err
-	}
 	var info moduleInfo
 	bias, ok := loadBias(ef, m.start)
 	if !ok {
@@ -83,18 +80,24 @@ func loadBias(ef *elf.File, firstMapping uint64) (uint64, bool) {
 }
 
 // Static TLS around a thread pointer (x86-64, TLS variant II): the
-// modules' TLS blocks lie below it, the thread descriptor above. glibc
-// adds a surplus for modules loaded later with initial-exec TLS (1664
-// bytes plus rtld.optional_static_tls, 512 by default).
+// modules' TLS blocks and glibc's surplus lie below it, the thread
+// descriptor (struct pthread) above. LSan scans exactly
+// [tp + descriptor - static size, tp + descriptor); so does lsan, with the
+// sizes read from the target's glibc (see glibcTLSLayout). Elsewhere (musl,
+// static binaries) the modules' TLS blocks and a musl-sized descriptor.
 const (
-	staticTLSSurplus = 1664 + 512 + 256
-	threadDescriptor = 4 << 10
+	fallbackTLSSlack  = 64
+	fallbackThreadTCB = 512
 )
+
+// tlsLayout is the static TLS size and the thread descriptor's size.
+type tlsLayout struct {
+	staticSize, descriptor uint64
+}
 
 // staticTLS returns the static TLS range of each live thread, clipped to
 // the mapping that holds it.
-func staticTLS(maps []mapping, threads []threadRoot, modulesTLS uint64) []span {
-	below := modulesTLS + staticTLSSurplus
+func staticTLS(maps []mapping, threads []threadRoot, layout tlsLayout) []span {
 	var out []span
 	for _, t := range threads {
 		if !t.hasRegs || t.tp == 0 {
@@ -105,11 +108,154 @@ func staticTLS(maps []mapping, threads []threadRoot, modulesTLS uint64) []span {
 			continue
 		}
 		m := maps[mi]
+		end := min(m.end, t.tp+layout.descriptor)
 		lo := m.start
-		if t.tp-m.start > below {
+		if below := layout.staticSize - layout.descriptor; t.tp-m.start > below {
 			lo = t.tp - below
 		}
-		out = append(out, span{lo, min(m.end, t.tp+threadDescriptor)})
+		out = append(out, span{lo, end})
 	}
 	return normalize(out)
+}
+
+// findTLSLayout reads the static TLS layout of the target: glibc's own
+// figures when its dynamic linker and libc are mapped, else an estimate
+// from the modules' PT_TLS sizes.
+func findTLSLayout(pid int, rd *reader, maps []mapping, modulesTLS uint64) tlsLayout {
+	if l, ok := glibcTLSLayout(pid, rd, maps); ok {
+		return l
+	}
+	return tlsLayout{staticSize: modulesTLS + fallbackTLSSlack + fallbackThreadTCB, descriptor: fallbackThreadTCB}
+}
+
+// glibcTLSLayout reads, as LSan does, the static TLS size that
+// _dl_get_tls_static_info (ld.so) returns and the descriptor size libc
+// publishes for debuggers (_thread_db_sizeof_pthread). The first is a
+// variable in ld.so's memory: its address is decoded from the function's
+// first instruction, `mov disp(%rip), %rax`.
+func glibcTLSLayout(pid int, rd *reader, maps []mapping) (tlsLayout, bool) {
+	ld, okLD := firstMappingOf(maps, "ld-linux")
+	libc, okLibc := firstMappingOf(maps, "libc.so")
+	if !okLD || !okLibc {
+		return tlsLayout{}, false
+	}
+	sizeAddr, ok := ripLoadTarget(pid, ld, "_dl_get_tls_static_info")
+	if !ok {
+		return tlsLayout{}, false
+	}
+	words, valid, err := readWordsAt(rd, []uint64{sizeAddr})
+	if err != nil || !valid[0] {
+		return tlsLayout{}, false
+	}
+	desc, ok := symbolWord(pid, libc, "_thread_db_sizeof_pthread")
+	if !ok {
+		return tlsLayout{}, false
+	}
+	desc &= 0xffffffff // a 32-bit const
+	static := words[0]
+	if desc == 0 || desc > 1<<16 || static < desc || static > 1<<30 {
+		return tlsLayout{}, false
+	}
+	return tlsLayout{staticSize: static, descriptor: desc}, true
+}
+
+// firstMappingOf finds the first (offset 0) mapping of the module whose
+// file name starts with prefix.
+func firstMappingOf(maps []mapping, prefix string) (mapping, bool) {
+	for _, m := range maps {
+		if m.offset == 0 && strings.HasPrefix(filepath.Base(m.path), prefix) {
+			return m, true
+		}
+	}
+	return mapping{}, false
+}
+
+// openModule opens the file of a module's first mapping.
+func openModule(pid int, m mapping) (*elf.File, *os.File, error) {
+	f, err := os.Open(fmt.Sprintf("%s/%d/map_files/%x-%x", procRoot, pid, m.start, m.end))
+	if err != nil {
+		f, err = os.Open(fmt.Sprintf("%s/%d/root%s", procRoot, pid, m.path))
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	ef, err := elf.NewFile(f)
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return ef, f, nil
+}
+
+// dynamicSymbol finds a symbol of a module's dynamic symbol table.
+func dynamicSymbol(ef *elf.File, name string) (elf.Symbol, bool) {
+	syms, err := ef.DynamicSymbols()
+	if err != nil {
+		return elf.Symbol{}, false
+	}
+	for _, s := range syms {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return elf.Symbol{}, false
+}
+
+// ripLoadTarget returns the runtime address that function fn of module m
+// loads from with its first instruction, a RIP-relative mov.
+func ripLoadTarget(pid int, m mapping, fn string) (uint64, bool) {
+	ef, f, err := openModule(pid, m)
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	sym, ok := dynamicSymbol(ef, fn)
+	bias, okBias := loadBias(ef, m.start)
+	if !ok || !okBias {
+		return 0, false
+	}
+	code, err := readVaddr(ef, sym.Value, 16)
+	if err != nil {
+		return 0, false
+	}
+	inst, err := x86asm.Decode(code, 64)
+	if err != nil || inst.Op != x86asm.MOV {
+		return 0, false
+	}
+	mem, ok := inst.Args[1].(x86asm.Mem)
+	if !ok || mem.Base != x86asm.RIP {
+		return 0, false
+	}
+	return bias + sym.Value + uint64(inst.Len) + uint64(mem.Disp), true
+}
+
+// symbolWord reads the 8 bytes at a dynamic symbol of module m from its
+// file (a constant).
+func symbolWord(pid int, m mapping, name string) (uint64, bool) {
+	ef, f, err := openModule(pid, m)
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	sym, ok := dynamicSymbol(ef, name)
+	if !ok {
+		return 0, false
+	}
+	b, err := readVaddr(ef, sym.Value, 8)
+	if err != nil || len(b) < 8 {
+		return 0, false
+	}
+	return leUint64(b), true
+}
+
+// readVaddr reads n bytes at virtual address vaddr of an ELF file.
+func readVaddr(ef *elf.File, vaddr uint64, n int) ([]byte, error) {
+	for _, p := range ef.Progs {
+		if p.Type == elf.PT_LOAD && vaddr >= p.Vaddr && vaddr+uint64(n) <= p.Vaddr+p.Filesz {
+			buf := make([]byte, n)
+			_, err := p.ReadAt(buf, int64(vaddr-p.Vaddr))
+			return buf, err
+		}
+	}
+	return nil, fmt.Errorf("address %#x not in the file", vaddr)
 }

@@ -34,7 +34,8 @@ type rootFacts struct {
 	// modules are the writable segments of the loaded modules (their
 	// data and bss): the globals.
 	modules []span
-	// tls are the live threads' static TLS blocks and thread descriptors.
+	// tls are the live threads' static TLS blocks and thread descriptors
+	// (normalized), known with RootsLSan, NoGlobals or NoTLS.
 	tls []span
 	// freed is memory the target freed (RootsAttach), normalized.
 	freed []span
@@ -122,9 +123,12 @@ func planRoots(maps []mapping, threads []threadRoot, ix *blockIndex, opts Option
 		if !opts.NoGlobals {
 			ranges = append(ranges, facts.modules...)
 		}
-		if !opts.NoTLS {
-			ranges = append(ranges, facts.tls...)
-		}
+	}
+	// Static TLS is a root of its own, inside a thread's stack mapping or
+	// not: left out with NoTLS, kept with NoStacks.
+	ranges = subtract(normalize(ranges), spansOf(facts.tls), false)
+	if !opts.NoTLS {
+		ranges = append(ranges, facts.tls...)
 	}
 	ranges = normalize(ranges)
 	// Subtracting the blocks leaves, between two neighbouring glibc

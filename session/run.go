@@ -52,7 +52,7 @@ func RunCommand(cfg Config, argv []string, sigs <-chan os.Signal) (RunResult, er
 func (s *Session) attachChild(pid int) error {
 	s.cfg.PID = pid
 	s.cfg.Tracer.PID = pid
-	s.cfg.Tracer.StopAtExit = true
+	s.cfg.Tracer.StopAtExit = !s.cfg.NoFinalCheck
 	t, err := bpf.Attach(s.cfg.Tracer)
 	if err != nil {
 		return err

@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strconv"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -128,7 +127,7 @@ func attachFlags() []cli.Flag {
 
 // commonFlags are understood by `lsan -p` and `lsan run`.
 func commonFlags() []cli.Flag {
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.StringFlag{Name: "mode", Value: "leaks", Usage: "leaks: reachability check; outstanding: every live tracked block, grouped by stack"},
 		&cli.StringFlag{Name: "format", Value: "text", Usage: "report format: text or json"},
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write reports to `FILE` instead of standard output"},
@@ -146,7 +145,7 @@ func commonFlags() []cli.Flag {
 		&cli.UintFlag{Name: "sample-rate", Value: 1, Usage: "track 1 in N allocations (reports say they are sampled)"},
 		&cli.StringSliceFlag{Name: "debug-dir", Usage: "extra `DIR` searched for separate debug info (repeatable)"},
 		&cli.BoolFlag{Name: "no-demangle", Usage: "print C++ and Rust names as they are in the binary"},
-	}
+	}, lsanOptionFlags()...)
 }
 
 const defaultInterval = 10e9
@@ -157,6 +156,10 @@ func attachAction(c *cli.Context) error {
 	}
 	if !c.IsSet("pid") {
 		return usageError{errors.New("-p PID is required")}
+	}
+	if detectLeaksOff() {
+		fmt.Fprintln(os.Stderr, "lsan: LSAN_OPTIONS has detect_leaks=0: no leak check")
+		return nil
 	}
 	targetExe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", c.Int("pid")))
 	cfg, closeOut, err := configFromFlags(c, targetExe)
@@ -220,14 +223,14 @@ func configFromFlags(c *cli.Context, targetExe string) (session.Config, func(), 
 	if err != nil {
 		return cfg, noop, usageError{err}
 	}
-	applyLSanOptions(&cfg, opts, c.IsSet("top"))
+	applyLSanOptions(c, &cfg, opts)
 	sup, err := loadSuppressions(c, opts, targetExe)
 	if err != nil {
 		return cfg, noop, err
 	}
 	cfg.Suppressions = sup
 	cfg.SuggestSuppressions = c.Bool("print-suppressions")
-	out, closeOut, err := openOutput(c.String("output"))
+	out, closeOut, err := openReports(c, opts)
 	if err != nil {
 		return cfg, noop, err
 	}
@@ -237,6 +240,14 @@ func configFromFlags(c *cli.Context, targetExe string) (session.Config, func(), 
 		return cfg, noop, usageError{err}
 	}
 	cfg.Write = write
+	if pp, ok := out.(*perProcessFile); ok {
+		cfg.Write = func(r *report.Report) error {
+			if err := pp.use(r.PID); err != nil {
+				return err
+			}
+			return write(r)
+		}
+	}
 	return cfg, closeOut, nil
 }
 
@@ -244,6 +255,7 @@ func openOutput(path string) (io.Writer, func(), error) {
 	if path == "" || path == "-" {
 		return os.Stdout, func() {}, nil
 	}
+
 	f, err := os.Create(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("open output: %w", err)
@@ -276,30 +288,3 @@ func attachAndCheck(cfg session.Config, exitcode int) error {
 	return nil
 }
 
-// exitCode is --exitcode, or LSAN_OPTIONS' exitcode when the flag is not
-// given.
-func exitCode(c *cli.Context) int {
-	if !c.IsSet("exitcode") {
-		if opts, err := lsanOptions(); err == nil {
-			if v, err := strconv.Atoi(opts["exitcode"]); err == nil {
-				return v
-			}
-		}
-	}
-	return c.Int("exitcode")
-}
-
-// applyLSanOptions honours the LSAN_OPTIONS keys that mean something to
-// lsan (suppressions and exitcode are read where they are used), so that
-// a CI script written for LSan works unchanged.
-func applyLSanOptions(cfg *session.Config, opts map[string]string, topSet bool) {
-	if opts["report_objects"] == "1" {
-		cfg.ReportObjects = true
-	}
-	if n, err := strconv.Atoi(opts["max_leaks"]); err == nil && n > 0 && !topSet {
-		cfg.Top = n
-	}
-	if opts["print_suppressions"] == "0" {
-		cfg.HideSuppressionsUsed = true
-	}
-}

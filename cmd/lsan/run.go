@@ -46,6 +46,9 @@ func runAction(c *cli.Context) error {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 	defer signal.Stop(sigs)
+	if detectLeaksOff() {
+		return runUntraced(argv, sigs)
+	}
 	res, err := session.RunCommand(cfg, argv, sigs)
 	switch {
 	case errors.Is(err, session.ErrNotFound):
@@ -63,6 +66,44 @@ func runAction(c *cli.Context) error {
 	}
 	if res.Status != 0 {
 		return commandStatus{res.Status}
+	}
+	return nil
+}
+
+// runUntraced runs the command without any probe, as a binary built with
+// -fsanitize=leak runs under LSAN_OPTIONS=detect_leaks=0, passing signals
+// on, and ends with its status.
+func runUntraced(argv []string, sigs <-chan os.Signal) error {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	if err := cmd.Start(); err != nil {
+		if errors.Is(err, exec.ErrNotFound) {
+			return commandError{fmt.Errorf("%s: command not found", argv[0]), exitNotFound}
+		}
+		return commandError{err, exitNotExecutable}
+	}
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case sig := <-sigs:
+				cmd.Process.Signal(sig)
+			case <-done:
+				return
+			}
+		}
+	}()
+	err := cmd.Wait()
+	close(done)
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return commandStatus{128 + int(ws.Signal())}
+		}
+		return commandStatus{ee.ExitCode()}
+	case err != nil:
+		return err
 	}
 	return nil
 }

@@ -6,25 +6,22 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/lsan-project/lsan/internal/lsanoptions"
 	"github.com/lsan-project/lsan/suppressions"
 )
 
-// lsanOptions reads LSAN_OPTIONS, so that setups made for LSan keep working.
-func lsanOptions() (map[string]string, error) {
-	return suppressions.ParseLSanOptions(os.Getenv("LSAN_OPTIONS"))
-}
 
 // loadSuppressions builds the rule set: the built-in defaults (unless
 // --no-default-suppressions), then every -s file, then LSAN_OPTIONS'
 // suppressions file. Warnings (rules of other sanitizers) go to stderr;
 // malformed lines are errors naming file:line.
-func loadSuppressions(c *cli.Context, opts map[string]string, targetExe string) (*suppressions.Set, error) {
+func loadSuppressions(c *cli.Context, opts lsanoptions.Options, targetExe string) (*suppressions.Set, error) {
 	var set *suppressions.Set
 	if !c.Bool("no-default-suppressions") {
 		set = suppressions.Defaults()
 	}
 	paths := c.StringSlice("suppressions")
-	if f := opts["suppressions"]; f != "" {
+	if f := opts.Suppressions; f != "" {
 		wd, _ := os.Getwd()
 		paths = append(paths, suppressions.ResolveSuppressionsPath(f, wd, targetExe))
 	}
