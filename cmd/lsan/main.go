@@ -287,4 +287,3 @@ func attachAndCheck(cfg session.Config, exitcode int) error {
 	}
 	return nil
 }
-

@@ -10,7 +10,6 @@ import (
 	"github.com/lsan-project/lsan/suppressions"
 )
 
-
 // loadSuppressions builds the rule set: the built-in defaults (unless
 // --no-default-suppressions), then every -s file, then LSAN_OPTIONS'
 // suppressions file. Warnings (rules of other sanitizers) go to stderr;

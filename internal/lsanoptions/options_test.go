@@ -30,7 +30,7 @@ func TestParseDefaults(t *testing.T) {
 	if err != nil || len(warnings) != 0 {
 		t.Fatal(err, warnings)
 	}
-	if (!o.DetectLeaks || !o.LeakCheckAtExit || !o.UseStacks || !o.UseRegisters || !o.UseGlobals || !o.UseTLS || o.UseUnaligned || o.ReportObjects || o.ExitCode != nil) {
+	if !o.DetectLeaks || !o.LeakCheckAtExit || !o.UseStacks || !o.UseRegisters || !o.UseGlobals || !o.UseTLS || o.UseUnaligned || o.ReportObjects || o.ExitCode != nil {
 		t.Errorf("defaults %+v", o)
 	}
 }
