@@ -51,9 +51,12 @@ struct {
 	__type(value, struct target);
 } targets SEC(".maps");
 
+// Not preallocated: its kernel memory follows the blocks it holds, so a
+// capacity sized for a large target costs a small one only its buckets.
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1 << 20); // resized by the loader (--max-blocks)
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct block_key);
 	__type(value, struct block);
 } allocs SEC(".maps");

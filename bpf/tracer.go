@@ -23,7 +23,8 @@ import (
 // Options configure a Tracer.
 type Options struct {
 	PID int
-	// MaxBlocks is the capacity of the live-block map.
+	// MaxBlocks is the capacity of the live-block map (0: DefaultMaxBlocks;
+	// see SizeBlocksFor).
 	MaxBlocks uint32
 	// MaxStacks is the capacity of the stack map.
 	MaxStacks uint32
@@ -63,12 +64,16 @@ type Options struct {
 	MaxFreed uint32
 }
 
-// Default capacities. The block map is preallocated (about 112 bytes of
-// kernel memory per entry), the stack map is not.
+// Default capacities. The block and stack maps are not preallocated:
+// each costs 16 bytes of kernel memory per unit of capacity (its hash
+// buckets) plus about 100 bytes per entry held. The freed map is an LRU
+// map, preallocated (about 100 bytes per entry): it is sized to a quarter
+// of the block map.
 const (
-	DefaultMaxBlocks = 1 << 20
+	DefaultMaxBlocks = 1 << 21
 	DefaultMaxStacks = 1 << 16
-	DefaultMaxFreed  = 1 << 18
+	MinMaxBlocks     = 1 << 16
+	MaxMaxBlocks     = 1 << 24
 )
 
 // Block is one live allocation recorded by the tracer.
@@ -170,7 +175,7 @@ func Attach(opts Options) (*Tracer, error) {
 		opts.SampleRate = 1
 	}
 	if opts.MaxFreed == 0 {
-		opts.MaxFreed = DefaultMaxFreed
+		opts.MaxFreed = max(opts.MaxBlocks/4, 1<<14)
 	}
 	if err := checkTarget(opts.PID); err != nil {
 		return nil, err
@@ -401,3 +406,20 @@ func (t *Tracer) Close() error {
 	t.objs = tracerObjects{}
 	return first
 }
+
+// SizeBlocksFor picks a block-map capacity for a process that holds
+// anonBytes of anonymous memory: room for every block it could hold at 64
+// bytes a block, twice over, as a power of two within [MinMaxBlocks,
+// MaxMaxBlocks]. A few-megabyte daemon gets a small map, a large heap a
+// large one; the map's memory follows what it holds either way.
+func SizeBlocksFor(anonBytes uint64) uint32 {
+	want := max(anonBytes/64*2, MinMaxBlocks)
+	n := uint64(MinMaxBlocks)
+	for n < want && n < MaxMaxBlocks {
+		n <<= 1
+	}
+	return uint32(n)
+}
+
+// MaxBlocks is the block map's capacity.
+func (t *Tracer) MaxBlocks() uint32 { return t.opts.MaxBlocks }

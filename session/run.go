@@ -59,6 +59,7 @@ func (s *Session) attachChild(pid int) error {
 	}
 	s.tracer = t
 	s.logProbes()
+	s.watchLosses()
 	return nil
 }
 

@@ -69,6 +69,8 @@ type Session struct {
 	// runMode: every block is tracked from the start (lsan run), so the
 	// scan uses LSan's roots.
 	runMode bool
+	// losses reports lost events on stderr as they happen.
+	losses *lossWatcher
 	// checked: a check of this process ran (lsan run: at its exit).
 	checked bool
 }
@@ -91,12 +93,14 @@ func Attach(cfg Config) (*Session, error) {
 		return nil, err
 	}
 	s := &Session{cfg: cfg, syms: symbolize.New(cfg.Symbolize), exited: exited}
-	t, err := bpf.Attach(cfg.Tracer)
+	s.sizeBlockMap()
+	t, err := bpf.Attach(s.cfg.Tracer)
 	if err != nil {
 		return nil, err
 	}
 	s.tracer = t
 	s.logProbes()
+	s.watchLosses()
 	s.refreshMappings()
 	return s, nil
 }
@@ -153,6 +157,10 @@ func (s *Session) Close() error {
 	}
 	if s.tracer == nil {
 		return nil
+	}
+	if s.losses != nil {
+		s.losses.close()
+		s.losses = nil
 	}
 	err := s.tracer.Close()
 	s.tracer = nil

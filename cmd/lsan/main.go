@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -139,7 +140,7 @@ func commonFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "older", Usage: "outstanding mode: hide blocks younger than `DURATION`"},
 		&cli.BoolFlag{Name: "report-objects", Usage: "list the address and size of every reported block"},
 		&cli.StringFlag{Name: "allocator", Usage: "probe the allocator in this object (path or file name, e.g. libjemalloc.so.2) instead of discovering it"},
-		&cli.UintFlag{Name: "max-blocks", Value: bpf.DefaultMaxBlocks, Usage: "capacity of the live-block map"},
+		&cli.UintFlag{Name: "max-blocks", Usage: "capacity of the live-block map (default: lsan -p sizes it to the target, lsan run takes " + strconv.Itoa(bpf.DefaultMaxBlocks) + ")"},
 		&cli.UintFlag{Name: "max-stacks", Value: bpf.DefaultMaxStacks, Usage: "capacity of the stack map"},
 		&cli.StringFlag{Name: "probe-placement", Value: "auto", Usage: "auto: each probe on the first instruction the kernel emulates (fast); entry: at the function entry"},
 		&cli.UintFlag{Name: "sample-rate", Value: 1, Usage: "track 1 in N allocations (reports say they are sampled)"},
