@@ -3,6 +3,7 @@ package bpf
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/cilium/ebpf"
 )
@@ -16,6 +17,9 @@ func (t *Tracer) Blocks(pid int) ([]Block, error) {
 	all, err := t.readBlocks()
 	if err != nil {
 		return nil, err
+	}
+	if !slices.ContainsFunc(all, func(b Block) bool { return b.PID != pid }) {
+		return all, nil // one process traced: no copy of a million blocks
 	}
 	var out []Block
 	for _, b := range all {
@@ -37,7 +41,11 @@ func (t *Tracer) readBlocks() ([]Block, error) {
 		return nil, err
 	}
 	all = t.dropStale(all)
-	t.lastRead = all
+	t.referencedStacks = make(map[uint64]bool, len(t.referencedStacks))
+	for _, b := range all {
+		t.referencedStacks[b.StackID] = true
+	}
+	t.lastCount = len(all)
 	return all, nil
 }
 
@@ -94,7 +102,7 @@ func (t *Tracer) blocksBatched() ([]Block, error) {
 		cursor ebpf.MapBatchCursor
 		keys   = make([]tracerBlockKey, batchSize)
 		vals   = make([]tracerBlock, batchSize)
-		out    []Block
+		out    = make([]Block, 0, t.expectedBlocks())
 	)
 	for {
 		n, err := t.objs.Allocs.BatchLookup(&cursor, keys, vals, nil)
@@ -108,6 +116,17 @@ func (t *Tracer) blocksBatched() ([]Block, error) {
 			return nil, fmt.Errorf("read live blocks: %w", err)
 		}
 	}
+}
+
+// expectedBlocks guesses how many blocks the map holds, so that reading a
+// million of them does not copy the slice over and over as it grows: the
+// live count from the counters, or the last read's, with some room.
+func (t *Tracer) expectedBlocks() int {
+	n := t.lastCount
+	if c, err := t.Counters(); err == nil && c.Allocs >= c.Frees+c.FreesMissed {
+		n = max(n, int(c.Allocs-c.Frees-c.FreesMissed))
+	}
+	return min(n+n/8+batchSize, int(t.opts.MaxBlocks))
 }
 
 func (t *Tracer) blocksIterated() ([]Block, error) {
@@ -195,10 +214,7 @@ func (t *Tracer) Counters() (Counters, error) {
 // worst case is one block shown without its stack.) It returns how many
 // stacks were deleted.
 func (t *Tracer) PruneStacks() (int, error) {
-	referenced := make(map[uint64]bool, len(t.lastRead))
-	for _, b := range t.lastRead {
-		referenced[b.StackID] = true
-	}
+	referenced := t.referencedStacks
 	ids, err := t.stackIDs()
 	if err != nil {
 		return 0, err

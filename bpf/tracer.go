@@ -147,9 +147,10 @@ type Tracer struct {
 	forkLink    link.Link
 	events      chan Event
 	eventReader *ringbuf.Reader
-	// lastRead is every process's blocks from the last map read, what
-	// PruneStacks checks stacks against.
-	lastRead []Block
+	// referencedStacks are the stacks the blocks of the last map read
+	// use, what PruneStacks keeps; lastCount is how many blocks it read.
+	referencedStacks map[uint64]bool
+	lastCount        int
 	// fnAddrs maps a Block.Fn to the allocator function's address in the
 	// target, the first frame of every allocation stack.
 	fnAddrs    []uint64

@@ -410,22 +410,32 @@ func (f *flooder) nextWaiting(from int, forward bool) int {
 }
 
 // scanUnreachable scans every block that was not reached and records
-// which unreachable blocks point into which (LSan's indirect pass).
+// which unreachable blocks point into which (LSan's indirect pass). The
+// blocks go in parts of unreachedPart, so that a million leaked blocks
+// do not need a million segments at once.
 func (m *marker) scanUnreachable() error {
 	m.leakPhase = true
-	m.segs = m.segs[:0]
-	for k := range m.ix.starts {
-		if m.isReached(k) || m.ix.flags[k]&flagDuplicate != 0 {
-			continue
+	n := len(m.ix.starts)
+	for lo := 0; lo < n; {
+		m.segs = m.segs[:0]
+		k := lo
+		for ; k < n && len(m.segs) < unreachedPart; k++ {
+			if m.isReached(k) || m.ix.flags[k]&flagDuplicate != 0 {
+				continue
+			}
+			m.segs = m.appendBlock(m.segs, int32(k))
 		}
-		m.segs = m.appendBlock(m.segs, int32(k))
-	}
-	if err := m.scanSegments(m.segs); err != nil {
-		return err
+		if err := m.scanSegments(m.segs); err != nil {
+			return err
+		}
+		lo = k
 	}
 	m.edges = dedupEdges(m.edges)
 	return nil
 }
+
+// unreachedPart is how many unreachable blocks are scanned at a time.
+const unreachedPart = 1 << 16
 
 // appendBlock adds block k's scanned bytes as segments: a large block
 // keeps only its populated pages.
