@@ -26,8 +26,12 @@ func main() {
 	rounds := flag.Int("rounds", 5, "runs of each variant (the median is reported)")
 	redisRequests := flag.Int("redis-requests", 50_000, "redis-benchmark requests per test (0: skip redis)")
 	children := flag.Int("children", 200, "forked children per lsan run measurement (0: skip)")
+	memory := flag.Bool("memory", true, "measure lsan's own memory per tracked block")
 	flag.Parse()
 	err := run(*pairs, *rounds)
+	if err == nil && *memory {
+		err = benchMemory()
+	}
 	if err == nil && *children > 0 {
 		err = benchRun(*children, *rounds)
 	}
@@ -57,6 +61,7 @@ func run(pairs, rounds int) error {
 		{name: "untraced"},
 		{name: "traced, probes at entry", trace: true, opts: bpf.Options{Placement: bpf.PlaceEntry}},
 		{name: "traced, placed probes", trace: true, opts: bpf.Options{Placement: bpf.PlaceAuto}},
+		{name: "placed, freed ranges (-p)", trace: true, opts: bpf.Options{TrackFreed: true}},
 		{name: "placed, without stacks", trace: true, opts: bpf.Options{SkipStacks: true}},
 		{name: "placed, entry probes only", trace: true, opts: bpf.Options{NoReturnProbes: true}},
 		{name: "placed, perf-event links", trace: true, opts: bpf.Options{SingleLinks: true}},

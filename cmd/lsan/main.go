@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"syscall"
 
@@ -32,6 +33,12 @@ const (
 )
 
 func main() {
+	if os.Getenv("GOGC") == "" {
+		// A check holds every tracked block at once (a million blocks:
+		// ~100 MiB of Go heap); collecting at 1.5x rather than 2x the live
+		// heap keeps lsan's peak memory a quarter lower for little CPU.
+		debug.SetGCPercent(50)
+	}
 	os.Exit(run(os.Args))
 }
 
