@@ -230,8 +230,12 @@ static __always_inline __u64 hash_frames(struct stack *st, __u32 n)
 
 // capture_stack stores the user stack of the current call and returns its
 // id, or 0 when it could not be stored. The only place stacks are taken, so
-// the unwinder can change here alone.
-static __always_inline __u64 capture_stack(struct pt_regs *ctx)
+// the unwinder can change here alone. at_exit: the program stopped at an
+// exit of the allocator (see exits.go), not after its return: the walk
+// starts inside the allocator, whose caller's frame pointer is back in
+// %rbp, so frame 0 becomes the call site, the return address at [rsp].
+// The stack then reads as it does after the return.
+static __always_inline __u64 capture_stack(struct pt_regs *ctx, int at_exit)
 {
 	__u32 zero = 0;
 	struct stack *st = bpf_map_lookup_elem(&stack_scratch, &zero);
@@ -239,6 +243,10 @@ static __always_inline __u64 capture_stack(struct pt_regs *ctx)
 		return 0;
 	long n = bpf_get_stack(ctx, st->pcs, sizeof(st->pcs), BPF_F_USER_STACK);
 	if (n <= 0) {
+		count(COUNTER_STACK_DROPPED);
+		return 0;
+	}
+	if (at_exit && bpf_probe_read_user(&st->pcs[0], sizeof(__u64), (void *)PT_REGS_SP(ctx))) {
 		count(COUNTER_STACK_DROPPED);
 		return 0;
 	}
@@ -335,7 +343,7 @@ static __always_inline int sampled(void)
 }
 
 static __always_inline void record_block(struct pt_regs *ctx, __u64 addr,
-					 struct inflight *call, struct target *t)
+					 struct inflight *call, struct target *t, int at_exit)
 {
 	forget_freed(addr);
 	if (!sampled())
@@ -345,7 +353,7 @@ static __always_inline void record_block(struct pt_regs *ctx, __u64 addr,
 		.generation = t->generation,
 		.size = call->size,
 		.timestamp_ns = bpf_ktime_get_ns(),
-		.stack_id = skip_stacks ? 0 : capture_stack(ctx),
+		.stack_id = skip_stacks ? 0 : capture_stack(ctx, at_exit),
 		.tid = current_tid(),
 		.fn = call->fn,
 	};
@@ -363,19 +371,17 @@ static __always_inline void record_block(struct pt_regs *ctx, __u64 addr,
 		count(COUNTER_ALLOCS);
 }
 
-// finish_call completes the outer call when its return is seen, and
-// applies each allocator's rules about what the return value means.
+// finish_call completes the outer call when its end is seen (ret: its
+// result), and applies each allocator's rules about what the result means.
 static __always_inline void finish_call(struct pt_regs *ctx, struct inflight *call,
-					struct target *t)
+					struct target *t, __u64 ret, int at_exit)
 {
-	__u64 ret = PT_REGS_RC(ctx);
-
 	switch (call->op) {
 	case OP_REALLOC:
 		if (ret) {
 			// Success: the old block is gone (moved or resized in place).
 			forget_block(call->arg, ret == call->arg ? RELEASE_KEPT : RELEASE_MOVED, t);
-			record_block(ctx, ret, call, t);
+			record_block(ctx, ret, call, t, at_exit);
 		} else if (call->size == 0) {
 			// realloc(p, 0) frees p on glibc and returns NULL.
 			forget_block(call->arg, RELEASE_MOVED, t);
@@ -389,12 +395,12 @@ static __always_inline void finish_call(struct pt_regs *ctx, struct inflight *ca
 		if (bpf_probe_read_user(&addr, sizeof(addr), (void *)call->arg))
 			return;
 		if (addr)
-			record_block(ctx, addr, call, t);
+			record_block(ctx, addr, call, t, at_exit);
 		return;
 	}
 	default:
 		if (ret)
-			record_block(ctx, ret, call, t);
+			record_block(ctx, ret, call, t, at_exit);
 		return;
 	}
 }
@@ -485,27 +491,49 @@ int strdup_enter(struct pt_regs *ctx)
 	return 0;
 }
 
-SEC("uretprobe/alloc")
-int alloc_return(struct pt_regs *ctx)
+// end_call completes this thread's outer allocator call if sp is the
+// stack pointer its end must have; any other value is the end of a nested
+// call. ret is the call's result.
+static __always_inline void end_call(struct pt_regs *ctx, __u64 sp, __u64 ret, int at_exit)
 {
 	struct target *t = this_target();
 	if (!t)
-		return 0;
-	// Even a return lsan cannot pair (its call began before the attach)
+		return;
+	// Even an end lsan cannot pair (its call began before the attach)
 	// hands the block out: its address is no longer freed memory.
-	forget_freed(PT_REGS_RC(ctx));
+	forget_freed(ret);
 	__u32 tid = current_tid();
 	struct inflight *call = bpf_map_lookup_elem(&inflight, &tid);
-	if (!call)
-		return 0;
-	// After the return, the stack pointer is RETURN_SP_DELTA above the one
-	// at entry. Any other value is the return of a nested call.
-	if (PT_REGS_SP(ctx) != call->entry_sp + RETURN_SP_DELTA)
-		return 0;
+	if (!call || sp != call->entry_sp)
+		return;
 	struct inflight done = *call;
 	bpf_map_delete_elem(&inflight, &tid);
 	if (done.op != OP_IGNORE)
-		finish_call(ctx, &done, t);
+		finish_call(ctx, &done, t, ret, at_exit);
+}
+
+// After the return, the stack pointer is RETURN_SP_DELTA above the one at
+// entry.
+SEC("uretprobe/alloc")
+int alloc_return(struct pt_regs *ctx)
+{
+	end_call(ctx, PT_REGS_SP(ctx) - RETURN_SP_DELTA, PT_REGS_RC(ctx), 0);
+	return 0;
+}
+
+// An exit site of an allocator (exits.go): a ret, with the result in rax,
+// or a tail jump to memset or memcpy, which return their first argument.
+// Either way the stack pointer is the entry's.
+SEC("uprobe/alloc_exit")
+int alloc_exit(struct pt_regs *ctx)
+{
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	// Both registers are read unconditionally: the verifier refuses a
+	// context load at an offset chosen at run time.
+	__u64 rax = PT_REGS_RC(ctx), rdi = PT_REGS_PARM1(ctx);
+	asm volatile("" : "+r"(rax), "+r"(rdi));
+	__u64 ret = COOKIE_EXIT_KIND(cookie) == EXIT_TAIL_FIRST ? rdi : rax;
+	end_call(ctx, PT_REGS_SP(ctx), ret, 1);
 	return 0;
 }
 

@@ -30,6 +30,13 @@
 #define COOKIE_FN(c) ((__u16)((c) & 0xffff))
 #define COOKIE_SP_ADJUST(c) (((c) >> 16) & 0xffff)
 
+// The attach cookie of an exit-site probe: where the result is.
+#define COOKIE_EXIT_KIND(c) ((c) & 0xff)
+enum exit_kind {
+	EXIT_RETURN = 0,     // a ret: the result is in rax
+	EXIT_TAIL_FIRST = 1, // a tail jump to memset/memcpy: the result is their first argument
+};
+
 enum op {
 	OP_MALLOC = 1,         // returns the block (malloc, calloc, new, memalign, ...)
 	OP_REALLOC = 2,        // arg = old block

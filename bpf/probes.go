@@ -1,9 +1,11 @@
 package bpf
 
 import (
+	"debug/elf"
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"sync"
 
@@ -22,6 +24,9 @@ type probeSite struct {
 	// offset is the file offset of the probed instruction.
 	offset uint64
 	probe  Probe
+	// exits are the function's exit sites (exits.go); none: an allocating
+	// function keeps its uretprobe.
+	exits []exitSite
 }
 
 // objectFile keeps a probed file open, so that a process forked long
@@ -39,6 +44,7 @@ func (o *objectFile) attachPath() string { return fmt.Sprintf("/proc/self/fd/%d"
 // which object, at which instruction. Two names bound to the same code
 // (aliases) are probed once, or every call would be seen twice.
 func (t *Tracer) planProbes() error {
+	defer t.closeExitFinders()
 	t.fnAddrs = make([]uint64, len(AllocatorFuncs))
 	type site struct {
 		path string
@@ -72,14 +78,80 @@ func (t *Tracer) planProbes() error {
 		}
 		place := placeBinding(b, fn.kind, t.opts.Placement)
 		probe := Probe{Func: fn.Name, Object: b.Object.Path, Offset: b.FileOffset, Placement: place}
-		t.sites = append(t.sites, probeSite{index: uint16(i), fn: fn, object: obj, offset: b.FileOffset + place.Offset, probe: probe})
+		site := probeSite{index: uint16(i), fn: fn, object: obj, offset: b.FileOffset + place.Offset, probe: probe}
 		t.probes = append(t.probes, probe)
 		if fn.kind.allocates() && !t.opts.NoReturnProbes {
-			probe.Returns = true
+			site.exits, probe.ReturnProbeWhy = t.exitsOf(b)
+			probe.Returns, probe.Exits = true, len(site.exits)
 			t.probes = append(t.probes, probe)
 		}
+		t.sites = append(t.sites, site)
 	}
 	return nil
+}
+
+// exitsOf finds the exit sites of an allocating function, or says why it
+// keeps its uretprobe (exits.go).
+func (t *Tracer) exitsOf(b Binding) ([]exitSite, string) {
+	if runtime.GOARCH != "amd64" {
+		return nil, "exit probes are implemented for x86-64 only"
+	}
+	if t.opts.Placement == PlaceEntry {
+		return nil, "probe placement disabled"
+	}
+	x, err := t.exitFinderFor(b.Object)
+	if err != nil {
+		return nil, err.Error()
+	}
+	sites, err := x.exits(b.Value, b.Size)
+	if err != nil {
+		return nil, err.Error()
+	}
+	return sites, ""
+}
+
+// exitFinderFor opens an object's exit finder once.
+func (t *Tracer) exitFinderFor(obj *MappedObject) (*exitFinder, error) {
+	if x, ok := t.exitFinders[obj.OpenPath]; ok {
+		return x, nil
+	}
+	f, err := elf.Open(obj.OpenPath)
+	if err != nil {
+		return nil, err
+	}
+	probed := map[uint64]string{}
+	for _, fn := range AllocatorFuncs {
+		if b, ok := t.allocator.Bindings[fn.Name]; ok && fn.kind.allocates() && b.Object == obj {
+			probed[b.Value] = fn.Name
+		}
+	}
+	x, err := newExitFinder(f, probed, t.allocatingNames())
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	t.exitFinders[obj.OpenPath] = x
+	return x, nil
+}
+
+// closeExitFinders releases the files the exit analysis read.
+func (t *Tracer) closeExitFinders() {
+	for path, x := range t.exitFinders {
+		x.f.Close()
+		delete(t.exitFinders, path)
+	}
+}
+
+// allocatingNames are the allocating functions bound in the target, in any
+// object: a tail jump through the PLT into one ends at its exits.
+func (t *Tracer) allocatingNames() map[string]bool {
+	out := map[string]bool{}
+	for _, fn := range AllocatorFuncs {
+		if _, ok := t.allocator.Bindings[fn.Name]; ok && fn.kind.allocates() {
+			out[fn.Name] = true
+		}
+	}
+	return out
 }
 
 func (t *Tracer) openObject(m *MappedObject) (*objectFile, error) {
@@ -121,6 +193,12 @@ func (t *Tracer) attachProcess(pid int) ([]link.Link, error) {
 	return t.attachSingle(pid)
 }
 
+// exitKey is one exit site of one object.
+type exitKey struct {
+	object *objectFile
+	offset uint64
+}
+
 // multiKey groups probe sites into one uprobe_multi link.
 type multiKey struct {
 	object *objectFile
@@ -141,10 +219,23 @@ func (t *Tracer) attachMulti(pid int) ([]link.Link, error) {
 		g.Addresses = append(g.Addresses, s.offset)
 		g.Cookies = append(g.Cookies, uint64(s.index))
 	}
+	exitsAdded := map[exitKey]bool{}
 	for _, s := range t.sites {
 		add(multiKey{s.object, t.programFor(s.fn.kind), false}, s)
-		if s.fn.kind.allocates() && !t.opts.NoReturnProbes {
+		if !s.fn.kind.allocates() || t.opts.NoReturnProbes {
+			continue
+		}
+		if len(s.exits) == 0 {
 			add(multiKey{s.object, t.objs.AllocReturn, true}, s)
+			continue
+		}
+		// Functions that end in the same code (glibc's memalign family
+		// in _mid_memalign) share its exit sites: each is probed once.
+		for _, e := range s.exits {
+			if k := (exitKey{s.object, e.offset}); !exitsAdded[k] {
+				exitsAdded[k] = true
+				add(multiKey{s.object, t.objs.AllocExit, false}, probeSite{index: uint16(e.kind), offset: e.offset})
+			}
 		}
 	}
 	var links []link.Link
@@ -208,6 +299,17 @@ func (t *Tracer) attachSite(pid int, s probeSite) ([]link.Link, error) {
 	}
 	links := []link.Link{l}
 	if !s.fn.kind.allocates() || t.opts.NoReturnProbes {
+		return links, nil
+	}
+	for _, e := range s.exits {
+		exit := &link.UprobeOptions{Address: e.offset, Cookie: uint64(e.kind), PID: pid}
+		l, err := ex.Uprobe(s.fn.Name, t.objs.AllocExit, exit)
+		if err != nil {
+			return links, explainAttachError(s.fn.Name+" (exit)", s.object.path, err)
+		}
+		links = append(links, l)
+	}
+	if len(s.exits) > 0 {
 		return links, nil
 	}
 	l, err = ex.Uretprobe(s.fn.Name, t.objs.AllocReturn, opts)

@@ -123,7 +123,12 @@ type Probe struct {
 	// Offset is the function's file offset; Placement.Offset is added.
 	Offset    uint64
 	Placement Placement
-	Returns   bool
+	// Returns marks the probe that sees the call end: on its Exits exit
+	// sites (a ret, a tail jump), or, with none, a uretprobe, kept for
+	// the reason in ReturnProbeWhy.
+	Returns        bool
+	Exits          int
+	ReturnProbeWhy string
 }
 
 // Tracer is the allocation tracer attached to one process (and, with
@@ -139,6 +144,7 @@ type Tracer struct {
 	files     []*objectFile
 	// objectFiles are the probed files by MappedObject.OpenPath.
 	objectFiles map[string]*objectFile
+	exitFinders map[string]*exitFinder
 	multi       bool
 	// procs are the traced processes, with their probes.
 	procs     map[int]*traced
@@ -186,12 +192,13 @@ func Attach(opts Options) (*Tracer, error) {
 		return nil, err
 	}
 	t := &Tracer{
-		opts:       opts,
-		allocator:  alloc,
-		stackCache: map[uint64][]uint64{},
-		procs:      map[int]*traced{},
-		imageFuncs: map[image][]uint64{},
-		multi:      !opts.SingleLinks && useMultiLinks(),
+		opts:        opts,
+		allocator:   alloc,
+		stackCache:  map[uint64][]uint64{},
+		procs:       map[int]*traced{},
+		imageFuncs:  map[image][]uint64{},
+		exitFinders: map[string]*exitFinder{},
+		multi:       !opts.SingleLinks && useMultiLinks(),
 	}
 	if err := t.setUp(); err != nil {
 		t.Close()

@@ -109,6 +109,7 @@ const (
 	tracerMapStackScratch        = "stack_scratch"
 	tracerMapStacks              = "stacks"
 	tracerMapTargets             = "targets"
+	tracerProgAllocExit          = "alloc_exit"
 	tracerProgAllocReturn        = "alloc_return"
 	tracerProgCallocEnter        = "calloc_enter"
 	tracerProgExitEnter          = "exit_enter"
@@ -173,6 +174,7 @@ type tracerSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tracerProgramSpecs struct {
+	AllocExit          *ebpf.ProgramSpec `ebpf:"alloc_exit"`
 	AllocReturn        *ebpf.ProgramSpec `ebpf:"alloc_return"`
 	CallocEnter        *ebpf.ProgramSpec `ebpf:"calloc_enter"`
 	ExitEnter          *ebpf.ProgramSpec `ebpf:"exit_enter"`
@@ -279,6 +281,7 @@ type tracerVariables struct {
 //
 // It can be passed to loadTracerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tracerPrograms struct {
+	AllocExit          *ebpf.Program `ebpf:"alloc_exit"`
 	AllocReturn        *ebpf.Program `ebpf:"alloc_return"`
 	CallocEnter        *ebpf.Program `ebpf:"calloc_enter"`
 	ExitEnter          *ebpf.Program `ebpf:"exit_enter"`
@@ -295,6 +298,7 @@ type tracerPrograms struct {
 
 func (p *tracerPrograms) Close() error {
 	return _TracerClose(
+		p.AllocExit,
 		p.AllocReturn,
 		p.CallocEnter,
 		p.ExitEnter,

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/lsan-project/lsan/bpf"
@@ -113,6 +114,17 @@ func (s *Session) logProbes() {
 		cxx = fmt.Sprintf(", operator new in %s", b.Object.Path)
 	}
 	s.cfg.Log("lsan: probing malloc in %s%s (%d probes)", primary.Path, cxx, len(s.tracer.Probes()))
+	var kept []string
+	for _, p := range s.tracer.Probes() {
+		if p.Returns && p.Exits == 0 && p.ReturnProbeWhy != "" {
+			kept = append(kept, fmt.Sprintf("%s (%s)", p.Func, p.ReturnProbeWhy))
+		}
+	}
+	if len(kept) > 0 {
+		// Their returns go through the kernel's trampoline, which leaves a
+		// copy of the result below the stack pointer (bpf/exits.go).
+		s.cfg.Log("lsan: return probes kept on %s: a copy of their results may hide a leak", strings.Join(kept, ", "))
+	}
 	s.cfg.Log("lsan: attached to pid %d", s.cfg.PID)
 }
 
