@@ -48,9 +48,18 @@ type exitSite struct {
 // argument, known at the jump.
 var returnsFirstArg = []string{"memset", "memcpy", "memmove", "__memset_chk", "__memcpy_chk", "__memmove_chk"}
 
-// maxTailDepth bounds how deep tail jumps into internal functions are
-// followed.
-const maxTailDepth = 2
+// noReturn are functions that never return: a call to one ends a path
+// (what follows it in the code belongs to something else).
+var noReturn = []string{
+	"abort", "exit", "_exit", "_Exit", "__stack_chk_fail", "__assert_fail", "__libc_fatal",
+	"__cxa_throw", "__cxa_rethrow", "__cxa_bad_alloc", "_Unwind_Resume", "_ZSt9terminatev",
+	"_ZSt17__throw_bad_allocv", "_ZSt28__throw_bad_array_new_lengthv", "__cxa_throw_bad_array_new_length",
+	"__fortify_fail", "__chk_fail",
+}
+
+// maxExitInstructions bounds the instructions decoded for one function
+// and what it tail-jumps into.
+const maxExitInstructions = 1 << 16
 
 // exitFinder finds the exits of the functions of one ELF file.
 type exitFinder struct {
@@ -61,8 +70,17 @@ type exitFinder struct {
 	probed      map[uint64]bool
 	probedNames map[string]bool
 	fdes        frame.FrameDescriptionEntries
+	funcs       []funcSym         // sized, sorted by address
+	names       map[uint64]string // every function symbol, sized or not
+	defined     map[string]uint64 // where this object defines a function
 	plt         map[uint64]string // GOT slot -> the function it is bound to
 	pltSections []*elf.Section
+}
+
+// funcSym is a function symbol with its extent.
+type funcSym struct {
+	name        string
+	start, size uint64
 }
 
 // newExitFinder prepares the analysis of f's functions: probed are the
@@ -73,7 +91,7 @@ func newExitFinder(f *elf.File, probed map[uint64]string, names map[string]bool)
 	for addr := range probed {
 		x.probed[addr] = true
 	}
-	if s := f.Section(".eh_frame"); s != nil {
+	if s := f.Section(".eh_frame"); s != nil && s.Type != elf.SHT_NOBITS {
 		data, err := s.Data()
 		if err != nil {
 			return nil, fmt.Errorf("read .eh_frame: %w", err)
@@ -82,7 +100,14 @@ func newExitFinder(f *elf.File, probed map[uint64]string, names map[string]bool)
 		if err != nil {
 			return nil, fmt.Errorf("parse .eh_frame: %w", err)
 		}
-		x.fdes = fdes
+		// Parse keeps the section's order, which is not by address where
+		// cold parts were moved apart; FDEForPC searches a sorted list.
+		x.fdes = frame.FrameDescriptionEntries(nil).Append(fdes)
+	}
+	x.funcs, x.names = functionSymbols(f)
+	x.defined = map[string]uint64{}
+	for addr, name := range x.names {
+		x.defined[name] = addr
 	}
 	for _, name := range []string{".plt", ".plt.sec", ".plt.got"} {
 		if s := f.Section(name); s != nil {
@@ -93,90 +118,212 @@ func newExitFinder(f *elf.File, probed map[uint64]string, names map[string]bool)
 	return x, nil
 }
 
-// exits returns the exit sites of the function at vaddr with size bytes
-// (0: its extent comes from its frame description entry).
-func (x *exitFinder) exits(vaddr, size uint64) ([]exitSite, error) {
-	var out []exitSite
-	if err := x.walk(vaddr, size, 0, map[uint64]bool{}, &out); err != nil {
-		return nil, err
+// functionSymbols lists the sized function symbols of both symbol
+// tables, and names every function symbol (assembly ones have no size).
+func functionSymbols(f *elf.File) ([]funcSym, map[uint64]string) {
+	var sized []funcSym
+	names := map[uint64]string{}
+	for _, load := range []func() ([]elf.Symbol, error){f.Symbols, f.DynamicSymbols} {
+		syms, _ := load()
+		for _, s := range syms {
+			if t := elf.ST_TYPE(s.Info); (t != elf.STT_FUNC && t != elf.STT_GNU_IFUNC) || s.Value == 0 {
+				continue
+			}
+			if _, ok := names[s.Value]; !ok {
+				names[s.Value] = s.Name
+			}
+			if s.Size != 0 {
+				sized = append(sized, funcSym{s.Name, s.Value, s.Size})
+			}
+		}
 	}
-	slices.SortFunc(out, func(a, b exitSite) int { return int(int64(a.offset) - int64(b.offset)) })
-	return slices.Compact(out), nil
+	slices.SortFunc(sized, func(a, b funcSym) int { return cmpUint(a.start, b.start) })
+	return sized, names
 }
 
-func (x *exitFinder) walk(vaddr, size uint64, depth int, seen map[uint64]bool, out *[]exitSite) error {
-	if seen[vaddr] {
-		return nil
+func cmpUint(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
 	}
-	seen[vaddr] = true
-	if size == 0 {
-		fde, err := x.fdes.FDEForPC(vaddr)
-		if err != nil || fde.Begin() != vaddr {
-			return fmt.Errorf("no extent known for code at %#x", vaddr)
+	return 0
+}
+
+// extent returns the code range that holds vaddr: its frame description
+// entry's, else a function symbol's.
+func (x *exitFinder) extent(vaddr uint64) (start, end uint64, ok bool) {
+	if fde, err := x.fdes.FDEForPC(vaddr); err == nil {
+		return fde.Begin(), fde.End(), true
+	}
+	i, _ := slices.BinarySearchFunc(x.funcs, vaddr+1, func(f funcSym, v uint64) int { return cmpUint(f.start, v) })
+	if i > 0 && vaddr < x.funcs[i-1].start+x.funcs[i-1].size {
+		return x.funcs[i-1].start, x.funcs[i-1].start + x.funcs[i-1].size, true
+	}
+	return 0, 0, false
+}
+
+// symbolAt names the function starting at vaddr ("" if none).
+func (x *exitFinder) symbolAt(vaddr uint64) string { return x.names[vaddr] }
+
+// calleeName names what a direct jump or call to target reaches: a PLT
+// entry's function, or the function symbol at target.
+func (x *exitFinder) calleeName(target uint64) (string, error) {
+	if x.inPLT(target) {
+		return x.pltTarget(target)
+	}
+	return x.symbolAt(target), nil
+}
+
+// exits returns the exit sites of the function at vaddr with size bytes
+// (0: its extent comes from .eh_frame or the symbol table). It follows
+// the control flow from the entry: branches, jumps into cold parts and
+// into the internal functions it tail-jumps to, each path ending at a
+// ret, a tail jump or a call that never returns.
+func (x *exitFinder) exits(vaddr, size uint64) ([]exitSite, error) {
+	w := &exitWalk{x: x, seen: map[uint64]bool{}, bounds: map[uint64][2]uint64{}}
+	if size > 0 {
+		w.bounds[vaddr] = [2]uint64{vaddr, vaddr + size}
+	}
+	w.todo = append(w.todo, vaddr)
+	for len(w.todo) > 0 {
+		addr := w.todo[len(w.todo)-1]
+		w.todo = w.todo[:len(w.todo)-1]
+		if err := w.path(addr); err != nil {
+			return nil, err
 		}
-		size = fde.End() - vaddr
 	}
-	code, off, err := x.code(vaddr, size)
+	slices.SortFunc(w.out, func(a, b exitSite) int { return cmpUint(a.offset, b.offset) })
+	return slices.Compact(w.out), nil
+}
+
+// exitWalk is one traversal.
+type exitWalk struct {
+	x      *exitFinder
+	todo   []uint64
+	seen   map[uint64]bool
+	bounds map[uint64][2]uint64 // extents given by the caller, by start
+	out    []exitSite
+	budget int
+}
+
+// span returns the extent a path from addr may run in.
+func (w *exitWalk) span(addr uint64) (uint64, uint64, error) {
+	for _, b := range w.bounds {
+		if addr >= b[0] && addr < b[1] {
+			return b[0], b[1], nil
+		}
+	}
+	if start, end, ok := w.x.extent(addr); ok {
+		return start, end, nil
+	}
+	return 0, 0, fmt.Errorf("no extent known for code at %#x", addr)
+}
+
+// path decodes from addr until the path ends.
+func (w *exitWalk) path(addr uint64) error {
+	start, end, err := w.span(addr)
 	if err != nil {
 		return err
 	}
-	for pos := 0; pos < len(code); {
+	code, off, err := w.x.code(start, end-start)
+	if err != nil {
+		return err
+	}
+	for pos := addr - start; pos < uint64(len(code)); {
+		here := start + pos
+		if w.seen[here] {
+			return nil
+		}
+		w.seen[here] = true
+		if w.budget++; w.budget > maxExitInstructions {
+			return fmt.Errorf("too much code behind %#x", addr)
+		}
 		rest := code[pos:]
 		if hasPrefix(rest, endbr64) {
-			pos += len(endbr64)
+			pos += uint64(len(endbr64))
 			continue
 		}
 		inst, err := x86asm.Decode(rest, 64)
 		if err != nil {
-			return fmt.Errorf("undecodable instruction at %#x", vaddr+uint64(pos))
+			return fmt.Errorf("undecodable instruction at %#x", here)
 		}
-		here := vaddr + uint64(pos)
-		if err := x.visit(inst, here, off+uint64(pos), vaddr, size, depth, seen, out); err != nil {
+		more, err := w.visit(inst, here, off+pos)
+		if err != nil || !more {
 			return err
 		}
-		pos += inst.Len
+		pos += uint64(inst.Len)
 	}
-	return nil
+	return nil // off the end of the extent: after a call that never returns
 }
 
-// visit looks at one instruction of the function [start, start+size).
-func (x *exitFinder) visit(inst x86asm.Inst, here, fileOff, start, size uint64, depth int, seen map[uint64]bool, out *[]exitSite) error {
+// visit handles one instruction; more says whether the path goes on.
+func (w *exitWalk) visit(inst x86asm.Inst, here, fileOff uint64) (more bool, err error) {
 	switch {
 	case inst.Op == x86asm.RET:
-		*out = append(*out, exitSite{fileOff, exitReturn})
-		return nil
-	case inst.Op == x86asm.JMP || isJcc(inst.Op):
-	default:
-		return nil
+		w.out = append(w.out, exitSite{fileOff, exitReturn})
+		return false, nil
+	case inst.Op == x86asm.UD2 || inst.Op == x86asm.HLT || inst.Op == x86asm.INT:
+		return false, nil
+	case inst.Op == x86asm.CALL:
+		target, ok := relTarget(inst, here)
+		return !ok || !w.neverReturns(target), nil
+	case inst.Op != x86asm.JMP && !isJcc(inst.Op):
+		return true, nil
 	}
-	rel, ok := inst.Args[0].(x86asm.Rel)
+	target, ok := relTarget(inst, here)
 	if !ok {
-		return fmt.Errorf("indirect jump at %#x", here)
+		return false, fmt.Errorf("indirect jump at %#x", here)
 	}
-	target := uint64(int64(here) + int64(inst.Len) + int64(rel))
-	if target >= start && target < start+size {
-		return nil // within the function
+	if err := w.jump(target, here, fileOff); err != nil {
+		return false, err
 	}
+	return inst.Op != x86asm.JMP, nil
+}
+
+// jump follows a jump from here to target.
+func (w *exitWalk) jump(target, here, fileOff uint64) error {
 	switch {
-	case x.probed[target]:
+	case w.x.probed[target]:
 		return nil // ends at that function's exits
-	case x.inPLT(target):
-		name, err := x.pltTarget(target)
-		if err != nil {
-			return err
-		}
-		if x.probedNames[name] {
-			return nil
-		}
-		if slices.Contains(returnsFirstArg, name) {
-			*out = append(*out, exitSite{fileOff, exitTailFirst})
+	}
+	name, err := w.x.calleeName(target)
+	switch {
+	case err != nil:
+		return err
+	case w.x.inPLT(target) && w.x.probedNames[name], slices.Contains(noReturn, name):
+		return nil
+	case slices.Contains(returnsFirstArg, name):
+		w.out = append(w.out, exitSite{fileOff, exitTailFirst})
+		return nil
+	case w.x.inPLT(target):
+		// Through the PLT into a function of this same object (an
+		// exported, interposable one: tcmalloc's slow paths): followed
+		// there, as if the jump were direct.
+		if addr, ok := w.x.defined[name]; ok {
+			w.todo = append(w.todo, addr)
 			return nil
 		}
 		return fmt.Errorf("tail jump at %#x to %s, whose result is unknown", here, name)
-	case depth < maxTailDepth:
-		return x.walk(target, 0, depth+1, seen, out)
 	}
-	return fmt.Errorf("tail jumps nested too deep at %#x", here)
+	w.todo = append(w.todo, target)
+	return nil
+}
+
+// neverReturns tells whether a call to target ends the path.
+func (w *exitWalk) neverReturns(target uint64) bool {
+	name, _ := w.x.calleeName(target)
+	return slices.Contains(noReturn, name)
+}
+
+// relTarget is the target of a direct jump or call.
+func relTarget(inst x86asm.Inst, here uint64) (uint64, bool) {
+	rel, ok := inst.Args[0].(x86asm.Rel)
+	if !ok {
+		return 0, false
+	}
+	return uint64(int64(here) + int64(inst.Len) + int64(rel)), true
 }
 
 func isJcc(op x86asm.Op) bool {

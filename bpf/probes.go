@@ -24,9 +24,11 @@ type probeSite struct {
 	// offset is the file offset of the probed instruction.
 	offset uint64
 	probe  Probe
-	// exits are the function's exit sites (exits.go); none: an allocating
-	// function keeps its uretprobe.
-	exits []exitSite
+	// exits are the function's exit sites (exits.go), known when
+	// exitsKnown (possibly none: every path tail-jumps into another probed
+	// function); else an allocating function keeps its uretprobe.
+	exits      []exitSite
+	exitsKnown bool
 }
 
 // objectFile keeps a probed file open, so that a process forked long
@@ -82,6 +84,7 @@ func (t *Tracer) planProbes() error {
 		t.probes = append(t.probes, probe)
 		if fn.kind.allocates() && !t.opts.NoReturnProbes {
 			site.exits, probe.ReturnProbeWhy = t.exitsOf(b)
+			site.exitsKnown = probe.ReturnProbeWhy == ""
 			probe.Returns, probe.Exits = true, len(site.exits)
 			t.probes = append(t.probes, probe)
 		}
@@ -225,7 +228,7 @@ func (t *Tracer) attachMulti(pid int) ([]link.Link, error) {
 		if !s.fn.kind.allocates() || t.opts.NoReturnProbes {
 			continue
 		}
-		if len(s.exits) == 0 {
+		if !s.exitsKnown {
 			add(multiKey{s.object, t.objs.AllocReturn, true}, s)
 			continue
 		}
@@ -309,7 +312,7 @@ func (t *Tracer) attachSite(pid int, s probeSite) ([]link.Link, error) {
 		}
 		links = append(links, l)
 	}
-	if len(s.exits) > 0 {
+	if s.exitsKnown {
 		return links, nil
 	}
 	l, err = ex.Uretprobe(s.fn.Name, t.objs.AllocReturn, opts)

@@ -124,8 +124,9 @@ type Probe struct {
 	Offset    uint64
 	Placement Placement
 	// Returns marks the probe that sees the call end: on its Exits exit
-	// sites (a ret, a tail jump), or, with none, a uretprobe, kept for
-	// the reason in ReturnProbeWhy.
+	// sites (a ret, a tail jump; none when every path tail-jumps into
+	// another probed function), or, when ReturnProbeWhy says why they
+	// could not be found, a uretprobe.
 	Returns        bool
 	Exits          int
 	ReturnProbeWhy string

@@ -160,3 +160,23 @@ func TestReturnProbeCopies(t *testing.T) {
 	}
 	t.Fatal("no return_copy example")
 }
+
+// TestNoReturnProbesKept: every allocating function of glibc, libstdc++,
+// jemalloc, tcmalloc and static musl is probed on its exits; none keeps a
+// uretprobe (whose trampoline leaves copies of results on the stack).
+func TestNoReturnProbesKept(t *testing.T) {
+	requireRoot(t)
+	for _, ex := range loadExamples(t) {
+		switch ex.Name {
+		case "cxx_new", "jemalloc", "tcmalloc", "musl_static", "malloc":
+		default:
+			continue
+		}
+		t.Run(ex.Name, func(t *testing.T) {
+			_, _, stderr := runExample(t, ex)
+			if !strings.Contains(stderr, "attached to pid") || strings.Contains(stderr, "return probes kept") {
+				t.Errorf("stderr:\n%s", stderr)
+			}
+		})
+	}
+}

@@ -116,7 +116,7 @@ func (s *Session) logProbes() {
 	s.cfg.Log("lsan: probing malloc in %s%s (%d probes)", primary.Path, cxx, len(s.tracer.Probes()))
 	var kept []string
 	for _, p := range s.tracer.Probes() {
-		if p.Returns && p.Exits == 0 && p.ReturnProbeWhy != "" {
+		if p.Returns && p.ReturnProbeWhy != "" {
 			kept = append(kept, fmt.Sprintf("%s (%s)", p.Func, p.ReturnProbeWhy))
 		}
 	}
