@@ -5,10 +5,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/lsan-project/lsan/internal/procmaps"
 	"os"
 	"os/exec"
 	"runtime"
-	"strconv"
 	"strings"
 	"syscall"
 
@@ -171,15 +171,13 @@ func mappedPathAt(pid int, addr uint64) string {
 	if addr == 0 {
 		return ""
 	}
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	maps, err := procmaps.Read(pid)
 	if err != nil {
 		return ""
 	}
-	prefix := strconv.FormatUint(addr, 16) + "-"
-	for _, line := range strings.Split(string(data), "\n") {
-		fields := strings.Fields(line)
-		if len(fields) >= 6 && strings.HasPrefix(line, prefix) && strings.HasPrefix(fields[5], "/") {
-			return fields[5]
+	for _, m := range maps {
+		if m.Start == addr && strings.HasPrefix(m.Path, "/") {
+			return m.Path
 		}
 	}
 	return ""
