@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -15,20 +14,11 @@ import (
 // every block reported), for a few N: the slope is lsan's memory per
 // tracked block.
 func benchMemory() error {
-	dir, err := os.MkdirTemp("", "lsanbench")
+	dir, lsan, prog, err := buildWithLSan("manyblocks")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	lsan, err := buildLSan(dir)
-	if err != nil {
-		return err
-	}
-	prog := filepath.Join(dir, "manyblocks")
-	src := filepath.Join(sourceDir(), "manyblocks.c")
-	if b, err := exec.Command("gcc", "-O2", "-o", prog, src).CombinedOutput(); err != nil {
-		return fmt.Errorf("build %s: %v\n%s", src, err, b)
-	}
 	fmt.Printf("\nlsan's peak RSS, lsan run on a program holding N leaked blocks at exit\n")
 	fmt.Printf("%-12s %14s %20s\n", "blocks", "peak RSS MiB", "MiB per Mi blocks")
 	var base float64

@@ -10,24 +10,34 @@ import (
 	"time"
 )
 
+// buildWithLSan builds lsan and bench/NAME.c (-O2) into a new directory,
+// which the caller removes.
+func buildWithLSan(name string) (dir, lsan, prog string, err error) {
+	if dir, err = os.MkdirTemp("", "lsanbench"); err != nil {
+		return "", "", "", err
+	}
+	if lsan, err = buildLSan(dir); err != nil {
+		os.RemoveAll(dir)
+		return "", "", "", err
+	}
+	prog = filepath.Join(dir, name)
+	src := filepath.Join(sourceDir(), name+".c")
+	if b, err := exec.Command("gcc", "-O2", "-o", prog, src).CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		return "", "", "", fmt.Errorf("build %s: %v\n%s", src, err, b)
+	}
+	return dir, lsan, prog, nil
+}
+
 // benchRun measures what `lsan run` adds: the wall time of a run of a
 // trivial command (attach before it starts, check at its exit, detach),
 // and the time per forked child with and without --follow-forks.
 func benchRun(children, rounds int) error {
-	dir, err := os.MkdirTemp("", "lsanbench")
+	dir, lsan, loop, err := buildWithLSan("forkloop")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	lsan, err := buildLSan(dir)
-	if err != nil {
-		return err
-	}
-	loop := filepath.Join(dir, "forkloop")
-	src := filepath.Join(sourceDir(), "forkloop.c")
-	if b, err := exec.Command("gcc", "-O2", "-o", loop, src).CombinedOutput(); err != nil {
-		return fmt.Errorf("build %s: %v\n%s", src, err, b)
-	}
 	n := strconv.Itoa(children)
 	variants := []struct {
 		name string

@@ -2,7 +2,6 @@ package integration
 
 import (
 	"encoding/json"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -29,27 +28,20 @@ func TestLossesAreReported(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			bin := filepath.Join(repoRoot, "examples", "bin", tc.example)
 			args := append(append([]string{"run", "--format", "json"}, tc.args...), "--", bin)
-			cmd := exec.Command(lsan(t), args...)
-			var stdout, stderr strings.Builder
-			cmd.Stdout, cmd.Stderr = &stdout, &stderr
-			err := cmd.Run()
-			code := 0
-			if ee, ok := err.(*exec.ExitError); ok {
-				code = ee.ExitCode()
-			}
+			code, stdout, stderr := runLSanEnv(t, nil, args...)
 			if code != tc.code {
-				t.Errorf("exit status %d, want %d\n%s", code, tc.code, stderr.String())
+				t.Errorf("exit status %d, want %d\n%s", code, tc.code, stderr)
 			}
-			if !strings.Contains(stderr.String(), "lsan: warning: ") || !strings.Contains(stderr.String(), tc.stderr) {
-				t.Errorf("stderr lacks the warning %q:\n%s", tc.stderr, stderr.String())
+			if !strings.Contains(stderr, "lsan: warning: ") || !strings.Contains(stderr, tc.stderr) {
+				t.Errorf("stderr lacks the warning %q:\n%s", tc.stderr, stderr)
 			}
 			var rep struct {
 				Dropped  map[string]uint64 `json:"dropped"`
 				Complete *bool             `json:"complete"`
 			}
-			lines := jsonLines(stdout.String())
+			lines := jsonLines(stdout)
 			if len(lines) == 0 {
-				t.Fatalf("no JSON report:\n%s", stdout.String())
+				t.Fatalf("no JSON report:\n%s", stdout)
 			}
 			if err := json.Unmarshal([]byte(lines[len(lines)-1]), &rep); err != nil {
 				t.Fatal(err)

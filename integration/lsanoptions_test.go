@@ -70,27 +70,19 @@ func TestLSanOptionsBehaviour(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append(append([]string{"run"}, tc.args...), "--", leaky)
-			cmd := exec.Command(lsan(t), args...)
-			cmd.Env = append(os.Environ(), "LSAN_OPTIONS="+tc.options)
-			var stdout, stderr strings.Builder
-			cmd.Stdout, cmd.Stderr = &stdout, &stderr
-			err := cmd.Run()
-			code := 0
-			if ee, ok := err.(*exec.ExitError); ok {
-				code = ee.ExitCode()
-			}
+			code, stdout, stderr := runLSanEnv(t, []string{"LSAN_OPTIONS=" + tc.options}, args...)
 			if code != tc.code {
-				t.Errorf("exit status %d, want %d\n%s", code, tc.code, stderr.String())
+				t.Errorf("exit status %d, want %d\n%s", code, tc.code, stderr)
 			}
-			reported := strings.Contains(stdout.String(), "LeakSanitizer")
+			reported := strings.Contains(stdout, "LeakSanitizer")
 			if tc.stdout == "" && reported {
-				t.Errorf("unexpected report on stdout:\n%s", stdout.String())
+				t.Errorf("unexpected report on stdout:\n%s", stdout)
 			}
-			if tc.stdout != "" && !strings.Contains(stdout.String(), tc.stdout) {
-				t.Errorf("stdout lacks %q:\n%s", tc.stdout, stdout.String())
+			if tc.stdout != "" && !strings.Contains(stdout, tc.stdout) {
+				t.Errorf("stdout lacks %q:\n%s", tc.stdout, stdout)
 			}
-			if tc.stderr != "" && !strings.Contains(stderr.String(), tc.stderr) {
-				t.Errorf("stderr lacks %q:\n%s", tc.stderr, stderr.String())
+			if tc.stderr != "" && !strings.Contains(stderr, tc.stderr) {
+				t.Errorf("stderr lacks %q:\n%s", tc.stderr, stderr)
 			}
 		})
 	}
@@ -101,4 +93,20 @@ func TestLSanOptionsBehaviour(t *testing.T) {
 	if data, _ := os.ReadFile(files[0]); !strings.Contains(string(data), "SUMMARY: LeakSanitizer:") {
 		t.Errorf("log_path file holds no report:\n%s", data)
 	}
+}
+
+// runLSanEnv runs lsan with extra environment variables to its end.
+func runLSanEnv(t *testing.T, env []string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	cmd := exec.Command(lsan(t), args...)
+	cmd.Env = append(os.Environ(), env...)
+	var out, errOut strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return code, out.String(), errOut.String()
 }
