@@ -96,11 +96,11 @@ func (t *Tracer) planProbes() error {
 // exitsOf finds the exit sites of an allocating function, or says why it
 // keeps its uretprobe (exits.go).
 func (t *Tracer) exitsOf(b Binding) ([]exitSite, string) {
+	if !t.opts.ExitProbes {
+		return nil, "uretprobes chosen"
+	}
 	if runtime.GOARCH != "amd64" {
 		return nil, "exit probes are implemented for x86-64 only"
-	}
-	if t.opts.Placement == PlaceEntry {
-		return nil, "probe placement disabled"
 	}
 	x, err := t.exitFinderFor(b.Object)
 	if err != nil {

@@ -59,6 +59,11 @@ type Options struct {
 	// TrackFreed remembers the ranges the target frees (Freed), for an
 	// attach-mode scan to leave out of its roots.
 	TrackFreed bool
+	// ExitProbes ends allocator calls at probes on their own exits
+	// (exits.go) instead of uretprobes, whose trampoline leaves copies of
+	// the results on the stack that can hide a leak. x86-64 only. They cost
+	// more: the kernel single-steps ret (about 3x per malloc+free pair).
+	ExitProbes bool
 	// MaxFreed is the capacity of the freed-range map (the oldest are
 	// forgotten beyond it).
 	MaxFreed uint32

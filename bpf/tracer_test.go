@@ -143,9 +143,11 @@ func TestPairing(t *testing.T) {
 	requireBPF(t)
 	exe := buildC(t, "testdata/pairing.c")
 	for _, single := range []bool{false, true} {
-		t.Run(fmt.Sprintf("single_links=%v", single), func(t *testing.T) {
-			testPairing(t, exe, Options{SingleLinks: single})
-		})
+		for _, exits := range []bool{false, true} {
+			t.Run(fmt.Sprintf("single_links=%v,exit_probes=%v", single, exits), func(t *testing.T) {
+				testPairing(t, exe, Options{SingleLinks: single, ExitProbes: exits})
+			})
+		}
 	}
 }
 

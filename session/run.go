@@ -53,6 +53,10 @@ func (s *Session) attachChild(pid int) error {
 	s.cfg.PID = pid
 	s.cfg.Tracer.PID = pid
 	s.cfg.Tracer.StopAtExit = !s.cfg.NoFinalCheck
+	if s.cfg.ReturnProbes != ReturnUretprobe {
+		// The check at exit must match LSan's: no copies planted.
+		s.cfg.Tracer.ExitProbes = true
+	}
 	t, err := bpf.Attach(s.cfg.Tracer)
 	if err != nil {
 		return err

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
 	"time"
 
@@ -41,6 +42,8 @@ type Config struct {
 	// HideSuppressionsUsed leaves out the "Suppressions used" table
 	// (LSAN_OPTIONS=print_suppressions=0).
 	HideSuppressionsUsed bool
+	// ReturnProbes chooses how allocator calls are seen to end.
+	ReturnProbes ReturnProbes
 	// NoFinalCheck skips the check at the command's exit (lsan run) or on
 	// SIGINT/SIGTERM (lsan -p): LSAN_OPTIONS leak_check_at_exit=0.
 	NoFinalCheck bool
@@ -53,6 +56,18 @@ type Config struct {
 	// Log receives progress lines for stderr.
 	Log func(format string, args ...any)
 }
+
+// ReturnProbes says how allocator calls are seen to end (--return-probes).
+type ReturnProbes int
+
+const (
+	// ReturnAuto: exit probes for lsan run, whose one check at exit must
+	// match LSan's; uretprobes for lsan -p, attached to live services,
+	// where they cost a third and a copy they leave only delays a report.
+	ReturnAuto ReturnProbes = iota
+	ReturnExit
+	ReturnUretprobe
+)
 
 // Session is an attached lsan.
 type Session struct {
@@ -89,6 +104,7 @@ func Attach(cfg Config) (*Session, error) {
 	// not track, so heap memory stays a root; what the target frees from
 	// now on is remembered, to be left out.
 	cfg.Tracer.TrackFreed = true
+	cfg.Tracer.ExitProbes = cfg.ReturnProbes == ReturnExit
 	exited, err := exitNotifier(cfg.PID)
 	if err != nil {
 		return nil, err
@@ -116,7 +132,7 @@ func (s *Session) logProbes() {
 	s.cfg.Log("lsan: probing malloc in %s%s (%d probes)", primary.Path, cxx, len(s.tracer.Probes()))
 	var kept []string
 	for _, p := range s.tracer.Probes() {
-		if p.Returns && p.ReturnProbeWhy != "" {
+		if p.Returns && p.ReturnProbeWhy != "" && s.cfg.Tracer.ExitProbes {
 			kept = append(kept, fmt.Sprintf("%s (%s)", p.Func, p.ReturnProbeWhy))
 		}
 	}
@@ -124,6 +140,9 @@ func (s *Session) logProbes() {
 		// Their returns go through the kernel's trampoline, which leaves a
 		// copy of the result below the stack pointer (bpf/exits.go).
 		s.cfg.Log("lsan: return probes kept on %s: a copy of their results may hide a leak", strings.Join(kept, ", "))
+	}
+	if !s.cfg.Tracer.ExitProbes && runtime.GOARCH == "amd64" {
+		s.cfg.Log("lsan: allocator returns seen by uretprobes (fast): a copy of a returned pointer they leave on the stack can hide a leak until it is overwritten; --return-probes exit rules that out, at about 3x the cost per call")
 	}
 	s.cfg.Log("lsan: attached to pid %d", s.cfg.PID)
 }
