@@ -277,8 +277,9 @@ func attachMultiGroup(k multiKey, opts *link.UprobeMultiOptions) (link.Link, err
 // perf-event uprobe per site.
 func (t *Tracer) attachSingle(pid int) ([]link.Link, error) {
 	var links []link.Link
+	exitsAdded := map[exitKey]bool{}
 	for _, s := range t.sites {
-		ls, err := t.attachSite(pid, s)
+		ls, err := t.attachSite(pid, s, exitsAdded)
 		links = append(links, ls...)
 		if err != nil {
 			closeLinks(links)
@@ -288,7 +289,7 @@ func (t *Tracer) attachSingle(pid int) ([]link.Link, error) {
 	return links, nil
 }
 
-func (t *Tracer) attachSite(pid int, s probeSite) ([]link.Link, error) {
+func (t *Tracer) attachSite(pid int, s probeSite, exitsAdded map[exitKey]bool) ([]link.Link, error) {
 	ex, err := link.OpenExecutable(s.object.attachPath())
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", s.object.path, err)
@@ -305,6 +306,12 @@ func (t *Tracer) attachSite(pid int, s probeSite) ([]link.Link, error) {
 		return links, nil
 	}
 	for _, e := range s.exits {
+		// Functions that end in the same code share its exits: one probe.
+		if k := (exitKey{s.object, e.offset}); exitsAdded[k] {
+			continue
+		} else {
+			exitsAdded[k] = true
+		}
 		exit := &link.UprobeOptions{Address: e.offset, Cookie: uint64(e.kind), PID: pid}
 		l, err := ex.Uprobe(s.fn.Name, t.objs.AllocExit, exit)
 		if err != nil {
