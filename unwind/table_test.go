@@ -26,9 +26,9 @@ func buildDeep(t *testing.T) string {
 
 // readelfRow is one row of `readelf --debug-dump=frames-interp`.
 type readelfRow struct {
-	pc       uint64
-	cfa      string // "rsp+16", "exp"
-	rbp, ra  string // "u", "c-16"
+	pc      uint64
+	cfa     string // "rsp+16", "exp"
+	rbp, ra string // "u", "c-16"
 	// signal: the FDE's CIE has augmentation "S" (a signal trampoline).
 	signal bool
 }
