@@ -207,6 +207,8 @@ static __always_inline __u64 hash_frames(struct stack *st, __u32 n)
 	return h ? h : 1;
 }
 
+#include "unwind.h"
+
 // capture_stack stores the user stack of the current call and returns its
 // id, or 0 when it could not be stored. The only place stacks are taken, so
 // the unwinder can change here alone.
@@ -216,7 +218,7 @@ static __always_inline __u64 capture_stack(struct pt_regs *ctx)
 	struct stack *st = bpf_map_lookup_elem(&stack_scratch, &zero);
 	if (!st)
 		return 0;
-	long n = bpf_get_stack(ctx, st->pcs, sizeof(st->pcs), BPF_F_USER_STACK);
+	long n = unwind_user_stack(ctx, st);
 	if (n <= 0) {
 		count(COUNTER_STACK_DROPPED);
 		return 0;

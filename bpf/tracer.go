@@ -10,6 +10,7 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -53,6 +54,10 @@ type Options struct {
 	// SingleLinks attaches one perf-event uprobe per probe even where the
 	// kernel has uprobe_multi links (tests compare the two).
 	SingleLinks bool
+	// Unwind chooses how stacks are taken (--unwind; default auto).
+	Unwind UnwindMode
+	// MaxUnwindRows bounds the CFI row table (8 bytes a row; 0: default).
+	MaxUnwindRows uint32
 }
 
 // Default capacities. The block map is preallocated (about 112 bytes of
@@ -129,6 +134,8 @@ type Tracer struct {
 	stackCache map[uint64][]uint64
 	// orphans are the stacks no live block referenced at the last prune.
 	orphans map[uint64]bool
+	// unwinder loads CFI rows (nil with UnwindFP).
+	unwinder *unwinder
 }
 
 // Attach loads the BPF program and attaches it to the allocator functions
@@ -142,6 +149,9 @@ func Attach(opts Options) (*Tracer, error) {
 	}
 	if opts.SampleRate == 0 {
 		opts.SampleRate = 1
+	}
+	if opts.MaxUnwindRows == 0 {
+		opts.MaxUnwindRows = DefaultMaxUnwindRows
 	}
 	if err := checkTarget(opts.PID); err != nil {
 		return nil, err
@@ -218,6 +228,10 @@ func (t *Tracer) load() error {
 	}
 	spec.Maps["allocs"].MaxEntries = t.opts.MaxBlocks
 	spec.Maps["stacks"].MaxEntries = t.opts.MaxStacks
+	spec.Maps["unwind_rows"].MaxEntries = t.opts.MaxUnwindRows
+	if err := spec.Variables["unwind_mode"].Set(t.opts.Unwind.bpfMode()); err != nil {
+		return fmt.Errorf("set unwind mode: %w", err)
+	}
 	if t.multi {
 		setMultiAttachType(spec)
 	}
@@ -241,6 +255,9 @@ func (t *Tracer) load() error {
 	}
 	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {
 		return explainLoadError(err)
+	}
+	if t.opts.Unwind != UnwindFP {
+		t.unwinder = newUnwinder(t.objs.UnwindRows, t.objs.UnwindProcs, t.opts.MaxUnwindRows, t.opts.Unwind, 100*time.Millisecond)
 	}
 	return nil
 }
@@ -315,6 +332,10 @@ func (t *Tracer) Probes() []Probe { return t.probes }
 // Close detaches every probe and frees the maps. Safe to call twice.
 func (t *Tracer) Close() error {
 	t.stopFollowing()
+	if t.unwinder != nil {
+		t.unwinder.close()
+		t.unwinder = nil
+	}
 	links := t.links
 	for _, p := range t.procs {
 		links = append(links, p.links...)

@@ -86,6 +86,45 @@ type tracerTarget struct {
 	Pad        uint16
 }
 
+type tracerUnwindCounter uint32
+
+const (
+	tracerUnwindCounterUNWIND_COUNTER_STACKS     tracerUnwindCounter = 0
+	tracerUnwindCounterUNWIND_COUNTER_COMPLETE   tracerUnwindCounter = 1
+	tracerUnwindCounterUNWIND_COUNTER_NO_TABLE   tracerUnwindCounter = 2
+	tracerUnwindCounterUNWIND_COUNTER_EXPRESSION tracerUnwindCounter = 3
+	tracerUnwindCounterUNWIND_COUNTER_READ       tracerUnwindCounter = 4
+	tracerUnwindCounterUNWIND_COUNTER_DEPTH      tracerUnwindCounter = 5
+	tracerUnwindCounterUNWIND_COUNTER_BAD_FRAME  tracerUnwindCounter = 6
+	tracerUnwindCounterUNWIND_COUNTER_FP_FRAMES  tracerUnwindCounter = 7
+	tracerUnwindCounterUNWIND_COUNTER_NO_PROCESS tracerUnwindCounter = 8
+	tracerUnwindCounterUNWIND_COUNTER_MAX        tracerUnwindCounter = 9
+)
+
+type tracerUnwindMapping struct {
+	_        structs.HostLayout
+	Start    uint64
+	End      uint64
+	Bias     uint64
+	FirstRow uint32
+	Nrows    uint32
+}
+
+type tracerUnwindMappings struct {
+	_   structs.HostLayout
+	N   uint32
+	Pad uint32
+	M   [256]tracerUnwindMapping
+}
+
+type tracerUnwindRow struct {
+	_          structs.HostLayout
+	Pc         uint32
+	CfaOffset  uint16
+	Kind       uint8
+	RbpOffset8 int8
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -98,6 +137,9 @@ const (
 	tracerMapStackScratch        = "stack_scratch"
 	tracerMapStacks              = "stacks"
 	tracerMapTargets             = "targets"
+	tracerMapUnwindCounters      = "unwind_counters"
+	tracerMapUnwindProcs         = "unwind_procs"
+	tracerMapUnwindRows          = "unwind_rows"
 	tracerProgAllocReturn        = "alloc_return"
 	tracerProgCallocEnter        = "calloc_enter"
 	tracerProgExitEnter          = "exit_enter"
@@ -116,6 +158,7 @@ const (
 	tracerVarStopAtExit          = "stop_at_exit"
 	tracerVarUnusedEvent         = "unused_event"
 	tracerVarUnusedEventType     = "unused_event_type"
+	tracerVarUnwindMode          = "unwind_mode"
 )
 
 // loadTracer returns the embedded CollectionSpec for tracer.
@@ -178,14 +221,17 @@ type tracerProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tracerMapSpecs struct {
-	Allocs        *ebpf.MapSpec `ebpf:"allocs"`
-	Counters      *ebpf.MapSpec `ebpf:"counters"`
-	Events        *ebpf.MapSpec `ebpf:"events"`
-	Inflight      *ebpf.MapSpec `ebpf:"inflight"`
-	SampleCounter *ebpf.MapSpec `ebpf:"sample_counter"`
-	StackScratch  *ebpf.MapSpec `ebpf:"stack_scratch"`
-	Stacks        *ebpf.MapSpec `ebpf:"stacks"`
-	Targets       *ebpf.MapSpec `ebpf:"targets"`
+	Allocs         *ebpf.MapSpec `ebpf:"allocs"`
+	Counters       *ebpf.MapSpec `ebpf:"counters"`
+	Events         *ebpf.MapSpec `ebpf:"events"`
+	Inflight       *ebpf.MapSpec `ebpf:"inflight"`
+	SampleCounter  *ebpf.MapSpec `ebpf:"sample_counter"`
+	StackScratch   *ebpf.MapSpec `ebpf:"stack_scratch"`
+	Stacks         *ebpf.MapSpec `ebpf:"stacks"`
+	Targets        *ebpf.MapSpec `ebpf:"targets"`
+	UnwindCounters *ebpf.MapSpec `ebpf:"unwind_counters"`
+	UnwindProcs    *ebpf.MapSpec `ebpf:"unwind_procs"`
+	UnwindRows     *ebpf.MapSpec `ebpf:"unwind_rows"`
 }
 
 // tracerVariableSpecs contains global variables before they are loaded into the kernel.
@@ -198,6 +244,7 @@ type tracerVariableSpecs struct {
 	StopAtExit      *ebpf.VariableSpec `ebpf:"stop_at_exit"`
 	UnusedEvent     *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedEventType *ebpf.VariableSpec `ebpf:"unused_event_type"`
+	UnwindMode      *ebpf.VariableSpec `ebpf:"unwind_mode"`
 }
 
 // tracerObjects contains all objects after they have been loaded into the kernel.
@@ -220,14 +267,17 @@ func (o *tracerObjects) Close() error {
 //
 // It can be passed to loadTracerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tracerMaps struct {
-	Allocs        *ebpf.Map `ebpf:"allocs"`
-	Counters      *ebpf.Map `ebpf:"counters"`
-	Events        *ebpf.Map `ebpf:"events"`
-	Inflight      *ebpf.Map `ebpf:"inflight"`
-	SampleCounter *ebpf.Map `ebpf:"sample_counter"`
-	StackScratch  *ebpf.Map `ebpf:"stack_scratch"`
-	Stacks        *ebpf.Map `ebpf:"stacks"`
-	Targets       *ebpf.Map `ebpf:"targets"`
+	Allocs         *ebpf.Map `ebpf:"allocs"`
+	Counters       *ebpf.Map `ebpf:"counters"`
+	Events         *ebpf.Map `ebpf:"events"`
+	Inflight       *ebpf.Map `ebpf:"inflight"`
+	SampleCounter  *ebpf.Map `ebpf:"sample_counter"`
+	StackScratch   *ebpf.Map `ebpf:"stack_scratch"`
+	Stacks         *ebpf.Map `ebpf:"stacks"`
+	Targets        *ebpf.Map `ebpf:"targets"`
+	UnwindCounters *ebpf.Map `ebpf:"unwind_counters"`
+	UnwindProcs    *ebpf.Map `ebpf:"unwind_procs"`
+	UnwindRows     *ebpf.Map `ebpf:"unwind_rows"`
 }
 
 func (m *tracerMaps) Close() error {
@@ -240,6 +290,9 @@ func (m *tracerMaps) Close() error {
 		m.StackScratch,
 		m.Stacks,
 		m.Targets,
+		m.UnwindCounters,
+		m.UnwindProcs,
+		m.UnwindRows,
 	)
 }
 
@@ -253,6 +306,7 @@ type tracerVariables struct {
 	StopAtExit      *ebpf.Variable `ebpf:"stop_at_exit"`
 	UnusedEvent     *ebpf.Variable `ebpf:"unused_event"`
 	UnusedEventType *ebpf.Variable `ebpf:"unused_event_type"`
+	UnwindMode      *ebpf.Variable `ebpf:"unwind_mode"`
 }
 
 // tracerPrograms contains all programs after they have been loaded into the kernel.
