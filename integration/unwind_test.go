@@ -1,0 +1,272 @@
+package integration
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/lsan-project/lsan/internal/testproc"
+)
+
+// Programs built as distributions build them (-O2, no frame pointers)
+// must get the stacks gdb's bt shows at the allocation, up to main, in run
+// and attach mode: the CFI unwinder in the probe (docs/unwind.md).
+
+// buildUnwindProgram compiles testdata/unwind/SRC with the given flags.
+func buildUnwindProgram(t *testing.T, src, compiler string, flags ...string) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), strings.TrimSuffix(src, filepath.Ext(src)))
+	args := append([]string{"-O2", "-g", "-fomit-frame-pointer", "-o", out, filepath.Join("testdata", "unwind", src)}, flags...)
+	if b, err := exec.Command(compiler, args...).CombinedOutput(); err != nil {
+		t.Fatalf("%s %s: %v\n%s", compiler, src, err, b)
+	}
+	return out
+}
+
+var gdbFrame = regexp.MustCompile(`^#\d+\s+(?:(0x[0-9a-f]+) in )?(\S+) \(`)
+
+// gdbStacks runs exe under gdb, breaks on malloc once run_leaks is
+// entered, and returns each backtrace's frames that lie in exe, innermost
+// first, up to main. gdb runs the program without ASLR, so exe's frames
+// are those whose PC is in exe's mapping; an inlined frame (no PC) belongs
+// to the module of the frame printed with a PC before it.
+func gdbStacks(t *testing.T, exe string) [][]string {
+	t.Helper()
+	script := filepath.Join(t.TempDir(), "bt.gdb")
+	os.WriteFile(script, []byte(strings.Join([]string{
+		"set pagination off", "set breakpoint pending on", "set confirm off",
+		"break run_leaks", "run",
+		"info proc mappings",
+		"break malloc", "commands", "silent", "bt", "continue", "end",
+		"continue", "quit",
+	}, "\n")+"\n"), 0o644)
+	cmd := exec.Command("timeout", "120", "gdb", "-nx", "-batch", "-x", script, exe)
+	out, err := cmd.CombinedOutput()
+	if err != nil && len(out) == 0 {
+		t.Fatalf("gdb: %v", err)
+	}
+	lo, hi := exeRange(t, string(out), exe)
+	var stacks [][]string
+	var cur []string
+	inExe, done := false, false
+	sc := bufio.NewScanner(strings.NewReader(string(out)))
+	for sc.Scan() {
+		line := sc.Text()
+		m := gdbFrame.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		if strings.HasPrefix(line, "#0 ") {
+			if len(cur) > 0 {
+				stacks = append(stacks, cur)
+			}
+			cur, inExe, done = nil, false, false
+		}
+		if m[1] != "" {
+			var pc uint64
+			fmt.Sscanf(m[1], "0x%x", &pc)
+			inExe = pc >= lo && pc < hi
+		}
+		if inExe && !done {
+			cur = append(cur, m[2])
+			done = m[2] == "main"
+		}
+	}
+	if len(cur) > 0 {
+		stacks = append(stacks, cur)
+	}
+	if len(stacks) == 0 {
+		t.Fatalf("no backtrace from gdb:\n%s", out)
+	}
+	return stacks
+}
+
+// exeRange reads exe's address range from gdb's `info proc mappings`.
+func exeRange(t *testing.T, out, exe string) (lo, hi uint64) {
+	t.Helper()
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 || f[len(f)-1] != exe {
+			continue
+		}
+		var s, e uint64
+		fmt.Sscanf(f[0], "0x%x", &s)
+		fmt.Sscanf(f[1], "0x%x", &e)
+		if lo == 0 || s < lo {
+			lo = s
+		}
+		if e > hi {
+			hi = e
+		}
+	}
+	if hi == 0 {
+		t.Fatalf("no mapping of %s in gdb's output:\n%s", exe, out)
+	}
+	return lo, hi
+}
+
+// lsanStacks returns each leak group's frames that lie in exe, up to
+// main, and fails on a marker or an unnamed frame anywhere in a stack.
+func lsanStacks(t *testing.T, r jsonReport, exe string) [][]string {
+	t.Helper()
+	var out [][]string
+	for _, g := range r.Leaks {
+		var frames []string
+		for _, f := range g.Stack {
+			if f.Function == "" || strings.HasPrefix(f.Function, "[unwind") {
+				t.Errorf("leak stack has frame %+v: %+v", f, g.Stack)
+			}
+			if f.Module == exe {
+				frames = append(frames, f.Function)
+				if f.Function == "main" {
+					break
+				}
+			}
+		}
+		out = append(out, frames)
+	}
+	return out
+}
+
+func joinStacks(stacks [][]string) []string {
+	var out []string
+	for _, s := range stacks {
+		out = append(out, strings.Join(s, " < "))
+	}
+	sort.Strings(out)
+	return out
+}
+
+// userFrames are deep.c's own functions (and the inlined getline
+// wrapper), the frames the expected stacks name.
+var userFrames = []string{"deep_level3", "deep_level2", "deep_level1", "getline", "run_leaks", "main"}
+
+// checkAgainstGDB asserts the stacks of the leaks made in run_leaks: each
+// is the end of a backtrace gdb printed at a malloc (lsan's frame 0 is the
+// outer allocator call, strdup where gdb's innermost is malloc), and they
+// are exactly the three leaks of deep.c. Other leaks (a static glibc's
+// start-up allocations) must reach _start.
+func checkAgainstGDB(t *testing.T, got, truth [][]string) {
+	t.Helper()
+	var user [][]string
+	for _, s := range got {
+		if !slices.Contains(s, "run_leaks") {
+			if len(s) == 0 || s[len(s)-1] != "_start" {
+				t.Errorf("start-up leak stack %q does not reach _start", strings.Join(s, " < "))
+			}
+			continue
+		}
+		if !isSuffixOfAny(s, truth) {
+			t.Errorf("lsan stack %q is the end of none of gdb's backtraces:\n%s", strings.Join(s, " < "), strings.Join(joinStacks(truth), "\n"))
+		}
+		var names []string
+		for _, f := range s {
+			if slices.Contains(userFrames, f) {
+				names = append(names, f)
+			}
+		}
+		user = append(user, names)
+	}
+	want := []string{
+		"deep_level3 < deep_level2 < deep_level1 < run_leaks < main", // strdup
+		"getline < run_leaks < main",                                 // getline (inlined wrapper)
+		"run_leaks < main",                                           // asprintf
+	}
+	if g := joinStacks(user); !slices.Equal(g, want) {
+		t.Errorf("leak stacks:\n%s\nwant:\n%s", strings.Join(g, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func isSuffixOfAny(s []string, stacks [][]string) bool {
+	for _, st := range stacks {
+		if len(st) >= len(s) && slices.Equal(st[len(st)-len(s):], s) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestUnwindRunMode(t *testing.T) {
+	requireRoot(t)
+	for _, tc := range []struct {
+		name  string
+		flags []string
+	}{
+		{"dynamic", nil},
+		{"static", []string{"-static"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			exe := buildUnwindProgram(t, "deep.c", "gcc", tc.flags...)
+			truth := gdbStacks(t, exe)
+			for _, mode := range []string{"auto", "cfi"} {
+				cmd := exec.Command(lsan(t), "run", "--format", "json", "--unwind", mode, "--", exe)
+				var stdout, stderr strings.Builder
+				cmd.Stdout, cmd.Stderr = &stdout, &stderr
+				err := cmd.Run()
+				if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 23 {
+					t.Fatalf("--unwind %s: lsan run: %v (want exit 23)\n%s", mode, err, stderr.String())
+				}
+				reps := jsonReportsIn(t, stdout.String())
+				checkAgainstGDB(t, lsanStacks(t, reps[len(reps)-1], exe), truth)
+			}
+		})
+	}
+}
+
+func TestUnwindAttachMode(t *testing.T) {
+	requireRoot(t)
+	exe := buildUnwindProgram(t, "deep.c", "gcc")
+	truth := gdbStacks(t, exe)
+	cmd := exec.Command(exe, "wait")
+	p := testproc.Start(t, cmd)
+	p.Expect(t, "ready")
+	a := attach(t, cmd.Process.Pid, "--format", "json", "--interval", "1h")
+	io.WriteString(p.Stdin, "go\n")
+	p.Expect(t, "done")
+	if code := a.stop(t); code != 23 {
+		t.Fatalf("lsan exit %d, want 23\n%s", code, a.stderr.String())
+	}
+	reps := parseReports(t, a.stdout.String())
+	checkAgainstGDB(t, lsanStacks(t, reps[len(reps)-1], exe), truth)
+}
+
+// TestUnwindFramePointersControl: the same program under --unwind fp does
+// not get the stacks above (frame pointers are absent), so the tests above
+// prove the CFI walk, not luck.
+func TestUnwindFramePointersControl(t *testing.T) {
+	requireRoot(t)
+	exe := buildUnwindProgram(t, "deep.c", "gcc")
+	cmd := exec.Command(lsan(t), "run", "--format", "json", "--unwind", "fp", "--", exe)
+	var stdout strings.Builder
+	cmd.Stdout = &stdout
+	cmd.Run()
+	reps := jsonReportsIn(t, stdout.String())
+	for _, s := range joinStacks(lsanStacksLoose(reps[len(reps)-1], exe)) {
+		if s == "deep_level3 < deep_level2 < deep_level1 < run_leaks < main" {
+			t.Fatalf("frame pointers unwound a -fomit-frame-pointer stack: %q", s)
+		}
+	}
+}
+
+// lsanStacksLoose is lsanStacks without the checks on the frames.
+func lsanStacksLoose(r jsonReport, exe string) [][]string {
+	var out [][]string
+	for _, g := range r.Leaks {
+		var frames []string
+		for _, f := range g.Stack {
+			if f.Module == exe {
+				frames = append(frames, f.Function)
+			}
+		}
+		out = append(out, frames)
+	}
+	return out
+}
