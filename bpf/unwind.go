@@ -349,3 +349,15 @@ func (t *Tracer) UnwindStats() UnwindStats {
 func (s UnwindStats) Cut() uint64 {
 	return s.CutNoTable + s.CutExpression + s.CutRead + s.CutDepth + s.CutBad
 }
+
+// ReturnProbeTime is the kernel's count of runs and total run time of
+// the return probe, where blocks are recorded and stacks taken: the BPF
+// time per allocation. Zero unless BPF run-time stats are enabled
+// (ebpf.EnableStats, or sysctl kernel.bpf_stats_enabled).
+func (t *Tracer) ReturnProbeTime() (runs uint64, total time.Duration, err error) {
+	s, err := t.objs.AllocReturn.Stats()
+	if err != nil {
+		return 0, 0, fmt.Errorf("read return probe stats: %w", err)
+	}
+	return s.RunCount, s.Runtime, nil
+}
