@@ -177,7 +177,9 @@ func (u *unwinder) refreshAll() {
 	}
 	u.mu.Unlock()
 	for _, pid := range pids {
-		_ = u.addProcess(pid)
+		if err := u.addProcess(pid); errors.Is(err, os.ErrNotExist) {
+			u.removeProcess(pid) // exited: stop looking
+		}
 	}
 }
 
