@@ -64,29 +64,35 @@ const DefaultMaxUnwindRows = 1 << 20
 // Marker frames end a stack the unwinder had to cut short (see
 // bpf/unwind.h); they are never user addresses.
 const (
-	MarkNoTable    uint64 = 0xffffffffffff0001
-	MarkExpression uint64 = 0xffffffffffff0002
-	MarkRead       uint64 = 0xffffffffffff0003
-	MarkDepth      uint64 = 0xffffffffffff0004
-	MarkBadFrame   uint64 = 0xffffffffffff0005
+	MarkNoTable    uint64 = 0xffffffffffff0010
+	MarkExpression uint64 = 0xffffffffffff0020
+	MarkRead       uint64 = 0xffffffffffff0030
+	MarkDepth      uint64 = 0xffffffffffff0040
+	MarkBadFrame   uint64 = 0xffffffffffff0050
 )
 
 // MarkerName names a marker frame, for reports; ok is false for any
 // other address. Callers' frames are looked up at return address - 1, so
-// pc-1 is accepted as well.
+// marker-1 is accepted as well (markers are 16 apart).
 func MarkerName(pc uint64) (name string, ok bool) {
+	_, name, ok = Marker(pc)
+	return name, ok
+}
+
+// Marker is MarkerName with the marker's own value (pc or pc+1).
+func Marker(pc uint64) (marker uint64, name string, ok bool) {
 	names := map[uint64]string{
 		MarkNoTable:    "[unwind stopped: no CFI for the code]",
 		MarkExpression: "[unwind stopped: CFI expression]",
 		MarkRead:       "[unwind stopped: stack unreadable]",
 		MarkDepth:      "[unwind stopped: stack deeper than 64 frames]",
-		MarkBadFrame:   "[unwind stopped: bad frame]",
+		MarkBadFrame:   "[unwind stopped: no CFI, no frame pointer]",
 	}
 	if n, ok := names[pc]; ok {
-		return n, true
+		return pc, n, true
 	}
 	n, ok := names[pc+1]
-	return n, ok
+	return pc + 1, n, ok
 }
 
 // UnwindStats describe the CFI tables loaded and the walks made.

@@ -40,11 +40,13 @@ enum unwind_kind {
 
 // A stack the walk had to cut short ends with one of these frames: kernel
 // addresses, never a user PC, that the loader names in reports.
-#define UNWIND_MARK_NO_TABLE 0xffffffffffff0001ULL   // code with no CFI row (and no frame-pointer fallback)
-#define UNWIND_MARK_EXPRESSION 0xffffffffffff0002ULL // a DWARF expression rule
-#define UNWIND_MARK_READ 0xffffffffffff0003ULL       // the stack could not be read
-#define UNWIND_MARK_DEPTH 0xffffffffffff0004ULL      // deeper than MAX_STACK_DEPTH
-#define UNWIND_MARK_BAD_FRAME 0xffffffffffff0005ULL  // a frame that does not move up the stack
+// 16 apart: reports look callers up at PC - 1, which must not name the
+// next marker.
+#define UNWIND_MARK_NO_TABLE 0xffffffffffff0010ULL   // code with no CFI row (and no frame-pointer fallback)
+#define UNWIND_MARK_EXPRESSION 0xffffffffffff0020ULL // a DWARF expression rule
+#define UNWIND_MARK_READ 0xffffffffffff0030ULL       // the stack could not be read
+#define UNWIND_MARK_DEPTH 0xffffffffffff0040ULL      // deeper than MAX_STACK_DEPTH
+#define UNWIND_MARK_BAD_FRAME 0xffffffffffff0050ULL  // a frame pointer chain that goes wrong
 
 enum unwind_counter {
 	UNWIND_COUNTER_STACKS = 0,     // stacks walked with rows
@@ -221,8 +223,13 @@ static __always_inline long unwind_signal_frame(struct unwind_state *s, struct s
 	return 0;
 }
 
-// unwind_fp_frame steps over one frame by its frame pointer.
-static __always_inline long unwind_fp_frame(struct unwind_state *s, struct stack *st)
+// unwind_fp_frame steps over one frame by its frame pointer. Code without
+// rows may not keep frame pointers either (musl's libc.a): the step is
+// taken only when the saved frame pointer moves up the stack and the
+// return address lies in a mapping the loader knows, else the stack is cut
+// (never a junk frame).
+static __always_inline long unwind_fp_frame(struct unwind_state *s, struct stack *st,
+					    struct unwind_mappings *maps)
 {
 	__u64 bp = s->bp, saved[2];
 	if (bp == 0) {
@@ -235,6 +242,8 @@ static __always_inline long unwind_fp_frame(struct unwind_state *s, struct stack
 		return unwind_cut(s, st, UNWIND_MARK_BAD_FRAME, UNWIND_COUNTER_BAD_FRAME);
 	if (bpf_probe_read_user(saved, sizeof(saved), (void *)bp))
 		return unwind_cut(s, st, UNWIND_MARK_READ, UNWIND_COUNTER_READ);
+	if ((saved[0] && saved[0] <= bp) || !unwind_find_mapping(maps, saved[1] - 1))
+		return unwind_cut(s, st, UNWIND_MARK_BAD_FRAME, UNWIND_COUNTER_BAD_FRAME);
 	unwind_count(UNWIND_COUNTER_FP_FRAMES);
 	s->bp = saved[0];
 	s->pc = saved[1];
@@ -297,7 +306,7 @@ __attribute__((noinline)) int unwind_step(struct unwind_state *s)
 		return unwind_cut(s, st, UNWIND_MARK_EXPRESSION, UNWIND_COUNTER_EXPRESSION);
 	default:
 		if (unwind_mode == UNWIND_MODE_AUTO)
-			return unwind_fp_frame(s, st);
+			return unwind_fp_frame(s, st, maps);
 		return unwind_cut(s, st, UNWIND_MARK_NO_TABLE, UNWIND_COUNTER_NO_TABLE);
 	}
 	if (cfa <= s->sp && row.kind == UNWIND_KIND_RBP)

@@ -335,3 +335,46 @@ func lsanStacksLoose(r jsonReport, exe string) [][]string {
 	}
 	return out
 }
+
+// TestUnwindMuslStatic: a musl -static build. musl's libc.a has neither
+// CFI nor frame pointers, so a stack through musl's getdelim or vasprintf
+// cannot go on: it must end with a marker frame, never junk. Frames with
+// CFI (the program's own) are exact.
+func TestUnwindMuslStatic(t *testing.T) {
+	requireRoot(t)
+	exe := buildUnwindProgram(t, "deep.c", "musl-gcc", "-static")
+	for _, mode := range []string{"auto", "cfi"} {
+		cmd := exec.Command(lsan(t), "run", "--format", "json", "--unwind", mode, "--", exe)
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err == nil {
+			t.Fatalf("--unwind %s: no leak found\n%s", mode, stderr.String())
+		}
+		reps := jsonReportsIn(t, stdout.String())
+		var got []string
+		for _, g := range reps[len(reps)-1].Leaks {
+			var names []string
+			for i, f := range g.Stack {
+				marker := strings.HasPrefix(f.Function, "[unwind stopped")
+				if marker && i != len(g.Stack)-1 {
+					t.Errorf("--unwind %s: marker inside a stack: %+v", mode, g.Stack)
+				}
+				if !marker && (f.Function == "" || f.Module != exe) {
+					t.Errorf("--unwind %s: frame %+v is junk", mode, f)
+				}
+				names = append(names, f.Function)
+			}
+			got = append(got, strings.Join(names, " < "))
+		}
+		sort.Strings(got)
+		stop := map[string]string{"auto": "[unwind stopped: no CFI, no frame pointer]", "cfi": "[unwind stopped: no CFI for the code]"}[mode]
+		want := []string{
+			"malloc < vasprintf < " + stop,
+			"realloc < getdelim < " + stop,
+			"strdup < deep_level3 < deep_level2 < deep_level1 < run_leaks < main < libc_start_main_stage2 < " + stop,
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("--unwind %s: stacks:\n%s\nwant:\n%s", mode, strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	}
+}

@@ -166,8 +166,8 @@ func (s *Session) ruleFor(b bpf.Block, cache map[uint64]*suppressions.Rule) *sup
 }
 
 func (s *Session) symbolizePC(pc uint64) []symbolize.Frame {
-	if name, ok := bpf.MarkerName(pc); ok {
-		return []symbolize.Frame{{PC: pc, Function: name}}
+	if marker, name, ok := bpf.Marker(pc); ok {
+		return []symbolize.Frame{{PC: marker, Function: name}}
 	}
 	if s.proc == nil {
 		return []symbolize.Frame{{PC: pc}}
