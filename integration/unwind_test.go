@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lsan-project/lsan/internal/testproc"
 )
@@ -377,4 +378,63 @@ func TestUnwindMuslStatic(t *testing.T) {
 			t.Errorf("--unwind %s: stacks:\n%s\nwant:\n%s", mode, strings.Join(got, "\n"), strings.Join(want, "\n"))
 		}
 	}
+}
+
+// checkStacksReachTop asserts that every group's stack reaches main or
+// start_thread, or ends with a marker frame saying why not, and that no
+// stack was dropped. It returns the number of groups.
+func checkStacksReachTop(t *testing.T, r jsonReport) int {
+	t.Helper()
+	for _, g := range r.Leaks {
+		top := false
+		for i, f := range g.Stack {
+			top = top || f.Function == "main" || f.Function == "start_thread" ||
+				(i == len(g.Stack)-1 && strings.HasPrefix(f.Function, "[unwind stopped"))
+		}
+		if !top {
+			t.Errorf("stack reaches neither main nor start_thread: %+v", g.Stack)
+		}
+	}
+	if r.Dropped.Stacks != 0 || r.Dropped.Allocs != 0 {
+		t.Errorf("dropped: %+v", r.Dropped)
+	}
+	return len(r.Leaks)
+}
+
+// TestUnwindDaemons: Debian's redis-server (jemalloc) and nginx, built
+// without frame pointers, under load, outstanding mode with the default
+// map sizes: every group's stack reaches main or start_thread, and no
+// stack is dropped. (With frame pointers only, redis split into tens of
+// thousands of groups with junk frames and dropped stacks.)
+func TestUnwindDaemons(t *testing.T) {
+	requireRoot(t)
+	t.Run("redis", func(t *testing.T) {
+		pid, port := startRedis(t)
+		a := attach(t, pid, "--mode", "outstanding", "--format", "json", "--top", "0", "-i", "1h")
+		redisBenchmark(t, port, 50000)
+		a.stop(t)
+		reps := parseReports(t, a.stdout.String())
+		last := reps[len(reps)-1]
+		n := checkStacksReachTop(t, last)
+		if last.Stats.Allocs < 100000 || n == 0 || n > 1000 {
+			t.Errorf("%d allocations, %d groups: want a loaded redis and a few hundred groups at most", last.Stats.Allocs, n)
+		}
+		t.Logf("redis: %d allocations, %d groups", last.Stats.Allocs, n)
+	})
+	t.Run("nginx", func(t *testing.T) {
+		worker, port := startNginx(t)
+		// nginx frees a request's blocks when it is done: checks during
+		// the load see them live.
+		a := attach(t, worker, "--mode", "outstanding", "--format", "json", "--top", "0", "-i", "500ms")
+		served := httpLoad(t, port, 20000, 4*time.Second)
+		a.stop(t)
+		groups := 0
+		for _, r := range parseReports(t, a.stdout.String()) {
+			groups += checkStacksReachTop(t, r)
+		}
+		if groups == 0 {
+			t.Errorf("no live block seen during the load")
+		}
+		t.Logf("nginx: %d requests, %d groups in all reports", served, groups)
+	})
 }
