@@ -238,8 +238,11 @@ func (u *unwinder) mappingEntry(pid int, m mapping) (tracerUnwindMapping, bool) 
 	if err != nil {
 		return tracerUnwindMapping{}, false
 	}
+	// The executable segment: with lld's layout a read-only segment's
+	// last page is the same file page as the text's first one, and
+	// would give a bias one page off.
 	for _, p := range mod.progs {
-		if p.Type == elf.PT_LOAD && m.offset >= p.Off&^4095 && m.offset < p.Off+p.Filesz {
+		if p.Type == elf.PT_LOAD && p.Flags&elf.PF_X != 0 && m.offset >= p.Off&^4095 && m.offset < p.Off+p.Filesz {
 			vaddr := p.Vaddr + m.offset - p.Off
 			return tracerUnwindMapping{Start: m.start, End: m.end, Bias: m.start - vaddr, FirstRow: mod.first, Nrows: mod.n}, true
 		}

@@ -40,11 +40,17 @@ var gdbFrame = regexp.MustCompile(`^#\d+\s+(?:(0x[0-9a-f]+) in )?(.+?) \(`)
 // are those whose PC is in exe's mapping; an inlined frame (no PC) belongs
 // to the module of the frame printed with a PC before it.
 func gdbStacks(t *testing.T, exe string) [][]string {
+	return gdbStacksFrom(t, exe, "run_leaks", "main")
+}
+
+// gdbStacksFrom is gdbStacks with the function where malloc breakpoints
+// start and the outermost frame kept.
+func gdbStacksFrom(t *testing.T, exe, start, outer string) [][]string {
 	t.Helper()
 	script := filepath.Join(t.TempDir(), "bt.gdb")
 	os.WriteFile(script, []byte(strings.Join([]string{
 		"set pagination off", "set breakpoint pending on", "set confirm off",
-		"break run_leaks", "run",
+		"break " + start, "run",
 		"info proc mappings",
 		"break malloc", "commands", "silent", "bt", "continue", "end",
 		"continue", "quit",
@@ -78,7 +84,7 @@ func gdbStacks(t *testing.T, exe string) [][]string {
 		}
 		if inExe && !done {
 			cur = append(cur, m[2])
-			done = m[2] == "main"
+			done = m[2] == outer
 		}
 	}
 	if len(cur) > 0 {
@@ -437,4 +443,62 @@ func TestUnwindDaemons(t *testing.T) {
 		}
 		t.Logf("nginx: %d requests, %d groups in all reports", served, groups)
 	})
+}
+
+// TestUnwindRust: Rust built -C opt-level=2 (no frame pointers, rustc's
+// default), leaks through Vec and Box into malloc via Rust's allocator
+// shims: the program's frames are those of gdb's backtrace, in order, and
+// the stacks reach the C main through std's runtime.
+func TestUnwindRust(t *testing.T) {
+	requireRoot(t)
+	rustc := requireCommand(t, "rustc")
+	exe := filepath.Join(t.TempDir(), "deeprs")
+	if b, err := exec.Command(rustc, "-C", "opt-level=2", "-g", "-o", exe, filepath.Join("testdata", "unwind", "deep.rs")).CombinedOutput(); err != nil {
+		t.Fatalf("rustc: %v\n%s", err, b)
+	}
+	ownFrames := func(frames []string) string {
+		var out []string
+		for _, f := range frames {
+			if strings.HasPrefix(f, "deep::") {
+				out = append(out, f)
+			}
+		}
+		return strings.Join(out, " < ")
+	}
+	truth := map[string]bool{}
+	for _, s := range gdbStacksFrom(t, exe, "deep::run_leaks", "deep::main") {
+		truth[ownFrames(s)] = true
+	}
+	cmd := exec.Command(lsan(t), "run", "--format", "json", "--", exe)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err == nil {
+		t.Fatalf("lsan run found no leak\n%s", stderr.String())
+	}
+	reps := jsonReportsIn(t, stdout.String())
+	var got []string
+	for _, g := range reps[len(reps)-1].Leaks {
+		var frames []string
+		reachesMain := false
+		for _, f := range g.Stack {
+			frames = append(frames, f.Function)
+			reachesMain = reachesMain || (f.Function == "main" && f.Module == exe)
+		}
+		if !reachesMain {
+			t.Errorf("stack does not reach main: %v", frames)
+		}
+		own := ownFrames(frames)
+		if !truth[own] {
+			t.Errorf("lsan stack %q is none of gdb's backtraces: %v", own, truth)
+		}
+		got = append(got, own)
+	}
+	sort.Strings(got)
+	want := []string{
+		"deep::level3 < deep::level2 < deep::level1 < deep::run_leaks < deep::main",
+		"deep::run_leaks < deep::main",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("leak stacks:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
 }
