@@ -502,3 +502,50 @@ func TestUnwindRust(t *testing.T) {
 		t.Errorf("leak stacks:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestUnwindDlopen: a library dlopened after attach gets its rows (the
+// loader polls /proc/PID/maps): a leak inside it has its whole stack.
+func TestUnwindDlopen(t *testing.T) {
+	requireRoot(t)
+	dir := t.TempDir()
+	lib := filepath.Join(dir, "libplugin.so")
+	if b, err := exec.Command("gcc", "-O2", "-g", "-fomit-frame-pointer", "-shared", "-fPIC", "-o", lib, filepath.Join("testdata", "unwind", "plugin.c")).CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, b)
+	}
+	exe := buildUnwindProgram(t, "dlopen.c", "gcc")
+	for _, mode := range []string{"auto", "cfi"} {
+		// Outstanding mode: the plugin's block is live at exit whether or
+		// not a stale copy of its pointer keeps it reachable.
+		cmd := exec.Command(lsan(t), "run", "--mode", "outstanding", "--top", "0", "--format", "json", "--unwind", mode, "--", exe, lib)
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("lsan run: %v\n%s", err, stderr.String())
+		}
+		reps := jsonReportsIn(t, stdout.String())
+		var got []string
+		for _, g := range reps[len(reps)-1].Leaks {
+			inPlugin := false
+			for _, f := range g.Stack {
+				inPlugin = inPlugin || f.Module == lib
+			}
+			if !inPlugin {
+				continue // dlopen's own blocks
+			}
+			var names []string
+			for _, f := range g.Stack {
+				if f.Module == lib || f.Module == exe {
+					names = append(names, f.Function)
+				}
+				if strings.HasPrefix(f.Function, "[unwind") {
+					t.Errorf("--unwind %s: stack cut: %+v", mode, g.Stack)
+				}
+			}
+			got = append(got, strings.Join(names, " < "))
+		}
+		want := []string{"plugin_inner < plugin_outer < plugin_leak < call_plugin < main < _start"}
+		if !slices.Equal(got, want) {
+			t.Errorf("--unwind %s: stacks %q, want %q", mode, got, want)
+		}
+	}
+}
