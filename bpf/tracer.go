@@ -257,7 +257,7 @@ func (t *Tracer) load() error {
 		return explainLoadError(err)
 	}
 	if t.opts.Unwind != UnwindFP {
-		t.unwinder = newUnwinder(t.objs.UnwindRows, t.objs.UnwindProcs, t.opts.MaxUnwindRows, t.opts.Unwind, 100*time.Millisecond)
+		t.unwinder = newUnwinder(t.objs.UnwindRows, t.objs.UnwindProcs, t.objs.Targets, t.opts.MaxUnwindRows, t.opts.Unwind, 100*time.Millisecond)
 	}
 	return nil
 }

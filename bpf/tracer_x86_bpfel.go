@@ -98,7 +98,8 @@ const (
 	tracerUnwindCounterUNWIND_COUNTER_BAD_FRAME  tracerUnwindCounter = 6
 	tracerUnwindCounterUNWIND_COUNTER_FP_FRAMES  tracerUnwindCounter = 7
 	tracerUnwindCounterUNWIND_COUNTER_NO_PROCESS tracerUnwindCounter = 8
-	tracerUnwindCounterUNWIND_COUNTER_MAX        tracerUnwindCounter = 9
+	tracerUnwindCounterUNWIND_COUNTER_STALE      tracerUnwindCounter = 9
+	tracerUnwindCounterUNWIND_COUNTER_MAX        tracerUnwindCounter = 10
 )
 
 type tracerUnwindMapping struct {
@@ -111,10 +112,11 @@ type tracerUnwindMapping struct {
 }
 
 type tracerUnwindMappings struct {
-	_   structs.HostLayout
-	N   uint32
-	Pad uint32
-	M   [256]tracerUnwindMapping
+	_          structs.HostLayout
+	N          uint32
+	Generation uint16
+	Pad        uint16
+	M          [256]tracerUnwindMapping
 }
 
 type tracerUnwindRow struct {

@@ -69,6 +69,7 @@ const (
 	MarkRead       uint64 = 0xffffffffffff0030
 	MarkDepth      uint64 = 0xffffffffffff0040
 	MarkBadFrame   uint64 = 0xffffffffffff0050
+	MarkStale      uint64 = 0xffffffffffff0060
 )
 
 // MarkerName names a marker frame, for reports; ok is false for any
@@ -87,6 +88,7 @@ func Marker(pc uint64) (marker uint64, name string, ok bool) {
 		MarkRead:       "[unwind stopped: stack unreadable]",
 		MarkDepth:      "[unwind stopped: stack deeper than 64 frames]",
 		MarkBadFrame:   "[unwind stopped: no CFI, no frame pointer]",
+		MarkStale:      "[unwind stopped: new program image, tables not loaded yet]",
 	}
 	if n, ok := names[pc]; ok {
 		return pc, n, true
@@ -114,7 +116,15 @@ type UnwindStats struct {
 	// marker; FPFrames the frames unwound by frame pointers in auto mode.
 	Walks, Complete                                      uint64
 	CutNoTable, CutExpression, CutRead, CutDepth, CutBad uint64
+	// CutStale counts stacks taken after an execve, before the new
+	// image's tables were loaded (the call site and a marker).
+	CutStale uint64
 	FPFrames                                             uint64
+}
+
+type loadedMaps struct {
+	text       []byte
+	generation uint16
 }
 
 // moduleRows is where a file's rows lie in the unwind_rows map.
@@ -131,26 +141,29 @@ type unwinder struct {
 	cache   *unwind.Cache
 	rows    *ebpf.Map
 	procs   *ebpf.Map
+	targets *ebpf.Map
 	modules map[unwind.FileID]*moduleRows
 	next    uint32
 	max     uint32
 	stats   UnwindStats
-	// maps is each process's /proc/PID/maps text at its last load, so
-	// that an unchanged process costs one read.
-	maps map[int][]byte
+	// maps is each process's /proc/PID/maps text and program image
+	// generation at its last load, so that an unchanged process costs one
+	// read.
+	maps map[int]loadedMaps
 	stop chan struct{}
 	done sync.WaitGroup
 }
 
 // newUnwinder starts polling the processes' mappings every interval.
-func newUnwinder(rows, procs *ebpf.Map, max uint32, mode UnwindMode, interval time.Duration) *unwinder {
+func newUnwinder(rows, procs, targets *ebpf.Map, max uint32, mode UnwindMode, interval time.Duration) *unwinder {
 	u := &unwinder{
 		cache:   unwind.NewCache(),
 		rows:    rows,
 		procs:   procs,
+		targets: targets,
 		modules: map[unwind.FileID]*moduleRows{},
 		max:     max,
-		maps:    map[int][]byte{},
+		maps:    map[int]loadedMaps{},
 		stop:    make(chan struct{}),
 	}
 	u.stats.Mode, u.stats.MaxRows = mode, max
@@ -183,7 +196,7 @@ func (u *unwinder) refreshAll() {
 	}
 	u.mu.Unlock()
 	for _, pid := range pids {
-		if err := u.addProcess(pid); errors.Is(err, os.ErrNotExist) {
+		if err := u.addProcess(pid); errors.Is(err, os.ErrNotExist) || errors.Is(err, ebpf.ErrKeyNotExist) {
 			u.removeProcess(pid) // exited: stop looking
 		}
 	}
@@ -197,16 +210,23 @@ func (u *unwinder) close() {
 // addProcess loads rows for every executable mapping of pid and writes its
 // mapping list; it does nothing when the mappings did not change.
 func (u *unwinder) addProcess(pid int) error {
+	// The generation first: an execve between the two reads leaves the
+	// new mappings marked old, which the next poll corrects (never the
+	// reverse, old mappings taken for the new image's).
+	var target tracerTarget
+	if err := u.targets.Lookup(uint32(pid), &target); err != nil {
+		return fmt.Errorf("unwind tables of pid %d: not a target: %w", pid, err)
+	}
 	text, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
 	if err != nil {
 		return fmt.Errorf("unwind tables of pid %d: %w", pid, err)
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if old, ok := u.maps[pid]; ok && bytes.Equal(old, text) {
+	if old, ok := u.maps[pid]; ok && old.generation == target.Generation && bytes.Equal(old.text, text) {
 		return nil
 	}
-	var list tracerUnwindMappings
+	list := tracerUnwindMappings{Generation: target.Generation}
 	for _, line := range strings.Split(string(text), "\n") {
 		m, ok := parseMapsLine(line)
 		if !ok || !strings.HasPrefix(m.path, "/") || !strings.Contains(m.perms, "x") {
@@ -224,7 +244,7 @@ func (u *unwinder) addProcess(pid int) error {
 	if err := u.procs.Put(uint32(pid), &list); err != nil {
 		return fmt.Errorf("unwind tables of pid %d: %w", pid, err)
 	}
-	u.maps[pid] = text
+	u.maps[pid] = loadedMaps{text: text, generation: target.Generation}
 	return nil
 }
 
@@ -344,6 +364,7 @@ func (t *Tracer) UnwindStats() UnwindStats {
 		tracerUnwindCounterUNWIND_COUNTER_DEPTH:      &s.CutDepth,
 		tracerUnwindCounterUNWIND_COUNTER_BAD_FRAME:  &s.CutBad,
 		tracerUnwindCounterUNWIND_COUNTER_FP_FRAMES:  &s.FPFrames,
+		tracerUnwindCounterUNWIND_COUNTER_STALE:      &s.CutStale,
 	} {
 		var perCPU []uint64
 		if err := t.objs.UnwindCounters.Lookup(key, &perCPU); err != nil {
@@ -358,7 +379,7 @@ func (t *Tracer) UnwindStats() UnwindStats {
 
 // Cut is how many stacks ended with a marker frame.
 func (s UnwindStats) Cut() uint64 {
-	return s.CutNoTable + s.CutExpression + s.CutRead + s.CutDepth + s.CutBad
+	return s.CutNoTable + s.CutExpression + s.CutRead + s.CutDepth + s.CutBad + s.CutStale
 }
 
 // ReturnProbeTime is the kernel's count of runs and total run time of

@@ -47,6 +47,7 @@ enum unwind_kind {
 #define UNWIND_MARK_READ 0xffffffffffff0030ULL       // the stack could not be read
 #define UNWIND_MARK_DEPTH 0xffffffffffff0040ULL      // deeper than MAX_STACK_DEPTH
 #define UNWIND_MARK_BAD_FRAME 0xffffffffffff0050ULL  // a frame pointer chain that goes wrong
+#define UNWIND_MARK_STALE 0xffffffffffff0060ULL      // a new program image (execve) whose tables are not loaded yet
 
 enum unwind_counter {
 	UNWIND_COUNTER_STACKS = 0,     // stacks walked with rows
@@ -58,7 +59,8 @@ enum unwind_counter {
 	UNWIND_COUNTER_BAD_FRAME = 6,  // cut: frame going down the stack
 	UNWIND_COUNTER_FP_FRAMES = 7,  // frames unwound by frame pointer (auto)
 	UNWIND_COUNTER_NO_PROCESS = 8, // process without tables: frame-pointer stack
-	UNWIND_COUNTER_MAX = 9,
+	UNWIND_COUNTER_STALE = 9,      // cut: tables of the image before an execve
+	UNWIND_COUNTER_MAX = 10,
 };
 
 // One row: package unwind's Row, 8 bytes.
@@ -79,10 +81,12 @@ struct unwind_mapping {
 	__u32 nrows;
 };
 
-// A process's executable mappings, sorted by start.
+// A process's executable mappings, sorted by start, as of its program
+// image `generation` (struct target's execve count).
 struct unwind_mappings {
 	__u32 n;
-	__u32 _pad;
+	__u16 generation;
+	__u16 _pad;
 	struct unwind_mapping m[UNWIND_MAX_MAPPINGS];
 };
 
@@ -344,6 +348,16 @@ static __always_inline long unwind_user_stack(struct pt_regs *ctx, struct stack 
 	if (!maps) {
 		unwind_count(UNWIND_COUNTER_NO_PROCESS);
 		return bpf_get_stack(ctx, st->pcs, sizeof(st->pcs), BPF_F_USER_STACK);
+	}
+	struct target *t = bpf_map_lookup_elem(&targets, &tgid);
+	if (t && t->generation != maps->generation) {
+		// The process exec'd and the loader has not read its new
+		// mappings yet: the old image's rows would give junk. The call
+		// site (ip at the return probe) is still exact.
+		st->pcs[0] = PT_REGS_IP(ctx);
+		st->pcs[1] = UNWIND_MARK_STALE;
+		unwind_count(UNWIND_COUNTER_STALE);
+		return 2 * sizeof(__u64);
 	}
 	struct unwind_state s = {
 		.pc = PT_REGS_IP(ctx),
