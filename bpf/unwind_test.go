@@ -86,3 +86,27 @@ func TestUnwindNoFramePointers(t *testing.T) {
 		}
 	})
 }
+
+// TestMarkers: every marker is named, at its value and at value - 1 (where
+// reports look callers up), and no user address is taken for one.
+func TestMarkers(t *testing.T) {
+	seen := map[string]bool{}
+	for _, m := range []uint64{MarkNoTable, MarkExpression, MarkRead, MarkDepth, MarkBadFrame, MarkStale} {
+		for _, pc := range []uint64{m, m - 1} {
+			got, name, ok := Marker(pc)
+			if !ok || got != m {
+				t.Errorf("Marker(%#x) = %#x, %q, %v; want %#x", pc, got, name, ok, m)
+			}
+		}
+		name, _ := MarkerName(m)
+		if seen[name] {
+			t.Errorf("two markers named %q", name)
+		}
+		seen[name] = true
+	}
+	for _, pc := range []uint64{0, 0x401000, 0x7fffffffe000, 0xffffffffffffffff} {
+		if _, ok := MarkerName(pc); ok {
+			t.Errorf("%#x taken for a marker", pc)
+		}
+	}
+}
