@@ -119,7 +119,7 @@ type UnwindStats struct {
 	// CutStale counts stacks taken after an execve, before the new
 	// image's tables were loaded (the call site and a marker).
 	CutStale uint64
-	FPFrames                                             uint64
+	FPFrames uint64
 }
 
 type loadedMaps struct {
