@@ -5,6 +5,7 @@ import (
 	"debug/elf"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"sort"
 	"strings"
@@ -108,6 +109,9 @@ type UnwindStats struct {
 	TableBytes uint64
 	// Expressions counts rows the walker cannot evaluate.
 	Expressions int
+	// ModuleRows is each loaded file's row count (8 bytes a row), by the
+	// path the first process to map it saw.
+	ModuleRows map[string]uint32
 	// OverBudget counts files left without rows because the table was
 	// full (their frames are walked by frame pointers in auto mode).
 	OverBudget int
@@ -167,6 +171,7 @@ func newUnwinder(rows, procs, targets *ebpf.Map, max uint32, mode UnwindMode, in
 		stop:    make(chan struct{}),
 	}
 	u.stats.Mode, u.stats.MaxRows = mode, max
+	u.stats.ModuleRows = map[string]uint32{}
 	u.done.Add(1)
 	go u.poll(interval)
 	return u
@@ -254,7 +259,7 @@ func (u *unwinder) mappingEntry(pid int, m mapping) (tracerUnwindMapping, bool) 
 	// map_files reaches the very file mapped: across containers, and
 	// after it was replaced or deleted.
 	path := fmt.Sprintf("/proc/%d/map_files/%x-%x", pid, m.start, m.end)
-	mod, err := u.module(path)
+	mod, err := u.module(path, m.path)
 	if err != nil {
 		return tracerUnwindMapping{}, false
 	}
@@ -271,7 +276,7 @@ func (u *unwinder) mappingEntry(pid int, m mapping) (tracerUnwindMapping, bool) 
 }
 
 // module returns where a file's rows are, loading them on first use.
-func (u *unwinder) module(path string) (*moduleRows, error) {
+func (u *unwinder) module(path, name string) (*moduleRows, error) {
 	id, err := unwind.IDOf(path)
 	if err != nil {
 		return nil, err
@@ -304,6 +309,7 @@ func (u *unwinder) module(path string) (*moduleRows, error) {
 	mod.first, mod.n = u.next, uint32(len(tab.Rows))
 	u.next += mod.n
 	u.stats.Modules++
+	u.stats.ModuleRows[name] = mod.n
 	u.stats.Rows = u.next
 	u.stats.TableBytes = uint64(u.next) * 8
 	u.stats.Expressions += tab.Expressions
@@ -354,6 +360,7 @@ func (t *Tracer) UnwindStats() UnwindStats {
 	}
 	t.unwinder.mu.Lock()
 	s := t.unwinder.stats
+	s.ModuleRows = maps.Clone(s.ModuleRows)
 	t.unwinder.mu.Unlock()
 	for key, dst := range map[tracerUnwindCounter]*uint64{
 		tracerUnwindCounterUNWIND_COUNTER_STACKS:     &s.Walks,

@@ -70,6 +70,9 @@ func TestUnwindNoFramePointers(t *testing.T) {
 			if s.Walks == 0 || s.Cut() != 0 || s.Complete != s.Walks {
 				t.Errorf("unwind stats %+v: want every walk complete", s)
 			}
+			if s.ModuleRows[exe] == 0 || s.ModuleRows["/usr/lib/x86_64-linux-gnu/libc.so.6"] == 0 {
+				t.Errorf("rows per module %v: want the executable and libc", s.ModuleRows)
+			}
 			if s.Modules < 2 || s.Rows == 0 {
 				t.Errorf("unwind stats %+v: want rows for the executable and libc", s)
 			}
