@@ -18,7 +18,9 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/cilium/ebpf"
 	"github.com/lsan-project/lsan/bpf"
+	"golang.org/x/sys/unix"
 )
 
 func main() {
@@ -28,6 +30,10 @@ func main() {
 	children := flag.Int("children", 200, "forked children per lsan run measurement (0: skip)")
 	memory := flag.Bool("memory", true, "measure lsan's own memory per tracked block")
 	flag.Parse()
+	// The kernel's per-program run time: the BPF time per allocation.
+	if stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME)); err == nil {
+		defer stats.Close()
+	}
 	err := run(*pairs, *rounds)
 	if err == nil && *memory {
 		err = benchMemory()
@@ -52,52 +58,79 @@ type variant struct {
 }
 
 func run(pairs, rounds int) error {
-	loop, err := buildLoop()
+	loop, err := buildLoop("-fno-omit-frame-pointer")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(filepath.Dir(loop))
-	variants := []variant{
+	fp := bpf.UnwindFP
+	err = runBlock("loop built -O2 -fno-omit-frame-pointer", loop, pairs, rounds, []variant{
 		{name: "untraced"},
-		{name: "traced, probes at entry", trace: true, opts: bpf.Options{Placement: bpf.PlaceEntry}},
-		{name: "traced, placed probes", trace: true, opts: bpf.Options{Placement: bpf.PlaceAuto}},
-		{name: "placed, freed ranges (-p)", trace: true, opts: bpf.Options{TrackFreed: true}},
-		{name: "placed, without stacks", trace: true, opts: bpf.Options{SkipStacks: true}},
-		{name: "placed, entry probes only", trace: true, opts: bpf.Options{NoReturnProbes: true}},
-		{name: "placed, perf-event links", trace: true, opts: bpf.Options{SingleLinks: true}},
-		{name: "entry only, perf-event", trace: true, opts: bpf.Options{NoReturnProbes: true, SingleLinks: true}},
+		{name: "traced, probes at entry", trace: true, opts: bpf.Options{Placement: bpf.PlaceEntry, Unwind: fp}},
+		{name: "traced, placed probes", trace: true, opts: bpf.Options{Placement: bpf.PlaceAuto, Unwind: fp}},
+		{name: "placed, exit probes", trace: true, opts: bpf.Options{ExitProbes: true, Unwind: fp}},
+		{name: "placed, freed ranges (-p)", trace: true, opts: bpf.Options{TrackFreed: true, Unwind: fp}},
+		{name: "placed, without stacks", trace: true, opts: bpf.Options{SkipStacks: true, Unwind: fp}},
+		{name: "placed, entry probes only", trace: true, opts: bpf.Options{NoReturnProbes: true, Unwind: fp}},
+		{name: "placed, perf-event links", trace: true, opts: bpf.Options{SingleLinks: true, Unwind: fp}},
+		{name: "entry only, perf-event", trace: true, opts: bpf.Options{NoReturnProbes: true, SingleLinks: true, Unwind: fp}},
+	})
+	if err != nil {
+		return err
 	}
+	// Distributions' builds: no frame pointers. The figure the unwinder is
+	// held to: placed probes with CFI stacks vs entry probes.
+	noFP, err := buildLoop("-fomit-frame-pointer")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(filepath.Dir(noFP))
+	return runBlock("loop built -O2 -fomit-frame-pointer", noFP, pairs, rounds, []variant{
+		{name: "untraced"},
+		{name: "traced, probes at entry", trace: true, opts: bpf.Options{Placement: bpf.PlaceEntry, Unwind: fp}},
+		{name: "placed, fp stacks", trace: true, opts: bpf.Options{Unwind: fp}},
+		{name: "placed, CFI stacks (auto)", trace: true, opts: bpf.Options{Unwind: bpf.UnwindAuto}},
+		{name: "placed, CFI stacks (cfi)", trace: true, opts: bpf.Options{Unwind: bpf.UnwindCFI}},
+		{name: "placed, without stacks", trace: true, opts: bpf.Options{SkipStacks: true}},
+	})
+}
+
+// runBlock runs variants[0] (untraced) and [1] (entry probes, the
+// reference) and the others, interleaved, and prints their medians.
+func runBlock(title, loop string, pairs, rounds int, variants []variant) error {
 	results := make([][]float64, len(variants))
+	bpfNS := make([][]float64, len(variants))
 	// Interleave the variants so that machine noise hits them alike.
 	for r := 0; r < rounds; r++ {
 		for i, v := range variants {
-			ns, err := runLoop(loop, pairs, v)
+			ns, probeNS, err := runLoop(loop, pairs, v)
 			if err != nil {
 				return fmt.Errorf("%s: %w", v.name, err)
 			}
 			results[i] = append(results[i], ns)
+			bpfNS[i] = append(bpfNS[i], probeNS)
 		}
 	}
 	base := median(results[0])
 	entry := median(results[1]) - base
-	fmt.Printf("malloc+free pairs: %d per run, median of %d runs\n", pairs, rounds)
-	fmt.Printf("%-28s %10s %14s %16s %18s\n", "variant", "ns/pair", "added ns/pair", "vs untraced", "added vs entry")
+	fmt.Printf("%s: malloc+free pairs: %d per run, median of %d runs\n", title, pairs, rounds)
+	fmt.Printf("%-28s %10s %14s %16s %18s %14s\n", "variant", "ns/pair", "added ns/pair", "vs untraced", "added vs entry", "BPF ns/alloc")
 	for i, v := range variants {
 		m := median(results[i])
-		fmt.Printf("%-28s %10.1f %14.1f %15.1fx %17.3fx\n", v.name, m, m-base, m/base, (m-base)/entry)
+		fmt.Printf("%-28s %10.1f %14.1f %15.1fx %17.3fx %14.0f\n", v.name, m, m-base, m/base, (m-base)/entry, median(bpfNS[i]))
 	}
 	return nil
 }
 
-func buildLoop() (string, error) {
+func buildLoop(fpFlag string) (string, error) {
 	dir, err := os.MkdirTemp("", "lsanbench")
 	if err != nil {
 		return "", err
 	}
 	out := filepath.Join(dir, "mallocloop")
 	src := filepath.Join(sourceDir(), "mallocloop.c")
-	// Frame pointers, as lsan's stacks need; -O2 like real programs.
-	cmd := exec.Command("gcc", "-O2", "-fno-omit-frame-pointer", "-o", out, src)
+	// -O2 like real programs, with or without frame pointers.
+	cmd := exec.Command("gcc", "-O2", fpFlag, "-o", out, src)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("build %s: %v\n%s", src, err, b)
 	}
@@ -111,35 +144,43 @@ func sourceDir() string {
 	return "."
 }
 
-// runLoop runs the loop once, traced or not, and returns its ns per pair.
-func runLoop(loop string, pairs int, v variant) (float64, error) {
+// runLoop runs the loop once, traced or not, and returns its ns per pair
+// and the return probe's BPF run time per run (where stacks are taken; 0
+// untraced or without BPF stats).
+func runLoop(loop string, pairs int, v variant) (nsPerPair, probeNS float64, err error) {
 	cmd := exec.Command(loop, strconv.Itoa(pairs))
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer cmd.Wait()
 	defer cmd.Process.Kill()
 	out := bufio.NewReader(stdout)
 	if line, err := out.ReadString('\n'); err != nil || line != "ready\n" {
-		return 0, fmt.Errorf("loop said %q: %v", line, err)
+		return 0, 0, fmt.Errorf("loop said %q: %v", line, err)
 	}
+	var t *bpf.Tracer
 	if v.trace {
 		opts := v.opts
 		opts.PID = cmd.Process.Pid
-		t, err := bpf.Attach(opts)
-		if err != nil {
-			return 0, err
+		if t, err = bpf.Attach(opts); err != nil {
+			return 0, 0, err
 		}
 		defer t.Close()
 	}
 	io.WriteString(stdin, "go\n")
 	line, err := out.ReadString('\n')
 	if err != nil {
-		return 0, fmt.Errorf("read result: %w", err)
+		return 0, 0, fmt.Errorf("read result: %w", err)
 	}
-	return strconv.ParseFloat(strings.TrimSpace(line), 64)
+	if t != nil {
+		if runs, total, err := t.ReturnProbeTime(); err == nil && runs > 0 {
+			probeNS = float64(total.Nanoseconds()) / float64(runs)
+		}
+	}
+	nsPerPair, err = strconv.ParseFloat(strings.TrimSpace(line), 64)
+	return nsPerPair, probeNS, err
 }
 
 func median(xs []float64) float64 {

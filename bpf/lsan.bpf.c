@@ -228,25 +228,21 @@ static __always_inline __u64 hash_frames(struct stack *st, __u32 n)
 	return h ? h : 1;
 }
 
+#include "unwind.h"
+
 // capture_stack stores the user stack of the current call and returns its
 // id, or 0 when it could not be stored. The only place stacks are taken, so
 // the unwinder can change here alone. at_exit: the program stopped at an
-// exit of the allocator (see exits.go), not after its return: the walk
-// starts inside the allocator, whose caller's frame pointer is back in
-// %rbp, so frame 0 becomes the call site, the return address at [rsp].
-// The stack then reads as it does after the return.
+// exit of the allocator (see exits.go), not after its return; the stack
+// is taken as it will be after the return (unwind.h).
 static __always_inline __u64 capture_stack(struct pt_regs *ctx, int at_exit)
 {
 	__u32 zero = 0;
 	struct stack *st = bpf_map_lookup_elem(&stack_scratch, &zero);
 	if (!st)
 		return 0;
-	long n = bpf_get_stack(ctx, st->pcs, sizeof(st->pcs), BPF_F_USER_STACK);
+	long n = unwind_user_stack(ctx, st, at_exit);
 	if (n <= 0) {
-		count(COUNTER_STACK_DROPPED);
-		return 0;
-	}
-	if (at_exit && bpf_probe_read_user(&st->pcs[0], sizeof(__u64), (void *)PT_REGS_SP(ctx))) {
 		count(COUNTER_STACK_DROPPED);
 		return 0;
 	}

@@ -51,6 +51,12 @@ func (t *Tracer) AddProcess(pid int) error {
 	if t.opts.NoPIDFilter {
 		filter = 0
 	}
+	if t.unwinder != nil {
+		// Rows before probes: the first allocation already gets them.
+		if err := t.unwinder.addProcess(pid); err != nil {
+			return err
+		}
+	}
 	links, err := t.attachProcess(filter)
 	if err != nil {
 		return fmt.Errorf("pid %d: %w", pid, err)
@@ -69,6 +75,9 @@ func (t *Tracer) RemoveProcess(pid int) {
 	}
 	delete(t.procs, pid)
 	t.objs.Targets.Delete(uint32(pid))
+	if t.unwinder != nil {
+		t.unwinder.removeProcess(pid)
+	}
 	// Detaching waits for RCU grace periods, and finding the process's
 	// blocks reads the whole map: not on the caller's time.
 	t.detaching.Add(1)

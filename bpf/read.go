@@ -242,6 +242,15 @@ func (t *Tracer) PruneStacks() (int, error) {
 	return deleted, nil
 }
 
+// PruneLive reads the live blocks and prunes the stacks none uses, while
+// the targets run: freed blocks' stacks are released between checks.
+func (t *Tracer) PruneLive() (int, error) {
+	if _, err := t.readBlocks(); err != nil {
+		return 0, err
+	}
+	return t.PruneStacks()
+}
+
 // stackIDs lists the keys of the stack map.
 func (t *Tracer) stackIDs() ([]uint64, error) {
 	var (

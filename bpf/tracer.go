@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -67,6 +68,10 @@ type Options struct {
 	// MaxFreed is the capacity of the freed-range map (the oldest are
 	// forgotten beyond it).
 	MaxFreed uint32
+	// Unwind chooses how stacks are taken (--unwind; default auto).
+	Unwind UnwindMode
+	// MaxUnwindRows bounds the CFI row table (8 bytes a row; 0: default).
+	MaxUnwindRows uint32
 }
 
 // Default capacities. The block and stack maps are not preallocated:
@@ -173,6 +178,8 @@ type Tracer struct {
 	// recordingSince is when the first process was registered
 	// (CLOCK_MONOTONIC): recording began for every probe at once then.
 	recordingSince uint64
+	// unwinder loads CFI rows (nil with UnwindFP).
+	unwinder *unwinder
 }
 
 // Attach loads the BPF program and attaches it to the allocator functions
@@ -189,6 +196,9 @@ func Attach(opts Options) (*Tracer, error) {
 	}
 	if opts.MaxFreed == 0 {
 		opts.MaxFreed = max(opts.MaxBlocks/4, 1<<14)
+	}
+	if opts.MaxUnwindRows == 0 {
+		opts.MaxUnwindRows = DefaultMaxUnwindRows
 	}
 	if err := checkTarget(opts.PID); err != nil {
 		return nil, err
@@ -306,6 +316,10 @@ func (t *Tracer) load() error {
 	if err := t.setSwitches(spec); err != nil {
 		return err
 	}
+	spec.Maps["unwind_rows"].MaxEntries = t.opts.MaxUnwindRows
+	if err := spec.Variables["unwind_mode"].Set(t.opts.Unwind.bpfMode()); err != nil {
+		return fmt.Errorf("set unwind mode: %w", err)
+	}
 	if t.multi {
 		setMultiAttachType(spec)
 	}
@@ -329,6 +343,10 @@ func (t *Tracer) load() error {
 	}
 	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {
 		return explainLoadError(err)
+	}
+	if t.opts.Unwind != UnwindFP {
+		t.unwinder = newUnwinder(t.objs.UnwindRows, t.objs.UnwindProcs, t.objs.Targets, t.opts.MaxUnwindRows, t.opts.Unwind, 100*time.Millisecond)
+		t.unwinder.firstPID = t.opts.PID
 	}
 	return nil
 }
@@ -403,6 +421,10 @@ func (t *Tracer) Probes() []Probe { return t.probes }
 // Close detaches every probe and frees the maps. Safe to call twice.
 func (t *Tracer) Close() error {
 	t.stopFollowing()
+	if t.unwinder != nil {
+		t.unwinder.close()
+		t.unwinder = nil
+	}
 	links := t.links
 	for _, p := range t.procs {
 		links = append(links, p.links...)

@@ -96,6 +96,47 @@ type tracerTarget struct {
 	Pad        uint16
 }
 
+type tracerUnwindCounter uint32
+
+const (
+	tracerUnwindCounterUNWIND_COUNTER_STACKS     tracerUnwindCounter = 0
+	tracerUnwindCounterUNWIND_COUNTER_COMPLETE   tracerUnwindCounter = 1
+	tracerUnwindCounterUNWIND_COUNTER_NO_TABLE   tracerUnwindCounter = 2
+	tracerUnwindCounterUNWIND_COUNTER_EXPRESSION tracerUnwindCounter = 3
+	tracerUnwindCounterUNWIND_COUNTER_READ       tracerUnwindCounter = 4
+	tracerUnwindCounterUNWIND_COUNTER_DEPTH      tracerUnwindCounter = 5
+	tracerUnwindCounterUNWIND_COUNTER_BAD_FRAME  tracerUnwindCounter = 6
+	tracerUnwindCounterUNWIND_COUNTER_FP_FRAMES  tracerUnwindCounter = 7
+	tracerUnwindCounterUNWIND_COUNTER_NO_PROCESS tracerUnwindCounter = 8
+	tracerUnwindCounterUNWIND_COUNTER_STALE      tracerUnwindCounter = 9
+	tracerUnwindCounterUNWIND_COUNTER_MAX        tracerUnwindCounter = 10
+)
+
+type tracerUnwindMapping struct {
+	_        structs.HostLayout
+	Start    uint64
+	End      uint64
+	Bias     uint64
+	FirstRow uint32
+	Nrows    uint32
+}
+
+type tracerUnwindMappings struct {
+	_          structs.HostLayout
+	N          uint32
+	Generation uint16
+	Pad        uint16
+	M          [256]tracerUnwindMapping
+}
+
+type tracerUnwindRow struct {
+	_          structs.HostLayout
+	Pc         uint32
+	CfaOffset  uint16
+	Kind       uint8
+	RbpOffset8 int8
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -109,6 +150,9 @@ const (
 	tracerMapStackScratch        = "stack_scratch"
 	tracerMapStacks              = "stacks"
 	tracerMapTargets             = "targets"
+	tracerMapUnwindCounters      = "unwind_counters"
+	tracerMapUnwindProcs         = "unwind_procs"
+	tracerMapUnwindRows          = "unwind_rows"
 	tracerProgAllocExit          = "alloc_exit"
 	tracerProgAllocReturn        = "alloc_return"
 	tracerProgCallocEnter        = "calloc_enter"
@@ -130,6 +174,7 @@ const (
 	tracerVarTrackFreed          = "track_freed"
 	tracerVarUnusedEvent         = "unused_event"
 	tracerVarUnusedEventType     = "unused_event_type"
+	tracerVarUnwindMode          = "unwind_mode"
 )
 
 // loadTracer returns the embedded CollectionSpec for tracer.
@@ -193,15 +238,18 @@ type tracerProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tracerMapSpecs struct {
-	Allocs        *ebpf.MapSpec `ebpf:"allocs"`
-	Counters      *ebpf.MapSpec `ebpf:"counters"`
-	Events        *ebpf.MapSpec `ebpf:"events"`
-	FreedRanges   *ebpf.MapSpec `ebpf:"freed_ranges"`
-	Inflight      *ebpf.MapSpec `ebpf:"inflight"`
-	SampleCounter *ebpf.MapSpec `ebpf:"sample_counter"`
-	StackScratch  *ebpf.MapSpec `ebpf:"stack_scratch"`
-	Stacks        *ebpf.MapSpec `ebpf:"stacks"`
-	Targets       *ebpf.MapSpec `ebpf:"targets"`
+	Allocs         *ebpf.MapSpec `ebpf:"allocs"`
+	Counters       *ebpf.MapSpec `ebpf:"counters"`
+	Events         *ebpf.MapSpec `ebpf:"events"`
+	FreedRanges    *ebpf.MapSpec `ebpf:"freed_ranges"`
+	Inflight       *ebpf.MapSpec `ebpf:"inflight"`
+	SampleCounter  *ebpf.MapSpec `ebpf:"sample_counter"`
+	StackScratch   *ebpf.MapSpec `ebpf:"stack_scratch"`
+	Stacks         *ebpf.MapSpec `ebpf:"stacks"`
+	Targets        *ebpf.MapSpec `ebpf:"targets"`
+	UnwindCounters *ebpf.MapSpec `ebpf:"unwind_counters"`
+	UnwindProcs    *ebpf.MapSpec `ebpf:"unwind_procs"`
+	UnwindRows     *ebpf.MapSpec `ebpf:"unwind_rows"`
 }
 
 // tracerVariableSpecs contains global variables before they are loaded into the kernel.
@@ -216,6 +264,7 @@ type tracerVariableSpecs struct {
 	TrackFreed      *ebpf.VariableSpec `ebpf:"track_freed"`
 	UnusedEvent     *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedEventType *ebpf.VariableSpec `ebpf:"unused_event_type"`
+	UnwindMode      *ebpf.VariableSpec `ebpf:"unwind_mode"`
 }
 
 // tracerObjects contains all objects after they have been loaded into the kernel.
@@ -238,15 +287,18 @@ func (o *tracerObjects) Close() error {
 //
 // It can be passed to loadTracerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tracerMaps struct {
-	Allocs        *ebpf.Map `ebpf:"allocs"`
-	Counters      *ebpf.Map `ebpf:"counters"`
-	Events        *ebpf.Map `ebpf:"events"`
-	FreedRanges   *ebpf.Map `ebpf:"freed_ranges"`
-	Inflight      *ebpf.Map `ebpf:"inflight"`
-	SampleCounter *ebpf.Map `ebpf:"sample_counter"`
-	StackScratch  *ebpf.Map `ebpf:"stack_scratch"`
-	Stacks        *ebpf.Map `ebpf:"stacks"`
-	Targets       *ebpf.Map `ebpf:"targets"`
+	Allocs         *ebpf.Map `ebpf:"allocs"`
+	Counters       *ebpf.Map `ebpf:"counters"`
+	Events         *ebpf.Map `ebpf:"events"`
+	FreedRanges    *ebpf.Map `ebpf:"freed_ranges"`
+	Inflight       *ebpf.Map `ebpf:"inflight"`
+	SampleCounter  *ebpf.Map `ebpf:"sample_counter"`
+	StackScratch   *ebpf.Map `ebpf:"stack_scratch"`
+	Stacks         *ebpf.Map `ebpf:"stacks"`
+	Targets        *ebpf.Map `ebpf:"targets"`
+	UnwindCounters *ebpf.Map `ebpf:"unwind_counters"`
+	UnwindProcs    *ebpf.Map `ebpf:"unwind_procs"`
+	UnwindRows     *ebpf.Map `ebpf:"unwind_rows"`
 }
 
 func (m *tracerMaps) Close() error {
@@ -260,6 +312,9 @@ func (m *tracerMaps) Close() error {
 		m.StackScratch,
 		m.Stacks,
 		m.Targets,
+		m.UnwindCounters,
+		m.UnwindProcs,
+		m.UnwindRows,
 	)
 }
 
@@ -275,6 +330,7 @@ type tracerVariables struct {
 	TrackFreed      *ebpf.Variable `ebpf:"track_freed"`
 	UnusedEvent     *ebpf.Variable `ebpf:"unused_event"`
 	UnusedEventType *ebpf.Variable `ebpf:"unused_event_type"`
+	UnwindMode      *ebpf.Variable `ebpf:"unwind_mode"`
 }
 
 // tracerPrograms contains all programs after they have been loaded into the kernel.

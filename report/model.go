@@ -79,6 +79,11 @@ type Stats struct {
 	// tracked blocks since attach: the target's allocation rate.
 	Allocs uint64 `json:"allocs_since_attach"`
 	Frees  uint64 `json:"frees_since_attach"`
+	// StacksCut counts the stacks the unwinder cut short since attach
+	// (each ends with a marker frame naming why); UnwindTableBytes is
+	// the kernel memory of the CFI rows loaded (docs/unwind.md).
+	StacksCut        uint64 `json:"stacks_cut,omitempty"`
+	UnwindTableBytes uint64 `json:"unwind_table_bytes,omitempty"`
 }
 
 // Dropped counts what lsan lost since attach, by cause.

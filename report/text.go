@@ -192,5 +192,8 @@ func checkSummary(r *Report) string {
 	if r.Mode == ModeLeaks && r.Stats.CheckMS > 0 {
 		s += fmt.Sprintf("; scanned %d bytes, target paused %.1f ms, check %.1f ms", r.Stats.ScannedBytes, r.Stats.PausedMS, r.Stats.CheckMS)
 	}
+	if r.Stats.StacksCut > 0 {
+		s += fmt.Sprintf("; %d stack(s) cut short by the unwinder (marked)", r.Stats.StacksCut)
+	}
 	return s
 }

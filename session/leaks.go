@@ -249,6 +249,9 @@ func (s *Session) ruleFor(b bpf.Block, cache map[uint64]*suppressions.Rule) *sup
 }
 
 func (s *Session) symbolizePC(pc uint64) []symbolize.Frame {
+	if marker, name, ok := bpf.Marker(pc); ok {
+		return []symbolize.Frame{{PC: marker, Function: name}}
+	}
 	if s.proc == nil {
 		return []symbolize.Frame{{PC: pc}}
 	}

@@ -80,8 +80,12 @@ func (s *Session) superviseChild(proc *os.Process, sigs <-chan os.Signal) (RunRe
 	}
 	s.exited = exited
 	f := &family{root: s, children: map[int]*Session{}, exits: make(chan int, 16)}
+	prune := time.NewTicker(stackPruneInterval)
+	defer prune.Stop()
 	for {
 		select {
+		case <-prune.C:
+			s.pruneLive()
 		case <-exited:
 			f.release()
 			return s.reap(proc, res)

@@ -205,8 +205,13 @@ func (s *Session) Close() error {
 func (s *Session) Run(ctx context.Context) (bool, error) {
 	ticker := time.NewTicker(s.cfg.Interval)
 	defer ticker.Stop()
+	prune := time.NewTicker(stackPruneInterval)
+	defer prune.Stop()
 	for done := 0; s.cfg.Count == 0 || done < s.cfg.Count; done++ {
 		select {
+		case <-prune.C:
+			s.pruneLive()
+			done-- // not a check
 		case <-ticker.C:
 			if err := s.check(done+1 == s.cfg.Count); err != nil {
 				if errors.Is(err, ErrTargetExited) {
@@ -286,6 +291,8 @@ func (s *Session) fillCounters(r *report.Report) {
 	r.Dropped = droppedOf(c)
 	r.Dropped.UnreadableBytes = unreadable
 	r.Stats.Allocs, r.Stats.Frees = c.Allocs, c.Frees
+	u := s.tracer.UnwindStats()
+	r.Stats.StacksCut, r.Stats.UnwindTableBytes = u.Cut(), u.TableBytes
 }
 
 func droppedOf(c bpf.Counters) report.Dropped {
@@ -337,6 +344,17 @@ func (s *Session) symbolizeAndWrite(r *report.Report) error {
 		}
 	}
 	return s.cfg.Write(r)
+}
+
+// stackPruneInterval is how often the stacks of freed blocks are released
+// between checks, so that a long run cannot fill the stack map with them.
+const stackPruneInterval = 2 * time.Second
+
+// pruneLive releases the stacks of freed blocks while the target runs.
+func (s *Session) pruneLive() {
+	if _, err := s.tracer.PruneLive(); err != nil {
+		s.cfg.Log("lsan: warning: %v", err)
+	}
 }
 
 // pruneStacks frees the stack map of stacks no live block uses any more.

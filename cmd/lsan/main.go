@@ -151,6 +151,7 @@ func commonFlags() []cli.Flag {
 		&cli.UintFlag{Name: "max-stacks", Value: bpf.DefaultMaxStacks, Usage: "capacity of the stack map"},
 		&cli.StringFlag{Name: "probe-placement", Value: "auto", Usage: "auto: each probe on the first instruction the kernel emulates (fast); entry: at the function entry"},
 		&cli.StringFlag{Name: "return-probes", Value: "auto", Usage: "how allocator calls are seen to end: exit (probes on their ret instructions: plant no copy of the result on the stack), uretprobe (about 3x cheaper), auto (exit for lsan run, uretprobe for lsan -p)"},
+		&cli.StringFlag{Name: "unwind", Value: "auto", Usage: "how stacks are unwound: auto (CFI tables, frame pointers where a module has none), fp, cfi"},
 		&cli.UintFlag{Name: "sample-rate", Value: 1, Usage: "track 1 in N allocations (reports say they are sampled)"},
 		&cli.StringSliceFlag{Name: "debug-dir", Usage: "extra `DIR` searched for separate debug info (repeatable)"},
 		&cli.BoolFlag{Name: "no-demangle", Usage: "print C++ and Rust names as they are in the binary"},
@@ -227,6 +228,11 @@ func configFromFlags(c *cli.Context, targetExe string) (session.Config, func(), 
 	default:
 		return cfg, noop, usageError{fmt.Errorf("--return-probes %q: want auto, exit or uretprobe", c.String("return-probes"))}
 	}
+	unwindMode, err := bpf.ParseUnwindMode(c.String("unwind"))
+	if err != nil {
+		return cfg, noop, usageError{fmt.Errorf("--unwind: %w", err)}
+	}
+	cfg.Tracer.Unwind = unwindMode
 	if cfg.Tracer.SampleRate == 0 {
 		return cfg, noop, usageError{fmt.Errorf("--sample-rate must be at least 1")}
 	}

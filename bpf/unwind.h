@@ -1,0 +1,408 @@
+// lsan's user-stack unwinder: walks the stack of the current thread with
+// the CFI rows the loader compiled from each mapped object's .eh_frame /
+// .debug_frame (package unwind), falling back to frame pointers for code
+// without rows (auto mode). Included by lsan.bpf.c; docs/unwind.md
+// describes the maps and the walk.
+#ifndef LSAN_UNWIND_H
+#define LSAN_UNWIND_H
+
+// Executable mappings per process that get tables. A process with more
+// (hundreds of plugins) has the rest unwound by frame pointers or cut
+// with a marker. A power of two: the search masks indexes with it.
+#define UNWIND_MAX_MAPPINGS 256
+// Steps of the binary search over one process's mappings: log2 of the
+// above.
+#define UNWIND_MAPPING_STEPS 8
+// Steps of the binary search over one module's rows: 2^24 rows is far
+// more than the largest object here has (libxul-sized files have ~1M).
+#define UNWIND_ROW_STEPS 24
+// bpf_loop runs one frame per iteration; one more than the depth, so
+// that a stack deeper than MAX_STACK_DEPTH is seen to be cut.
+#define UNWIND_STEPS (MAX_STACK_DEPTH + 1)
+
+// How stacks are taken (--unwind): set by the loader.
+enum unwind_mode {
+	UNWIND_MODE_FP = 0,   // bpf_get_stack's frame-pointer walk
+	UNWIND_MODE_AUTO = 1, // CFI rows where a module has them, frame pointers elsewhere
+	UNWIND_MODE_CFI = 2,  // CFI rows only; code without rows ends the stack
+};
+
+// Row kinds: the values of package unwind's Kind.
+enum unwind_kind {
+	UNWIND_KIND_NONE = 0,
+	UNWIND_KIND_RSP = 1,
+	UNWIND_KIND_RBP = 2,
+	UNWIND_KIND_PLT = 3,
+	UNWIND_KIND_EXPRESSION = 4,
+	UNWIND_KIND_SIGNAL = 5,
+	UNWIND_KIND_END = 6,
+};
+
+// A stack the walk had to cut short ends with one of these frames: kernel
+// addresses, never a user PC, that the loader names in reports.
+// 16 apart: reports look callers up at PC - 1, which must not name the
+// next marker.
+#define UNWIND_MARK_NO_TABLE 0xffffffffffff0010ULL   // code with no CFI row (and no frame-pointer fallback)
+#define UNWIND_MARK_EXPRESSION 0xffffffffffff0020ULL // a DWARF expression rule
+#define UNWIND_MARK_READ 0xffffffffffff0030ULL       // the stack could not be read
+#define UNWIND_MARK_DEPTH 0xffffffffffff0040ULL      // deeper than MAX_STACK_DEPTH
+#define UNWIND_MARK_BAD_FRAME 0xffffffffffff0050ULL  // a frame pointer chain that goes wrong
+#define UNWIND_MARK_STALE 0xffffffffffff0060ULL      // a new program image (execve) whose tables are not loaded yet
+
+enum unwind_counter {
+	UNWIND_COUNTER_STACKS = 0,     // stacks walked with rows
+	UNWIND_COUNTER_COMPLETE = 1,   // ... that reached the outermost frame
+	UNWIND_COUNTER_NO_TABLE = 2,   // cut: no row for a PC
+	UNWIND_COUNTER_EXPRESSION = 3, // cut: expression rule
+	UNWIND_COUNTER_READ = 4,       // cut: unreadable stack memory
+	UNWIND_COUNTER_DEPTH = 5,      // cut: too deep
+	UNWIND_COUNTER_BAD_FRAME = 6,  // cut: frame going down the stack
+	UNWIND_COUNTER_FP_FRAMES = 7,  // frames unwound by frame pointer (auto)
+	UNWIND_COUNTER_NO_PROCESS = 8, // process without tables: frame-pointer stack
+	UNWIND_COUNTER_STALE = 9,      // cut: tables of the image before an execve
+	UNWIND_COUNTER_MAX = 10,
+};
+
+// One row: package unwind's Row, 8 bytes.
+struct unwind_row {
+	__u32 pc; // ELF virtual address where the rule starts
+	__u16 cfa_offset;
+	__u8 kind;
+	signed char rbp_offset8; // rbp saved at CFA + 8*this; 0: unchanged
+};
+
+// One executable mapping of a process and its module's rows in
+// unwind_rows: [first_row, first_row + nrows). nrows 0: no CFI (frame
+// pointers in auto mode).
+struct unwind_mapping {
+	__u64 start, end; // runtime addresses
+	__u64 bias;       // runtime address - ELF virtual address
+	__u32 first_row;
+	__u32 nrows;
+};
+
+// A process's executable mappings, sorted by start, as of its program
+// image `generation` (struct target's execve count).
+struct unwind_mappings {
+	__u32 n;
+	__u16 generation;
+	__u16 _pad;
+	struct unwind_mapping m[UNWIND_MAX_MAPPINGS];
+};
+
+volatile const __u32 unwind_mode = UNWIND_MODE_FP;
+
+// The rows of every loaded module, one after the other. Each file gets
+// its rows once, shared by all processes that map it. Sized by the loader
+// (Options.MaxUnwindRows).
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1 << 20);
+	__type(key, __u32);
+	__type(value, struct unwind_row);
+} unwind_rows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_TARGETS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32); // tgid
+	__type(value, struct unwind_mappings);
+} unwind_procs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, UNWIND_COUNTER_MAX);
+	__type(key, enum unwind_counter);
+	__type(value, __u64);
+} unwind_counters SEC(".maps");
+
+// libbpf 1.1's helper list predates bpf_loop (kernel 5.17).
+static long (*unwind_bpf_loop)(__u32 nr_loops, void *callback_fn, void *callback_ctx,
+			       __u64 flags) = (void *)181;
+
+static __always_inline void unwind_count(enum unwind_counter which)
+{
+	__u64 *c = bpf_map_lookup_elem(&unwind_counters, &which);
+	if (c)
+		*c += 1;
+}
+
+#if defined(__TARGET_ARCH_x86)
+
+// The walk's state, shared with each bpf_loop iteration. Scalars only:
+// unwind_step, a global function, sees it as plain memory.
+struct unwind_state {
+	__u64 pc, sp, bp;
+	__u32 n;        // frames stored in stack_scratch
+	__u8 is_return; // pc is a return address: look up pc - 1
+	__u8 done;
+	__u16 _pad;
+};
+
+// unwind_find_mapping returns the mapping holding pc, or NULL.
+static __always_inline struct unwind_mapping *unwind_find_mapping(struct unwind_mappings *maps,
+								   __u64 pc)
+{
+	__u32 lo = 0, cnt = maps->n;
+	if (cnt > UNWIND_MAX_MAPPINGS)
+		cnt = UNWIND_MAX_MAPPINGS;
+	// lo ends at the first mapping starting above pc.
+	for (int i = 0; i < UNWIND_MAPPING_STEPS + 1 && cnt > 0; i++) {
+		__u32 half = cnt / 2, mid = (lo + half) & (UNWIND_MAX_MAPPINGS - 1);
+		if (maps->m[mid].start <= pc) {
+			lo = mid + 1;
+			cnt -= half + 1;
+		} else {
+			cnt = half;
+		}
+	}
+	if (lo == 0)
+		return NULL;
+	struct unwind_mapping *m = &maps->m[(lo - 1) & (UNWIND_MAX_MAPPINGS - 1)];
+	return pc < m->end ? m : NULL;
+}
+
+// unwind_find_row copies the row in effect at vaddr into *row; it leaves
+// *row alone (kind NONE) when the module has none there.
+static __always_inline void unwind_find_row(struct unwind_mapping *m, __u64 vaddr,
+					    struct unwind_row *row)
+{
+	if (vaddr > 0xffffffffULL)
+		return;
+	__u32 first = m->first_row, lo = first, cnt = m->nrows;
+	for (int i = 0; i < UNWIND_ROW_STEPS + 1 && cnt > 0; i++) {
+		__u32 half = cnt / 2, mid = lo + half;
+		struct unwind_row *r = bpf_map_lookup_elem(&unwind_rows, &mid);
+		if (!r)
+			return;
+		if (r->pc <= (__u32)vaddr) {
+			lo = mid + 1;
+			cnt -= half + 1;
+		} else {
+			cnt = half;
+		}
+	}
+	if (lo == first)
+		return;
+	__u32 idx = lo - 1;
+	struct unwind_row *r = bpf_map_lookup_elem(&unwind_rows, &idx);
+	if (r)
+		*row = *r;
+}
+
+// unwind_cut ends the stack with a marker frame and counts why.
+static __always_inline long unwind_cut(struct unwind_state *s, struct stack *st, __u64 marker,
+				       enum unwind_counter counter)
+{
+	__u32 n = s->n;
+	if (n >= MAX_STACK_DEPTH)
+		n = MAX_STACK_DEPTH - 1; // the marker replaces the last frame
+	st->pcs[n & (MAX_STACK_DEPTH - 1)] = marker;
+	s->n = n + 1;
+	s->done = 1;
+	unwind_count(counter);
+	return 1;
+}
+
+static __always_inline long unwind_read(__u64 *dst, __u64 addr)
+{
+	return bpf_probe_read_user(dst, sizeof(*dst), (void *)addr);
+}
+
+// unwind_signal_frame restores the registers a signal interrupted, from
+// the ucontext the kernel put at rsp (__restore_rt runs with it there).
+static __always_inline long unwind_signal_frame(struct unwind_state *s, struct stack *st)
+{
+	// struct ucontext: uc_mcontext at 40; in it rbp at 80, rsp at 120,
+	// rip at 128.
+	__u64 bp, sp, ip;
+	if (unwind_read(&bp, s->sp + 40 + 80) || unwind_read(&sp, s->sp + 40 + 120) ||
+	    unwind_read(&ip, s->sp + 40 + 128))
+		return unwind_cut(s, st, UNWIND_MARK_READ, UNWIND_COUNTER_READ);
+	s->bp = bp;
+	s->sp = sp;
+	s->pc = ip;
+	s->is_return = 0; // the interrupted instruction itself
+	return 0;
+}
+
+// unwind_fp_frame steps over one frame by its frame pointer. Code without
+// rows may not keep frame pointers either (musl's libc.a): the step is
+// taken only when the saved frame pointer moves up the stack and the
+// return address lies in a mapping the loader knows, else the stack is cut
+// (never a junk frame).
+static __always_inline long unwind_fp_frame(struct unwind_state *s, struct stack *st,
+					    struct unwind_mappings *maps)
+{
+	__u64 bp = s->bp, saved[2];
+	if (bp == 0) {
+		// The outermost frame of frame-pointer code zeroes rbp.
+		s->done = 1;
+		unwind_count(UNWIND_COUNTER_COMPLETE);
+		return 1;
+	}
+	if (bp < s->sp || (bp & 7))
+		return unwind_cut(s, st, UNWIND_MARK_BAD_FRAME, UNWIND_COUNTER_BAD_FRAME);
+	if (bpf_probe_read_user(saved, sizeof(saved), (void *)bp))
+		return unwind_cut(s, st, UNWIND_MARK_READ, UNWIND_COUNTER_READ);
+	if ((saved[0] && saved[0] <= bp) || !unwind_find_mapping(maps, saved[1] - 1))
+		return unwind_cut(s, st, UNWIND_MARK_BAD_FRAME, UNWIND_COUNTER_BAD_FRAME);
+	unwind_count(UNWIND_COUNTER_FP_FRAMES);
+	s->bp = saved[0];
+	s->pc = saved[1];
+	s->sp = bp + 16;
+	s->is_return = 1;
+	return 0;
+}
+
+// unwind_step records the current frame and steps to its caller; it
+// returns 1 when the walk is over. A global function: the verifier checks
+// it once, with its state unknown, instead of once per frame and per path
+// through the searches (which exceeds its budget).
+__attribute__((noinline)) int unwind_step(struct unwind_state *s)
+{
+	if (!s)
+		return 1;
+	__u32 zero = 0, tgid = bpf_get_current_pid_tgid() >> 32;
+	struct stack *st = bpf_map_lookup_elem(&stack_scratch, &zero);
+	struct unwind_mappings *maps = bpf_map_lookup_elem(&unwind_procs, &tgid);
+	if (!st || !maps)
+		return 1;
+	__u32 n = s->n;
+	if (n >= MAX_STACK_DEPTH)
+		return unwind_cut(s, st, UNWIND_MARK_DEPTH, UNWIND_COUNTER_DEPTH);
+	if (s->pc == 0) {
+		s->done = 1;
+		unwind_count(UNWIND_COUNTER_COMPLETE);
+		return 1;
+	}
+	st->pcs[n & (MAX_STACK_DEPTH - 1)] = s->pc;
+	s->n = n + 1;
+
+	__u64 pc = s->pc - s->is_return;
+	struct unwind_mapping *m = unwind_find_mapping(maps, pc);
+	struct unwind_row row = {.kind = UNWIND_KIND_NONE};
+	// No mapping: code that is not file-backed (a JIT) or a module mapped
+	// since the loader last looked; as code without rows.
+	if (m)
+		unwind_find_row(m, pc - m->bias, &row);
+
+	__u64 cfa;
+	switch (row.kind) {
+	case UNWIND_KIND_RSP:
+		cfa = s->sp + row.cfa_offset;
+		break;
+	case UNWIND_KIND_RBP:
+		cfa = s->bp + row.cfa_offset;
+		break;
+	case UNWIND_KIND_PLT:
+		// push of the relocation index at offset 6 of each 16-byte entry
+		cfa = s->sp + 8 + (((s->pc & 15) >= 11) ? 8 : 0);
+		break;
+	case UNWIND_KIND_SIGNAL:
+		return unwind_signal_frame(s, st);
+	case UNWIND_KIND_END:
+		s->done = 1;
+		unwind_count(UNWIND_COUNTER_COMPLETE);
+		return 1;
+	case UNWIND_KIND_EXPRESSION:
+		return unwind_cut(s, st, UNWIND_MARK_EXPRESSION, UNWIND_COUNTER_EXPRESSION);
+	default:
+		if (unwind_mode == UNWIND_MODE_AUTO)
+			return unwind_fp_frame(s, st, maps);
+		return unwind_cut(s, st, UNWIND_MARK_NO_TABLE, UNWIND_COUNTER_NO_TABLE);
+	}
+	if (cfa <= s->sp && row.kind == UNWIND_KIND_RBP)
+		return unwind_cut(s, st, UNWIND_MARK_BAD_FRAME, UNWIND_COUNTER_BAD_FRAME);
+	__u64 ra;
+	if (unwind_read(&ra, cfa - 8))
+		return unwind_cut(s, st, UNWIND_MARK_READ, UNWIND_COUNTER_READ);
+	if (row.rbp_offset8) {
+		__u64 bp;
+		if (unwind_read(&bp, cfa + (__s64)row.rbp_offset8 * 8))
+			return unwind_cut(s, st, UNWIND_MARK_READ, UNWIND_COUNTER_READ);
+		s->bp = bp;
+	}
+	s->sp = cfa;
+	s->pc = ra;
+	s->is_return = 1;
+	return 0;
+}
+
+static long unwind_frame(__u32 i, void *data)
+{
+	return unwind_step(data) ? 1 : 0;
+}
+
+// fp_stack is bpf_get_stack's frame-pointer walk. At an exit site its
+// first frame is the allocator's own instruction, and %rbp is already the
+// caller's, so the caller's frame is missing: frame 0 becomes the call
+// site, the return address at [rsp], and the stack reads as after the
+// return.
+static __always_inline long fp_stack(struct pt_regs *ctx, struct stack *st, __u64 ra, int at_exit)
+{
+	long n = bpf_get_stack(ctx, st->pcs, sizeof(st->pcs), BPF_F_USER_STACK);
+	if (n > 0 && at_exit)
+		st->pcs[0] = ra;
+	return n;
+}
+
+// unwind_user_stack stores the stack of the current thread, innermost
+// first, in st->pcs (st is stack_scratch's entry) and returns its size in
+// bytes, like bpf_get_stack (which it is in fp mode, and for processes
+// without tables). at_exit: the program runs at an exit site of the
+// allocator (a ret or a tail jump, exits.go), where [rsp] is the return
+// address; the walk starts from the state the return leads to.
+static __always_inline long unwind_user_stack(struct pt_regs *ctx, struct stack *st, int at_exit)
+{
+	__u64 ra = 0, sp = PT_REGS_SP(ctx);
+	if (at_exit) {
+		if (bpf_probe_read_user(&ra, sizeof(ra), (void *)sp))
+			return 0;
+		sp += 8;
+	}
+	if (unwind_mode == UNWIND_MODE_FP)
+		return fp_stack(ctx, st, ra, at_exit);
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct unwind_mappings *maps = bpf_map_lookup_elem(&unwind_procs, &tgid);
+	if (!maps) {
+		unwind_count(UNWIND_COUNTER_NO_PROCESS);
+		return fp_stack(ctx, st, ra, at_exit);
+	}
+	struct target *t = bpf_map_lookup_elem(&targets, &tgid);
+	if (t && t->generation != maps->generation) {
+		// The process exec'd and the loader has not read its new
+		// mappings yet: the old image's rows would give junk. The call
+		// site (ip at the return probe) is still exact.
+		st->pcs[0] = at_exit ? ra : PT_REGS_IP(ctx);
+		st->pcs[1] = UNWIND_MARK_STALE;
+		unwind_count(UNWIND_COUNTER_STALE);
+		return 2 * sizeof(__u64);
+	}
+	struct unwind_state s = {
+		.pc = at_exit ? ra : PT_REGS_IP(ctx),
+		.sp = sp,
+		.bp = PT_REGS_FP(ctx),
+		// At the allocator's return probe ip is the return address into
+		// the caller; at an entry probe it would be the callee's first
+		// instruction.
+		.is_return = 1,
+	};
+	unwind_count(UNWIND_COUNTER_STACKS);
+	unwind_bpf_loop(UNWIND_STEPS, unwind_frame, &s, 0);
+	return (long)s.n * sizeof(__u64);
+}
+
+#else
+
+static __always_inline long unwind_user_stack(struct pt_regs *ctx, struct stack *st, int at_exit)
+{
+	// CFI rows are compiled for x86-64 only; arm64 keeps frame pointers
+	// in its ABI's common builds (and has no exit sites).
+	return bpf_get_stack(ctx, st->pcs, sizeof(st->pcs), BPF_F_USER_STACK);
+}
+
+#endif
+
+#endif

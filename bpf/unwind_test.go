@@ -1,0 +1,115 @@
+package bpf
+
+import (
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+)
+
+// buildNoFP compiles a test program as distributions do: -O2, no frame
+// pointers.
+func buildNoFP(t *testing.T, src string) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), strings.TrimSuffix(filepath.Base(src), filepath.Ext(src)))
+	if b, err := exec.Command("gcc", "-O2", "-g", "-fomit-frame-pointer", "-Wall", "-o", out, src).CombinedOutput(); err != nil {
+		t.Fatalf("gcc %s: %v\n%s", src, err, b)
+	}
+	return out
+}
+
+// exeFrames names the frames of b's stack that lie in the executable,
+// innermost first, and the markers; other modules' frames are left out.
+func exeFrames(tr *Tracer, st *symbolTable, b Block) []string {
+	var out []string
+	for i, pc := range tr.Stack(b) {
+		if name, ok := MarkerName(pc); ok {
+			out = append(out, name)
+			continue
+		}
+		if i > 0 {
+			pc--
+		}
+		if n := st.name(pc); n != "?" {
+			out = append(out, n)
+			if n == "main" { // where gdb's bt ends
+				break
+			}
+		}
+	}
+	return out
+}
+
+// TestUnwindNoFramePointers: with CFI rows, the stacks of a -O2
+// -fomit-frame-pointer program reach main, through the static functions
+// and through glibc (strdup, getline, asprintf keep their callers); with
+// frame pointers only, they stop early (the control).
+func TestUnwindNoFramePointers(t *testing.T) {
+	requireBPF(t)
+	exe := buildNoFP(t, "testdata/deep.c")
+	want := []string{
+		"run_leaks main", // asprintf
+		"run_leaks main", // getline
+		"deep_level3 deep_level2 deep_level1 run_leaks main", // strdup
+	}
+	sort.Strings(want)
+	for _, mode := range []UnwindMode{UnwindAuto, UnwindCFI} {
+		t.Run(mode.String(), func(t *testing.T) {
+			tg := startTarget(t, exe)
+			tr, blocks, st := traceTrigger(t, tg, exe, Options{Unwind: mode})
+			var got []string
+			for _, b := range blocks {
+				got = append(got, strings.Join(exeFrames(tr, st, b), " "))
+			}
+			sort.Strings(got)
+			if strings.Join(got, "\n") != strings.Join(want, "\n") {
+				t.Errorf("stacks:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+			}
+			s := tr.UnwindStats()
+			if s.Walks == 0 || s.Cut() != 0 || s.Complete != s.Walks {
+				t.Errorf("unwind stats %+v: want every walk complete", s)
+			}
+			if s.ModuleRows[exe] == 0 || s.ModuleRows["/usr/lib/x86_64-linux-gnu/libc.so.6"] == 0 {
+				t.Errorf("rows per module %v: want the executable and libc", s.ModuleRows)
+			}
+			if s.Modules < 2 || s.Rows == 0 {
+				t.Errorf("unwind stats %+v: want rows for the executable and libc", s)
+			}
+			t.Logf("stats: %+v", s)
+		})
+	}
+	t.Run("fp", func(t *testing.T) {
+		tg := startTarget(t, exe)
+		tr, blocks, st := traceTrigger(t, tg, exe, Options{Unwind: UnwindFP})
+		for _, b := range blocks {
+			if f := exeFrames(tr, st, b); len(f) > 0 && f[len(f)-1] == "main" && len(f) == 5 {
+				t.Errorf("frame pointers unwound a -fomit-frame-pointer stack completely: %v", f)
+			}
+		}
+	})
+}
+
+// TestMarkers: every marker is named, at its value and at value - 1 (where
+// reports look callers up), and no user address is taken for one.
+func TestMarkers(t *testing.T) {
+	seen := map[string]bool{}
+	for _, m := range []uint64{MarkNoTable, MarkExpression, MarkRead, MarkDepth, MarkBadFrame, MarkStale} {
+		for _, pc := range []uint64{m, m - 1} {
+			got, name, ok := Marker(pc)
+			if !ok || got != m {
+				t.Errorf("Marker(%#x) = %#x, %q, %v; want %#x", pc, got, name, ok, m)
+			}
+		}
+		name, _ := MarkerName(m)
+		if seen[name] {
+			t.Errorf("two markers named %q", name)
+		}
+		seen[name] = true
+	}
+	for _, pc := range []uint64{0, 0x401000, 0x7fffffffe000, 0xffffffffffffffff} {
+		if _, ok := MarkerName(pc); ok {
+			t.Errorf("%#x taken for a marker", pc)
+		}
+	}
+}
