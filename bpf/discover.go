@@ -1,15 +1,15 @@
 package bpf
 
 import (
-	"bufio"
 	"bytes"
 	"debug/elf"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
+
+	"github.com/lsan-project/lsan/internal/procmaps"
 )
 
 // MappedObject is an ELF file mapped into the target.
@@ -49,47 +49,18 @@ type mapping struct {
 // ErrNoAllocator means no loaded object defines malloc.
 var ErrNoAllocator = errors.New("no malloc found")
 
-// readMappings parses /proc/PID/maps.
+// readMappings parses /proc/PID/maps. The path keeps the kernel's
+// " (deleted)" mark, which openPathFor looks for.
 func readMappings(pid int) ([]mapping, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	parsed, err := procmaps.Read(pid)
 	if err != nil {
 		return nil, err
 	}
-	var out []mapping
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		if m, ok := parseMapsLine(sc.Text()); ok {
-			out = append(out, m)
-		}
+	out := make([]mapping, len(parsed))
+	for i, m := range parsed {
+		out[i] = mapping{start: m.Start, end: m.End, offset: m.Offset, perms: m.Perms, path: m.Printed()}
 	}
-	return out, sc.Err()
-}
-
-// parseMapsLine reads "start-end perms offset dev inode path"; the path may
-// contain spaces and end in " (deleted)".
-func parseMapsLine(line string) (mapping, bool) {
-	fields := strings.Fields(line)
-	if len(fields) < 5 {
-		return mapping{}, false
-	}
-	addrs := strings.SplitN(fields[0], "-", 2)
-	if len(addrs) != 2 {
-		return mapping{}, false
-	}
-	start, err1 := strconv.ParseUint(addrs[0], 16, 64)
-	end, err2 := strconv.ParseUint(addrs[1], 16, 64)
-	off, err3 := strconv.ParseUint(fields[2], 16, 64)
-	if err1 != nil || err2 != nil || err3 != nil {
-		return mapping{}, false
-	}
-	m := mapping{start: start, end: end, offset: off, perms: fields[1]}
-	if len(fields) >= 6 {
-		// The path is everything after the inode field, spaces included.
-		idx := strings.Index(line, fields[4]) + len(fields[4])
-		m.path = strings.TrimSpace(line[idx:])
-	}
-	return m, true
+	return out, nil
 }
 
 // mappedObjects groups the file-backed mappings of pid by file, in the

@@ -8,6 +8,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/lsan-project/lsan/internal/procmaps"
 )
 
 // procRoot is where procfs is mounted.
@@ -161,64 +163,18 @@ func readMaps(pid int) ([]mapping, error) {
 	return maps, nil
 }
 
-// parseMaps parses the text of /proc/PID/maps. Lines are sorted by address
-// there, and stay so.
+// parseMaps parses the text of /proc/PID/maps with the shared parser; a
+// line it cannot parse fails the whole list, since the scanner must not
+// miss a region that may hold pointers.
 func parseMaps(data []byte) ([]mapping, error) {
-	var maps []mapping
-	for lineNo, line := range strings.Split(string(data), "\n") {
-		if strings.TrimSpace(line) == "" {
-			continue
-		}
-		m, err := parseMapsLine(line)
-		if err != nil {
-			return nil, fmt.Errorf("maps line %d %q: %w", lineNo+1, line, err)
-		}
-		maps = append(maps, m)
+	parsed, err := procmaps.Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("maps %w", err)
+	}
+	maps := make([]mapping, len(parsed))
+	for i, m := range parsed {
+		maps[i] = mapping{start: m.Start, end: m.End, perms: m.Perms, offset: m.Offset,
+			dev: m.Dev, inode: m.Inode, path: m.Printed()}
 	}
 	return maps, nil
-}
-
-func parseMapsLine(line string) (mapping, error) {
-	// start-end perms offset dev inode [path]; the path may hold spaces.
-	fields := make([]string, 0, 5)
-	rest := line
-	for len(fields) < 5 {
-		rest = strings.TrimLeft(rest, " ")
-		i := strings.IndexByte(rest, ' ')
-		if i < 0 {
-			fields = append(fields, rest)
-			rest = ""
-			continue
-		}
-		fields = append(fields, rest[:i])
-		rest = rest[i:]
-	}
-	if len(fields) < 5 || fields[4] == "" {
-		return mapping{}, errors.New("too few fields")
-	}
-	lo, hi, ok := strings.Cut(fields[0], "-")
-	if !ok {
-		return mapping{}, errors.New("bad address range")
-	}
-	var m mapping
-	var err error
-	if m.start, err = strconv.ParseUint(lo, 16, 64); err != nil {
-		return mapping{}, fmt.Errorf("bad start: %w", err)
-	}
-	if m.end, err = strconv.ParseUint(hi, 16, 64); err != nil {
-		return mapping{}, fmt.Errorf("bad end: %w", err)
-	}
-	if m.end < m.start {
-		return mapping{}, errors.New("end before start")
-	}
-	m.perms = fields[1]
-	if m.offset, err = strconv.ParseUint(fields[2], 16, 64); err != nil {
-		return mapping{}, fmt.Errorf("bad offset: %w", err)
-	}
-	m.dev = fields[3]
-	if m.inode, err = strconv.ParseUint(fields[4], 10, 64); err != nil {
-		return mapping{}, fmt.Errorf("bad inode: %w", err)
-	}
-	m.path = strings.TrimLeft(rest, " ")
-	return m, nil
 }

@@ -8,11 +8,12 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
-	"strconv"
 	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/lsan-project/lsan/internal/procmaps"
 )
 
 // ErrNotFound and ErrNotExecutable are a command lsan run cannot start;
@@ -171,15 +172,13 @@ func mappedPathAt(pid int, addr uint64) string {
 	if addr == 0 {
 		return ""
 	}
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	maps, err := procmaps.Read(pid)
 	if err != nil {
 		return ""
 	}
-	prefix := strconv.FormatUint(addr, 16) + "-"
-	for _, line := range strings.Split(string(data), "\n") {
-		fields := strings.Fields(line)
-		if len(fields) >= 6 && strings.HasPrefix(line, prefix) && strings.HasPrefix(fields[5], "/") {
-			return fields[5]
+	for _, m := range maps {
+		if m.Start == addr && strings.HasPrefix(m.Path, "/") {
+			return m.Path
 		}
 	}
 	return ""
