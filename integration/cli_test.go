@@ -73,8 +73,8 @@ func TestBadInput(t *testing.T) {
 		{"malformed suppression", nil, []string{"-p", "1", "-s", badSupp}, 1, "lsan: " + badSupp + ":3: "},
 		{"missing suppression file", nil, []string{"-p", "1", "-s", "/nonexistent.supp"}, 1, "lsan: "},
 		{"stripped static binary", nil, []string{"-p", strconv.Itoa(strippedProc.Process.Pid), "-n", "1"}, 1, "no malloc found"},
-		{"no privileges over a root process", nobody, []string{"-p", strconv.Itoa(self), "-n", "1"}, 1, "CAP_SYS_PTRACE (and CAP_BPF and CAP_PERFMON"},
-		{"no BPF privileges", nobody, []string{"-p", strconv.Itoa(sleeper.Process.Pid), "-n", "1"}, 1, "grant CAP_BPF and CAP_PERFMON"},
+		{"no privileges over a root process", nobody, []string{"-p", strconv.Itoa(self), "-n", "1"}, 1, "lsan: missing CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE"},
+		{"no BPF privileges", nobody, []string{"-p", strconv.Itoa(sleeper.Process.Pid), "-n", "1"}, 1, "lsan: missing CAP_BPF, CAP_PERFMON ("},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, _, stderr := runLSan(t, tc.cred, tc.args...)

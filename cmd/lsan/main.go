@@ -16,6 +16,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/lsan-project/lsan/bpf"
+	"github.com/lsan-project/lsan/internal/target"
 	"github.com/lsan-project/lsan/report"
 	"github.com/lsan-project/lsan/session"
 	"github.com/lsan-project/lsan/symbolize"
@@ -145,20 +146,31 @@ func attachAction(c *cli.Context) error {
 	if !c.IsSet("pid") {
 		return usageError{errors.New("-p PID is required")}
 	}
-	targetExe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", c.Int("pid")))
+	pid := c.Int("pid")
+	if pid <= 0 {
+		return usageError{fmt.Errorf("-p %d: a process ID is a positive number", pid)}
+	}
+	if c.Duration("interval") <= 0 {
+		return usageError{fmt.Errorf("--interval must be positive")}
+	}
+	if c.Int("count") < 0 {
+		return usageError{fmt.Errorf("--count must not be negative")}
+	}
+	targetExe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
 	cfg, closeOut, err := configFromFlags(c, targetExe)
 	if err != nil {
 		return err
 	}
 	defer closeOut()
-	cfg.PID = c.Int("pid")
+	cfg.PID = pid
 	cfg.Interval = c.Duration("interval")
 	cfg.Count = c.Int("count")
-	if cfg.Interval <= 0 {
-		return usageError{fmt.Errorf("--interval must be positive")}
+	need := target.NeedPtrace
+	if cfg.Mode == report.ModeOutstanding {
+		need = target.NeedBPF
 	}
-	if cfg.Count < 0 {
-		return usageError{fmt.Errorf("--count must not be negative")}
+	if err := target.Check(pid, need); err != nil {
+		return err
 	}
 	return attachAndCheck(cfg, exitCode(c))
 }

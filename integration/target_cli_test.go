@@ -1,0 +1,181 @@
+package integration
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// startGroup starts cmd in its own process group and kills the whole group
+// when the test ends, on every path.
+func startGroup(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setpgid = true
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pgid := cmd.Process.Pid
+	t.Cleanup(func() {
+		syscall.Kill(-pgid, syscall.SIGKILL)
+		cmd.Wait()
+	})
+}
+
+// otherThread is a thread of the test process that is not its main thread.
+func otherThread(t *testing.T) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.Name() != fmt.Sprint(os.Getpid()) {
+			var tid int
+			fmt.Sscan(e.Name(), &tid)
+			return tid
+		}
+	}
+	t.Fatal("the test process has one thread")
+	return 0
+}
+
+// TestCLITargetValidation: a PID that names something lsan cannot check
+// gets one line saying what it is, before any probe is placed.
+func TestCLITargetValidation(t *testing.T) {
+	requireRoot(t)
+	zombie := exec.Command("true")
+	if err := zombie.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Not waited for until the end: until then it is a zombie.
+	defer zombie.Wait()
+	waitFor(t, "zombie", func() bool {
+		data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", zombie.Process.Pid))
+		return strings.Contains(string(data), ") Z ")
+	})
+
+	traced := exec.Command("sleep", "60")
+	startGroup(t, traced)
+	tracer := exec.Command("strace", "-q", "-o", "/dev/null", "-p", fmt.Sprint(traced.Process.Pid))
+	startGroup(t, tracer)
+	waitFor(t, "strace to attach", func() bool {
+		data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", traced.Process.Pid))
+		return !strings.Contains(string(data), "TracerPid:\t0\n")
+	})
+
+	tid := otherThread(t)
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"pid 0", []string{"-p", "0"}, 2, "lsan: -p 0: a process ID is a positive number"},
+		{"pid -1", []string{"-p", "-1"}, 2, "lsan: -p -1: a process ID is a positive number"},
+		{"kernel thread", []string{"-p", "2"}, 1, "lsan: pid 2 is a kernel thread"},
+		{"zombie", []string{"-p", fmt.Sprint(zombie.Process.Pid)}, 1, fmt.Sprintf("lsan: pid %d has exited (zombie)", zombie.Process.Pid)},
+		{"thread", []string{"-p", fmt.Sprint(tid)}, 1, fmt.Sprintf("lsan: pid %d is a thread of process %d; use -p %d", tid, os.Getpid(), os.Getpid())},
+		{"nonexistent", []string{"-p", "1073741800"}, 1, "lsan: no process with pid 1073741800"},
+		{"already traced", []string{"-p", fmt.Sprint(traced.Process.Pid)}, 1,
+			fmt.Sprintf("lsan: pid %d is already traced by process %d (strace)", traced.Process.Pid, tracer.Process.Pid)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			code, _, stderr := runLSan(t, nil, append(tc.args, "-n", "1")...)
+			assertOneLine(t, code, stderr, tc.code, tc.want)
+			if d := time.Since(start); d > 5*time.Second {
+				t.Errorf("took %v: the check must come before attach", d)
+			}
+		})
+	}
+	t.Run("itself", func(t *testing.T) {
+		cmd := exec.Command("sh", "-c", `exec "$0" -p $$ -n 1`, lsan(t))
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		assertOneLine(t, code, stderr.String(), 1, "lsan: lsan cannot check itself")
+	})
+}
+
+// assertOneLine: stderr is exactly one line starting with want, and the
+// exit status is code.
+func assertOneLine(t *testing.T, code int, stderr string, wantCode int, want string) {
+	t.Helper()
+	if code != wantCode {
+		t.Errorf("exit status %d, want %d (stderr %q)", code, wantCode, stderr)
+	}
+	lines := strings.Split(strings.TrimRight(stderr, "\n"), "\n")
+	if len(lines) != 1 || !strings.HasPrefix(lines[0], want) {
+		t.Errorf("stderr %q, want one line starting with %q", stderr, want)
+	}
+}
+
+// TestCLIPrivileges runs lsan as an unprivileged user holding CAP_BPF,
+// CAP_PERFMON and CAP_SYS_PTRACE as ambient capabilities, minus one at a
+// time: each run names exactly what it lacks.
+func TestCLIPrivileges(t *testing.T) {
+	requireRoot(t)
+	setpriv := requireCommand(t, "setpriv")
+	target := exec.Command("sleep", "60") // a root process
+	startGroup(t, target)
+	pid := fmt.Sprint(target.Process.Pid)
+	all := []string{"bpf", "perfmon", "sys_ptrace"}
+	names := map[string]string{"bpf": "CAP_BPF", "perfmon": "CAP_PERFMON", "sys_ptrace": "CAP_SYS_PTRACE"}
+	bin := lsan(t)
+	os.Chmod(bin, 0o755)
+	for _, drop := range all {
+		t.Run("without "+names[drop], func(t *testing.T) {
+			var keep []string
+			for _, c := range all {
+				if c != drop {
+					keep = append(keep, "+"+c)
+				}
+			}
+			caps := strings.Join(keep, ",")
+			code, _, stderr := runCommand(t, setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
+				"--inh-caps="+caps, "--ambient-caps="+caps, "--", bin, "-p", pid, "-n", "1")
+			want := "lsan: missing " + names[drop]
+			assertOneLine(t, code, stderr, 1, want)
+			if !strings.Contains(stderr, "run as root") {
+				t.Errorf("stderr %q does not say how to fix it", stderr)
+			}
+		})
+	}
+	t.Run("no capabilities", func(t *testing.T) {
+		code, _, stderr := runCommand(t, setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
+			"--", bin, "-p", "1", "-n", "1")
+		assertOneLine(t, code, stderr, 1, "lsan: missing CAP_BPF, CAP_PERFMON")
+		for _, w := range []string{"CAP_SYS_PTRACE", "kernel.unprivileged_bpf_disabled=", "kernel.perf_event_paranoid=", "run as root"} {
+			if !strings.Contains(stderr, w) {
+				t.Errorf("stderr %q does not name %s", stderr, w)
+			}
+		}
+	})
+}
+
+// runCommand runs any command to completion.
+func runCommand(t *testing.T, name string, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return code, stdout.String(), stderr.String()
+}
