@@ -52,8 +52,9 @@ func run(args []string) (status int) {
 			Usage:     "start a command with every allocation tracked, and check for leaks when it exits",
 			UsageText: "lsan run [flags] -- CMD [ARGS...]",
 			Flags: append(commonFlags(), &cli.BoolFlag{
-				Name:  "follow-forks",
-				Usage: "also track the children CMD forks (one report per process); without it they run untracked",
+				Name:               "follow-forks",
+				Usage:              "also track the children CMD forks (one report per process); without it they run untracked",
+				DisableDefaultText: true,
 			}),
 			Action: runAction,
 			OnUsageError: func(_ *cli.Context, err error, _ bool) error {
@@ -108,32 +109,32 @@ func exitStatus(err error) int {
 // attachFlags are the flags of `lsan -p` alone.
 func attachFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.IntFlag{Name: "pid", Aliases: []string{"p"}, Usage: "target process"},
-		&cli.DurationFlag{Name: "interval", Aliases: []string{"i"}, Value: defaultInterval, Usage: "time between checks"},
-		&cli.IntFlag{Name: "count", Aliases: []string{"n"}, Usage: "stop after N checks (0: until interrupted)"},
+		pidFlag{&cli.IntFlag{Name: "pid", Aliases: []string{"p"}, Usage: "target process `PID` (required)"}},
+		&cli.DurationFlag{Name: "interval", Aliases: []string{"i"}, Value: defaultInterval, Usage: "`DURATION` between checks"},
+		&cli.IntFlag{Name: "count", Aliases: []string{"n"}, Usage: "stop after `N` checks (0: until interrupted)"},
 	}
 }
 
 // commonFlags are understood by `lsan -p` and `lsan run`.
 func commonFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "mode", Value: "leaks", Usage: "leaks: reachability check; outstanding: every live tracked block, grouped by stack"},
-		&cli.StringFlag{Name: "format", Value: "text", Usage: "report format: text or json"},
+		&cli.StringFlag{Name: "mode", Value: "leaks", Usage: "`MODE` is leaks (reachability check) or outstanding (every live tracked block, grouped by stack)"},
+		&cli.StringFlag{Name: "format", Value: "text", Usage: "report `FORMAT`: text, json, html or pprof"},
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write reports to `FILE` instead of standard output"},
 		&cli.StringSliceFlag{Name: "suppressions", Aliases: []string{"s"}, Usage: "LSan-format suppression `FILE` (repeatable; LSAN_OPTIONS=suppressions=FILE works too)"},
-		&cli.BoolFlag{Name: "no-default-suppressions", Usage: "don't apply the built-in suppressions (docs/suppressions.md)"},
-		&cli.BoolFlag{Name: "print-suppressions", Usage: "after each report, print a ready-to-paste suppression rule for every reported group"},
-		&cli.IntFlag{Name: "exitcode", Value: 23, Usage: "exit status when the last check found unsuppressed leaks"},
-		&cli.IntFlag{Name: "top", Value: -1, Usage: "show the N largest groups (default: 10 in outstanding mode, all in leaks mode)"},
+		&cli.BoolFlag{Name: "no-default-suppressions", Usage: "don't apply the built-in suppressions (docs/suppressions.md)", DisableDefaultText: true},
+		&cli.BoolFlag{Name: "print-suppressions", Usage: "after each report, print a ready-to-paste suppression rule for every reported group", DisableDefaultText: true},
+		&cli.IntFlag{Name: "exitcode", Value: 23, Usage: "exit status `N` (0-255) when the last check found unsuppressed leaks"},
+		&cli.IntFlag{Name: "top", Usage: "show the `N` largest groups (0: all)", DefaultText: "10 in outstanding mode, all in leaks mode"},
 		&cli.DurationFlag{Name: "older", Usage: "outstanding mode: hide blocks younger than `DURATION`"},
-		&cli.BoolFlag{Name: "report-objects", Usage: "list the address and size of every reported block"},
-		&cli.StringFlag{Name: "allocator", Usage: "probe the allocator in this object (path or file name, e.g. libjemalloc.so.2) instead of discovering it"},
-		&cli.UintFlag{Name: "max-blocks", Value: bpf.DefaultMaxBlocks, Usage: "capacity of the live-block map"},
-		&cli.UintFlag{Name: "max-stacks", Value: bpf.DefaultMaxStacks, Usage: "capacity of the stack map"},
-		&cli.StringFlag{Name: "probe-placement", Value: "auto", Usage: "auto: each probe on the first instruction the kernel emulates (fast); entry: at the function entry"},
-		&cli.UintFlag{Name: "sample-rate", Value: 1, Usage: "track 1 in N allocations (reports say they are sampled)"},
+		&cli.BoolFlag{Name: "report-objects", Usage: "list the address and size of every reported block", DisableDefaultText: true},
+		&cli.StringFlag{Name: "allocator", Usage: "probe the allocator in this `OBJECT` (path or file name, e.g. libjemalloc.so.2) instead of discovering it"},
+		&cli.UintFlag{Name: "max-blocks", Value: bpf.DefaultMaxBlocks, Usage: "capacity of the live-block map, in `BLOCKS`"},
+		&cli.UintFlag{Name: "max-stacks", Value: bpf.DefaultMaxStacks, Usage: "capacity of the stack map, in `STACKS`"},
+		&cli.StringFlag{Name: "probe-placement", Value: "auto", Usage: "`WHERE` is auto (each probe on the first instruction the kernel emulates: fast) or entry (at the function entry)"},
+		&cli.UintFlag{Name: "sample-rate", Value: 1, Usage: "track 1 in `N` allocations (reports say they are sampled)"},
 		&cli.StringSliceFlag{Name: "debug-dir", Usage: "extra `DIR` searched for separate debug info (repeatable)"},
-		&cli.BoolFlag{Name: "no-demangle", Usage: "print C++ and Rust names as they are in the binary"},
+		&cli.BoolFlag{Name: "no-demangle", Usage: "print C++ and Rust names as they are in the binary", DisableDefaultText: true},
 	}
 }
 
@@ -178,6 +179,10 @@ func attachAction(c *cli.Context) error {
 // configFromFlags turns the flags into a session.Config; closeOut closes
 // the -o file.
 func configFromFlags(c *cli.Context, targetExe string) (session.Config, func(), error) {
+	if err := validateFlags(c); err != nil {
+		return session.Config{}, func() {}, err
+	}
+	warnMissingDebugDirs(c)
 	cfg := session.Config{
 		MinAge:        c.Duration("older"),
 		ReportObjects: c.Bool("report-objects"),
@@ -209,11 +214,8 @@ func configFromFlags(c *cli.Context, targetExe string) (session.Config, func(), 
 		return cfg, noop, usageError{fmt.Errorf("--sample-rate must be at least 1")}
 	}
 	cfg.Top = c.Int("top")
-	if cfg.Top < 0 {
-		cfg.Top = 0
-		if cfg.Mode == report.ModeOutstanding {
-			cfg.Top = 10
-		}
+	if !c.IsSet("top") && cfg.Mode == report.ModeOutstanding {
+		cfg.Top = 10 // as bcc's memleak
 	}
 	opts, err := lsanOptions()
 	if err != nil {
