@@ -179,3 +179,26 @@ func runCommand(t *testing.T, name string, args ...string) (int, string, string)
 	}
 	return code, stdout.String(), stderr.String()
 }
+
+// TestCLINoCheckRan: a target that exits before the first check is not "no
+// leaks": lsan says no check ran, exits 4, and JSON gets one record with
+// "checked": false.
+func TestCLINoCheckRan(t *testing.T) {
+	requireRoot(t)
+	target := exec.Command("sleep", "3")
+	startGroup(t, target)
+	pid := target.Process.Pid
+	code, stdout, stderr := runLSan(t, nil, "-p", fmt.Sprint(pid), "-i", "1h", "--format", "json")
+	if code != 4 {
+		t.Errorf("exit status %d, want 4\n%s", code, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	want := fmt.Sprintf("lsan: no check ran: pid %d exited before the first leak check", pid)
+	if last := lines[len(lines)-1]; last != want {
+		t.Errorf("last stderr line %q, want %q", last, want)
+	}
+	reps := strings.Split(strings.TrimSpace(stdout), "\n")
+	if len(reps) != 1 || !strings.Contains(reps[0], `"checked":false`) || !strings.Contains(reps[0], `"leaks":[]`) {
+		t.Errorf("stdout %q, want one JSON record with \"checked\":false", stdout)
+	}
+}

@@ -23,6 +23,9 @@ type jsonReport struct {
 	SampleRate uint32           `json:"sample_rate,omitempty"`
 	MinAgeMS   int64            `json:"min_age_ms,omitempty"`
 	Final      bool             `json:"final,omitempty"`
+	// Checked is present, false, only on the record of a run in which no
+	// check ran.
+	Checked *bool `json:"checked,omitempty"`
 }
 
 type jsonSummary struct {
@@ -68,6 +71,10 @@ func WriteJSON(w io.Writer, r *Report) error {
 	}
 	if r.SampleRate > 1 {
 		out.SampleRate = r.SampleRate
+	}
+	if r.NoCheck {
+		checked := false
+		out.Checked = &checked
 	}
 	if out.Suppressed == nil {
 		out.Suppressed = []SuppressedRule{}

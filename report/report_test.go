@@ -173,3 +173,25 @@ func TestWriteTextNoLeaks(t *testing.T) {
 		t.Errorf("got %q, want %q", b.String(), want)
 	}
 }
+
+// TestJSONNoCheck: the record of a run without a check says so; ordinary
+// records carry no "checked" field.
+func TestJSONNoCheck(t *testing.T) {
+	var buf strings.Builder
+	if err := WriteJSON(&buf, &Report{PID: 7, Mode: ModeLeaks, Final: true, NoCheck: true}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), `"final":true,"checked":false}`) {
+		t.Errorf("no-check record: %s", buf.String())
+	}
+	buf.Reset()
+	WriteJSON(&buf, &Report{PID: 7, Mode: ModeLeaks})
+	if strings.Contains(buf.String(), "checked") {
+		t.Errorf("ordinary record has checked: %s", buf.String())
+	}
+	buf.Reset()
+	WriteText(&buf, &Report{PID: 7, Mode: ModeLeaks, NoCheck: true})
+	if buf.Len() != 0 {
+		t.Errorf("text report of no check: %q", buf.String())
+	}
+}

@@ -13,6 +13,9 @@ import (
 // tools used to LSan read it unchanged. Outstanding reports use the same
 // layout with their own header and summary.
 func WriteText(w io.Writer, r *Report) error {
+	if r.NoCheck {
+		return nil // standard error says it; there is no report
+	}
 	bw := bufio.NewWriter(w)
 	if r.Mode == ModeOutstanding {
 		writeOutstandingText(bw, r)

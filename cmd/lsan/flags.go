@@ -10,10 +10,10 @@ import (
 
 // Upper bounds of the BPF map sizes. The kernel refuses far larger maps
 // with E2BIG ("argument list too long"), and long before that the maps
-// would take gigabytes of kernel memory: a live block costs about 100 bytes
+// would take gigabytes of kernel memory: a live block costs about 112 bytes
 // of map, a stored stack about 1 KiB.
 const (
-	maxMaxBlocks = 1 << 26 // ~6 GiB of map
+	maxMaxBlocks = 1 << 26 // ~7 GiB of map
 	maxMaxStacks = 1 << 22 // ~4 GiB of map
 )
 

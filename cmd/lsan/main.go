@@ -26,6 +26,8 @@ import (
 const (
 	exitError = 1
 	exitUsage = 2
+	// exitNoCheck: the target exited before any check ran (docs/usage.md).
+	exitNoCheck = 4
 )
 
 func main() {
@@ -96,6 +98,10 @@ func exitStatus(err error) int {
 	if errors.As(err, &ce) {
 		fmt.Fprintf(os.Stderr, "lsan: %v\n", ce.err)
 		return ce.code
+	}
+	if errors.Is(err, session.ErrNoCheck) {
+		fmt.Fprintf(os.Stderr, "lsan: %v\n", err)
+		return exitNoCheck
 	}
 	var ue usageError
 	if errors.As(err, &ue) {
