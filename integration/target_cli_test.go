@@ -197,6 +197,9 @@ func TestCLINoCheckRan(t *testing.T) {
 	if last := lines[len(lines)-1]; last != want {
 		t.Errorf("last stderr line %q, want %q", last, want)
 	}
+	if !strings.Contains(stderr, "lsan: first check in 1h0m0s (at ") {
+		t.Errorf("stderr does not say when the first check comes:\n%s", stderr)
+	}
 	reps := strings.Split(strings.TrimSpace(stdout), "\n")
 	if len(reps) != 1 || !strings.Contains(reps[0], `"checked":false`) || !strings.Contains(reps[0], `"leaks":[]`) {
 		t.Errorf("stdout %q, want one JSON record with \"checked\":false", stdout)

@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -267,6 +268,7 @@ func attachAndCheck(cfg session.Config, exitcode int) error {
 	if err != nil {
 		return err
 	}
+	announceFirstCheck(cfg.Interval, time.Now())
 	leaks, err := s.Run(ctx)
 	if cerr := s.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("detach: %w", cerr)
@@ -278,6 +280,13 @@ func attachAndCheck(cfg session.Config, exitcode int) error {
 		return leaksFound{exitcode}
 	}
 	return nil
+}
+
+// announceFirstCheck says when the first check comes: with the default
+// interval nothing else is printed for 10 s.
+func announceFirstCheck(interval time.Duration, now time.Time) {
+	fmt.Fprintf(os.Stderr, "lsan: first check in %v (at %s); Ctrl-C checks now and detaches\n",
+		interval, now.Add(interval).Format("15:04:05"))
 }
 
 // exitCode is --exitcode, or LSAN_OPTIONS' exitcode when the flag is not
