@@ -44,6 +44,7 @@ type mapping struct {
 	start, end, offset uint64
 	perms              string
 	path               string
+	parsed             procmaps.Mapping
 }
 
 // ErrNoAllocator means no loaded object defines malloc.
@@ -58,7 +59,7 @@ func readMappings(pid int) ([]mapping, error) {
 	}
 	out := make([]mapping, len(parsed))
 	for i, m := range parsed {
-		out[i] = mapping{start: m.Start, end: m.End, offset: m.Offset, perms: m.Perms, path: m.Printed()}
+		out[i] = mapping{start: m.Start, end: m.End, offset: m.Offset, perms: m.Perms, path: m.Printed(), parsed: m}
 	}
 	return out, nil
 }
@@ -94,15 +95,11 @@ func mappedObjects(pid int) ([]*MappedObject, error) {
 }
 
 // openPathFor picks a path lsan can open for a file the target mapped:
-// files replaced or deleted after mapping are read through map_files, all
-// others through the target's root, which is "/" outside containers.
+// through the target's root (containers), as is (chrooted targets), or
+// through map_files (deleted or replaced files); procmaps.OpenPath checks
+// each against the mapped inode.
 func openPathFor(pid int, obj *MappedObject) string {
-	const deleted = " (deleted)"
-	if strings.HasSuffix(obj.Path, deleted) {
-		m := obj.mappings[0]
-		return fmt.Sprintf("/proc/%d/map_files/%x-%x", pid, m.start, m.end)
-	}
-	return fmt.Sprintf("/proc/%d/root%s", pid, obj.Path)
+	return procmaps.OpenPath(pid, obj.mappings[0].parsed)
 }
 
 // loadBias computes runtime - ELF vaddr for obj from the mapping of its
