@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/lsan-project/lsan/internal/testproc"
@@ -133,7 +132,6 @@ func TestOwnMountNamespace(t *testing.T) {
 	hidden := t.TempDir()
 	script := fmt.Sprintf(`mount -t tmpfs none %[1]s && cp %[2]s %[1]s/leaker && exec %[1]s/leaker`, hidden, bin)
 	cmd := exec.Command("unshare", "-m", "--propagation", "private", "sh", "-c", script)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	checkJailLeak(t, cmd)
 	if _, err := os.Stat(filepath.Join(hidden, "leaker")); err == nil {
 		t.Errorf("the tmpfs leaked into lsan's mount namespace")

@@ -17,6 +17,7 @@ func runLSan(t *testing.T, cred *syscall.Credential, args ...string) (int, strin
 	if cred != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	}
+	inOwnGroup(t, cmd)
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -43,6 +44,7 @@ func TestBadInput(t *testing.T) {
 	strippedProc.Env = append(os.Environ(), "LSAN_EXAMPLE_DAEMON=1")
 	stdin, _ := strippedProc.StdinPipe()
 	strippedProc.Stdout = nil
+	inOwnGroup(t, strippedProc)
 	if err := strippedProc.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -52,6 +54,7 @@ func TestBadInput(t *testing.T) {
 	nobody := &syscall.Credential{Uid: 65534, Gid: 65534}
 	sleeper := exec.Command("sleep", "60")
 	sleeper.SysProcAttr = &syscall.SysProcAttr{Credential: nobody}
+	inOwnGroup(t, sleeper)
 	if err := sleeper.Start(); err != nil {
 		t.Fatal(err)
 	}

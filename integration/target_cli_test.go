@@ -5,28 +5,9 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
-
-// startGroup starts cmd in its own process group and kills the whole group
-// when the test ends, on every path.
-func startGroup(t *testing.T, cmd *exec.Cmd) {
-	t.Helper()
-	if cmd.SysProcAttr == nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{}
-	}
-	cmd.SysProcAttr.Setpgid = true
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pgid := cmd.Process.Pid
-	t.Cleanup(func() {
-		syscall.Kill(-pgid, syscall.SIGKILL)
-		cmd.Wait()
-	})
-}
 
 // otherThread is a thread of the test process that is not its main thread.
 func otherThread(t *testing.T) int {
@@ -97,6 +78,7 @@ func TestCLITargetValidation(t *testing.T) {
 	}
 	t.Run("itself", func(t *testing.T) {
 		cmd := exec.Command("sh", "-c", `exec "$0" -p $$ -n 1`, lsan(t))
+		inOwnGroup(t, cmd)
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
 		err := cmd.Run()
@@ -168,6 +150,7 @@ func TestCLIPrivileges(t *testing.T) {
 func runCommand(t *testing.T, name string, args ...string) (int, string, string) {
 	t.Helper()
 	cmd := exec.Command(name, args...)
+	inOwnGroup(t, cmd)
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
