@@ -1,8 +1,12 @@
 package integration
 
 import (
+	"crypto/sha256"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -78,5 +82,51 @@ func TestCLIHelp(t *testing.T) {
 	}
 	if !strings.Contains(stdout, "--pid PID, -p PID") {
 		t.Errorf("no --pid PID in\n%s", stdout)
+	}
+}
+
+// TestCLIVersion: --version names the version, the commit, the Go
+// toolchain and the embedded BPF object by its sha256.
+func TestCLIVersion(t *testing.T) {
+	code, stdout, _ := runLSan(t, nil, "--version")
+	if code != 0 {
+		t.Fatalf("exit status %d", code)
+	}
+	obj, err := os.ReadFile(filepath.Join(repoRoot, "bpf", "tracer_x86_bpfel.o"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	want := []string{"lsan ", "commit: ", "go: " + runtime.Version(), fmt.Sprintf("bpf object: sha256:%x", sha256.Sum256(obj))}
+	if len(lines) != len(want) {
+		t.Fatalf("--version:\n%s", stdout)
+	}
+	for i := range want {
+		if !strings.HasPrefix(lines[i], want[i]) {
+			t.Errorf("line %d %q, want it to start with %q", i+1, lines[i], want[i])
+		}
+	}
+}
+
+// TestCLIMakeInstall: make install honours PREFIX and DESTDIR and installs
+// the binary, its man page and the bash, zsh and fish completions.
+func TestCLIMakeInstall(t *testing.T) {
+	stage := t.TempDir()
+	cmd := exec.Command("make", "-s", "install", "PREFIX=/usr", "DESTDIR="+stage)
+	cmd.Dir = repoRoot
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("make install: %v\n%s", err, out)
+	}
+	for _, f := range []string{"bin/lsan", "share/man/man8/lsan.8", "share/bash-completion/completions/lsan",
+		"share/zsh/site-functions/_lsan", "share/fish/vendor_completions.d/lsan.fish"} {
+		if _, err := os.Stat(filepath.Join(stage, "usr", f)); err != nil {
+			t.Errorf("not installed: %v", err)
+		}
+	}
+	man, _ := os.ReadFile(filepath.Join(stage, "usr/share/man/man8/lsan.8"))
+	for _, flag := range []string{"--max-blocks", "--pid", "--sample-rate", "run"} {
+		if !strings.Contains(string(man), flag) {
+			t.Errorf("man page lacks %s", flag)
+		}
 	}
 }

@@ -44,13 +44,25 @@ func run(args []string) (status int) {
 			status = exitError
 		}
 	}()
-	app := &cli.App{
-		Name:      "lsan",
-		Usage:     "attachable leak sanitizer: find memory a running process can no longer reach",
-		UsageText: "lsan -p PID [flags]",
-		Flags:     append(commonFlags(), attachFlags()...),
-		Action:    attachAction,
-		Commands: []*cli.Command{{
+	app := newApp()
+	err := app.Run(args)
+	return exitStatus(err)
+}
+
+// newApp is the command line: its flags are also the source of the man
+// page and the shell completions (lsan __man, lsan __fish-completion).
+func newApp() *cli.App {
+	return &cli.App{
+		Name:    "lsan",
+		Version: version,
+		// Bash and zsh completion: completions/ asks lsan for the
+		// candidates with --generate-bash-completion.
+		EnableBashCompletion: true,
+		Usage:                "attachable leak sanitizer: find memory a running process can no longer reach",
+		UsageText:            "lsan -p PID [flags]",
+		Flags:                append(commonFlags(), attachFlags()...),
+		Action:               attachAction,
+		Commands: append([]*cli.Command{{
 			Name:      "run",
 			Usage:     "start a command with every allocation tracked, and check for leaks when it exits",
 			UsageText: "lsan run [flags] -- CMD [ARGS...]",
@@ -63,7 +75,7 @@ func run(args []string) (status int) {
 			OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 				return usageError{err}
 			},
-		}},
+		}}, generatorCommands()...),
 		HideHelpCommand: true,
 		// Errors are printed once, by run, as one line.
 		ExitErrHandler: func(*cli.Context, error) {},
@@ -71,8 +83,6 @@ func run(args []string) (status int) {
 			return usageError{err}
 		},
 	}
-	err := app.Run(args)
-	return exitStatus(err)
 }
 
 // usageError marks mistakes in the command line (exit status 2).
