@@ -130,3 +130,42 @@ func TestCLIMakeInstall(t *testing.T) {
 		}
 	}
 }
+
+// TestCLIErrorsTable: every message in docs/usage.md's table "Errors and
+// what they mean" is asserted by a test of this package, so the table
+// cannot name a message lsan no longer prints.
+func TestCLIErrorsTable(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join(repoRoot, "docs", "usage.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(doc), "## Errors and what they mean")
+	if !ok {
+		t.Fatal("docs/usage.md has no section \"Errors and what they mean\"")
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	tests, err := filepath.Glob(filepath.Join(repoRoot, "integration", "*_test.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sources strings.Builder
+	for _, f := range tests {
+		data, _ := os.ReadFile(f)
+		sources.Write(data)
+	}
+	rows := 0
+	for _, line := range strings.Split(section, "\n") {
+		if !strings.HasPrefix(line, "| `") {
+			continue
+		}
+		rows++
+		msg := strings.SplitN(line, "`", 3)[1]
+		// In Go sources the message's quotes are escaped or in a raw string.
+		if !strings.Contains(sources.String(), msg) && !strings.Contains(sources.String(), strings.ReplaceAll(msg, `"`, `\"`)) {
+			t.Errorf("no test asserts %q", msg)
+		}
+	}
+	if rows < 15 {
+		t.Errorf("only %d rows in the table", rows)
+	}
+}

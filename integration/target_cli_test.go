@@ -113,11 +113,11 @@ func TestCLIPrivileges(t *testing.T) {
 	startGroup(t, target)
 	pid := fmt.Sprint(target.Process.Pid)
 	all := []string{"bpf", "perfmon", "sys_ptrace"}
-	names := map[string]string{"bpf": "CAP_BPF", "perfmon": "CAP_PERFMON", "sys_ptrace": "CAP_SYS_PTRACE"}
+	wants := map[string]string{"bpf": "lsan: missing CAP_BPF", "perfmon": "lsan: missing CAP_PERFMON", "sys_ptrace": "lsan: missing CAP_SYS_PTRACE"}
 	bin := lsan(t)
 	os.Chmod(bin, 0o755)
 	for _, drop := range all {
-		t.Run("without "+names[drop], func(t *testing.T) {
+		t.Run("without "+drop, func(t *testing.T) {
 			var keep []string
 			for _, c := range all {
 				if c != drop {
@@ -127,8 +127,7 @@ func TestCLIPrivileges(t *testing.T) {
 			caps := strings.Join(keep, ",")
 			code, _, stderr := runCommand(t, setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
 				"--inh-caps="+caps, "--ambient-caps="+caps, "--", bin, "-p", pid, "-n", "1")
-			want := "lsan: missing " + names[drop]
-			assertOneLine(t, code, stderr, 1, want)
+			assertOneLine(t, code, stderr, 1, wants[drop])
 			if !strings.Contains(stderr, "run as root") {
 				t.Errorf("stderr %q does not say how to fix it", stderr)
 			}
