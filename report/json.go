@@ -48,6 +48,7 @@ type jsonFrame struct {
 	Function     string `json:"function"`
 	Module       string `json:"module,omitempty"`
 	ModuleOffset string `json:"module_offset,omitempty"`
+	BuildID      string `json:"build_id,omitempty"`
 	File         string `json:"file,omitempty"`
 	Line         int    `json:"line,omitempty"`
 	Column       int    `json:"column,omitempty"`
@@ -104,6 +105,9 @@ func jsonFrames(frames []symbolize.Frame) []jsonFrame {
 		}
 		if f.Module != "" {
 			jf.ModuleOffset = fmt.Sprintf("0x%x", f.ModuleOffset)
+			if f.Function == "" {
+				jf.BuildID = f.BuildID // what to look up, as in the text report
+			}
 		}
 		out = append(out, jf)
 	}

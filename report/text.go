@@ -102,6 +102,9 @@ func frameText(f symbolize.Frame) string {
 		}
 	case f.Module != "":
 		fmt.Fprintf(&b, " (%s+0x%x)", f.Module, f.ModuleOffset)
+		if f.BuildID != "" {
+			fmt.Fprintf(&b, " (BuildId: %s)", f.BuildID)
+		}
 	default:
 		b.WriteString(" (<unknown module>)")
 	}

@@ -250,8 +250,12 @@ func (p *Process) Symbolize(pc uint64) []Frame {
 	vaddr := pc - p.bias[i]
 	loc := mod.frames(vaddr)
 	out := make([]Frame, len(loc))
+	buildID := ""
+	if len(mod.obj.buildID) > 0 {
+		buildID = mod.obj.buildIDHex()
+	}
 	for k, f := range loc {
-		f.PC, f.Module, f.ModuleOffset = pc, m.path, vaddr
+		f.PC, f.Module, f.ModuleOffset, f.BuildID = pc, m.path, vaddr, buildID
 		out[k] = f
 	}
 	return out
