@@ -367,12 +367,19 @@ func inOwnGroup(t *testing.T, cmd *exec.Cmd) {
 }
 
 // startGroup starts cmd in its own process group, killed and reaped when
-// the test ends.
+// the test ends (kill first: cleanups run last-registered first, so a
+// separate Wait cleanup would wait for a process not yet killed).
 func startGroup(t *testing.T, cmd *exec.Cmd) {
 	t.Helper()
-	inOwnGroup(t, cmd)
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setpgid = true
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Wait() })
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		cmd.Wait()
+	})
 }
