@@ -3,13 +3,34 @@
 GO      ?= go
 BIN     := bin/lsan
 GOFLAGS ?=
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: all build generate test test-unit bench demo examples clean
+# make install [PREFIX=/usr/local] [DESTDIR=staging dir]
+PREFIX  ?= /usr/local
+DESTDIR ?=
+
+.PHONY: all build generate test test-unit bench demo examples clean man completions install
 
 all: build
 
 build:
-	$(GO) build $(GOFLAGS) -o $(BIN) ./cmd/lsan
+	$(GO) build $(GOFLAGS) -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/lsan
+
+# The man page and the fish completion come from the flag definitions.
+man: build
+	$(BIN) __man > bin/lsan.8
+
+completions: build
+	$(BIN) __fish-completion > bin/lsan.fish
+
+install: build man completions
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/lsan
+	install -D -m 0644 bin/lsan.8 $(DESTDIR)$(PREFIX)/share/man/man8/lsan.8
+	install -D -m 0644 completions/lsan.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/lsan
+	install -D -m 0644 completions/_lsan $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_lsan
+	install -D -m 0644 bin/lsan.fish $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/lsan.fish
 
 generate:
 	$(GO) generate ./bpf/

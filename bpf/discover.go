@@ -44,26 +44,22 @@ type mapping struct {
 	start, end, offset uint64
 	perms              string
 	path               string
+	parsed             procmaps.Mapping
 }
 
 // ErrNoAllocator means no loaded object defines malloc.
 var ErrNoAllocator = errors.New("no malloc found")
 
-// readMappings reads /proc/PID/maps. A deleted file's path keeps the
-// kernel's " (deleted)" suffix: openPathFor reads such files through
-// map_files.
+// readMappings parses /proc/PID/maps. The path keeps the kernel's
+// " (deleted)" mark, which openPathFor looks for.
 func readMappings(pid int) ([]mapping, error) {
-	maps, err := procmaps.Read(pid)
+	parsed, err := procmaps.Read(pid)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]mapping, len(maps))
-	for i, m := range maps {
-		path := m.Path
-		if m.Deleted {
-			path += procmaps.DeletedSuffix
-		}
-		out[i] = mapping{start: m.Start, end: m.End, offset: m.Offset, perms: m.Perms, path: path}
+	out := make([]mapping, len(parsed))
+	for i, m := range parsed {
+		out[i] = mapping{start: m.Start, end: m.End, offset: m.Offset, perms: m.Perms, path: m.Printed(), parsed: m}
 	}
 	return out, nil
 }
@@ -99,15 +95,11 @@ func mappedObjects(pid int) ([]*MappedObject, error) {
 }
 
 // openPathFor picks a path lsan can open for a file the target mapped:
-// files replaced or deleted after mapping are read through map_files, all
-// others through the target's root, which is "/" outside containers.
+// through the target's root (containers), as is (chrooted targets), or
+// through map_files (deleted or replaced files); procmaps.OpenPath checks
+// each against the mapped inode.
 func openPathFor(pid int, obj *MappedObject) string {
-	const deleted = " (deleted)"
-	if strings.HasSuffix(obj.Path, deleted) {
-		m := obj.mappings[0]
-		return fmt.Sprintf("/proc/%d/map_files/%x-%x", pid, m.start, m.end)
-	}
-	return fmt.Sprintf("/proc/%d/root%s", pid, obj.Path)
+	return procmaps.OpenPath(pid, obj.mappings[0].parsed)
 }
 
 // loadBias computes runtime - ELF vaddr for obj from the mapping of its

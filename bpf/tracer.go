@@ -356,7 +356,9 @@ func (t *Tracer) load() error {
 func explainLoadError(err error) error {
 	switch {
 	case errors.Is(err, unix.EPERM), errors.Is(err, os.ErrPermission):
-		return fmt.Errorf("loading BPF programs is not permitted: run as root, or grant CAP_BPF and CAP_PERFMON (and CAP_SYS_PTRACE for leak checks): %w", err)
+		// Not wrapped: the library's text ends in a developer hint
+		// ("consider rlimit.RemoveMemlock") that misleads users.
+		return fmt.Errorf("loading BPF programs is not permitted: run as root, or grant CAP_BPF and CAP_PERFMON (and CAP_SYS_PTRACE for leak checks)")
 	case errors.Is(err, unix.ENOSYS):
 		return fmt.Errorf("this kernel has no BPF support (CONFIG_BPF_SYSCALL): %w", err)
 	case errors.Is(err, ebpf.ErrNotSupported):

@@ -17,6 +17,7 @@ func runLSan(t *testing.T, cred *syscall.Credential, args ...string) (int, strin
 	if cred != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	}
+	inOwnGroup(t, cmd)
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -43,6 +44,7 @@ func TestBadInput(t *testing.T) {
 	strippedProc.Env = append(os.Environ(), "LSAN_EXAMPLE_DAEMON=1")
 	stdin, _ := strippedProc.StdinPipe()
 	strippedProc.Stdout = nil
+	inOwnGroup(t, strippedProc)
 	if err := strippedProc.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -52,6 +54,7 @@ func TestBadInput(t *testing.T) {
 	nobody := &syscall.Credential{Uid: 65534, Gid: 65534}
 	sleeper := exec.Command("sleep", "60")
 	sleeper.SysProcAttr = &syscall.SysProcAttr{Credential: nobody}
+	inOwnGroup(t, sleeper)
 	if err := sleeper.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -73,8 +76,8 @@ func TestBadInput(t *testing.T) {
 		{"malformed suppression", nil, []string{"-p", "1", "-s", badSupp}, 1, "lsan: " + badSupp + ":3: "},
 		{"missing suppression file", nil, []string{"-p", "1", "-s", "/nonexistent.supp"}, 1, "lsan: "},
 		{"stripped static binary", nil, []string{"-p", strconv.Itoa(strippedProc.Process.Pid), "-n", "1"}, 1, "no malloc found"},
-		{"no privileges over a root process", nobody, []string{"-p", strconv.Itoa(self), "-n", "1"}, 1, "CAP_SYS_PTRACE (and CAP_BPF and CAP_PERFMON"},
-		{"no BPF privileges", nobody, []string{"-p", strconv.Itoa(sleeper.Process.Pid), "-n", "1"}, 1, "grant CAP_BPF and CAP_PERFMON"},
+		{"no privileges over a root process", nobody, []string{"-p", strconv.Itoa(self), "-n", "1"}, 1, "lsan: missing CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE"},
+		{"no BPF privileges", nobody, []string{"-p", strconv.Itoa(sleeper.Process.Pid), "-n", "1"}, 1, "lsan: missing CAP_BPF, CAP_PERFMON ("},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, _, stderr := runLSan(t, tc.cred, tc.args...)

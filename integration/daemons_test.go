@@ -57,10 +57,7 @@ func startRedis(t *testing.T) (pid, port int) {
 	port = freePort(t)
 	cmd := exec.Command(server, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", t.TempDir())
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	startGroup(t, cmd)
 	waitFor(t, "redis to answer PING", func() bool {
 		out, _ := exec.Command("redis-cli", "-p", strconv.Itoa(port), "ping").Output()
 		return strings.TrimSpace(string(out)) == "PONG"
@@ -195,10 +192,7 @@ http {
 	os.WriteFile(confPath, []byte(conf), 0o644)
 	cmd := exec.Command(nginx, "-c", confPath, "-p", dir)
 	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	startGroup(t, cmd)
 	waitFor(t, "nginx to serve", func() bool {
 		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
 		if err != nil {

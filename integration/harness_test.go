@@ -173,10 +173,10 @@ func attachEnv(t *testing.T, pid int, env []string, args ...string) *attached {
 	a := &attached{cmd: cmd, stdout: &strings.Builder{}, stderr: &syncBuffer{}}
 	cmd.Stdout = a.stdout
 	cmd.Stderr = a.stderr
+	inOwnGroup(t, cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill() })
 	want := fmt.Sprintf("attached to pid %d", pid)
 	deadline := time.Now().Add(20 * time.Second)
 	for !strings.Contains(a.stderr.String(), want) {
@@ -351,4 +351,38 @@ func diffGroups(got, want []expectGroup) string {
 		return ""
 	}
 	return fmt.Sprintf("got:\n  %s\nwant:\n  %s", strings.Join(g, "\n  "), strings.Join(w, "\n  "))
+}
+
+// inOwnGroup puts cmd, before it starts, in a process group of its own,
+// and kills that whole group when the test ends, on every path: whatever
+// the command forked goes with it (nginx's worker outlived a killed master).
+func inOwnGroup(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setpgid = true
+	t.Cleanup(func() {
+		if cmd.Process != nil {
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		}
+	})
+}
+
+// startGroup starts cmd in its own process group, killed and reaped when
+// the test ends (kill first: cleanups run last-registered first, so a
+// separate Wait cleanup would wait for a process not yet killed).
+func startGroup(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setpgid = true
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		cmd.Wait()
+	})
 }

@@ -31,6 +31,7 @@ func runExample(t *testing.T, ex example, args ...string) (int, []expectGroup, s
 		env = append(env, k+"="+v)
 	}
 	cmd.Env = env
+	inOwnGroup(t, cmd)
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -151,6 +152,7 @@ func TestRunInterrupted(t *testing.T) {
 		stdin, _ := cmd.StdinPipe()
 		stdout, stderr := &syncBuffer{}, &syncBuffer{}
 		cmd.Stdout, cmd.Stderr = stdout, stderr
+		inOwnGroup(t, cmd)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -346,7 +348,7 @@ func TestRunForwardsSignals(t *testing.T) {
 	} {
 		t.Run(tc.sig.String(), func(t *testing.T) {
 			cmd := exec.Command(lsan(t), append([]string{"run", "--"}, tc.argv...)...)
-			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+			inOwnGroup(t, cmd)
 			stdout, stderr := &syncBuffer{}, &syncBuffer{}
 			cmd.Stdout, cmd.Stderr = stdout, stderr
 			if err := cmd.Start(); err != nil {

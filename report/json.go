@@ -24,6 +24,9 @@ type jsonReport struct {
 	SampleRate uint32           `json:"sample_rate,omitempty"`
 	MinAgeMS   int64            `json:"min_age_ms,omitempty"`
 	Final      bool             `json:"final,omitempty"`
+	// Checked is present, false, only on the record of a run in which no
+	// check ran.
+	Checked *bool `json:"checked,omitempty"`
 }
 
 type jsonSummary struct {
@@ -46,6 +49,7 @@ type jsonFrame struct {
 	Function     string `json:"function"`
 	Module       string `json:"module,omitempty"`
 	ModuleOffset string `json:"module_offset,omitempty"`
+	BuildID      string `json:"build_id,omitempty"`
 	File         string `json:"file,omitempty"`
 	Line         int    `json:"line,omitempty"`
 	Column       int    `json:"column,omitempty"`
@@ -70,6 +74,10 @@ func WriteJSON(w io.Writer, r *Report) error {
 	}
 	if r.SampleRate > 1 {
 		out.SampleRate = r.SampleRate
+	}
+	if r.NoCheck {
+		checked := false
+		out.Checked = &checked
 	}
 	if out.Suppressed == nil {
 		out.Suppressed = []SuppressedRule{}
@@ -99,6 +107,9 @@ func jsonFrames(frames []symbolize.Frame) []jsonFrame {
 		}
 		if f.Module != "" {
 			jf.ModuleOffset = fmt.Sprintf("0x%x", f.ModuleOffset)
+			if f.Function == "" {
+				jf.BuildID = f.BuildID // what to look up, as in the text report
+			}
 		}
 		out = append(out, jf)
 	}

@@ -149,6 +149,9 @@ type Report struct {
 	MinAge time.Duration
 	// Final is set on the last report of a run (signal or target exit).
 	Final bool
+	// NoCheck marks the record of a run in which no check could run (the
+	// target exited before the first one): no leaks found is not no leaks.
+	NoCheck bool
 }
 
 // TotalBytes and TotalCount sum the groups of the report.

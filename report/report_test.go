@@ -173,3 +173,42 @@ func TestWriteTextNoLeaks(t *testing.T) {
 		t.Errorf("got %q, want %q", b.String(), want)
 	}
 }
+
+// TestJSONNoCheck: the record of a run without a check says so; ordinary
+// records carry no "checked" field.
+func TestJSONNoCheck(t *testing.T) {
+	var buf strings.Builder
+	if err := WriteJSON(&buf, &Report{PID: 7, Mode: ModeLeaks, Final: true, NoCheck: true}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), `"final":true,"checked":false}`) {
+		t.Errorf("no-check record: %s", buf.String())
+	}
+	buf.Reset()
+	WriteJSON(&buf, &Report{PID: 7, Mode: ModeLeaks})
+	if strings.Contains(buf.String(), "checked") {
+		t.Errorf("ordinary record has checked: %s", buf.String())
+	}
+	buf.Reset()
+	WriteText(&buf, &Report{PID: 7, Mode: ModeLeaks, NoCheck: true})
+	if buf.Len() != 0 {
+		t.Errorf("text report of no check: %q", buf.String())
+	}
+}
+
+// TestUnsymbolizedFrameBuildID: a frame without symbols shows its module's
+// build-id, as LSan prints it.
+func TestUnsymbolizedFrameBuildID(t *testing.T) {
+	r := &Report{PID: 7, Mode: ModeLeaks, Groups: []Group{{Kind: Direct, Bytes: 8, Count: 1, Stack: []symbolize.Frame{
+		{PC: 0x7f0000001234, Module: "/usr/lib/libfoo.so.1", ModuleOffset: 0x1234, BuildID: "ab12cd"},
+	}}}}
+	var text, js strings.Builder
+	WriteText(&text, r)
+	if want := "#0 0x7f0000001234 (/usr/lib/libfoo.so.1+0x1234) (BuildId: ab12cd)\n"; !strings.Contains(text.String(), want) {
+		t.Errorf("text report lacks %q:\n%s", want, text.String())
+	}
+	WriteJSON(&js, r)
+	if want := `"module_offset":"0x1234","build_id":"ab12cd"`; !strings.Contains(js.String(), want) {
+		t.Errorf("JSON lacks %s: %s", want, js.String())
+	}
+}

@@ -13,6 +13,9 @@ import (
 // tools used to LSan read it unchanged. Outstanding reports use the same
 // layout with their own header and summary.
 func WriteText(w io.Writer, r *Report) error {
+	if r.NoCheck {
+		return nil // standard error says it; there is no report
+	}
 	bw := bufio.NewWriter(w)
 	if r.Mode == ModeOutstanding {
 		writeOutstandingText(bw, r)
@@ -119,6 +122,9 @@ func frameText(f symbolize.Frame) string {
 		}
 	case f.Module != "":
 		fmt.Fprintf(&b, " (%s+0x%x)", f.Module, f.ModuleOffset)
+		if f.BuildID != "" {
+			fmt.Fprintf(&b, " (BuildId: %s)", f.BuildID)
+		}
 	default:
 		b.WriteString(" (<unknown module>)")
 	}

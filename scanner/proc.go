@@ -163,16 +163,18 @@ func readMaps(pid int) ([]mapping, error) {
 	return maps, nil
 }
 
-// parseMaps parses the text of /proc/PID/maps (internal/procmaps). Lines
-// are sorted by address there, and stay so.
+// parseMaps parses the text of /proc/PID/maps with the shared parser; a
+// line it cannot parse fails the whole list, since the scanner must not
+// miss a region that may hold pointers.
 func parseMaps(data []byte) ([]mapping, error) {
-	pm, err := procmaps.Parse(data)
+	parsed, err := procmaps.Parse(data)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("maps %w", err)
 	}
-	maps := make([]mapping, len(pm))
-	for i, m := range pm {
-		maps[i] = mapping{start: m.Start, end: m.End, perms: m.Perms, offset: m.Offset, dev: m.Dev, inode: m.Inode, path: m.Path}
+	maps := make([]mapping, len(parsed))
+	for i, m := range parsed {
+		maps[i] = mapping{start: m.Start, end: m.End, perms: m.Perms, offset: m.Offset,
+			dev: m.Dev, inode: m.Inode, path: m.Printed()}
 	}
 	return maps, nil
 }

@@ -5,14 +5,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/lsan-project/lsan/internal/procmaps"
 	"os"
 	"os/exec"
 	"runtime"
-	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/lsan-project/lsan/internal/procmaps"
 )
 
 // ErrNotFound and ErrNotExecutable are a command lsan run cannot start;
@@ -127,11 +127,11 @@ var errNoHookStop = errors.New("the dynamic linker's hook never reported a consi
 // findLoaderHook locates the hook in the dynamic linker mapped at base
 // (AT_BASE; 0 for a static program).
 func findLoaderHook(pid int, base uint64) (loaderHook, bool) {
-	path := mappedPathAt(pid, base)
-	if path == "" {
+	m, ok := mappingAt(pid, base)
+	if !ok {
 		return loaderHook{}, false
 	}
-	f, err := elf.Open(fmt.Sprintf("/proc/%d/root%s", pid, path))
+	f, err := elf.Open(procmaps.OpenPath(pid, m))
 	if err != nil {
 		return loaderHook{}, false
 	}
@@ -166,21 +166,21 @@ func lowestLoadAddr(f *elf.File) uint64 {
 	return low &^ 0xfff
 }
 
-// mappedPathAt is the file mapped at addr in pid, or "".
-func mappedPathAt(pid int, addr uint64) string {
+// mappingAt is the file mapping that starts at addr in pid.
+func mappingAt(pid int, addr uint64) (procmaps.Mapping, bool) {
 	if addr == 0 {
-		return ""
+		return procmaps.Mapping{}, false
 	}
 	maps, err := procmaps.Read(pid)
 	if err != nil {
-		return ""
+		return procmaps.Mapping{}, false
 	}
 	for _, m := range maps {
-		if m.Start == addr && strings.HasPrefix(m.Path, "/") {
-			return m.Path
+		if m.Start == addr && m.FileBacked() {
+			return m, true
 		}
 	}
-	return ""
+	return procmaps.Mapping{}, false
 }
 
 // runToConsistentLinkMap stops the child in the hook each time it is

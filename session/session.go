@@ -94,6 +94,10 @@ type Session struct {
 // ErrTargetExited reports that the target exited before a check.
 var ErrTargetExited = errors.New("target exited")
 
+// ErrNoCheck reports that the target exited before the first leak check
+// could run: the run found nothing because it looked at nothing.
+var ErrNoCheck = errors.New("no check ran")
+
 // Attach puts every probe in place on cfg.PID.
 func Attach(cfg Config) (*Session, error) {
 	if cfg.Log == nil {
@@ -243,6 +247,9 @@ func (s *Session) Run(ctx context.Context) (bool, error) {
 func (s *Session) finalAfterExit() error {
 	s.cfg.Log("lsan: pid %d exited", s.cfg.PID)
 	if s.cfg.Mode != report.ModeOutstanding {
+		if !s.checked {
+			return s.reportNoCheck()
+		}
 		s.cfg.Log("lsan: no leak check possible after the target exited; last check stands")
 		return nil
 	}
@@ -257,7 +264,23 @@ func (s *Session) check(final bool) error {
 	if s.cfg.Mode == report.ModeOutstanding {
 		return s.checkOutstanding(final)
 	}
-	return s.checkLeaks(final)
+	err := s.checkLeaks(final)
+	if err == nil {
+		s.checked = true
+	}
+	return err
+}
+
+// reportNoCheck writes the record of a run in which no check ran.
+func (s *Session) reportNoCheck() error {
+	r := s.newReport(true)
+	r.NoCheck = true
+	if s.cfg.Write != nil {
+		if err := s.cfg.Write(r); err != nil {
+			return err
+		}
+	}
+	return fmt.Errorf("%w: pid %d exited before the first leak check", ErrNoCheck, s.cfg.PID)
 }
 
 // refreshMappings snapshots the target's mappings for symbolization; a

@@ -124,7 +124,7 @@ func TestSeparateDebugInfo(t *testing.T) {
 		pc := tg.addrs["direct_site"] - 1
 		m, _ := p.Module(pc)
 		got := p.Symbolize(pc)
-		want := []Frame{{PC: pc, Module: bin, ModuleOffset: pc - m.Bias}}
+		want := []Frame{{PC: pc, Module: bin, ModuleOffset: pc - m.Bias, BuildID: m.BuildID}}
 		if len(got) != 1 || got[0] != want[0] {
 			t.Errorf("got %+v, want %+v", got, want)
 		}
@@ -152,7 +152,7 @@ func TestMiniDebugInfo(t *testing.T) {
 		pc := tg.addrs[name] - 1
 		m, _ := p.Module(pc)
 		got := p.Symbolize(pc)
-		want := Frame{PC: pc, Function: fn, Module: bin, ModuleOffset: pc - m.Bias}
+		want := Frame{PC: pc, Function: fn, Module: bin, ModuleOffset: pc - m.Bias, BuildID: m.BuildID}
 		if len(got) != 1 || got[0] != want {
 			t.Errorf("%s: got %+v, want %+v", name, got, want)
 		}

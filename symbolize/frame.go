@@ -14,6 +14,10 @@ type Frame struct {
 	Module string
 	// ModuleOffset is PC's offset within Module, as printed in "(module+0xoff)".
 	ModuleOffset uint64
+	// BuildID is Module's GNU build-id in hex, "" when it has none or could
+	// not be opened. Printed for frames without symbols, as LSan does: it
+	// names the debug package to install.
+	BuildID string
 	// File, Line and Column locate the PC in the source; empty or 0 when unknown.
 	File   string
 	Line   int

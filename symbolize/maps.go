@@ -1,13 +1,13 @@
 package symbolize
 
 import (
-	"bufio"
 	"fmt"
-	"github.com/lsan-project/lsan/internal/procmaps"
 	"io"
 	"os"
 	"sort"
 	"strings"
+
+	"github.com/lsan-project/lsan/internal/procmaps"
 )
 
 // mapping is one line of /proc/PID/maps.
@@ -46,35 +46,21 @@ func readMaps(pid int) ([]mapping, error) {
 	return maps, nil
 }
 
-// parseMaps parses the /proc/PID/maps format. Lines it cannot parse are
-// skipped rather than failing the whole snapshot: one odd line must not
-// cost every other frame its module.
+// parseMaps parses the /proc/PID/maps format with the shared parser.
+// Lines it cannot parse are skipped rather than failing the whole
+// snapshot: one odd line must not cost every other frame its module.
 func parseMaps(r io.Reader) ([]mapping, error) {
-	var maps []mapping
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024) // paths can be up to PATH_MAX and more
-	for sc.Scan() {
-		if m, ok := parseMapsLine(sc.Bytes()); ok {
-			maps = append(maps, m)
-		}
-	}
-	if err := sc.Err(); err != nil {
+	data, err := io.ReadAll(r)
+	if err != nil {
 		return nil, err
 	}
-	// The kernel prints mappings in address order; sort anyway, because
-	// lookups binary-search and must not depend on that.
-	sort.Slice(maps, func(i, j int) bool { return maps[i].start < maps[j].start })
-	return maps, nil
-}
-
-// parseMapsLine parses one line (internal/procmaps).
-func parseMapsLine(line []byte) (mapping, bool) {
-	m, err := procmaps.ParseLine(string(line))
-	if err != nil || m.End <= m.Start {
-		return mapping{}, false
+	parsed, _ := procmaps.Parse(data) // sorted by address; bad lines skipped
+	maps := make([]mapping, len(parsed))
+	for i, m := range parsed {
+		maps[i] = mapping{start: m.Start, end: m.End, offset: m.Offset, perms: m.Perms,
+			dev: m.Dev, inode: m.Inode, path: m.Path, deleted: m.Deleted}
 	}
-	return mapping{start: m.Start, end: m.End, offset: m.Offset, perms: m.Perms, dev: m.Dev,
-		inode: m.Inode, path: m.Path, deleted: m.Deleted}, true
+	return maps, nil
 }
 
 // findMapping returns the index of the mapping containing addr, or -1.

@@ -137,6 +137,9 @@ func demangleName(raw string) string {
 	if !isMangled(raw) {
 		return raw
 	}
+	if s, ok := demangleRustLegacy(raw); ok {
+		return s
+	}
 	s, err := demangle.ToString(raw)
 	if err != nil {
 		return raw

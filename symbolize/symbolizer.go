@@ -144,13 +144,15 @@ func (s *Symbolizer) Snapshot(pid int) (*Process, error) {
 }
 
 // moduleFor finds or loads the module mapped by m. The file is reached
-// through the target's root (/proc/PID/root, right for containers), or
-// through /proc/PID/map_files when it was deleted or replaced since it was
-// mapped (then the path no longer leads to the mapped file).
+// through the target's root (/proc/PID/root, right for containers), by its
+// path as is (a target chrooted inside lsan's tree: maps shows the path
+// from lsan's root, and prefixing the target's root would apply the chroot
+// twice), or through /proc/PID/map_files when it was deleted or replaced
+// since it was mapped (then the path no longer leads to the mapped file).
 func (s *Symbolizer) moduleFor(pid int, root rootFS, m *mapping) *module {
 	viaRoot := fmt.Sprintf("/proc/%d/root%s", pid, m.path)
 	viaMapFiles := fmt.Sprintf("/proc/%d/map_files/%x-%x", pid, m.start, m.end)
-	candidates := []string{viaRoot, viaMapFiles}
+	candidates := []string{viaRoot, m.path, viaMapFiles}
 	if m.deleted {
 		candidates = []string{viaMapFiles}
 	}
@@ -248,8 +250,12 @@ func (p *Process) Symbolize(pc uint64) []Frame {
 	vaddr := pc - p.bias[i]
 	loc := mod.frames(vaddr)
 	out := make([]Frame, len(loc))
+	buildID := ""
+	if len(mod.obj.buildID) > 0 {
+		buildID = mod.obj.buildIDHex()
+	}
 	for k, f := range loc {
-		f.PC, f.Module, f.ModuleOffset = pc, m.path, vaddr
+		f.PC, f.Module, f.ModuleOffset, f.BuildID = pc, m.path, vaddr, buildID
 		out[k] = f
 	}
 	return out

@@ -15,11 +15,11 @@ import (
 // under LSan's names; a flag given wins over LSAN_OPTIONS.
 func lsanOptionFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.BoolFlag{Name: "use-stacks", Value: true, Usage: "scan thread stacks for pointers (LSAN_OPTIONS use_stacks)"},
+		&cli.BoolFlag{Name: "use-stacks", Value: true, Usage: "scan thread stacks for pointers (LSAN_OPTIONS use_stacks; =false leaves them out)"},
 		&cli.BoolFlag{Name: "use-registers", Value: true, Usage: "scan thread registers (use_registers)"},
 		&cli.BoolFlag{Name: "use-globals", Value: true, Usage: "scan the loaded modules' data and bss (use_globals)"},
-		&cli.BoolFlag{Name: "use-tls", Value: true, Usage: "scan static thread-local storage (use_tls; lsan run)"},
-		&cli.BoolFlag{Name: "use-unaligned", Usage: "also take pointers at unaligned addresses, about 8x slower (use_unaligned)"},
+		&cli.BoolFlag{Name: "use-tls", Value: true, Usage: "scan static thread-local storage (use_tls)"},
+		&cli.BoolFlag{Name: "use-unaligned", Usage: "also take pointers at unaligned addresses, about 8x slower (use_unaligned)", DisableDefaultText: true},
 		&cli.StringFlag{Name: "log-path", Usage: "write reports to `PATH`.PID instead of standard output (log_path)"},
 	}
 }

@@ -13,10 +13,12 @@ import (
 	"runtime/debug"
 	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/lsan-project/lsan/bpf"
+	"github.com/lsan-project/lsan/internal/target"
 	"github.com/lsan-project/lsan/report"
 	"github.com/lsan-project/lsan/session"
 	"github.com/lsan-project/lsan/symbolize"
@@ -30,6 +32,8 @@ const (
 	// or frees lost, memory unreadable): its verdict, leaks or none,
 	// cannot be trusted. The report says what was lost.
 	exitIncomplete = 3
+	// exitNoCheck: the target exited before any check ran (docs/usage.md).
+	exitNoCheck = 4
 )
 
 func main() {
@@ -51,25 +55,38 @@ func run(args []string) (status int) {
 			status = exitError
 		}
 	}()
-	app := &cli.App{
-		Name:      "lsan",
-		Usage:     "attachable leak sanitizer: find memory a running process can no longer reach",
-		UsageText: "lsan -p PID [flags]",
-		Flags:     append(commonFlags(), attachFlags()...),
-		Action:    attachAction,
-		Commands: []*cli.Command{{
+	app := newApp()
+	err := app.Run(args)
+	return exitStatus(err)
+}
+
+// newApp is the command line: its flags are also the source of the man
+// page and the shell completions (lsan __man, lsan __fish-completion).
+func newApp() *cli.App {
+	return &cli.App{
+		Name:    "lsan",
+		Version: version,
+		// Bash and zsh completion: completions/ asks lsan for the
+		// candidates with --generate-bash-completion.
+		EnableBashCompletion: true,
+		Usage:                "attachable leak sanitizer: find memory a running process can no longer reach",
+		UsageText:            "lsan -p PID [flags]",
+		Flags:                append(commonFlags(), attachFlags()...),
+		Action:               attachAction,
+		Commands: append([]*cli.Command{{
 			Name:      "run",
 			Usage:     "start a command with every allocation tracked, and check for leaks when it exits",
 			UsageText: "lsan run [flags] -- CMD [ARGS...]",
 			Flags: append(commonFlags(), &cli.BoolFlag{
-				Name:  "follow-forks",
-				Usage: "also track the children CMD forks (one report per process); without it they run untracked",
+				Name:               "follow-forks",
+				Usage:              "also track the children CMD forks (one report per process); without it they run untracked",
+				DisableDefaultText: true,
 			}),
 			Action: runAction,
 			OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 				return usageError{err}
 			},
-		}},
+		}}, generatorCommands()...),
 		HideHelpCommand: true,
 		// Errors are printed once, by run, as one line.
 		ExitErrHandler: func(*cli.Context, error) {},
@@ -77,8 +94,6 @@ func run(args []string) (status int) {
 			return usageError{err}
 		},
 	}
-	err := app.Run(args)
-	return exitStatus(err)
 }
 
 // usageError marks mistakes in the command line (exit status 2).
@@ -115,6 +130,10 @@ func exitStatus(err error) int {
 		fmt.Fprintf(os.Stderr, "lsan: %v\n", ce.err)
 		return ce.code
 	}
+	if errors.Is(err, session.ErrNoCheck) {
+		fmt.Fprintf(os.Stderr, "lsan: %v\n", err)
+		return exitNoCheck
+	}
 	var ue usageError
 	if errors.As(err, &ue) {
 		fmt.Fprintf(os.Stderr, "lsan: %v (see lsan --help)\n", ue.error)
@@ -127,34 +146,34 @@ func exitStatus(err error) int {
 // attachFlags are the flags of `lsan -p` alone.
 func attachFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.IntFlag{Name: "pid", Aliases: []string{"p"}, Usage: "target process"},
-		&cli.DurationFlag{Name: "interval", Aliases: []string{"i"}, Value: defaultInterval, Usage: "time between checks"},
-		&cli.IntFlag{Name: "count", Aliases: []string{"n"}, Usage: "stop after N checks (0: until interrupted)"},
+		pidFlag{&cli.IntFlag{Name: "pid", Aliases: []string{"p"}, Usage: "target process `PID` (required)"}},
+		&cli.DurationFlag{Name: "interval", Aliases: []string{"i"}, Value: defaultInterval, Usage: "`DURATION` between checks"},
+		&cli.IntFlag{Name: "count", Aliases: []string{"n"}, Usage: "stop after `N` checks (0: until interrupted)"},
 	}
 }
 
 // commonFlags are understood by `lsan -p` and `lsan run`.
 func commonFlags() []cli.Flag {
 	return append([]cli.Flag{
-		&cli.StringFlag{Name: "mode", Value: "leaks", Usage: "leaks: reachability check; outstanding: every live tracked block, grouped by stack"},
-		&cli.StringFlag{Name: "format", Value: "text", Usage: "report format: text or json"},
+		&cli.StringFlag{Name: "mode", Value: "leaks", Usage: "`MODE` is leaks (reachability check) or outstanding (every live tracked block, grouped by stack)"},
+		&cli.StringFlag{Name: "format", Value: "text", Usage: "report `FORMAT`: text or json"},
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write reports to `FILE` instead of standard output"},
 		&cli.StringSliceFlag{Name: "suppressions", Aliases: []string{"s"}, Usage: "LSan-format suppression `FILE` (repeatable; LSAN_OPTIONS=suppressions=FILE works too)"},
-		&cli.BoolFlag{Name: "no-default-suppressions", Usage: "don't apply the built-in suppressions (docs/suppressions.md)"},
-		&cli.BoolFlag{Name: "print-suppressions", Usage: "after each report, print a ready-to-paste suppression rule for every reported group"},
-		&cli.IntFlag{Name: "exitcode", Value: 23, Usage: "exit status when the last check found unsuppressed leaks"},
-		&cli.IntFlag{Name: "top", Value: -1, Usage: "show the N largest groups (default: 10 in outstanding mode, all in leaks mode)"},
+		&cli.BoolFlag{Name: "no-default-suppressions", Usage: "don't apply the built-in suppressions (docs/suppressions.md)", DisableDefaultText: true},
+		&cli.BoolFlag{Name: "print-suppressions", Usage: "after each report, print a ready-to-paste suppression rule for every reported group", DisableDefaultText: true},
+		&cli.IntFlag{Name: "exitcode", Value: 23, Usage: "exit status `N` (0-255) when the last check found unsuppressed leaks"},
+		&cli.IntFlag{Name: "top", Usage: "show the `N` largest groups (0: all)", DefaultText: "10 in outstanding mode, all in leaks mode"},
 		&cli.DurationFlag{Name: "older", Usage: "outstanding mode: hide blocks younger than `DURATION`"},
-		&cli.BoolFlag{Name: "report-objects", Usage: "list the address and size of every reported block"},
-		&cli.StringFlag{Name: "allocator", Usage: "probe the allocator in this object (path or file name, e.g. libjemalloc.so.2) instead of discovering it"},
-		&cli.UintFlag{Name: "max-blocks", Usage: "capacity of the live-block map (default: lsan -p sizes it to the target, lsan run takes " + strconv.Itoa(bpf.DefaultMaxBlocks) + ")"},
-		&cli.UintFlag{Name: "max-stacks", Value: bpf.DefaultMaxStacks, Usage: "capacity of the stack map"},
-		&cli.StringFlag{Name: "probe-placement", Value: "auto", Usage: "auto: each probe on the first instruction the kernel emulates (fast); entry: at the function entry"},
-		&cli.StringFlag{Name: "return-probes", Value: "auto", Usage: "how allocator calls are seen to end: exit (probes on their ret instructions: plant no copy of the result on the stack), uretprobe (about 3x cheaper), auto (exit for lsan run, uretprobe for lsan -p)"},
-		&cli.StringFlag{Name: "unwind", Value: "auto", Usage: "how stacks are unwound: auto (CFI tables, frame pointers where a module has none), fp, cfi"},
-		&cli.UintFlag{Name: "sample-rate", Value: 1, Usage: "track 1 in N allocations (reports say they are sampled)"},
+		&cli.BoolFlag{Name: "report-objects", Usage: "list the address and size of every reported block", DisableDefaultText: true},
+		&cli.StringFlag{Name: "allocator", Usage: "probe the allocator in this `OBJECT` (path or file name, e.g. libjemalloc.so.2) instead of discovering it"},
+		&cli.UintFlag{Name: "max-blocks", Usage: "capacity of the live-block map, in `BLOCKS`", DefaultText: "lsan -p: sized to the target; lsan run: " + strconv.Itoa(bpf.DefaultMaxBlocks)},
+		&cli.UintFlag{Name: "max-stacks", Value: bpf.DefaultMaxStacks, Usage: "capacity of the stack map, in `STACKS`"},
+		&cli.StringFlag{Name: "probe-placement", Value: "auto", Usage: "`WHERE` is auto (each probe on the first instruction the kernel emulates: fast) or entry (at the function entry)"},
+		&cli.StringFlag{Name: "return-probes", Value: "auto", Usage: "`HOW` allocator calls are seen to end: exit (probes on their ret instructions: plant no copy of the result on the stack), uretprobe (about 3x cheaper), auto (exit for lsan run, uretprobe for lsan -p)"},
+		&cli.StringFlag{Name: "unwind", Value: "auto", Usage: "`HOW` stacks are unwound: auto (CFI tables, frame pointers where a module has none), fp, cfi"},
+		&cli.UintFlag{Name: "sample-rate", Value: 1, Usage: "track 1 in `N` allocations (reports say they are sampled)"},
 		&cli.StringSliceFlag{Name: "debug-dir", Usage: "extra `DIR` searched for separate debug info (repeatable)"},
-		&cli.BoolFlag{Name: "no-demangle", Usage: "print C++ and Rust names as they are in the binary"},
+		&cli.BoolFlag{Name: "no-demangle", Usage: "print C++ and Rust names as they are in the binary", DisableDefaultText: true},
 	}, lsanOptionFlags()...)
 }
 
@@ -167,24 +186,35 @@ func attachAction(c *cli.Context) error {
 	if !c.IsSet("pid") {
 		return usageError{errors.New("-p PID is required")}
 	}
+	pid := c.Int("pid")
+	if pid <= 0 {
+		return usageError{fmt.Errorf("-p %d: a process ID is a positive number", pid)}
+	}
+	if c.Duration("interval") <= 0 {
+		return usageError{fmt.Errorf("--interval must be positive")}
+	}
+	if c.Int("count") < 0 {
+		return usageError{fmt.Errorf("--count must not be negative")}
+	}
 	if detectLeaksOff() {
 		fmt.Fprintln(os.Stderr, "lsan: LSAN_OPTIONS has detect_leaks=0: no leak check")
 		return nil
 	}
-	targetExe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", c.Int("pid")))
+	targetExe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
 	cfg, closeOut, err := configFromFlags(c, targetExe)
 	if err != nil {
 		return err
 	}
 	defer closeOut()
-	cfg.PID = c.Int("pid")
+	cfg.PID = pid
 	cfg.Interval = c.Duration("interval")
 	cfg.Count = c.Int("count")
-	if cfg.Interval <= 0 {
-		return usageError{fmt.Errorf("--interval must be positive")}
+	need := target.NeedPtrace
+	if cfg.Mode == report.ModeOutstanding {
+		need = target.NeedBPF
 	}
-	if cfg.Count < 0 {
-		return usageError{fmt.Errorf("--count must not be negative")}
+	if err := target.Check(pid, need); err != nil {
+		return err
 	}
 	return attachAndCheck(cfg, exitCode(c))
 }
@@ -192,6 +222,10 @@ func attachAction(c *cli.Context) error {
 // configFromFlags turns the flags into a session.Config; closeOut closes
 // the -o file.
 func configFromFlags(c *cli.Context, targetExe string) (session.Config, func(), error) {
+	if err := validateFlags(c); err != nil {
+		return session.Config{}, func() {}, err
+	}
+	warnMissingDebugDirs(c)
 	cfg := session.Config{
 		MinAge:        c.Duration("older"),
 		ReportObjects: c.Bool("report-objects"),
@@ -237,11 +271,8 @@ func configFromFlags(c *cli.Context, targetExe string) (session.Config, func(), 
 		return cfg, noop, usageError{fmt.Errorf("--sample-rate must be at least 1")}
 	}
 	cfg.Top = c.Int("top")
-	if cfg.Top < 0 {
-		cfg.Top = 0
-		if cfg.Mode == report.ModeOutstanding {
-			cfg.Top = 10
-		}
+	if !c.IsSet("top") && cfg.Mode == report.ModeOutstanding {
+		cfg.Top = 10 // as bcc's memleak
 	}
 	opts, err := lsanOptions()
 	if err != nil {
@@ -296,6 +327,7 @@ func attachAndCheck(cfg session.Config, exitcode int) error {
 	if err != nil {
 		return err
 	}
+	announceFirstCheck(cfg.Interval, time.Now())
 	leaks, err := s.Run(ctx)
 	if cerr := s.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("detach: %w", cerr)
@@ -310,4 +342,11 @@ func attachAndCheck(cfg session.Config, exitcode int) error {
 		return leaksFound{exitcode}
 	}
 	return nil
+}
+
+// announceFirstCheck says when the first check comes: with the default
+// interval nothing else is printed for 10 s.
+func announceFirstCheck(interval time.Duration, now time.Time) {
+	fmt.Fprintf(os.Stderr, "lsan: first check in %v (at %s); Ctrl-C checks now and detaches\n",
+		interval, now.Add(interval).Format("15:04:05"))
 }

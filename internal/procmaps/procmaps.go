@@ -1,21 +1,11 @@
-// Package procmaps parses /proc/PID/maps, the one parser every part of
-// lsan uses (the tracer's allocator discovery, the scanner's roots, the
-// symbolizer's modules, the launcher).
-//
-//	maps, err := procmaps.Read(pid)
-//	for _, m := range maps { ... m.Start, m.End, m.Perms, m.Path ... }
-//
-// Each line is "start-end perms offset dev inode [path]": five fields
-// separated by spaces, then padding, then the path, which may itself hold
-// spaces and ends in " (deleted)" when the file was unlinked after it was
-// mapped. Fields are taken by position, never found by searching the line
-// (an inode number can also appear inside an address).
 package procmaps
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 )
@@ -31,55 +21,94 @@ type Mapping struct {
 	Offset     uint64 // file offset mapped at Start
 	Dev        string // "fd:01"
 	Inode      uint64
-	// Path is the file as the process sees it, without DeletedSuffix, or a
-	// pseudo-name ([heap], [stack], [vdso], [anon:NAME], anon_inode:…), or
-	// "" for anonymous memory.
+	// Path is the file as the target sees it, without DeletedSuffix, or a
+	// pseudo-name ("[heap]", "[anon:name]"), or "" for anonymous memory.
 	Path    string
 	Deleted bool
 }
 
+// Readable, Writable, Executable and Shared read the permission field.
 func (m Mapping) Readable() bool   { return len(m.Perms) > 0 && m.Perms[0] == 'r' }
 func (m Mapping) Writable() bool   { return len(m.Perms) > 1 && m.Perms[1] == 'w' }
 func (m Mapping) Executable() bool { return len(m.Perms) > 2 && m.Perms[2] == 'x' }
 func (m Mapping) Shared() bool     { return len(m.Perms) > 3 && m.Perms[3] == 's' }
 
-// ErrNoProcess reports that the process is gone (or never was).
-var ErrNoProcess = errors.New("no such process")
+// FileBacked reports whether a file lies behind the mapping: pseudo-mappings
+// ([heap], [vdso], [anon:...]) and anonymous memory have none.
+func (m Mapping) FileBacked() bool { return m.Inode != 0 && strings.HasPrefix(m.Path, "/") }
+
+// Printed is the path field as the kernel printed it, DeletedSuffix included.
+func (m Mapping) Printed() string {
+	if m.Deleted {
+		return m.Path + DeletedSuffix
+	}
+	return m.Path
+}
+
+// ErrNoMappings means the process has no address space: it has exited
+// (a zombie) or is a kernel thread.
+var ErrNoMappings = errors.New("no mappings")
 
 // Read reads and parses /proc/PID/maps.
 func Read(pid int) ([]Mapping, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	return ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+}
+
+// ReadFile reads and parses a file in the /proc/PID/maps format.
+func ReadFile(path string) ([]Mapping, error) {
+	data, err := os.ReadFile(path)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("read mappings of pid %d: %w", pid, ErrNoProcess)
-		}
-		return nil, fmt.Errorf("read mappings of pid %d: %w", pid, err)
+		return nil, err
 	}
 	maps, err := Parse(data)
 	if err != nil {
-		return nil, fmt.Errorf("read mappings of pid %d: %w", pid, err)
+		return nil, fmt.Errorf("parse %s: %w", path, err)
+	}
+	if len(maps) == 0 {
+		return nil, fmt.Errorf("%s: %w", path, ErrNoMappings)
 	}
 	return maps, nil
 }
 
-// Parse parses the whole file; a line that does not parse is an error
-// naming it.
+// Parse parses the text of /proc/PID/maps. It returns every line it could
+// parse, sorted by address, and an error naming the first line it could
+// not: callers that can live with a partial list (symbolization) use the
+// mappings anyway.
 func Parse(data []byte) ([]Mapping, error) {
 	var maps []Mapping
-	for lineNo, line := range strings.Split(string(data), "\n") {
-		if strings.TrimSpace(line) == "" {
+	var firstErr error
+	lineNo := 0
+	for len(data) > 0 {
+		lineNo++
+		line := data
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			line, data = data[:i], data[i+1:]
+		} else {
+			data = nil
+		}
+		if len(bytes.TrimSpace(line)) == 0 {
 			continue
 		}
-		m, err := ParseLine(line)
+		m, err := ParseLine(string(line))
 		if err != nil {
-			return nil, fmt.Errorf("maps line %d %q: %w", lineNo+1, line, err)
+			if firstErr == nil {
+				firstErr = fmt.Errorf("line %d %q: %w", lineNo, line, err)
+			}
+			continue
 		}
 		maps = append(maps, m)
 	}
-	return maps, nil
+	// The kernel prints mappings in address order; sort anyway, because
+	// callers binary-search and must not depend on it.
+	if !sort.SliceIsSorted(maps, func(i, j int) bool { return maps[i].Start < maps[j].Start }) {
+		sort.SliceStable(maps, func(i, j int) bool { return maps[i].Start < maps[j].Start })
+	}
+	return maps, firstErr
 }
 
-// ParseLine parses one line.
+// ParseLine parses "start-end perms offset dev inode   path". The kernel
+// pads the inode field with spaces up to a fixed column; the path is
+// everything after that padding, spaces in it included.
 func ParseLine(line string) (Mapping, error) {
 	var fields [5]string
 	rest := line
@@ -117,10 +146,20 @@ func ParseLine(line string) (Mapping, error) {
 	if m.Inode, err = strconv.ParseUint(fields[4], 10, 64); err != nil {
 		return Mapping{}, fmt.Errorf("bad inode: %w", err)
 	}
-	// The path is everything after the padding, spaces included.
 	m.Path = strings.TrimLeft(rest, " ")
-	if strings.HasPrefix(m.Path, "/") && strings.HasSuffix(m.Path, DeletedSuffix) {
-		m.Path, m.Deleted = strings.TrimSuffix(m.Path, DeletedSuffix), true
+	if strings.HasSuffix(m.Path, DeletedSuffix) {
+		m.Path = strings.TrimSuffix(m.Path, DeletedSuffix)
+		m.Deleted = true
 	}
 	return m, nil
+}
+
+// At returns the index of the mapping containing addr in maps (sorted by
+// address), or -1.
+func At(maps []Mapping, addr uint64) int {
+	i := sort.Search(len(maps), func(i int) bool { return maps[i].End > addr })
+	if i < len(maps) && maps[i].Start <= addr {
+		return i
+	}
+	return -1
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -46,6 +47,12 @@ func Start(t testing.TB, cmd *exec.Cmd) *Proc {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A group of its own, so that the cleanup also ends whatever the
+	// program forked (a daemon's workers outlive a killed master).
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setpgid = true
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", cmd.Path, err)
 	}
@@ -55,7 +62,7 @@ func Start(t testing.TB, cmd *exec.Cmd) *Proc {
 
 func stop(cmd *exec.Cmd, stdin io.Closer) {
 	stdin.Close()
-	cmd.Process.Kill()
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	cmd.Wait()
 }
 
