@@ -77,13 +77,15 @@ type Options struct {
 // Default capacities. The block and stack maps are not preallocated:
 // each costs 16 bytes of kernel memory per unit of capacity (its hash
 // buckets) plus about 100 bytes per entry held. The freed map is an LRU
-// map, preallocated (about 100 bytes per entry): it is sized to a quarter
-// of the block map.
+// map, preallocated (about 100 bytes per entry): it is sized to a
+// sixteenth of the block map.
 const (
 	DefaultMaxBlocks = 1 << 21
 	DefaultMaxStacks = 1 << 16
-	MinMaxBlocks     = 1 << 16
-	MaxMaxBlocks     = 1 << 24
+	// A daemon attached while small may grow a lot since: never less
+	// than a million blocks (16 MB of buckets, the rest as used).
+	MinMaxBlocks = 1 << 20
+	MaxMaxBlocks = 1 << 24
 )
 
 // Block is one live allocation recorded by the tracer.
@@ -195,7 +197,7 @@ func Attach(opts Options) (*Tracer, error) {
 		opts.SampleRate = 1
 	}
 	if opts.MaxFreed == 0 {
-		opts.MaxFreed = max(opts.MaxBlocks/4, 1<<14)
+		opts.MaxFreed = max(opts.MaxBlocks/16, 1<<14)
 	}
 	if opts.MaxUnwindRows == 0 {
 		opts.MaxUnwindRows = DefaultMaxUnwindRows
@@ -448,8 +450,8 @@ func (t *Tracer) Close() error {
 // SizeBlocksFor picks a block-map capacity for a process that holds
 // anonBytes of anonymous memory: room for every block it could hold at 64
 // bytes a block, twice over, as a power of two within [MinMaxBlocks,
-// MaxMaxBlocks]. A few-megabyte daemon gets a small map, a large heap a
-// large one; the map's memory follows what it holds either way.
+// MaxMaxBlocks]: a million at least, more for a large heap; the map's
+// memory follows what it holds either way.
 func SizeBlocksFor(anonBytes uint64) uint32 {
 	want := max(anonBytes/64*2, MinMaxBlocks)
 	n := uint64(MinMaxBlocks)

@@ -54,12 +54,12 @@ func TestSizeBlocksFor(t *testing.T) {
 		anon uint64
 		want uint32
 	}{
-		{0, 1 << 16},
-		{2 << 20, 1 << 16},    // 2 MiB: 65536 blocks at 64 bytes, twice over = 65536
-		{10 << 20, 1 << 19},   // 10 MiB: 327680 -> 524288
-		{1 << 30, 1 << 24},    // 1 GiB: 33554432 -> capped
-		{100 << 30, 1 << 24},  // capped
-		{4<<20 + 64, 1 << 18}, // just over 4 MiB: 131074 -> 262144
+		{0, 1 << 20},
+		{10 << 20, 1 << 20},    // 10 MiB: the floor
+		{40 << 20, 1 << 21},    // 40 MiB: 1310720 -> 2097152
+		{1 << 30, 1 << 24},     // 1 GiB: 33554432 -> capped
+		{100 << 30, 1 << 24},   // capped
+		{32<<20 + 64, 1 << 21}, // just over 32 MiB: 1048578 -> 2097152
 	} {
 		if got := bpf.SizeBlocksFor(tc.anon); got != tc.want {
 			t.Errorf("SizeBlocksFor(%d) = %d, want %d", tc.anon, got, tc.want)
