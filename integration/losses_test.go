@@ -35,6 +35,9 @@ func TestLossesAreReported(t *testing.T) {
 			if !strings.Contains(stderr, "lsan: warning: ") || !strings.Contains(stderr, tc.stderr) {
 				t.Errorf("stderr lacks the warning %q:\n%s", tc.stderr, stderr)
 			}
+			if said := strings.Contains(stderr, "lsan: the last check ran on incomplete data"); said != (tc.code == 3) {
+				t.Errorf("exit status %d, and the incomplete-data line said: %v\n%s", tc.code, said, stderr)
+			}
 			var rep struct {
 				Dropped  map[string]uint64 `json:"dropped"`
 				Complete *bool             `json:"complete"`

@@ -41,6 +41,8 @@ type marker struct {
 	// jemalloc: skip words that are the e_addr of jemalloc's extent
 	// metadata (see isEdataAddr).
 	jemalloc bool
+	// cancel, once closed, stops the scan between batches (Options.Cancel).
+	cancel <-chan struct{}
 
 	work  []int32 // reached blocks not scanned yet (found by roots and list rounds)
 	radix []int32 // scratch for sorting the work list
@@ -92,6 +94,7 @@ func newMarker(ix *blockIndex, rd *reader, opts Options) *marker {
 		rd:        rd,
 		unaligned: opts.ScanUnaligned,
 		jemalloc:  opts.Allocator == Jemalloc,
+		cancel:    opts.Cancel,
 	}
 	m.workers = []*scanWorker{m.newWorker(rd)}
 	return m
@@ -569,7 +572,36 @@ type workerDone struct {
 // finished batch reached, and must not keep the slice). With one core the
 // batches run inline. A worker's panic is raised again here, where
 // Check's recover sees it.
-func (m *marker) runPool(next func() *batchPlan, done func(work []int32)) error {
+func (m *marker) runPool(nextBatch func() *batchPlan, done func(work []int32)) error {
+	// A cancelled check ends between batches: no batch is cut after it.
+	canceled := false
+	next := func() *batchPlan {
+		if canceled = canceled || m.canceled(); canceled {
+			return nil
+		}
+		return nextBatch()
+	}
+	if err := m.runBatches(next, done); err != nil {
+		return err
+	}
+	if canceled {
+		return ErrCanceled
+	}
+	return nil
+}
+
+// canceled tells whether Options.Cancel was closed.
+func (m *marker) canceled() bool {
+	select {
+	case <-m.cancel:
+		return true
+	default:
+		return false
+	}
+}
+
+// runBatches runs the batches next gives, inline or on workers.
+func (m *marker) runBatches(next func() *batchPlan, done func(work []int32)) error {
 	n := min(runtime.GOMAXPROCS(0), maxWorkers)
 	// Batches run inline while they come one at a time (a list is
 	// flooded one block after the other): starting workers for each

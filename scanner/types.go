@@ -141,6 +141,10 @@ type Options struct {
 	// FreezeTimeout bounds how long Check waits for all threads to stop.
 	// Zero means 10 seconds.
 	FreezeTimeout time.Duration
+
+	// Cancel, once closed, aborts a check in progress between two reads:
+	// Check returns ErrCanceled, the target resumed as on every path.
+	Cancel <-chan struct{}
 }
 
 // Stats describe one check.
@@ -206,6 +210,9 @@ type Result struct {
 // ErrTargetExited reports that the target process exited (or was never
 // there) before or during the check.
 var ErrTargetExited = errors.New("target process exited")
+
+// ErrCanceled reports a check aborted through Options.Cancel.
+var ErrCanceled = errors.New("check aborted")
 
 // ErrAlreadyTraced reports that another tracer (gdb, strace, …) holds the
 // target; the error is a *TracedError.

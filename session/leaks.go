@@ -67,6 +67,9 @@ func (s *Session) scanAndReport(final bool, known []bpf.Block) error {
 		if errors.Is(err, scanner.ErrTargetExited) {
 			return ErrTargetExited
 		}
+		if errors.Is(err, scanner.ErrCanceled) {
+			return fmt.Errorf("interrupted again: leak check of pid %d aborted; the process was resumed", s.cfg.PID)
+		}
 		return fmt.Errorf("leak check: %w", err)
 	}
 	s.refreshMappings()
@@ -118,6 +121,7 @@ func (s *Session) scanOptions() scanner.Options {
 	opts := s.cfg.Scan
 	opts.Allocator = s.allocatorKind()
 	opts.ExactBounds = true
+	opts.Cancel = s.cfg.Abort
 	opts.Roots = scanner.RootsAttach
 	if s.runMode {
 		opts.Roots = scanner.RootsLSan

@@ -44,6 +44,8 @@ type Config struct {
 	HideSuppressionsUsed bool
 	// ReturnProbes chooses how allocator calls are seen to end.
 	ReturnProbes ReturnProbes
+	// Abort, once closed, aborts the check in progress (a second Ctrl-C).
+	Abort <-chan struct{}
 	// NoFinalCheck skips the check at the command's exit (lsan run) or on
 	// SIGINT/SIGTERM (lsan -p): LSAN_OPTIONS leak_check_at_exit=0.
 	NoFinalCheck bool

@@ -318,11 +318,41 @@ func openOutput(path string) (io.Writer, func(), error) {
 	return f, func() { f.Close() }, nil
 }
 
+// interrupts follows the usual convention for SIGINT, SIGTERM and SIGHUP:
+// the first cancels ctx (lsan checks once more and detaches), a second
+// closes abort (the check in progress stops; the target is still resumed
+// and detached).
+func interrupts() (ctx context.Context, abort <-chan struct{}, stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	aborted := make(chan struct{})
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		seen := 0
+		for {
+			select {
+			case <-sigs:
+				seen++
+				if seen == 1 {
+					cancel()
+				} else if seen == 2 {
+					close(aborted)
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	return ctx, aborted, func() { signal.Stop(sigs); close(done); cancel() }
+}
+
 // attachAndCheck runs the session until --count, a signal or the target's
 // exit, and detaches on every path.
 func attachAndCheck(cfg session.Config, exitcode int) error {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	ctx, abort, stop := interrupts()
 	defer stop()
+	cfg.Abort = abort
 	s, err := session.Attach(cfg)
 	if err != nil {
 		return err
@@ -347,6 +377,6 @@ func attachAndCheck(cfg session.Config, exitcode int) error {
 // announceFirstCheck says when the first check comes: with the default
 // interval nothing else is printed for 10 s.
 func announceFirstCheck(interval time.Duration, now time.Time) {
-	fmt.Fprintf(os.Stderr, "lsan: first check in %v (at %s); Ctrl-C checks now and detaches\n",
+	fmt.Fprintf(os.Stderr, "lsan: first check in %v (at %s); Ctrl-C checks now and detaches, a second Ctrl-C aborts that check\n",
 		interval, now.Add(interval).Format("15:04:05"))
 }
