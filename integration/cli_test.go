@@ -17,17 +17,7 @@ func runLSan(t *testing.T, cred *syscall.Credential, args ...string) (int, strin
 	if cred != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	}
-	inOwnGroup(t, cmd)
-	var stdout, stderr strings.Builder
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return code, stdout.String(), stderr.String()
+	return runToEnd(t, cmd)
 }
 
 // TestBadInput: every mistake gets one clear line on stderr and the

@@ -356,6 +356,23 @@ func diffGroups(got, want []expectGroup) string {
 // inOwnGroup puts cmd, before it starts, in a process group of its own,
 // and kills that whole group when the test ends, on every path: whatever
 // the command forked goes with it (nginx's worker outlived a killed master).
+// runToEnd runs cmd in its own process group to completion and returns
+// its exit status and output.
+func runToEnd(t *testing.T, cmd *exec.Cmd) (int, string, string) {
+	t.Helper()
+	inOwnGroup(t, cmd)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return code, stdout.String(), stderr.String()
+}
+
 func inOwnGroup(t *testing.T, cmd *exec.Cmd) {
 	t.Helper()
 	if cmd.SysProcAttr == nil {

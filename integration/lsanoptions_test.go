@@ -100,13 +100,5 @@ func runLSanEnv(t *testing.T, env []string, args ...string) (code int, stdout, s
 	t.Helper()
 	cmd := exec.Command(lsan(t), args...)
 	cmd.Env = append(os.Environ(), env...)
-	var out, errOut strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return code, out.String(), errOut.String()
+	return runToEnd(t, cmd)
 }

@@ -149,17 +149,7 @@ func TestCLIPrivileges(t *testing.T) {
 func runCommand(t *testing.T, name string, args ...string) (int, string, string) {
 	t.Helper()
 	cmd := exec.Command(name, args...)
-	inOwnGroup(t, cmd)
-	var stdout, stderr strings.Builder
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return code, stdout.String(), stderr.String()
+	return runToEnd(t, cmd)
 }
 
 // TestCLINoCheckRan: a target that exits before the first check is not "no
