@@ -106,17 +106,10 @@ func emulatedByKernel(b []byte) bool {
 // argumentRegs are the registers of the first arguments, in order.
 var argumentRegs = []x86asm.Reg{x86asm.RDI, x86asm.RSI, x86asm.RDX, x86asm.RCX, x86asm.R8, x86asm.R9}
 
-// readsOf lists the argument registers the entry program of a kind reads.
-func readsOf(k probeKind) []x86asm.Reg {
-	switch k {
-	case kindStrdup, kindExit:
-		return nil // strdup's size comes from the nested malloc; _exit reads nothing
-	case kindMalloc, kindFree:
-		return argumentRegs[:1]
-	case kindCalloc, kindRealloc, kindMemalign:
-		return argumentRegs[:2]
-	}
-	return argumentRegs[:3] // reallocarray, posix_memalign
+// readsOf lists the argument registers the entry program reads for a
+// function with this signature.
+func readsOf(sig signature) []x86asm.Reg {
+	return argumentRegs[:min(sig.args(), len(argumentRegs))]
 }
 
 // unsafeBeforeProbe says why an instruction may not come before the
@@ -173,7 +166,7 @@ const (
 
 // placeBinding reads a bound function's first bytes from its file and
 // places its probe. Other architectures, unreadable code: the entry.
-func placeBinding(b Binding, k probeKind, mode PlacementMode) Placement {
+func placeBinding(b Binding, sig signature, mode PlacementMode) Placement {
 	if mode == PlaceEntry {
 		return Placement{0, "placement disabled"}
 	}
@@ -184,7 +177,7 @@ func placeBinding(b Binding, k probeKind, mode PlacementMode) Placement {
 	if err != nil {
 		return Placement{0, "code unreadable: " + err.Error()}
 	}
-	return placeProbe(code, readsOf(k))
+	return placeProbe(code, readsOf(sig))
 }
 
 func readCode(path string, off, size uint64) ([]byte, error) {

@@ -193,6 +193,7 @@ func (t *Tracer) Counters() (Counters, error) {
 		tracerCounterCOUNTER_EVENTS_DROPPED:   &c.EventsDropped,
 		tracerCounterCOUNTER_FREES_MISSED:     &c.FreesMissed,
 		tracerCounterCOUNTER_FREED_DROPPED:    &c.FreedDropped,
+		tracerCounterCOUNTER_BULK_FREES:       &c.BulkFrees,
 	} {
 		var perCPU []uint64
 		if err := t.objs.Counters.Lookup(key, &perCPU); err != nil {

@@ -102,8 +102,8 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 // lsanSize is a block's size as LSan records it (lsan_allocator.cpp), so
 // that reports count the same bytes: a zero-size request allocates one
 // byte, except through realloc(NULL, 0); pvalloc rounds up to whole pages.
-func lsanSize(b bpf.Block) uint64 {
-	switch fn := bpf.FuncName(b.Fn); {
+func (s *Session) lsanSize(b bpf.Block) uint64 {
+	switch fn := s.tracer.FuncName(b.Fn); {
 	case fn == "pvalloc":
 		return max((b.Size+pageSize-1)/pageSize*pageSize, pageSize)
 	case fn == "realloc" || fn == "reallocarray":
@@ -135,7 +135,7 @@ func (s *Session) scanBlocks(bs []bpf.Block) []scanner.Block {
 	out := make([]scanner.Block, len(bs))
 	byStack := map[uint64]bool{}
 	for i, b := range bs {
-		out[i] = scanner.Block{Addr: b.Addr, Size: lsanSize(b), Root: s.linkerAllocated(b, byStack)}
+		out[i] = scanner.Block{Addr: b.Addr, Size: s.lsanSize(b), Root: s.linkerAllocated(b, byStack)}
 	}
 	return out
 }
@@ -193,7 +193,7 @@ func (s *Session) leakEntries(tracked []bpf.Block, classes []scanner.Class) []re
 		default:
 			continue
 		}
-		entries = append(entries, report.Entry{Kind: kind, Key: stackKey(b), Addr: b.Addr, Size: lsanSize(b)})
+		entries = append(entries, report.Entry{Kind: kind, Key: stackKey(b), Addr: b.Addr, Size: s.lsanSize(b)})
 	}
 	return entries
 }
