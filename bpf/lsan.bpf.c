@@ -129,6 +129,19 @@ struct {
 	__type(value, struct stack);
 } stack_scratch SEC(".maps");
 
+// Scratch space to measure a string the target allocated (string_size).
+#define STRING_CHUNK 4096
+#define STRING_CHUNKS 16
+struct string_chunk {
+	char bytes[STRING_CHUNK];
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct string_chunk);
+} string_scratch SEC(".maps");
+
 static __always_inline void count(enum counter which)
 {
 	__u64 *c = bpf_map_lookup_elem(&counters, &which);
@@ -195,8 +208,9 @@ static __always_inline void begin_call(struct pt_regs *ctx, __u8 op, __u64 size,
 
 	if (outer && sp <= outer->entry_sp && !is_stale(outer)) {
 		// Nested call: the outer call owns the block. strdup-like calls
-		// don't know their size at entry; the nested malloc does.
-		if (outer->flags & INFLIGHT_SIZE_FROM_NESTED) {
+		// don't know their size at entry; the first nested call that
+		// does (malloc, not another strdup) says it.
+		if (outer->flags & INFLIGHT_SIZE_FROM_NESTED && !(flags & INFLIGHT_SIZE_FROM_NESTED)) {
 			outer->size = size;
 			outer->flags &= ~INFLIGHT_SIZE_FROM_NESTED;
 		}
@@ -370,6 +384,29 @@ static __always_inline void record_block(struct pt_regs *ctx, __u64 addr,
 		count(COUNTER_ALLOCS);
 }
 
+// string_size is the size of the string at addr with its NUL: the size of
+// a block a strdup-like call allocated when no nested malloc said it
+// (mimalloc's mi_strdup inlines its malloc). 0 when unreadable or longer
+// than STRING_CHUNKS chunks.
+static __always_inline __u64 string_size(__u64 addr)
+{
+	__u32 zero = 0;
+	struct string_chunk *buf = bpf_map_lookup_elem(&string_scratch, &zero);
+	if (!buf)
+		return 0;
+	__u64 total = 0;
+	for (int i = 0; i < STRING_CHUNKS; i++) {
+		long n = bpf_probe_read_user_str(buf->bytes, sizeof(buf->bytes), (void *)(addr + total));
+		if (n <= 0)
+			return 0;
+		if (n < STRING_CHUNK || buf->bytes[STRING_CHUNK - 1] == 0)
+			return total + n;
+		// A full chunk without its NUL: the string goes on.
+		total += STRING_CHUNK - 1;
+	}
+	return 0;
+}
+
 // finish_call completes the outer call when its end is seen (ret: its
 // result), and applies each allocator's rules about what the result means.
 static __always_inline void finish_call(struct pt_regs *ctx, struct inflight *call,
@@ -407,8 +444,11 @@ static __always_inline void finish_call(struct pt_regs *ctx, struct inflight *ca
 		return;
 	}
 	default:
-		if (ret)
-			record_block(ctx, ret, call, t, at_exit);
+		if (!ret)
+			return;
+		if (call->flags & INFLIGHT_SIZE_FROM_NESTED)
+			call->size = string_size(ret);
+		record_block(ctx, ret, call, t, at_exit);
 		return;
 	}
 }

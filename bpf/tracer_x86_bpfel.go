@@ -108,6 +108,11 @@ type tracerStack struct {
 	Pcs [64]uint64
 }
 
+type tracerStringChunk struct {
+	_     structs.HostLayout
+	Bytes [4096]int8
+}
+
 type tracerTarget struct {
 	_          structs.HostLayout
 	Parent     uint32
@@ -168,6 +173,7 @@ const (
 	tracerMapSampleCounter   = "sample_counter"
 	tracerMapStackScratch    = "stack_scratch"
 	tracerMapStacks          = "stacks"
+	tracerMapStringScratch   = "string_scratch"
 	tracerMapTargets         = "targets"
 	tracerMapUnwindCounters  = "unwind_counters"
 	tracerMapUnwindProcs     = "unwind_procs"
@@ -257,6 +263,7 @@ type tracerMapSpecs struct {
 	SampleCounter  *ebpf.MapSpec `ebpf:"sample_counter"`
 	StackScratch   *ebpf.MapSpec `ebpf:"stack_scratch"`
 	Stacks         *ebpf.MapSpec `ebpf:"stacks"`
+	StringScratch  *ebpf.MapSpec `ebpf:"string_scratch"`
 	Targets        *ebpf.MapSpec `ebpf:"targets"`
 	UnwindCounters *ebpf.MapSpec `ebpf:"unwind_counters"`
 	UnwindProcs    *ebpf.MapSpec `ebpf:"unwind_procs"`
@@ -308,6 +315,7 @@ type tracerMaps struct {
 	SampleCounter  *ebpf.Map `ebpf:"sample_counter"`
 	StackScratch   *ebpf.Map `ebpf:"stack_scratch"`
 	Stacks         *ebpf.Map `ebpf:"stacks"`
+	StringScratch  *ebpf.Map `ebpf:"string_scratch"`
 	Targets        *ebpf.Map `ebpf:"targets"`
 	UnwindCounters *ebpf.Map `ebpf:"unwind_counters"`
 	UnwindProcs    *ebpf.Map `ebpf:"unwind_procs"`
@@ -324,6 +332,7 @@ func (m *tracerMaps) Close() error {
 		m.SampleCounter,
 		m.StackScratch,
 		m.Stacks,
+		m.StringScratch,
 		m.Targets,
 		m.UnwindCounters,
 		m.UnwindProcs,

@@ -73,6 +73,8 @@ type example struct {
 		LDPreload  string            `json:"ld_preload"`
 		StaticMusl bool              `json:"static_musl"`
 		Env        map[string]string `json:"env"`
+		// LSanArgs are flags lsan needs for the example (--alloc-fn).
+		LSanArgs []string `json:"lsan_args"`
 	} `json:"run"`
 	Outstanding []expectGroup `json:"outstanding"`
 	Leaks       []expectGroup `json:"leaks"`

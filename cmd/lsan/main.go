@@ -174,7 +174,7 @@ func commonFlags() []cli.Flag {
 		&cli.UintFlag{Name: "sample-rate", Value: 1, Usage: "track 1 in `N` allocations (reports say they are sampled)"},
 		&cli.StringSliceFlag{Name: "debug-dir", Usage: "extra `DIR` searched for separate debug info (repeatable)"},
 		&cli.BoolFlag{Name: "no-demangle", Usage: "print C++ and Rust names as they are in the binary", DisableDefaultText: true},
-	}, lsanOptionFlags()...)
+	}, append(funcFlags(), lsanOptionFlags()...)...)
 }
 
 const defaultInterval = 10e9
@@ -239,6 +239,11 @@ func configFromFlags(c *cli.Context, targetExe string) (session.Config, func(), 
 		Log:       func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) },
 	}
 	noop := func() {}
+	funcs, err := userFuncs(c)
+	if err != nil {
+		return cfg, noop, err
+	}
+	cfg.Tracer.Funcs = funcs
 	switch m := report.Mode(c.String("mode")); m {
 	case report.ModeLeaks, report.ModeOutstanding:
 		cfg.Mode = m
