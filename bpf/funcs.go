@@ -273,6 +273,9 @@ func funcNames(t []AllocatorFunc) []string {
 	return names
 }
 
+// Funcs is the tracer's function table: Block.Fn indexes it.
+func (t *Tracer) Funcs() []AllocatorFunc { return t.funcs }
+
 // FuncName names the allocator function of a Block.Fn ("" if unknown).
 func (t *Tracer) FuncName(fn uint16) string {
 	if int(fn) < len(t.funcs) {

@@ -111,6 +111,13 @@ func (t *Tracer) entrySignature(fn AllocatorFunc, b Binding) signature {
 
 // notFound says that a required function is not in the target.
 func notFound(fn AllocatorFunc) string {
+	if fn.Family == familyUser {
+		where := "any loaded object"
+		if fn.Object != "" {
+			where = fn.Object + " (or no such object is mapped)"
+		}
+		return fmt.Sprintf("function %s not found in %s, neither exported nor in a symbol table (stripped binary?)", fn, where)
+	}
 	if fn.Object != "" {
 		return fmt.Sprintf("%s not found in %s", fn.Name, fn.Object)
 	}

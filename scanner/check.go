@@ -183,7 +183,8 @@ func scanFrozen(pid int, f *freezer, snapshot func() (Snapshot, error), opts Opt
 	a.stats.Mappings = plan.mappings
 	a.stats.ExitedStacks = len(facts.exited)
 	a.stats.FreedBytes = plan.freedBytes
-	if opts.Allocator == Jemalloc {
+	jemalloc := usesJemalloc(blocks, opts)
+	if jemalloc {
 		var tps []uint64
 		for _, t := range threads {
 			if t.hasRegs {
@@ -196,7 +197,7 @@ func scanFrozen(pid int, f *freezer, snapshot func() (Snapshot, error), opts Opt
 
 	t3 := time.Now()
 	a.stats.Index = t3.Sub(t2)
-	m := newMarker(ix, rd, opts)
+	m := newMarker(ix, rd, opts, jemalloc)
 	m.pm = pm
 	m.maps = maps
 	m.markWords(regWords)
@@ -338,18 +339,19 @@ func (s *sizer) setKnownSizes() []int32 {
 // knownUsable returns block k's usable size when it is known without its
 // chunk header; ok is false when the header must be read.
 func (s *sizer) knownUsable(k int, b Block) (usable uint64, glibcChunk, ok bool) {
+	alloc := b.allocator(s.opts)
 	switch {
 	case b.Usable != 0 && b.Usable >= b.Size:
 		// A glibc heap chunk's usable size is 8 bytes short of a
 		// multiple of 16 (an mmapped chunk's is 16 short).
-		glibcChunk = s.opts.Allocator == Glibc && (b.Usable+glibcSizeSz)%glibcAlign == 0
+		glibcChunk = alloc == Glibc && (b.Usable+glibcSizeSz)%glibcAlign == 0
 		return b.Usable, glibcChunk, true
-	case s.opts.Allocator == Glibc:
+	case alloc == Glibc:
 		if glibcTiled(s.x.starts, k, b.Size) {
 			return glibcUsableFromRequest(b.Size), true, true
 		}
 		return 0, false, false
-	case s.opts.Allocator == Jemalloc:
+	case alloc == Jemalloc:
 		return jemallocUsable(b.Size), false, true
 	}
 	return unknownUsable(b.Size), false, true

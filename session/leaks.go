@@ -134,10 +134,35 @@ func (s *Session) scanOptions() scanner.Options {
 func (s *Session) scanBlocks(bs []bpf.Block) []scanner.Block {
 	out := make([]scanner.Block, len(bs))
 	byStack := map[uint64]bool{}
+	kinds := s.allocatorKinds()
 	for i, b := range bs {
 		out[i] = scanner.Block{Addr: b.Addr, Size: s.lsanSize(b), Root: s.linkerAllocated(b, byStack)}
+		if int(b.Fn) < len(kinds) {
+			out[i].Allocator = kinds[b.Fn]
+		}
 	}
 	return out
+}
+
+// allocatorKinds says, per allocator function (Block.Fn), which allocator
+// its blocks come from, where it is not the one malloc binds to: a
+// je_-prefixed jemalloc linked into the program (redis's own) beside
+// glibc, or a pool the user named.
+func (s *Session) allocatorKinds() []scanner.Allocator {
+	if s.kinds != nil {
+		return s.kinds
+	}
+	funcs := s.tracer.Funcs()
+	s.kinds = make([]scanner.Allocator, len(funcs))
+	for i, f := range funcs {
+		switch {
+		case f.Family == "user":
+			s.kinds[i] = scanner.Unknown
+		case f.Family == "jemalloc" && strings.HasPrefix(f.Name, "je_"):
+			s.kinds[i] = scanner.Jemalloc
+		}
+	}
+	return s.kinds
 }
 
 // linkerAllocated tells whether the dynamic linker allocated b (its

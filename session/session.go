@@ -91,6 +91,9 @@ type Session struct {
 	losses *lossWatcher
 	// checked: a check of this process ran (lsan run: at its exit).
 	checked bool
+	// kinds: the allocator of each allocator function's blocks, where it
+	// differs from malloc's (allocatorKinds).
+	kinds []scanner.Allocator
 }
 
 // ErrTargetExited reports that the target exited before a check.

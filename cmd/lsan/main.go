@@ -69,6 +69,9 @@ func newApp() *cli.App {
 		// Bash and zsh completion: completions/ asks lsan for the
 		// candidates with --generate-bash-completion.
 		EnableBashCompletion: true,
+		// A repeatable flag's value is taken whole: --alloc-fn f:3,2 has
+		// a comma of its own, and so may a path.
+		DisableSliceFlagSeparator: true,
 		Usage:                "attachable leak sanitizer: find memory a running process can no longer reach",
 		UsageText:            "lsan -p PID [flags]",
 		Flags:                append(commonFlags(), attachFlags()...),
