@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"golang.org/x/arch/x86/x86asm"
+
+	"github.com/lsan-project/lsan/internal/x86"
 )
 
 // Probe placement.
@@ -132,7 +134,7 @@ func unsafeBeforeProbe(inst x86asm.Inst, protected map[x86asm.Reg]bool) string {
 			return fmt.Sprintf("%v is not known to be safe", inst.Op)
 		}
 	}
-	if r, ok := inst.Args[0].(x86asm.Reg); ok && protected[fullReg(r)] {
+	if r, ok := inst.Args[0].(x86asm.Reg); ok && protected[x86.FullReg(r)] {
 		return fmt.Sprintf("%v writes %v", inst.Op, r)
 	}
 	return ""
@@ -141,19 +143,6 @@ func unsafeBeforeProbe(inst x86asm.Inst, protected map[x86asm.Reg]bool) string {
 func isCmovOrSet(op x86asm.Op) bool {
 	name := op.String()
 	return strings.HasPrefix(name, "CMOV") || strings.HasPrefix(name, "SET")
-}
-
-// fullReg maps a sub-register (edi, di, dil) to its 64-bit register.
-func fullReg(r x86asm.Reg) x86asm.Reg {
-	switch {
-	case r >= x86asm.AL && r <= x86asm.R15B:
-		return x86asm.RAX + (r - x86asm.AL)
-	case r >= x86asm.AX && r <= x86asm.R15W:
-		return x86asm.RAX + (r - x86asm.AX)
-	case r >= x86asm.EAX && r <= x86asm.R15L:
-		return x86asm.RAX + (r - x86asm.EAX)
-	}
-	return r
 }
 
 // PlacementMode chooses where probes go.

@@ -280,6 +280,7 @@ func (t *Tracer) stackIDs() ([]uint64, error) {
 // FreedRange is memory the target freed since recording began.
 type FreedRange struct {
 	Addr, Size uint64
+	TimeNS     uint64 // CLOCK_MONOTONIC at the free
 }
 
 // freedGrace: frees in the first moments of recording are not used. An
@@ -311,7 +312,7 @@ func (t *Tracer) Freed(pid int) ([]FreedRange, error) {
 			if int(k.Tgid) != pid || v.Generation != target.Generation || v.TimeNs < t.recordingSince+freedGrace {
 				continue
 			}
-			out = append(out, FreedRange{Addr: k.Addr, Size: v.Size})
+			out = append(out, FreedRange{Addr: k.Addr, Size: v.Size, TimeNS: v.TimeNs})
 		}
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
 			return out, nil

@@ -170,6 +170,12 @@ type Options struct {
 	// Zero means 10 seconds.
 	FreezeTimeout time.Duration
 
+	// Fork scans a copy-on-write copy the target forks (fork.go) instead of
+	// the target itself, which is stopped only to make the copy. Where
+	// that cannot be done safely the check stops it for the whole scan,
+	// and Stats.ForkFallback says why.
+	Fork bool
+
 	// Cancel, once closed, aborts a check in progress between two reads:
 	// Check returns ErrCanceled, the target resumed as on every path.
 	Cancel <-chan struct{}
@@ -210,7 +216,15 @@ type Stats struct {
 	Unreachable time.Duration // scanning the unreachable blocks for the edges between them
 
 	Paused time.Duration // from the first thread stopped to the last one resumed
-	Total  time.Duration // the whole call
+
+	// Forked: the scan read a fork of the target (Options.Fork), which
+	// ran on meanwhile. ForkFallback says why a check asked to fork
+	// stopped the target instead. NotInCopy counts the writable bytes the
+	// copy did not get (MADV_DONTFORK), counted as unreadable.
+	Forked       bool
+	ForkFallback string
+	NotInCopy    uint64
+	Total        time.Duration // the whole call
 }
 
 // Edge says that block From holds a pointer into block To. Indices are into
