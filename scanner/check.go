@@ -142,7 +142,7 @@ func scanFrozen(pid int, f *freezer, snapshot SnapshotFunc, opts Options) (*anal
 			return nil, err
 		}
 		if copyPid > 0 {
-			defer func() { a.stats.Paused += f.reapCopy(copyPid, f.gadget) }()
+			defer killCopy(copyPid)
 			pid, forkedAt = copyPid, at
 		}
 	}

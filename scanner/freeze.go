@@ -88,10 +88,8 @@ type freezer struct {
 	rounds    int
 	signals   int
 	firstStop time.Time
-	// maps are the target's mappings when it forked a copy (Options.Fork),
-	// gadget where it did.
-	maps   []mapping
-	gadget exitGadget
+	// maps are the target's mappings when it forked a copy (Options.Fork).
+	maps []mapping
 }
 
 func newFreezer(pid int, timeout time.Duration) *freezer {
