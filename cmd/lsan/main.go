@@ -72,10 +72,10 @@ func newApp() *cli.App {
 		// A repeatable flag's value is taken whole: --alloc-fn f:3,2 has
 		// a comma of its own, and so may a path.
 		DisableSliceFlagSeparator: true,
-		Usage:                "attachable leak sanitizer: find memory a running process can no longer reach",
-		UsageText:            "lsan -p PID [flags]",
-		Flags:                append(commonFlags(), attachFlags()...),
-		Action:               attachAction,
+		Usage:                     "attachable leak sanitizer: find memory a running process can no longer reach",
+		UsageText:                 "lsan -p PID [flags]",
+		Flags:                     append(commonFlags(), attachFlags()...),
+		Action:                    attachAction,
 		Commands: append([]*cli.Command{{
 			Name:      "run",
 			Usage:     "start a command with every allocation tracked, and check for leaks when it exits",
