@@ -203,18 +203,38 @@ func cgroupTooTight(pid int, status []byte) string {
 	return ""
 }
 
+// forkPlan is what a fork snapshot needs that can be found before the
+// target is stopped, so that its pause is only the fork.
+type forkPlan struct {
+	site stubSite
+	// why the check must stop the target instead ("" when it can fork).
+	why string
+}
+
+// planFork checks that a fork snapshot of pid can be taken safely and
+// finds the stub site.
+func planFork(pid int) forkPlan {
+	if why := forkUnavailable(pid); why != "" {
+		return forkPlan{why: why}
+	}
+	maps, err := readMaps(pid)
+	if err != nil {
+		return forkPlan{why: err.Error()}
+	}
+	site, err := cachedStubSite(pid, maps)
+	if err != nil {
+		return forkPlan{why: err.Error()}
+	}
+	return forkPlan{site: site}
+}
+
 // forkAndResume takes a fork snapshot: it returns the copy's pid and the
 // instant of the fork, the target resumed. The pid is 0 when the check
 // must keep the target stopped instead; st.ForkFallback says why. The
 // error is for a target that could not be resumed.
-func (f *freezer) forkAndResume(threads []*frozenThread, st *Stats) (int, uint64, error) {
-	if why := forkUnavailable(f.pid); why != "" {
-		st.ForkFallback = why
-		return 0, 0, nil
-	}
-	maps, err := readMaps(f.pid)
-	if err != nil {
-		st.ForkFallback = err.Error()
+func (f *freezer) forkAndResume(plan forkPlan, threads []*frozenThread, st *Stats) (int, uint64, error) {
+	if plan.why != "" {
+		st.ForkFallback = plan.why
 		return 0, 0, nil
 	}
 	t := injector(f.pid, threads)
@@ -222,18 +242,12 @@ func (f *freezer) forkAndResume(threads []*frozenThread, st *Stats) (int, uint64
 		st.ForkFallback = "no stopped thread to fork from"
 		return 0, 0, nil
 	}
-	site, err := cachedStubSite(f.pid, maps)
-	if err != nil {
-		st.ForkFallback = err.Error()
-		return 0, 0, nil
-	}
-	child, err := f.forkCopy(t, site)
+	child, err := f.forkCopy(t, plan.site)
 	if err != nil {
 		st.ForkFallback = "fork failed: " + err.Error()
 		return 0, 0, nil
 	}
 	at := monotonicNow()
-	f.maps = maps
 	if err := f.thaw(thawWait); err != nil {
 		killCopy(child)
 		return 0, 0, err
@@ -286,22 +300,41 @@ func mappedExecutable(maps []mapping, addr uint64) bool {
 	return false
 }
 
-// bytesNotInCopy counts the writable memory of the target that the copy
-// did not get (MADV_DONTFORK): it cannot be scanned, and the check says
-// its data is incomplete.
-func bytesNotInCopy(target, copied []mapping) uint64 {
-	var have []span
-	for _, m := range copied {
-		have = append(have, span{m.start, m.end})
+// bytesNotInCopy counts the memory of pid that a fork does not copy and a
+// scan would read: its writable mappings flagged dc (MADV_DONTFORK: absent
+// from the copy) and wf (MADV_WIPEONFORK: zeros in the copy). The kernel's
+// own [uprobes] page is dc, and holds no data. It cannot be scanned, and the
+// check says its data is incomplete. Read after the target resumed, from
+// /proc/PID/smaps: such flags are set once, at setup, by the programs
+// that use them.
+func bytesNotInCopy(pid int) uint64 {
+	data, err := os.ReadFile(fmt.Sprintf("%s/%d/smaps", procRoot, pid))
+	if err != nil {
+		return 0
 	}
-	have = normalize(have)
-	var missing uint64
-	for _, m := range target {
-		if !m.readable() || !m.writable() {
-			continue
-		}
-		for _, s := range subtract([]span{{m.start, m.end}}, spansOf(have), false) {
-			missing += s.size()
+	return notCopiedBytes(data)
+}
+
+// notCopiedBytes parses /proc/PID/smaps for bytesNotInCopy.
+func notCopiedBytes(data []byte) uint64 {
+	var missing, size uint64
+	writable := false
+	for _, line := range bytes.Split(data, []byte("\n")) {
+		fields := bytes.Fields(line)
+		switch {
+		case len(fields) >= 5 && bytes.IndexByte(fields[0], '-') > 0 && len(fields[1]) == 4:
+			// A mapping's header line: range, perms, offset, dev, inode.
+			writable = fields[1][0] == 'r' && fields[1][1] == 'w'
+		case bytes.HasPrefix(line, []byte("Size:")):
+			kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(string(line[5:])), " kB"), 10, 64)
+			size = kb << 10
+		case bytes.HasPrefix(line, []byte("VmFlags:")):
+			for _, flag := range strings.Fields(string(line[8:])) {
+				if writable && (flag == "dc" || flag == "wf") {
+					missing += size
+					break
+				}
+			}
 		}
 	}
 	return missing

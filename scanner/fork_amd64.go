@@ -171,9 +171,11 @@ func resumePoint(r unix.PtraceRegs) (rip, rax uint64) {
 // The copy is made in two steps, so that it is nobody's child but init's:
 // the target clones an intermediate with no exit signal, which forks the
 // copy (exit signal SIGCHLD) and is killed at once; the target is made to
-// reap it; the copy, orphaned, belongs to init.
+// reap it; the copy, orphaned, belongs to init. The intermediate shares
+// the target's memory (CLONE_VM): only the copy's page tables are copied,
+// and killing the intermediate frees none.
 const (
-	intermediateFlags = 0
+	intermediateFlags = unix.CLONE_VM
 	copyFlags         = uint64(unix.SIGCHLD)
 )
 

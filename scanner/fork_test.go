@@ -78,3 +78,22 @@ func TestResumePoint(t *testing.T) {
 		}
 	}
 }
+
+func TestNotCopiedBytes(t *testing.T) {
+	smaps := `55b7b1924000-55b7b1945000 rw-p 00000000 00:00 0                          [heap]
+Size:                132 kB
+VmFlags: rd wr mr mw me ac sd
+7fef2980e000-7fef29842000 rw-p 00000000 00:00 0
+Size:                208 kB
+VmFlags: rd wr mr mw me dc ac sd
+7fef29a17000-7fef29a24000 rw-p 00000000 00:00 0
+Size:                 52 kB
+VmFlags: rd wr mr mw me ac sd wf
+7fffffffe000-7ffffffff000 --xp 00000000 00:00 0                          [uprobes]
+Size:                  4 kB
+VmFlags: ex mr mw me dc sd
+`
+	if got, want := notCopiedBytes([]byte(smaps)), uint64(208+52)<<10; got != want {
+		t.Errorf("%d bytes not copied, want %d (the dc and wf heaps, not [uprobes])", got, want)
+	}
+}

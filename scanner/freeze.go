@@ -88,8 +88,6 @@ type freezer struct {
 	rounds    int
 	signals   int
 	firstStop time.Time
-	// maps are the target's mappings when it forked a copy (Options.Fork).
-	maps []mapping
 }
 
 func newFreezer(pid int, timeout time.Duration) *freezer {
