@@ -40,7 +40,7 @@ func main() {
 		err = benchMemory()
 	}
 	if err == nil && *snapshot {
-		err = benchSnapshot(3)
+		err = benchSnapshot(3, *redisRequests*4)
 	}
 	if err == nil && *children > 0 {
 		err = benchRun(*children, *rounds)

@@ -13,12 +13,17 @@ import (
 // benchSnapshot measures what a leak check costs the target, stopped for
 // the whole scan (--snapshot stop) against only while it forks the copy
 // (--snapshot fork), on pointer-rich heaps of a few sizes, in one run.
-func benchSnapshot(rounds int) error {
+func benchSnapshot(rounds, redisRequests int) (err error) {
 	dir, lsan, prog, err := buildWithLSan("pointerheap")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
+	defer func() {
+		if err == nil && redisRequests > 0 {
+			err = benchRedisSnapshot(lsan, redisRequests)
+		}
+	}()
 	fmt.Printf("\nLeak check of a pointer-rich heap, lsan -p -n 1: target pause and whole check, median of %d\n", rounds)
 	fmt.Printf("%-10s %14s %14s %14s %14s %12s\n", "heap", "stop pause ms", "stop check ms", "fork pause ms", "fork check ms", "pause ratio")
 	for _, mib := range []int{256, 1024, 4096} {
