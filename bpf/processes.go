@@ -34,6 +34,40 @@ type Event struct {
 // traced is one traced process and its probes.
 type traced struct {
 	links []link.Link
+	// since is when recording began for it (CLOCK_MONOTONIC); 0: with
+	// the first process.
+	since uint64
+}
+
+// Track traces another running process that runs the same program as
+// the first (lsan -p PID1,PID2, --comm): the probe sites planned for the
+// first are put in place in it, and only then is it registered, so that
+// recording starts for malloc, free and the rest at one instant.
+func (t *Tracer) Track(pid int) error {
+	if err := checkTarget(pid); err != nil {
+		return err
+	}
+	if t.unwinder != nil {
+		t.unwinder.expect(pid, true)
+		defer t.unwinder.expect(pid, false)
+	}
+	if err := t.AddProcess(pid); err != nil {
+		return err
+	}
+	t.procs[pid].since = monotonicNow()
+	if err := t.addTarget(pid); err != nil {
+		t.RemoveProcess(pid)
+		return err
+	}
+	return nil
+}
+
+// recordingSinceOf is when recording began for pid.
+func (t *Tracer) recordingSinceOf(pid int) uint64 {
+	if p, ok := t.procs[pid]; ok && p.since != 0 {
+		return p.since
+	}
+	return t.recordingSince
 }
 
 // addTarget registers pid in the targets map, which every probe checks.

@@ -309,7 +309,7 @@ func (t *Tracer) Freed(pid int) ([]FreedRange, error) {
 		n, err := t.objs.FreedRanges.BatchLookup(&cursor, keys, vals, nil)
 		for i := 0; i < n; i++ {
 			k, v := keys[i], vals[i]
-			if int(k.Tgid) != pid || v.Generation != target.Generation || v.TimeNs < t.recordingSince+freedGrace {
+			if int(k.Tgid) != pid || v.Generation != target.Generation || v.TimeNs < t.recordingSinceOf(pid)+freedGrace {
 				continue
 			}
 			out = append(out, FreedRange{Addr: k.Addr, Size: v.Size, TimeNS: v.TimeNs})

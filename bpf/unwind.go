@@ -152,8 +152,10 @@ type unwinder struct {
 	next    uint32
 	max     uint32
 	stats   UnwindStats
-	// firstPID is the process the tracer attached to (see registering).
+	// firstPID is the process the tracer attached to, pending the ones
+	// Track is attaching (see registering).
 	firstPID int
+	pending  map[int]bool
 	// maps is each process's /proc/PID/maps text and program image
 	// generation at its last load, so that an unchanged process costs one
 	// read.
@@ -222,7 +224,26 @@ func (u *unwinder) close() {
 // registered: the tracer registers it only after every probe is attached
 // (so that recording starts at one instant), and its tables come before
 // the probes. Its generation is 0 then.
-func (u *unwinder) registering(pid int) bool { return pid == u.firstPID }
+func (u *unwinder) registering(pid int) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return pid == u.firstPID || u.pending[pid]
+}
+
+// expect marks pid as about to be registered (Tracer.Track), or, with
+// false, done.
+func (u *unwinder) expect(pid int, pending bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.pending == nil {
+		u.pending = map[int]bool{}
+	}
+	if pending {
+		u.pending[pid] = true
+	} else {
+		delete(u.pending, pid)
+	}
+}
 
 func (u *unwinder) addProcess(pid int) error {
 	// The generation first: an execve between the two reads leaves the

@@ -156,6 +156,15 @@ func assertNoDirectLeaks(t *testing.T, reps []jsonReport, minChecks int, minAllo
 // serves requests.
 func startNginx(t *testing.T) (worker, port int) {
 	t.Helper()
+	master, port := startNginxWorkers(t, 1)
+	waitFor(t, "nginx's worker", func() bool { worker = childOf(master); return worker != 0 })
+	return worker, port
+}
+
+// startNginxWorkers runs Debian's nginx with a master and n workers on a
+// free loopback port and returns the master's pid.
+func startNginxWorkers(t *testing.T, n int) (master, port int) {
+	t.Helper()
 	nginx := requireCommand(t, "nginx")
 	dir, err := os.MkdirTemp("", "lsan-nginx")
 	if err != nil {
@@ -170,7 +179,7 @@ func startNginx(t *testing.T) (worker, port int) {
 	port = freePort(t)
 	conf := fmt.Sprintf(`daemon off;
 master_process on;
-worker_processes 1;
+worker_processes %[3]d;
 pid %[1]s/nginx.pid;
 error_log %[1]s/error.log;
 events { worker_connections 256; }
@@ -187,7 +196,7 @@ http {
     location /missing { return 404; }
   }
 }
-`, dir, port)
+`, dir, port, n)
 	confPath := filepath.Join(dir, "nginx.conf")
 	os.WriteFile(confPath, []byte(conf), 0o644)
 	cmd := exec.Command(nginx, "-c", confPath, "-p", dir)
@@ -201,8 +210,7 @@ http {
 		resp.Body.Close()
 		return resp.StatusCode == 200
 	})
-	waitFor(t, "nginx's worker", func() bool { worker = childOf(cmd.Process.Pid); return worker != 0 })
-	return worker, port
+	return cmd.Process.Pid, port
 }
 
 // childOf returns a child process of pid, or 0.

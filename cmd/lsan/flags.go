@@ -77,9 +77,3 @@ func unwrapPathError(err error) error {
 	}
 	return err
 }
-
-// pidFlag is --pid without "(default: 0)" in the help: it is required.
-type pidFlag struct{ *cli.IntFlag }
-
-func (f pidFlag) GetDefaultText() string { return "" }
-func (f pidFlag) String() string         { return cli.FlagStringer(f) }

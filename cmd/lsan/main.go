@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -149,7 +150,8 @@ func exitStatus(err error) int {
 // attachFlags are the flags of `lsan -p` alone.
 func attachFlags() []cli.Flag {
 	return []cli.Flag{
-		pidFlag{&cli.IntFlag{Name: "pid", Aliases: []string{"p"}, Usage: "target process `PID` (required)"}},
+		&cli.StringFlag{Name: "pid", Aliases: []string{"p"}, Usage: "target process `PID`, or a comma-separated list of them (one report per process)"},
+		&cli.StringFlag{Name: "comm", Usage: "trace every process whose command name is `NAME` (as in /proc/PID/comm, at most 15 characters), including those that start later"},
 		&cli.DurationFlag{Name: "interval", Aliases: []string{"i"}, Value: defaultInterval, Usage: "`DURATION` between checks"},
 		&cli.IntFlag{Name: "count", Aliases: []string{"n"}, Usage: "stop after `N` checks (0: until interrupted)"},
 	}
@@ -187,12 +189,19 @@ func attachAction(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return usageError{fmt.Errorf("unexpected argument %q", c.Args().First())}
 	}
-	if !c.IsSet("pid") {
+	if !c.IsSet("pid") && !c.IsSet("comm") {
 		return usageError{errors.New("-p PID is required")}
 	}
-	pid := c.Int("pid")
-	if pid <= 0 {
-		return usageError{fmt.Errorf("-p %d: a process ID is a positive number", pid)}
+	var pids []int
+	if c.IsSet("pid") {
+		var err error
+		if pids, err = parsePIDs(c.String("pid")); err != nil {
+			return usageError{err}
+		}
+	}
+	comm := c.String("comm")
+	if c.IsSet("comm") && (comm == "" || len(comm) > 15 || strings.Contains(comm, "/")) {
+		return usageError{fmt.Errorf("--comm %q: a command name is 1 to 15 characters, as the kernel keeps it (/proc/PID/comm)", comm)}
 	}
 	if c.Duration("interval") <= 0 {
 		return usageError{fmt.Errorf("--interval must be positive")}
@@ -204,20 +213,26 @@ func attachAction(c *cli.Context) error {
 		fmt.Fprintln(os.Stderr, "lsan: LSAN_OPTIONS has detect_leaks=0: no leak check")
 		return nil
 	}
-	targetExe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	var targetExe string
+	if len(pids) > 0 {
+		targetExe, _ = os.Readlink(fmt.Sprintf("/proc/%d/exe", pids[0]))
+	}
 	cfg, closeOut, err := configFromFlags(c, targetExe)
 	if err != nil {
 		return err
 	}
 	defer closeOut()
-	cfg.PID = pid
 	cfg.Interval = c.Duration("interval")
 	cfg.Count = c.Int("count")
 	need := target.NeedPtrace
 	if cfg.Mode == report.ModeOutstanding {
 		need = target.NeedBPF
 	}
-	if err := target.Check(pid, need); err != nil {
+	if len(pids) != 1 || comm != "" {
+		return checkFleet(cfg, need, pids, comm, exitCode(c))
+	}
+	cfg.PID = pids[0]
+	if err := target.Check(cfg.PID, need); err != nil {
 		return err
 	}
 	return attachAndCheck(cfg, exitCode(c))
