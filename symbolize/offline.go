@@ -24,7 +24,7 @@ import (
 func (s *Symbolizer) FromModules(pid int, mods []Module) *Process {
 	sorted := append([]Module(nil), mods...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Start < sorted[j].Start })
-	p := &Process{pid: pid}
+	p := &Process{pid: pid, ids: []string{}}
 	for _, m := range sorted {
 		mp := mapping{start: m.Start, end: m.End, offset: m.Offset, perms: "r-xp", path: m.Path, deleted: m.Deleted}
 		var mod *module
@@ -34,6 +34,7 @@ func (s *Symbolizer) FromModules(pid int, mods []Module) *Process {
 		p.maps = append(p.maps, mp)
 		p.mods = append(p.mods, mod)
 		p.bias = append(p.bias, m.Bias)
+		p.ids = append(p.ids, m.BuildID)
 	}
 	return p
 }
