@@ -158,6 +158,10 @@ type Report struct {
 	// NoCheck marks the record of a run in which no check could run (the
 	// target exited before the first one): no leaks found is not no leaks.
 	NoCheck bool
+	// Modules is the process's module map at the check (executable
+	// mappings: path, build-id, load bias), for formats that carry it
+	// (pprof mappings) and for recordings.
+	Modules []symbolize.Module
 	// History is the series of checks this report ends (nil: no timeline).
 	History *History
 	// Gone are groups seen in earlier checks and absent from this one.

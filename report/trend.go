@@ -1,6 +1,8 @@
 package report
 
 import (
+	"bufio"
+	"fmt"
 	"sort"
 	"time"
 )
@@ -80,4 +82,48 @@ func (r *Report) Filter(keep func(*Group) bool, why string) {
 	}
 	r.hide(len(r.Groups)-len(kept), why)
 	r.Groups = kept
+}
+
+// timeline reports whether r ends a series of at least two checks: only
+// then do trends mean something (a single check at exit shows none, as
+// LSan's report).
+func (r *Report) timeline() bool { return r.History != nil && len(r.History.Times) >= 2 }
+
+// writeTrend prints a group's trend under its frames, indented like them
+// (LSan report parsers read the '#N' lines and stop there):
+//
+//	trend: growing, 192 -> 320 byte(s) over the last 3 check(s), +6.4 byte(s)/s
+func writeTrend(w *bufio.Writer, r *Report, g Group) {
+	if !r.timeline() || g.Trend == nil {
+		return
+	}
+	t := g.Trend
+	n := len(t.Bytes)
+	k := min(r.History.Window, n-1)
+	fmt.Fprintf(w, "    trend: %s", t.Verdict)
+	if k > 0 {
+		fmt.Fprintf(w, ", %d -> %d byte(s) over the last %d check(s), %+.1f byte(s)/s", t.Bytes[n-1-k], t.Bytes[n-1], k, t.BytesPerSec)
+	} else {
+		w.WriteString(", new in this check")
+	}
+	if g.BaselineBytes != nil {
+		fmt.Fprintf(w, "; %d byte(s) in the baseline", *g.BaselineBytes)
+	}
+	w.WriteString("\n")
+}
+
+// timelineSummary is the report's line about its series.
+func timelineSummary(r *Report) string {
+	if !r.timeline() {
+		return ""
+	}
+	growing := 0
+	for _, g := range r.Groups {
+		if g.Growing() {
+			growing++
+		}
+	}
+	h := r.History
+	return fmt.Sprintf("timeline: %d check(s) since %s, %d growing group(s) (rose in each of the last %d checks), %d gone",
+		len(h.Times), h.Times[0].Format("2006-01-02 15:04:05"), growing, h.Window, len(r.Gone))
 }
