@@ -1,0 +1,310 @@
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// timelineReport is the part of a JSON report the timeline tests read.
+type timelineReport struct {
+	PID   int    `json:"pid"`
+	Mode  string `json:"mode"`
+	Leaks []struct {
+		Kind  string `json:"kind"`
+		Bytes uint64 `json:"bytes"`
+		Count int    `json:"count"`
+		Stack []struct {
+			Function string `json:"function"`
+		} `json:"stack"`
+		Trend *struct {
+			Verdict     string   `json:"verdict"`
+			BytesPerSec float64  `json:"bytes_per_s"`
+			Checks      int      `json:"checks"`
+			RecentBytes []uint64 `json:"recent_bytes"`
+		} `json:"trend"`
+	} `json:"leaks"`
+	Summary struct {
+		Bytes uint64 `json:"bytes"`
+		Count int    `json:"count"`
+	} `json:"summary"`
+	Timeline *struct {
+		Checks  int `json:"checks"`
+		Growing int `json:"growing"`
+		Window  int `json:"window"`
+	} `json:"timeline"`
+	Hidden int `json:"hidden"`
+}
+
+func parseTimeline(t *testing.T, out string) []timelineReport {
+	t.Helper()
+	var reps []timelineReport
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var r timelineReport
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("bad JSON line %q: %v", line, err)
+		}
+		reps = append(reps, r)
+	}
+	return reps
+}
+
+// verdicts maps "kind site" (site: the allocator's caller) to the
+// group's verdict, bytes and count, as "verdict bytes/count".
+func verdicts(r timelineReport) map[string]string {
+	out := map[string]string{}
+	for _, g := range r.Leaks {
+		site := "(no stack)"
+		if len(g.Stack) > 1 {
+			site = g.Stack[1].Function
+		}
+		v := "-"
+		if g.Trend != nil {
+			v = g.Trend.Verdict
+		}
+		out[g.Kind+" "+site] = fmt.Sprintf("%s %d/%d", v, g.Bytes, g.Count)
+	}
+	return out
+}
+
+func growingSites(r timelineReport) []string {
+	var out []string
+	for _, g := range r.Leaks {
+		if g.Trend != nil && g.Trend.Verdict == "growing" {
+			out = append(out, g.Stack[1].Function)
+		}
+	}
+	return out
+}
+
+func growthExample(t *testing.T) example {
+	for _, ex := range loadExamples(t) {
+		if ex.Name == "growth" {
+			return ex
+		}
+	}
+	t.Fatal("examples/growth missing")
+	return example{}
+}
+
+// startGrowth starts examples/growth serving forever, one request every
+// 20 ms, and returns it before its trigger.
+func startGrowth(t *testing.T) *process {
+	ex := growthExample(t)
+	ex.Run.Env = map[string]string{"LSAN_EXAMPLE_REQUESTS": "0", "LSAN_EXAMPLE_INTERVAL_MS": "20"}
+	return startExample(t, ex)
+}
+
+// TestTimelineAttach: lsan -p on the growth fixture, 6 checks 400 ms
+// apart, recorded. Exactly one group grows (leak_steadily), listed first;
+// the startup leak is a plateau of exactly 1008 bytes; the cache is no
+// leak. lsan report on the recording gives the same groups and verdicts.
+// --only-growing shows the growing group alone, live and offline.
+func TestTimelineAttach(t *testing.T) {
+	requireRoot(t)
+	for _, mode := range []string{"leaks", "outstanding"} {
+		t.Run(mode, func(t *testing.T) {
+			rec := filepath.Join(t.TempDir(), "growth.rec")
+			p := startGrowth(t)
+			a := attach(t, p.Pid(), "--mode", mode, "--top", "0", "-i", "400ms", "-n", "6", "--format", "json", "--record", rec)
+			io.WriteString(p.Stdin, "go\n")
+			if err := a.cmd.Wait(); err != nil && mode == "outstanding" {
+				t.Fatalf("lsan: %v\n%s", err, a.stderr.String())
+			}
+			reps := parseTimeline(t, a.stdout.String())
+			if len(reps) != 6 {
+				t.Fatalf("%d reports, want 6", len(reps))
+			}
+			last := reps[5]
+			checkGrowth(t, "live", mode, last)
+			if last.Timeline == nil || last.Timeline.Checks != 6 || last.Timeline.Growing != 1 || last.Timeline.Window != 3 {
+				t.Errorf("live timeline %+v, want 6 checks, 1 growing, window 3", last.Timeline)
+			}
+			if g := last.Leaks[0]; g.Trend == nil || g.Trend.Verdict != "growing" {
+				t.Errorf("first group is not the growing one: %+v", g)
+			}
+
+			code, out, errOut := runLSan(t, nil, "report", "--format", "json", rec)
+			if code != 0 {
+				t.Fatalf("lsan report: status %d\n%s", code, errOut)
+			}
+			off := parseTimeline(t, out)
+			if len(off) != 1 {
+				t.Fatalf("lsan report: %d reports, want the last one", len(off))
+			}
+			checkGrowth(t, "offline", mode, off[0])
+			if got, want := verdicts(off[0]), verdicts(last); fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("offline groups %v\n live groups %v", got, want)
+			}
+
+			code, out, errOut = runLSan(t, nil, "report", "--format", "json", "--only-growing", rec)
+			if code != 0 {
+				t.Fatalf("lsan report --only-growing: status %d\n%s", code, errOut)
+			}
+			only := parseTimeline(t, out)[0]
+			if len(only.Leaks) != 1 || only.Leaks[0].Stack[1].Function != "leak_steadily" || only.Hidden != len(last.Leaks)-1 {
+				t.Errorf("--only-growing: %v, %d hidden", verdicts(only), only.Hidden)
+			}
+		})
+	}
+}
+
+// checkGrowth asserts the fixture's shapes in the last report of a run.
+func checkGrowth(t *testing.T, what, mode string, r timelineReport) {
+	t.Helper()
+	if g := growingSites(r); len(g) != 1 || g[0] != "leak_steadily" {
+		t.Errorf("%s: growing groups %v, want exactly [leak_steadily]; all: %v", what, g, verdicts(r))
+	}
+	v := verdicts(r)
+	kind := "direct"
+	if mode == "outstanding" {
+		kind = "outstanding"
+		if got := v["outstanding cache_store"]; got != "plateau 384/8" {
+			t.Errorf("%s: cache_store %q, want plateau 384/8", what, got)
+		}
+	} else if _, ok := v["direct cache_store"]; ok {
+		t.Errorf("%s: the cache is reachable, reported as a leak", what)
+	}
+	if got := v[kind+" leak_at_startup"]; got != "plateau 1008/1" {
+		t.Errorf("%s: leak_at_startup %q, want plateau 1008/1", what, got)
+	}
+	steady := v[kind+" leak_steadily"]
+	var bytes, count int
+	if _, err := fmt.Sscanf(steady, "growing %d/%d", &bytes, &count); err != nil || bytes != 80*count {
+		t.Errorf("%s: leak_steadily %q, want growing, 80 bytes per object", what, steady)
+	}
+}
+
+// TestTimelineRun: lsan run --interval on the growth fixture (40
+// requests, 50 ms apart): the checks of the live command and the one at
+// exit are recorded; at exit exactly one group grows, with the example's
+// exact totals, live and offline, and the exit status is 23.
+func TestTimelineRun(t *testing.T) {
+	requireRoot(t)
+	ex := growthExample(t)
+	dir := t.TempDir()
+	rec, jsonOut := filepath.Join(dir, "run.rec"), filepath.Join(dir, "run.json")
+	cmd := exec.Command(lsan(t), "run", "--interval", "300ms", "--format", "json", "-o", jsonOut, "--record", rec, "--", ex.binary())
+	cmd.Env = append(os.Environ(), "LSAN_EXAMPLE_REQUESTS=40", "LSAN_EXAMPLE_INTERVAL_MS=50")
+	code, _, errOut := runToEnd(t, cmd)
+	if code != 23 {
+		t.Fatalf("lsan run: status %d, want 23\n%s", code, errOut)
+	}
+	data, _ := os.ReadFile(jsonOut)
+	reps := parseTimeline(t, string(data))
+	if len(reps) < 5 {
+		t.Fatalf("%d reports, want at least 5 (checks every 300 ms of a 2 s run, and at exit)", len(reps))
+	}
+	last := reps[len(reps)-1]
+	want := map[string]string{"direct leak_steadily": "growing 3200/40", "direct leak_at_startup": "plateau 1008/1"}
+	if got := verdicts(last); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("at exit: %v, want %v", got, want)
+	}
+	code, out, errOut := runLSan(t, nil, "report", "--format", "json", rec)
+	if code != 0 {
+		t.Fatalf("lsan report: status %d\n%s", code, errOut)
+	}
+	if got := verdicts(parseTimeline(t, out)[0]); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("offline: %v, want %v", got, want)
+	}
+}
+
+// TestReportFormatsAgree: the text report, the JSON report and
+// `go tool pprof -top` / `-traces` on the pprof output of one recording
+// show the same groups and totals.
+func TestReportFormatsAgree(t *testing.T) {
+	requireRoot(t)
+	ex := growthExample(t)
+	rec := filepath.Join(t.TempDir(), "run.rec")
+	cmd := exec.Command(lsan(t), "run", "--record", rec, "--", ex.binary())
+	cmd.Env = append(os.Environ(), "LSAN_EXAMPLE_REQUESTS=40", "LSAN_EXAMPLE_INTERVAL_MS=5")
+	if code, _, errOut := runToEnd(t, cmd); code != 23 {
+		t.Fatalf("lsan run: status %d\n%s", code, errOut)
+	}
+	_, text, _ := runLSan(t, nil, "report", rec)
+	m := regexp.MustCompile(`SUMMARY: LeakSanitizer: (\d+) byte\(s\) leaked in (\d+) allocation\(s\)`).FindStringSubmatch(text)
+	if m == nil || m[1] != "4208" || m[2] != "41" {
+		t.Fatalf("text summary %v, want 4208 bytes in 41 allocations:\n%s", m, text)
+	}
+	prof := filepath.Join(t.TempDir(), "leaks.pb.gz")
+	if code, _, errOut := runLSan(t, nil, "report", "--format", "pprof", "-o", prof, rec); code != 0 {
+		t.Fatalf("lsan report --format pprof: %d\n%s", code, errOut)
+	}
+	top := goToolPprof(t, "-top", "-unit=byte", prof)
+	if !strings.Contains(top, "Type: leaked_space") || !strings.Contains(top, "of 4208B total") {
+		t.Errorf("pprof -top: no leaked_space total of 4208B:\n%s", top)
+	}
+	cum := map[string]string{}
+	for _, l := range strings.Split(top, "\n") {
+		f := strings.Fields(l)
+		if len(f) == 6 && strings.HasSuffix(f[3], "B") {
+			cum[f[5]] = f[3]
+		}
+	}
+	for fn, want := range map[string]string{"leak_steadily": "3200B", "leak_at_startup": "1008B", "malloc": "4208B", "main": "4208B"} {
+		if cum[fn] != want {
+			t.Errorf("pprof -top: %s cum %q, want %s", fn, cum[fn], want)
+		}
+	}
+	objects := goToolPprof(t, "-top", "-sample_index=leaked_objects", prof)
+	if !strings.Contains(objects, "100% of 41 total") {
+		t.Errorf("pprof leaked_objects total is not 41:\n%s", objects)
+	}
+	// -traces: one trace per group, its bytes and its frames as the text
+	// report lists them.
+	traces := goToolPprof(t, "-traces", "-unit=byte", prof)
+	var got []string
+	for _, tr := range strings.Split(traces, "-----------+-------------------------------------------------------")[1:] {
+		var fns []string
+		value := ""
+		for _, l := range strings.Split(strings.TrimSpace(tr), "\n") {
+			f := strings.Fields(l)
+			if len(f) == 0 {
+				continue
+			}
+			if strings.HasSuffix(f[0], "B") && len(f) > 1 {
+				value = f[0]
+				f = f[1:]
+			}
+			if f[0] == "kind:direct" || strings.HasPrefix(f[0], "bytes:") || strings.Contains(f[0], ":") {
+				continue
+			}
+			fns = append(fns, f[0])
+		}
+		if value != "" {
+			got = append(got, value+" "+strings.Join(fns, " "))
+		}
+	}
+	sort.Strings(got)
+	var want []string
+	for _, blk := range regexp.MustCompile(`(?s)Direct leak of (\d+) byte\(s\).*?\n\n`).FindAllStringSubmatch(text, -1) {
+		var fns []string
+		for _, fm := range regexp.MustCompile(`#\d+ 0x[0-9a-f]+ in (\S+)`).FindAllStringSubmatch(blk[0], -1) {
+			fns = append(fns, fm[1])
+		}
+		n, _ := strconv.Atoi(blk[1])
+		want = append(want, fmt.Sprintf("%dB %s", n, strings.Join(fns, " ")))
+	}
+	sort.Strings(want)
+	if len(want) != 2 || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("pprof -traces:\n%s\ntext report groups:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func goToolPprof(t *testing.T, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("go", append(append([]string{"tool", "pprof", "-symbolize=none"}, args[:len(args)-1]...), args[len(args)-1])...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("go tool pprof %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
