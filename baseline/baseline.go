@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/lsan-project/lsan/record"
@@ -100,19 +99,17 @@ func (b *Baseline) addJSON(data []byte, path string) error {
 }
 
 // Signature identifies a group across builds and runs: its kind and the
-// function names of its stack (a frame without one: its module's file
-// name, or "?").
+// function names of its stack, "?" for a frame without one (not its
+// module's name: a binary run from another path or renamed is the same
+// program).
 func Signature(kind report.Kind, stack []symbolize.Frame) string {
 	var s strings.Builder
 	s.WriteString(string(kind))
 	for _, f := range stack {
 		s.WriteByte('|')
-		switch {
-		case f.Function != "":
+		if f.Function != "" {
 			s.WriteString(f.Function)
-		case f.Module != "":
-			s.WriteString(filepath.Base(f.Module))
-		default:
+		} else {
 			s.WriteByte('?')
 		}
 	}

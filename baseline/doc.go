@@ -10,8 +10,8 @@
 // # Guarantees
 //
 // Groups are matched by kind and by the function names of their stack
-// (the module's file name for frames without one), not by addresses or
-// line numbers: a rebuilt binary, another load address or an edit above
+// ("?" for frames without one), not by addresses, paths or line
+// numbers: a rebuilt binary, another load address or an edit above
 // the leak does not make an old leak look new. Of a recording, the last
 // snapshot of each process counts; of a JSON Lines file, the last record.
 // A group of the same stack in the baseline with fewer bytes is kept and

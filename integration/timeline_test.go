@@ -308,3 +308,117 @@ func goToolPprof(t *testing.T, args ...string) string {
 	}
 	return string(out)
 }
+
+// runGrowthCopy runs a copy of examples/growth under lsan run with
+// extra flags, then deletes the copy: the recording must be read where
+// the binary is gone. It returns the copy's path and its build-id.
+func runGrowthCopy(t *testing.T, requests int, args ...string) (string, string) {
+	t.Helper()
+	ex := growthExample(t)
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "growth-copy")
+	data, err := os.ReadFile(ex.binary())
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(bin, data, 0o755)
+	out, err := exec.Command("readelf", "-n", bin).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`Build ID: ([0-9a-f]+)`).FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("no build-id in %s", bin)
+	}
+	all := append(append([]string{"run"}, args...), "--", bin)
+	cmd := exec.Command(lsan(t), all...)
+	cmd.Env = append(os.Environ(), fmt.Sprintf("LSAN_EXAMPLE_REQUESTS=%d", requests), "LSAN_EXAMPLE_INTERVAL_MS=5")
+	if code, _, errOut := runToEnd(t, cmd); code != 23 {
+		t.Fatalf("lsan run: status %d\n%s", code, errOut)
+	}
+	return bin, string(m[1])
+}
+
+// TestReportElsewhere: a recording read where its binary is gone. With
+// --record-symbols the stored frames name the functions; without, frames
+// carry the module and build-id, and a --debug-dir holding the debug
+// info under .build-id/xx/yyyy.debug names them again.
+func TestReportElsewhere(t *testing.T) {
+	requireRoot(t)
+	dir := t.TempDir()
+	withSyms, plain := filepath.Join(dir, "syms.rec"), filepath.Join(dir, "plain.rec")
+	bin, id := runGrowthCopy(t, 10, "--record", withSyms, "--record-symbols")
+	debug := filepath.Join(dir, "debug")
+	dbg := filepath.Join(debug, ".build-id", id[:2], id[2:]+".debug")
+	os.MkdirAll(filepath.Dir(dbg), 0o755)
+	if out, err := exec.Command("objcopy", "--only-keep-debug", bin, dbg).CombinedOutput(); err != nil {
+		t.Fatalf("objcopy: %v\n%s", err, out)
+	}
+	os.Remove(bin)
+	bin, _ = runGrowthCopy(t, 10, "--record", plain)
+	os.Remove(bin)
+
+	sites := func(args ...string) map[string]string {
+		code, out, errOut := runLSan(t, nil, append([]string{"report", "--format", "json"}, args...)...)
+		if code != 0 {
+			t.Fatalf("lsan report %v: %d\n%s", args, code, errOut)
+		}
+		return verdicts(parseTimeline(t, out)[0])
+	}
+	want := "map[direct leak_at_startup:- 1008/1 direct leak_steadily:- 800/10]"
+	if got := fmt.Sprint(sites(withSyms)); got != want {
+		t.Errorf("--record-symbols: %s, want %s", got, want)
+	}
+	code, out, _ := runLSan(t, nil, "report", "--format", "json", plain)
+	var sizes []string
+	for _, g := range parseTimeline(t, out)[0].Leaks {
+		if g.Stack[1].Function != "" {
+			t.Errorf("binary gone, no debug info: frame #1 named %q", g.Stack[1].Function)
+		}
+		sizes = append(sizes, fmt.Sprintf("%d/%d", g.Bytes, g.Count))
+	}
+	if fmt.Sprint(sizes) != "[1008/1 800/10]" {
+		t.Errorf("binary gone, no debug info: groups %v, want [1008/1 800/10]", sizes)
+	}
+	_, text, _ := runLSan(t, nil, "report", plain)
+	if code != 0 || !strings.Contains(text, "(BuildId: "+id+")") {
+		t.Errorf("binary gone: frames do not name the build-id %s:\n%s", id, text)
+	}
+	if got := fmt.Sprint(sites("--debug-dir", debug, plain)); got != want {
+		t.Errorf("--debug-dir: %s, want %s", got, want)
+	}
+}
+
+// TestBaseline: the CI question. A run leaking 10 times is the baseline;
+// a run leaking 40 times shows only leak_steadily (larger, with the
+// baseline's size), not the unchanged startup leak; against itself a
+// run shows nothing and lsan exits 0. Recordings and JSON reports both
+// serve as baselines.
+func TestBaseline(t *testing.T) {
+	requireRoot(t)
+	dir := t.TempDir()
+	base, baseJSON, cur := filepath.Join(dir, "base.rec"), filepath.Join(dir, "base.json"), filepath.Join(dir, "cur.rec")
+	runGrowthCopy(t, 10, "--record", base, "--format", "json", "-o", baseJSON)
+	runGrowthCopy(t, 40, "--record", cur)
+	for _, b := range []string{base, baseJSON} {
+		code, out, errOut := runLSan(t, nil, "report", "--format", "json", "--baseline", b, cur)
+		if code != 0 {
+			t.Fatalf("lsan report --baseline %s: %d\n%s", b, code, errOut)
+		}
+		r := parseTimeline(t, out)[0]
+		if got := fmt.Sprint(verdicts(r)); got != "map[direct leak_steadily:- 3200/40]" || r.Hidden != 1 {
+			t.Errorf("--baseline %s: %s, %d hidden; want leak_steadily alone, 1 hidden", filepath.Base(b), got, r.Hidden)
+		}
+		if !strings.Contains(out, `"baseline_bytes":800`) {
+			t.Errorf("--baseline %s: no baseline_bytes 800 on leak_steadily: %s", filepath.Base(b), out)
+		}
+	}
+	// Live: lsan run --baseline against a run like it finds nothing new.
+	ex := growthExample(t)
+	cmd := exec.Command(lsan(t), "run", "--baseline", base, "--", ex.binary())
+	cmd.Env = append(os.Environ(), "LSAN_EXAMPLE_REQUESTS=10", "LSAN_EXAMPLE_INTERVAL_MS=5")
+	code, out, errOut := runToEnd(t, cmd)
+	if code != 0 || !strings.Contains(out, "lsan: 2 group(s) hidden: no larger than in the baseline") {
+		t.Errorf("lsan run --baseline (same leaks): status %d, want 0 and 2 groups hidden\n%s\n%s", code, out, errOut)
+	}
+}

@@ -32,6 +32,12 @@ func writeLeaksText(w *bufio.Writer, r *Report) {
 			fmt.Fprintf(w, "==%d==lsan: no leaks found, on incomplete data (%s)\n", r.PID, checkSummary(r))
 			return
 		}
+		if r.Hidden > 0 {
+			// Leaks there are, but none the filters let through.
+			fmt.Fprintf(w, "==%d==lsan: no leaks to show (%s)\n", r.PID, checkSummary(r))
+			fmt.Fprintf(w, "lsan: %d group(s) hidden: %s\n", r.Hidden, r.HiddenWhy)
+			return
+		}
 		fmt.Fprintf(w, "==%d==lsan: no leaks found (%s)\n", r.PID, checkSummary(r))
 		return
 	}
