@@ -48,10 +48,12 @@ type wireSnapshot struct {
 	Omitted    int               `json:"omit,omitempty"`
 }
 
-// wireGroup: kind (d, i, o), stack key, bytes, count.
+// wireGroup: kind (d, i, o), stack index, bytes, count. The index counts
+// the stacks stored for (session, pid) from 0, in file order: small
+// numbers, where the 64-bit stack keys took 20 digits per group.
 type wireGroup struct {
 	Kind  string `json:"k"`
-	Key   uint64 `json:"s"`
+	Stack int    `json:"s"`
 	Bytes uint64 `json:"b"`
 	Count int    `json:"n"`
 }

@@ -70,7 +70,7 @@ func Parse(data []byte, name string) (*Recording, error) {
 		return nil, err
 	}
 	rec := &Recording{}
-	stacks := map[scope]map[uint64]wireStack{}
+	stacks := map[scope][]wireStack{}
 	modules := map[scope][]symbolize.Module{}
 	off := headerSize
 	for off < len(data) {
@@ -129,16 +129,10 @@ func decode(payload []byte) (*wireSnapshot, error) {
 
 // resolve turns a record into a Snapshot, with the stacks and modules
 // earlier records of its scope stored.
-func resolve(ws *wireSnapshot, stacks map[scope]map[uint64]wireStack, modules map[scope][]symbolize.Module) Snapshot {
+func resolve(ws *wireSnapshot, stacks map[scope][]wireStack, modules map[scope][]symbolize.Module) Snapshot {
 	sc := scope{ws.Session, ws.PID}
-	known := stacks[sc]
-	if known == nil {
-		known = map[uint64]wireStack{}
-		stacks[sc] = known
-	}
-	for _, st := range ws.Stacks {
-		known[st.Key] = st
-	}
+	known := append(stacks[sc], ws.Stacks...)
+	stacks[sc] = known
 	if ws.Modules != nil {
 		modules[sc] = modulesFromWire(ws.Modules)
 	}
@@ -148,8 +142,11 @@ func resolve(ws *wireSnapshot, stacks map[scope]map[uint64]wireStack, modules ma
 		MinAge: time.Duration(ws.MinAgeNS), Omitted: ws.Omitted,
 	}
 	for _, g := range ws.Groups {
-		st := known[g.Key]
-		r.Groups = append(r.Groups, report.Group{Kind: kindFromWire(g.Kind), Key: g.Key, Bytes: g.Bytes, Count: g.Count,
+		var st wireStack // an index out of range (a corrupt file): no stack
+		if g.Stack >= 0 && g.Stack < len(known) {
+			st = known[g.Stack]
+		}
+		r.Groups = append(r.Groups, report.Group{Kind: kindFromWire(g.Kind), Key: st.Key, Bytes: g.Bytes, Count: g.Count,
 			Allocator: st.Allocator, PCs: st.PCs, Stack: framesFromWire(st.Frames)})
 	}
 	for _, s := range ws.Suppressed {

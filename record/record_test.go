@@ -80,7 +80,7 @@ func TestRoundTrip(t *testing.T) {
 // Stacks and modules are stored once per process: later snapshots are
 // the groups and counters only.
 func TestStacksStoredOnce(t *testing.T) {
-	w := &Writer{stored: map[int]map[uint64]bool{}, modules: map[int][]wireModule{}}
+	w := &Writer{stored: map[int]map[uint64]int{}, modules: map[int][]wireModule{}}
 	ws, commit := w.wire(snap(0), mods, false)
 	commit()
 	if len(ws.Stacks) != 2 || len(ws.Modules) != 2 {
@@ -255,4 +255,34 @@ func TestAppendAfterTornTail(t *testing.T) {
 	if len(rec.Snapshots) != 2 || rec.Ignored != 0 {
 		t.Fatalf("%d snapshots (want 2: the first run's first, the second run's), %d bytes ignored", len(rec.Snapshots), rec.Ignored)
 	}
+}
+
+// BenchmarkSnapshotBytes: the steady-state size of a snapshot of 1,000
+// groups (a third growing by one 16-byte object per check, the rest
+// constant), stacks already stored (docs/PERFORMANCE.md).
+func BenchmarkSnapshotBytes(b *testing.B) {
+	w := &Writer{stored: map[int]map[uint64]int{}, modules: map[int][]wireModule{}}
+	r := &report.Report{PID: 1, Time: t0, Mode: report.ModeOutstanding}
+	for g := 0; g < 1000; g++ {
+		r.Groups = append(r.Groups, report.Group{Kind: report.Outstanding, Key: uint64(g)*0x9e3779b97f4a7c15 + 1, Bytes: 4096, Count: 64,
+			PCs: []uint64{0x7f0000001000, 0x55000000 + uint64(g)*64, 0x55001000}})
+	}
+	_, commit := w.wire(r, mods, false)
+	commit()
+	total, n := 0, 0
+	for i := 0; b.Loop(); i++ {
+		r.Time = r.Time.Add(10 * time.Second)
+		for g := 0; g < len(r.Groups); g += 3 {
+			r.Groups[g].Bytes += 16
+			r.Groups[g].Count++
+		}
+		ws, _ := w.wire(r, mods, false)
+		rec, err := encode(ws)
+		if err != nil {
+			b.Fatal(err)
+		}
+		total += len(rec)
+		n++
+	}
+	b.ReportMetric(float64(total)/float64(n), "bytes/snapshot")
 }

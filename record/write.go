@@ -24,9 +24,9 @@ type Writer struct {
 	path      string
 	session   uint64
 	needsHead bool
-	// stored: stack keys already in the file, per pid; modules: the last
-	// module list stored, per pid.
-	stored  map[int]map[uint64]bool
+	// stored: stack keys already in the file and their index, per pid;
+	// modules: the last module list stored, per pid.
+	stored  map[int]map[uint64]int
 	modules map[int][]wireModule
 }
 
@@ -52,7 +52,7 @@ func Create(path string) (*Writer, error) {
 	var id [8]byte
 	rand.Read(id[:])
 	return &Writer{f: f, path: path, session: binary.LittleEndian.Uint64(id[:]), needsHead: st.Size() == 0,
-		stored: map[int]map[uint64]bool{}, modules: map[int][]wireModule{}}, nil
+		stored: map[int]map[uint64]int{}, modules: map[int][]wireModule{}}, nil
 }
 
 // cutTornTail checks that path is a recording and removes what a killed
@@ -124,14 +124,21 @@ func (w *Writer) wire(r *report.Report, mods []symbolize.Module, withFrames bool
 	}
 	stored := w.stored[r.PID]
 	if stored == nil {
-		stored = map[uint64]bool{}
+		stored = map[uint64]int{}
 	}
 	var newKeys []uint64
 	for _, g := range r.Groups {
-		ws.Groups = append(ws.Groups, wireGroup{Kind: kindToWire(g.Kind), Key: g.Key, Bytes: g.Bytes, Count: g.Count})
-		if stored[g.Key] || slices.Contains(newKeys, g.Key) {
+		idx, ok := stored[g.Key]
+		if !ok {
+			if i := slices.Index(newKeys, g.Key); i >= 0 {
+				idx, ok = len(stored)+i, true
+			}
+		}
+		if ok {
+			ws.Groups = append(ws.Groups, wireGroup{Kind: kindToWire(g.Kind), Stack: idx, Bytes: g.Bytes, Count: g.Count})
 			continue
 		}
+		ws.Groups = append(ws.Groups, wireGroup{Kind: kindToWire(g.Kind), Stack: len(stored) + len(newKeys), Bytes: g.Bytes, Count: g.Count})
 		newKeys = append(newKeys, g.Key)
 		st := wireStack{Key: g.Key, Allocator: g.Allocator, PCs: g.PCs}
 		if withFrames {
@@ -149,7 +156,7 @@ func (w *Writer) wire(r *report.Report, mods []symbolize.Module, withFrames bool
 	}
 	return ws, func() {
 		for _, k := range newKeys {
-			stored[k] = true
+			stored[k] = len(stored)
 		}
 		w.stored[r.PID] = stored
 		if newMods {
