@@ -2,7 +2,11 @@ package integration
 
 import (
 	"encoding/json"
+	"time"
+
 	"fmt"
+	"github.com/lsan-project/lsan/record"
+	"github.com/lsan-project/lsan/report"
 	"io"
 	"os"
 	"os/exec"
@@ -420,5 +424,56 @@ func TestBaseline(t *testing.T) {
 	code, out, errOut := runToEnd(t, cmd)
 	if code != 0 || !strings.Contains(out, "lsan: 2 group(s) hidden: no larger than in the baseline") {
 		t.Errorf("lsan run --baseline (same leaks): status %d, want 0 and 2 groups hidden\n%s\n%s", code, out, errOut)
+	}
+}
+
+// TestReportBadInput: lsan report's mistakes get one line and the
+// contract's status; a torn recording still renders, with a warning.
+func TestReportBadInput(t *testing.T) {
+	dir := t.TempDir()
+	notRec := filepath.Join(dir, "notes.txt")
+	os.WriteFile(notRec, []byte("Direct leak of 8 byte(s) in 1 object(s) allocated from:\n"), 0o644)
+	cases := []struct {
+		args []string
+		code int
+		line string
+	}{
+		{[]string{"report"}, 2, "lsan: lsan report needs one recording: lsan report [flags] FILE (see lsan --help)"},
+		{[]string{"report", filepath.Join(dir, "missing.rec")}, 1, "lsan: read recording: open " + filepath.Join(dir, "missing.rec") + ": no such file or directory"},
+		{[]string{"report", notRec}, 1, "lsan: " + notRec + ": not an lsan recording (no LSANREC header)"},
+		{[]string{"report", "--format", "svg", notRec}, 2, `lsan: --format "svg": want text, json, html or pprof (see lsan --help)`},
+		{[]string{"report", "--from", "yesterday", notRec}, 2, `lsan: --from "yesterday": want a time such as 2026-12-03T10:00:00Z or "2026-12-03 10:00:00" (see lsan --help)`},
+		{[]string{"report", "--growth-window", "0", notRec}, 2, "lsan: --growth-window 0: want at least 1 check (see lsan --help)"},
+		{[]string{"report", "--baseline", notRec, notRec}, 1, "lsan: " + notRec + ": not a recording or a JSON report"},
+		{[]string{"-p", "1", "--record-symbols"}, 2, "lsan: --record-symbols needs --record FILE (see lsan --help)"},
+		{[]string{"-p", "1", "--format", "html"}, 2, "lsan: --format html writes a file: give -o FILE (see lsan --help)"},
+	}
+	for _, c := range cases {
+		code, _, stderr := runLSan(t, nil, c.args...)
+		if code != c.code || strings.TrimSpace(stderr) != c.line {
+			t.Errorf("lsan %v: status %d, stderr %q; want %d, %q", c.args, code, stderr, c.code, c.line)
+		}
+	}
+
+	// Two snapshots, then half of a third: the two render.
+	torn := filepath.Join(dir, "torn.rec")
+	w, err := record.Create(torn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 3; i++ {
+		r := &report.Report{PID: 4, Time: time.Unix(int64(1700000000+10*i), 0), Mode: report.ModeLeaks,
+			Groups: []report.Group{{Kind: report.Direct, Key: 1, Bytes: uint64(64 * i), Count: i, PCs: []uint64{0x10, 0x20}}}}
+		w.Write(r, nil, false)
+	}
+	w.Close()
+	st, _ := os.Stat(torn)
+	os.Truncate(torn, st.Size()-10)
+	code, out, stderr := runLSan(t, nil, "report", "--format", "json", torn)
+	if code != 0 || !regexp.MustCompile(`^lsan: warning: .*torn.rec: the last \d+ byte\(s\) are no complete snapshot \(torn record at byte \d+\): left out\n$`).MatchString(stderr) {
+		t.Errorf("torn recording: status %d, stderr %q", code, stderr)
+	}
+	if r := parseTimeline(t, out)[0]; r.Summary.Bytes != 128 || r.Timeline == nil || r.Timeline.Checks != 2 {
+		t.Errorf("torn recording: %+v, want the second snapshot (128 bytes) of 2", r)
 	}
 }
