@@ -2,11 +2,7 @@ package integration
 
 import (
 	"encoding/json"
-	"time"
-
 	"fmt"
-	"github.com/lsan-project/lsan/record"
-	"github.com/lsan-project/lsan/report"
 	"io"
 	"os"
 	"os/exec"
@@ -16,6 +12,10 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/lsan-project/lsan/record"
+	"github.com/lsan-project/lsan/report"
 )
 
 // timelineReport is the part of a JSON report the timeline tests read.
