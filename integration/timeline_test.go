@@ -477,3 +477,101 @@ func TestReportBadInput(t *testing.T) {
 		t.Errorf("torn recording: %+v, want the second snapshot (128 bytes) of 2", r)
 	}
 }
+
+// evilSource leaks from operator< and from a template instance: C++
+// names with '<' and '&', compiled from a path holding markup.
+const evilSource = `#include <cstdlib>
+#include <cstring>
+struct Box { int v; };
+__attribute__((noinline)) bool operator<(const Box &a, const Box &b)
+{
+	char *lost = static_cast<char *>(malloc(48));
+	memset(lost, 1, 48);
+	return a.v < b.v;
+}
+template <class T> __attribute__((noinline)) T *keep_box() { return new T(); }
+int main()
+{
+	Box a{1}, b{2};
+	bool less = a < b;
+	Box *p = keep_box<Box>();
+	p = nullptr;
+	return less ? 0 : 1;
+}
+`
+
+// TestHTMLEscapesTargetStrings: a real program whose source path holds
+// <script> and & and whose functions are operator< and a template,
+// recorded by lsan run and rendered as HTML, shows those strings as text
+// in headless Chromium, with no script run and nothing logged.
+func TestHTMLEscapesTargetStrings(t *testing.T) {
+	requireRoot(t)
+	chromium, err := exec.LookPath("chromium")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("chromium is required (CI is set): %v", err)
+		}
+		t.Skip("chromium not installed")
+	}
+	dir := filepath.Join(t.TempDir(), `x<script>window.__xss=1<`, `script>&amp;y`)
+	os.MkdirAll(dir, 0o755)
+	src := filepath.Join(dir, "evil.cc")
+	os.WriteFile(src, []byte(evilSource), 0o644)
+	bin := filepath.Join(t.TempDir(), "evil")
+	if out, err := exec.Command("g++", "-g", "-O0", "-fno-omit-frame-pointer", "-o", bin, src).CombinedOutput(); err != nil {
+		t.Fatalf("g++: %v\n%s", err, out)
+	}
+	rec := filepath.Join(t.TempDir(), "evil.rec")
+	if code, _, errOut := runLSan(t, nil, "run", "--record", rec, "--", bin); code != 23 {
+		t.Fatalf("lsan run: status %d, want 23\n%s", code, errOut)
+	}
+	page := filepath.Join(t.TempDir(), "evil.html")
+	if code, _, errOut := runLSan(t, nil, "report", "--format", "html", "-o", page, rec); code != 0 {
+		t.Fatalf("lsan report --format html: %d\n%s", code, errOut)
+	}
+	data, _ := os.ReadFile(page)
+	if strings.Contains(string(data), "<script>window") {
+		t.Fatalf("the source path is markup in the page")
+	}
+	// Expand every group, then report the frames' text and what ran.
+	driver := `<script>
+document.querySelectorAll("tr.group").forEach(function (r) { r.click(); });
+var t = Array.prototype.map.call(document.querySelectorAll("tr.frames li"), function (li) { return li.textContent; }).join("\n");
+document.body.setAttribute("data-t-frames", t);
+document.body.setAttribute("data-t-scripts", String(document.querySelectorAll("script").length));
+document.body.setAttribute("data-t-xss", String(window.__xss || 0));
+</script></body>`
+	driven := filepath.Join(t.TempDir(), "driven.html")
+	os.WriteFile(driven, []byte(strings.Replace(string(data), "</body>", driver, 1)), 0o644)
+	cmd := exec.Command(chromium, "--headless", "--no-sandbox", "--disable-gpu", "--user-data-dir="+t.TempDir(),
+		"--enable-logging=stderr", "--v=0", "--dump-dom", "file://"+driven)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("chromium: %v\n%s", err, stderr.String())
+	}
+	attr := func(name string) string {
+		m := regexp.MustCompile(`data-t-` + name + `="([^"]*)"`).FindStringSubmatch(stdout.String())
+		if m == nil {
+			t.Fatalf("no %s in the DOM", name)
+		}
+		return strings.NewReplacer("&lt;", "<", "&gt;", ">", "&quot;", `"`, "&amp;", "&").Replace(m[1])
+	}
+	frames := attr("frames")
+	for _, want := range []string{
+		"operator<(Box const&, Box const&) " + src + ":6:",
+		"Box* keep_box<Box>() " + src + ":10:",
+	} {
+		if !strings.Contains(frames, want) {
+			t.Errorf("expanded frames lack %q:\n%s", want, frames)
+		}
+	}
+	if attr("scripts") != "3" || attr("xss") != "0" {
+		t.Errorf("scripts %s, __xss %s: markup from the target ran", attr("scripts"), attr("xss"))
+	}
+	for _, l := range strings.Split(stderr.String(), "\n") {
+		if strings.Contains(l, ":CONSOLE") {
+			t.Errorf("console: %s", l)
+		}
+	}
+}
