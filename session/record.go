@@ -73,11 +73,12 @@ func (s *Session) observe(r *report.Report) {
 // periodicChecks ticks every Config.Interval in lsan run when one is set
 // (lsan run --interval: checks of the live command, for its timeline);
 // nil, never ticking, otherwise.
-func (s *Session) periodicChecks() <-chan time.Time {
+func (s *Session) periodicChecks() (<-chan time.Time, func()) {
 	if s.cfg.Interval <= 0 {
-		return nil
+		return nil, func() {}
 	}
-	return time.NewTicker(s.cfg.Interval).C
+	t := time.NewTicker(s.cfg.Interval)
+	return t.C, t.Stop
 }
 
 // checkLive checks every live process of the family, not as their final

@@ -82,7 +82,8 @@ func (s *Session) superviseChild(proc *os.Process, sigs <-chan os.Signal) (RunRe
 	f := &family{root: s, children: map[int]*Session{}, exits: make(chan int, 16)}
 	prune := time.NewTicker(stackPruneInterval)
 	defer prune.Stop()
-	checks := s.periodicChecks()
+	checks, stopChecks := s.periodicChecks()
+	defer stopChecks()
 	for {
 		select {
 		case <-prune.C:
