@@ -97,6 +97,9 @@ const driver = `<script>
 // graph exist, expanding a group shows its frames (the evil ones as
 // text), search filters, nothing is fetched and nothing is logged.
 func TestChromium(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a browser (-short: pure logic only)")
+	}
 	chromium := chromiumPath(t)
 	var b bytes.Buffer
 	if err := Write(&b, []*report.Report{evilReport()}); err != nil {
