@@ -134,6 +134,28 @@ type elfInfo struct {
 	static  bool
 	defined map[string]elf.Symbol
 	file    *elf.File
+	// local are the functions of .symtab, local ones included, read on
+	// first use: only user-named functions are looked up there.
+	local map[string]elf.Symbol
+}
+
+// localFunc finds a function in the object's .symtab, where a program
+// keeps its static functions (a pool allocator's, typically).
+func (e *elfInfo) localFunc(name string) (elf.Symbol, bool) {
+	if e.local == nil {
+		e.local = map[string]elf.Symbol{}
+		syms, _ := e.file.Symbols()
+		for _, s := range syms {
+			typ := elf.ST_TYPE(s.Info)
+			if s.Section != elf.SHN_UNDEF && s.Value != 0 && (typ == elf.STT_FUNC || typ == elf.STT_GNU_IFUNC) {
+				if _, dup := e.local[s.Name]; !dup {
+					e.local[s.Name] = s
+				}
+			}
+		}
+	}
+	s, ok := e.local[name]
+	return s, ok
 }
 
 func readELFInfo(obj *MappedObject) (*elfInfo, error) {
@@ -247,10 +269,12 @@ type Allocator struct {
 // Primary is the object that defines malloc: what stderr names.
 func (a *Allocator) Primary() *MappedObject { return a.Bindings["malloc"].Object }
 
-// DiscoverAllocator resolves every name in names as the target's dynamic
-// linker binds it. When override is set, only that file is searched (a
-// path as the target sees it, or a file name such as libjemalloc.so.2).
-func DiscoverAllocator(pid int, names []string, override string) (*Allocator, error) {
+// DiscoverAllocator resolves every function of funcs as the target's
+// dynamic linker binds it. When override is set, only that file is
+// searched (a path as the target sees it, or a file name such as
+// libjemalloc.so.2) for the default functions; user-named functions are
+// looked up as bindFunc says.
+func DiscoverAllocator(pid int, funcs []AllocatorFunc, override string) (*Allocator, error) {
 	objs, err := mappedObjects(pid)
 	if err != nil {
 		return nil, fmt.Errorf("read mappings of pid %d: %w", pid, err)
@@ -269,7 +293,8 @@ func DiscoverAllocator(pid int, names []string, override string) (*Allocator, er
 			exe = info
 		}
 	}
-	order := searchOrder(exe, preloadList(pid), infos)
+	all := searchOrder(exe, preloadList(pid), infos)
+	order := all
 	if override != "" {
 		order = filterOverride(order, override)
 		if len(order) == 0 {
@@ -277,9 +302,16 @@ func DiscoverAllocator(pid int, names []string, override string) (*Allocator, er
 		}
 	}
 	alloc := &Allocator{Bindings: map[string]Binding{}, Objects: objs}
-	for _, name := range names {
-		if b, ok := bind(order, name); ok {
-			alloc.Bindings[name] = b
+	for _, fn := range funcs {
+		var b Binding
+		var ok bool
+		if fn.Family == familyUser {
+			b, ok = bindUserFunc(all, fn)
+		} else {
+			b, ok = bind(order, fn.Name)
+		}
+		if ok {
+			alloc.Bindings[fn.Name] = b
 		}
 	}
 	if _, ok := alloc.Bindings["malloc"]; !ok {
@@ -337,6 +369,29 @@ func bind(order []*elfInfo, name string) (Binding, bool) {
 			return Binding{}, false
 		}
 		return Binding{Name: name, Object: e.obj, Value: s.Value, FileOffset: off, Size: s.Size}, true
+	}
+	return Binding{}, false
+}
+
+// bindUserFunc finds a function the user named: in the object named with
+// it, else in search order; an exported definition first, then any
+// function of that name in .symtab (static functions included), since a
+// program's own pool allocator is rarely exported.
+func bindUserFunc(order []*elfInfo, fn AllocatorFunc) (Binding, bool) {
+	if fn.Object != "" {
+		order = filterOverride(order, fn.Object)
+	}
+	if b, ok := bind(order, fn.Name); ok {
+		return b, true
+	}
+	for _, e := range order {
+		s, ok := e.localFunc(fn.Name)
+		if !ok || elf.ST_TYPE(s.Info) == elf.STT_GNU_IFUNC {
+			continue
+		}
+		if off, ok := fileOffset(e.file, s.Value); ok {
+			return Binding{Name: fn.Name, Object: e.obj, Value: s.Value, FileOffset: off, Size: s.Size}, true
+		}
 	}
 	return Binding{}, false
 }

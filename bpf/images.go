@@ -46,8 +46,8 @@ func (t *Tracer) locateFuncs(pid int) []uint64 {
 		byPath[o.Path] = o
 	}
 	biases := map[*MappedObject]uint64{}
-	addrs := make([]uint64, len(AllocatorFuncs))
-	for i, fn := range AllocatorFuncs {
+	addrs := make([]uint64, len(t.funcs))
+	for i, fn := range t.funcs {
 		b, ok := t.allocator.Bindings[fn.Name]
 		if !ok || t.fnAddrs[i] == 0 {
 			continue

@@ -71,6 +71,8 @@ struct {
 // for bpf2go.
 const struct event *unused_event __attribute__((unused));
 const enum event_type *unused_event_type __attribute__((unused));
+const enum op *unused_op __attribute__((unused));
+const enum sig_flags *unused_sig_flags __attribute__((unused));
 
 // Stacks are stored by a 64-bit hash of their frames. Unlike a
 // BPF_MAP_TYPE_STACK_TRACE map (bucket = hash % size, a collision loses the
@@ -126,6 +128,19 @@ struct {
 	__type(key, __u32);
 	__type(value, struct stack);
 } stack_scratch SEC(".maps");
+
+// Scratch space to measure a string the target allocated (string_size).
+#define STRING_CHUNK 4096
+#define STRING_CHUNKS 16
+struct string_chunk {
+	char bytes[STRING_CHUNK];
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct string_chunk);
+} string_scratch SEC(".maps");
 
 static __always_inline void count(enum counter which)
 {
@@ -186,15 +201,16 @@ static __always_inline void begin_call(struct pt_regs *ctx, __u8 op, __u64 size,
 {
 	__u32 tid = current_tid();
 	__u64 cookie = bpf_get_attach_cookie(ctx);
-	// A probe placed after the function's first pushes sees a lower stack
-	// pointer; the cookie says by how much, so entry_sp is the one at entry.
-	__u64 sp = PT_REGS_SP(ctx) + COOKIE_SP_ADJUST(cookie);
+	// Probes are placed before any instruction that moves the stack
+	// pointer (placement.go): this is the one at entry.
+	__u64 sp = PT_REGS_SP(ctx);
 	struct inflight *outer = bpf_map_lookup_elem(&inflight, &tid);
 
 	if (outer && sp <= outer->entry_sp && !is_stale(outer)) {
 		// Nested call: the outer call owns the block. strdup-like calls
-		// don't know their size at entry; the nested malloc does.
-		if (outer->flags & INFLIGHT_SIZE_FROM_NESTED) {
+		// don't know their size at entry; the first nested call that
+		// does (malloc, not another strdup) says it.
+		if (outer->flags & INFLIGHT_SIZE_FROM_NESTED && !(flags & INFLIGHT_SIZE_FROM_NESTED)) {
 			outer->size = size;
 			outer->flags &= ~INFLIGHT_SIZE_FROM_NESTED;
 		}
@@ -268,9 +284,9 @@ static __always_inline __u64 capture_stack(struct pt_regs *ctx, int at_exit)
 
 // freed_size returns how many bytes at addr a free releases into the
 // allocator's free memory, or 0 when unknown or not worth remembering.
-static __always_inline __u64 freed_size(__u64 addr, struct block *b)
+static __always_inline __u64 freed_size(__u64 addr, struct block *b, int header)
 {
-	if (glibc_headers) {
+	if (glibc_headers && header) {
 		// The header is intact at free's entry. mmapped chunks go back to
 		// the kernel: nothing stale stays behind.
 		__u64 word = 0;
@@ -305,9 +321,10 @@ static __always_inline void forget_freed(__u64 addr)
 
 // How a block stops being live, for what is remembered as freed.
 enum release {
-	RELEASE_FREE,  // free: the chunk header is intact, it says the size
-	RELEASE_MOVED, // realloc moved it: a neighbour may own the header now
-	RELEASE_KEPT,  // realloc resized it in place: nothing was freed
+	RELEASE_FREE,        // glibc's free: the chunk header is intact, it says the size
+	RELEASE_FREE_OTHER,  // any other free: only a tracked block's size is known
+	RELEASE_MOVED,       // realloc moved it: a neighbour may own the header now
+	RELEASE_KEPT,        // realloc resized it in place: nothing was freed
 };
 
 // forget_block drops a block that stopped being live.
@@ -318,7 +335,7 @@ static __always_inline void forget_block(__u64 addr, enum release how, struct ta
 	struct block_key key = {.addr = addr, .tgid = current_tgid()};
 	if (track_freed && how != RELEASE_KEPT) {
 		struct block *b = bpf_map_lookup_elem(&allocs, &key);
-		__u64 size = how == RELEASE_FREE ? freed_size(addr, b) : (b ? b->size : 0);
+		__u64 size = freed_size(addr, b, how == RELEASE_FREE);
 		remember_freed(addr, size, t);
 	}
 	if (bpf_map_delete_elem(&allocs, &key) == 0)
@@ -367,6 +384,29 @@ static __always_inline void record_block(struct pt_regs *ctx, __u64 addr,
 		count(COUNTER_ALLOCS);
 }
 
+// string_size is the size of the string at addr with its NUL: the size of
+// a block a strdup-like call allocated when no nested malloc said it
+// (mimalloc's mi_strdup inlines its malloc). 0 when unreadable or longer
+// than STRING_CHUNKS chunks.
+static __always_inline __u64 string_size(__u64 addr)
+{
+	__u32 zero = 0;
+	struct string_chunk *buf = bpf_map_lookup_elem(&string_scratch, &zero);
+	if (!buf)
+		return 0;
+	__u64 total = 0;
+	for (int i = 0; i < STRING_CHUNKS; i++) {
+		long n = bpf_probe_read_user_str(buf->bytes, sizeof(buf->bytes), (void *)(addr + total));
+		if (n <= 0)
+			return 0;
+		if (n < STRING_CHUNK || buf->bytes[STRING_CHUNK - 1] == 0)
+			return total + n;
+		// A full chunk without its NUL: the string goes on.
+		total += STRING_CHUNK - 1;
+	}
+	return 0;
+}
+
 // finish_call completes the outer call when its end is seen (ret: its
 // result), and applies each allocator's rules about what the result means.
 static __always_inline void finish_call(struct pt_regs *ctx, struct inflight *call,
@@ -378,12 +418,21 @@ static __always_inline void finish_call(struct pt_regs *ctx, struct inflight *ca
 			// Success: the old block is gone (moved or resized in place).
 			forget_block(call->arg, ret == call->arg ? RELEASE_KEPT : RELEASE_MOVED, t);
 			record_block(ctx, ret, call, t, at_exit);
-		} else if (call->size == 0) {
-			// realloc(p, 0) frees p on glibc and returns NULL.
+		} else if (call->size == 0 || call->flags & INFLIGHT_FREES_ON_FAILURE) {
+			// realloc(p, 0) frees p on glibc and returns NULL; reallocf
+			// frees p when it fails.
 			forget_block(call->arg, RELEASE_MOVED, t);
 		}
 		// A failed realloc keeps the old block.
 		return;
+	case OP_RESIZE: {
+		// xallocx: the block stays where it is; ret is its new size.
+		struct block_key key = {.addr = call->arg, .tgid = current_tgid()};
+		struct block *b = bpf_map_lookup_elem(&allocs, &key);
+		if (b && ret)
+			b->size = ret;
+		return;
+	}
 	case OP_POSIX_MEMALIGN: {
 		if ((int)ret != 0)
 			return;
@@ -395,8 +444,11 @@ static __always_inline void finish_call(struct pt_regs *ctx, struct inflight *ca
 		return;
 	}
 	default:
-		if (ret)
-			record_block(ctx, ret, call, t, at_exit);
+		if (!ret)
+			return;
+		if (call->flags & INFLIGHT_SIZE_FROM_NESTED)
+			call->size = string_size(ret);
+		record_block(ctx, ret, call, t, at_exit);
 		return;
 	}
 }
@@ -412,78 +464,81 @@ static __always_inline int mul_overflows(__u64 a, __u64 b)
 	return b > limit;
 }
 
-SEC("uprobe/malloc")
-int malloc_enter(struct pt_regs *ctx)
+// libbpf 1.1's headers stop at the fifth argument.
+#ifndef PT_REGS_PARM6
+#if defined(__TARGET_ARCH_x86)
+#define PT_REGS_PARM6(x) ((x)->r9)
+#elif defined(__TARGET_ARCH_arm64)
+#define PT_REGS_PARM6(x) (((PT_REGS_ARM64 *)(x))->regs[5])
+#endif
+#endif
+
+// The argument registers, read unconditionally: the verifier refuses a
+// context load at an offset chosen at run time.
+struct args {
+	__u64 r[6];
+};
+
+static __always_inline void read_args(struct pt_regs *ctx, struct args *a)
 {
-	if (!this_target())
-		return 0;
-	begin_call(ctx, OP_MALLOC, PT_REGS_PARM1(ctx), 0, 0);
-	return 0;
+	__u64 r0 = PT_REGS_PARM1(ctx), r1 = PT_REGS_PARM2(ctx), r2 = PT_REGS_PARM3(ctx);
+	__u64 r3 = PT_REGS_PARM4(ctx), r4 = PT_REGS_PARM5(ctx), r5 = PT_REGS_PARM6(ctx);
+	// Each load stays a load at a constant offset from ctx: clang would
+	// otherwise step a pointer through the context, which the verifier
+	// refuses ("dereference of modified ctx ptr").
+	asm volatile("" : "+r"(r0), "+r"(r1), "+r"(r2), "+r"(r3), "+r"(r4), "+r"(r5));
+	a->r[0] = r0;
+	a->r[1] = r1;
+	a->r[2] = r2;
+	a->r[3] = r3;
+	a->r[4] = r4;
+	a->r[5] = r5;
 }
 
-SEC("uprobe/calloc")
-int calloc_enter(struct pt_regs *ctx)
+// arg_at is argument pos (from 1), 0 for pos 0 (none).
+static __always_inline __u64 arg_at(struct args *a, __u32 pos)
 {
-	if (!this_target())
-		return 0;
-	__u64 n = PT_REGS_PARM1(ctx), size = PT_REGS_PARM2(ctx);
-	// On overflow calloc fails; the call is still tracked so that any
-	// allocator call nested in it is not taken for an outer one.
-	__u8 op = mul_overflows(n, size) ? OP_IGNORE : OP_MALLOC;
-	begin_call(ctx, op, n * size, 0, 0);
-	return 0;
-}
-
-SEC("uprobe/realloc")
-int realloc_enter(struct pt_regs *ctx)
-{
-	if (!this_target())
-		return 0;
-	begin_call(ctx, OP_REALLOC, PT_REGS_PARM2(ctx), PT_REGS_PARM1(ctx), 0);
-	return 0;
-}
-
-SEC("uprobe/reallocarray")
-int reallocarray_enter(struct pt_regs *ctx)
-{
-	if (!this_target())
-		return 0;
-	__u64 n = PT_REGS_PARM2(ctx), size = PT_REGS_PARM3(ctx);
-	if (mul_overflows(n, size)) {
-		// Overflow: reallocarray fails with ENOMEM and keeps the block.
-		begin_call(ctx, OP_IGNORE, 0, 0, 0);
-		return 0;
+	switch (pos) {
+	case 1: return a->r[0];
+	case 2: return a->r[1];
+	case 3: return a->r[2];
+	case 4: return a->r[3];
+	case 5: return a->r[4];
+	case 6: return a->r[5];
 	}
-	begin_call(ctx, OP_REALLOC, n * size, PT_REGS_PARM1(ctx), 0);
 	return 0;
 }
 
-// memalign(alignment, size) and aligned_alloc(alignment, size).
-SEC("uprobe/memalign")
-int memalign_enter(struct pt_regs *ctx)
+// Every allocating function: malloc, calloc, realloc, the memalign family,
+// operator new, the jemalloc, tcmalloc and mimalloc APIs, --alloc-fn.
+// The cookie says what the call does and where its arguments are.
+SEC("uprobe/alloc")
+int alloc_enter(struct pt_regs *ctx)
 {
 	if (!this_target())
 		return 0;
-	begin_call(ctx, OP_MALLOC, PT_REGS_PARM2(ctx), 0, 0);
-	return 0;
-}
-
-SEC("uprobe/posix_memalign")
-int posix_memalign_enter(struct pt_regs *ctx)
-{
-	if (!this_target())
-		return 0;
-	begin_call(ctx, OP_POSIX_MEMALIGN, PT_REGS_PARM3(ctx), PT_REGS_PARM1(ctx), 0);
-	return 0;
-}
-
-// strdup(s), strndup(s, n): the size is known only to the nested malloc.
-SEC("uprobe/strdup")
-int strdup_enter(struct pt_regs *ctx)
-{
-	if (!this_target())
-		return 0;
-	begin_call(ctx, OP_MALLOC, 0, 0, INFLIGHT_SIZE_FROM_NESTED);
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	struct args a;
+	read_args(ctx, &a);
+	__u8 op = COOKIE_OP(cookie), sig = COOKIE_SIG_FLAGS(cookie), flags = 0;
+	__u32 size_arg = COOKIE_SIZE_ARG(cookie), count_arg = COOKIE_COUNT_ARG(cookie);
+	__u64 size = arg_at(&a, size_arg), ptr = arg_at(&a, COOKIE_PTR_ARG(cookie));
+	if (count_arg) {
+		// On overflow the call fails (calloc returns NULL, reallocarray
+		// keeps the block); it is still tracked so that an allocator call
+		// nested in it is not taken for an outer one.
+		__u64 n = arg_at(&a, count_arg);
+		if (mul_overflows(n, size))
+			op = OP_IGNORE;
+		size *= n;
+	}
+	if (!size_arg)
+		flags |= INFLIGHT_SIZE_FROM_NESTED; // strdup: the nested malloc knows
+	if (sig & SIG_FREES_ON_FAILURE)
+		flags |= INFLIGHT_FREES_ON_FAILURE;
+	if (sig & SIG_ALLOCATES_IF_PTR_NULL && ptr)
+		op = OP_IGNORE; // realpath into the caller's buffer
+	begin_call(ctx, op, size, ptr, flags);
 	return 0;
 }
 
@@ -533,14 +588,31 @@ int alloc_exit(struct pt_regs *ctx)
 	return 0;
 }
 
-// free(p) and every operator delete: the pointer is the first argument.
+// free, every operator delete, the allocators' sized and aligned frees,
+// --free-fn: the cookie says which argument is the block.
 SEC("uprobe/free")
 int free_enter(struct pt_regs *ctx)
 {
 	struct target *t = this_target();
 	if (!t)
 		return 0;
-	forget_block(PT_REGS_PARM1(ctx), RELEASE_FREE, t);
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	struct args a;
+	read_args(ctx, &a);
+	enum release how = COOKIE_SIG_FLAGS(cookie) & SIG_HEADER_SIZE ? RELEASE_FREE : RELEASE_FREE_OTHER;
+	forget_block(arg_at(&a, COOKIE_PTR_ARG(cookie)), how, t);
+	return 0;
+}
+
+// mi_heap_destroy: every block of a heap is freed at once, with no call
+// per block. The blocks lsan tracked there cannot be told apart from the
+// rest, so their frees count as missed: the check says its data is
+// incomplete rather than report them as leaks.
+SEC("uprobe/bulk_free")
+int bulk_free_enter(struct pt_regs *ctx)
+{
+	if (this_target())
+		count(COUNTER_BULK_FREES);
 	return 0;
 }
 

@@ -25,10 +25,23 @@
 #define STALE_CALL_NS (1000ULL * 1000 * 1000)
 
 // The attach cookie of an entry probe: which allocator function it is
-// (an index into the loader's table) and how many bytes the function pushed
-// before the probed instruction.
+// (an index into the loader's table) and its signature: what the call does
+// (enum op), where its arguments are (positions from 1, 0 for none) and
+// enum sig_flags. One program serves every allocating function this way,
+// the loader's table (bpf/funcs.go) says which is which, and functions the
+// user names (--alloc-fn) need no program of their own.
 #define COOKIE_FN(c) ((__u16)((c) & 0xffff))
-#define COOKIE_SP_ADJUST(c) (((c) >> 16) & 0xffff)
+#define COOKIE_OP(c) ((__u8)(((c) >> 32) & 0xf))
+#define COOKIE_SIZE_ARG(c) ((__u32)(((c) >> 36) & 0xf))
+#define COOKIE_COUNT_ARG(c) ((__u32)(((c) >> 40) & 0xf))
+#define COOKIE_PTR_ARG(c) ((__u32)(((c) >> 44) & 0xf))
+#define COOKIE_SIG_FLAGS(c) ((__u8)(((c) >> 48) & 0xff))
+
+enum sig_flags {
+	SIG_FREES_ON_FAILURE = 1,      // a failed call releases the old block (reallocf)
+	SIG_ALLOCATES_IF_PTR_NULL = 2, // allocates only when the ptr argument is NULL (realpath)
+	SIG_HEADER_SIZE = 4,           // a free whose chunk header gives the block's size (glibc)
+};
 
 // The attach cookie of an exit-site probe: where the result is.
 #define COOKIE_EXIT_KIND(c) ((c) & 0xff)
@@ -42,10 +55,12 @@ enum op {
 	OP_REALLOC = 2,        // arg = old block
 	OP_POSIX_MEMALIGN = 3, // arg = where the block is stored; returns 0 on success
 	OP_IGNORE = 4,         // a call that fails by construction (calloc overflow)
+	OP_RESIZE = 5,         // arg = a block resized in place; returns its new size (xallocx)
 };
 
 enum inflight_flags {
 	INFLIGHT_SIZE_FROM_NESTED = 1, // strdup: the nested malloc gives the size
+	INFLIGHT_FREES_ON_FAILURE = 2, // reallocf: a failure releases the old block
 };
 
 enum counter {
@@ -60,7 +75,8 @@ enum counter {
 	COUNTER_EVENTS_DROPPED = 8,   // event ring buffer full
 	COUNTER_FREES_MISSED = 9,     // a block recorded at an address still live: its free was not seen
 	COUNTER_FREED_DROPPED = 10,   // freed map full: a freed range not remembered
-	COUNTER_MAX = 11,
+	COUNTER_BULK_FREES = 11,      // calls that freed blocks lsan cannot name (mi_heap_destroy)
+	COUNTER_MAX = 12,
 };
 
 // A range the target freed since attach (attach mode leaves it out of the

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"golang.org/x/arch/x86/x86asm"
+
+	"github.com/lsan-project/lsan/internal/x86"
 )
 
 // Probe placement.
@@ -106,17 +108,10 @@ func emulatedByKernel(b []byte) bool {
 // argumentRegs are the registers of the first arguments, in order.
 var argumentRegs = []x86asm.Reg{x86asm.RDI, x86asm.RSI, x86asm.RDX, x86asm.RCX, x86asm.R8, x86asm.R9}
 
-// readsOf lists the argument registers the entry program of a kind reads.
-func readsOf(k probeKind) []x86asm.Reg {
-	switch k {
-	case kindStrdup, kindExit:
-		return nil // strdup's size comes from the nested malloc; _exit reads nothing
-	case kindMalloc, kindFree:
-		return argumentRegs[:1]
-	case kindCalloc, kindRealloc, kindMemalign:
-		return argumentRegs[:2]
-	}
-	return argumentRegs[:3] // reallocarray, posix_memalign
+// readsOf lists the argument registers the entry program reads for a
+// function with this signature.
+func readsOf(sig signature) []x86asm.Reg {
+	return argumentRegs[:min(sig.args(), len(argumentRegs))]
 }
 
 // unsafeBeforeProbe says why an instruction may not come before the
@@ -139,7 +134,7 @@ func unsafeBeforeProbe(inst x86asm.Inst, protected map[x86asm.Reg]bool) string {
 			return fmt.Sprintf("%v is not known to be safe", inst.Op)
 		}
 	}
-	if r, ok := inst.Args[0].(x86asm.Reg); ok && protected[fullReg(r)] {
+	if r, ok := inst.Args[0].(x86asm.Reg); ok && protected[x86.FullReg(r)] {
 		return fmt.Sprintf("%v writes %v", inst.Op, r)
 	}
 	return ""
@@ -148,19 +143,6 @@ func unsafeBeforeProbe(inst x86asm.Inst, protected map[x86asm.Reg]bool) string {
 func isCmovOrSet(op x86asm.Op) bool {
 	name := op.String()
 	return strings.HasPrefix(name, "CMOV") || strings.HasPrefix(name, "SET")
-}
-
-// fullReg maps a sub-register (edi, di, dil) to its 64-bit register.
-func fullReg(r x86asm.Reg) x86asm.Reg {
-	switch {
-	case r >= x86asm.AL && r <= x86asm.R15B:
-		return x86asm.RAX + (r - x86asm.AL)
-	case r >= x86asm.AX && r <= x86asm.R15W:
-		return x86asm.RAX + (r - x86asm.AX)
-	case r >= x86asm.EAX && r <= x86asm.R15L:
-		return x86asm.RAX + (r - x86asm.EAX)
-	}
-	return r
 }
 
 // PlacementMode chooses where probes go.
@@ -173,7 +155,7 @@ const (
 
 // placeBinding reads a bound function's first bytes from its file and
 // places its probe. Other architectures, unreadable code: the entry.
-func placeBinding(b Binding, k probeKind, mode PlacementMode) Placement {
+func placeBinding(b Binding, sig signature, mode PlacementMode) Placement {
 	if mode == PlaceEntry {
 		return Placement{0, "placement disabled"}
 	}
@@ -184,7 +166,7 @@ func placeBinding(b Binding, k probeKind, mode PlacementMode) Placement {
 	if err != nil {
 		return Placement{0, "code unreadable: " + err.Error()}
 	}
-	return placeProbe(code, readsOf(k))
+	return placeProbe(code, readsOf(sig))
 }
 
 func readCode(path string, off, size uint64) ([]byte, error) {

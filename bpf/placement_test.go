@@ -8,10 +8,10 @@ import (
 
 func TestPlaceProbeSynthetic(t *testing.T) {
 	// A function that reads only %rdi may have %rdx written before its probe.
-	if p := placeProbe([]byte{0x48, 0x8b, 0x15, 0, 0, 0, 0, 0x53}, readsOf(kindFree)); p.Offset != 7 {
+	if p := placeProbe([]byte{0x48, 0x8b, 0x15, 0, 0, 0, 0, 0x53}, readsOf(free(1))); p.Offset != 7 {
 		t.Errorf("free-like with mov to rdx: offset %d (%s), want 7", p.Offset, p.Reason)
 	}
-	if p := placeProbe([]byte{0x48, 0x8b, 0x15, 0, 0, 0, 0, 0x53}, readsOf(kindPosixMemalign)); p.Offset != 0 {
+	if p := placeProbe([]byte{0x48, 0x8b, 0x15, 0, 0, 0, 0, 0x53}, readsOf(signature{op: opPosixMemalign, ptr: 1, size: 3})); p.Offset != 0 {
 		t.Errorf("posix_memalign-like with mov to rdx: offset %d (%s), want 0", p.Offset, p.Reason)
 	}
 	for _, tc := range []struct {
@@ -80,7 +80,7 @@ func TestPlaceProbeRealAllocators(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p := placeProbe(code, readsOf(fn.kind))
+			p := placeProbe(code, readsOf(fn.sig))
 			if p.Offset > 0 {
 				placed++
 				if !emulatedByKernel(code[p.Offset:]) {

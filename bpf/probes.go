@@ -18,11 +18,14 @@ import (
 // attaches, and probed in every traced process (a forked child runs the
 // same code as its parent).
 type probeSite struct {
-	index  uint16 // into AllocatorFuncs: the cookie, and Block.Fn
+	index  uint16 // into the tracer's table: the cookie, and Block.Fn
 	fn     AllocatorFunc
 	object *objectFile
 	// offset is the file offset of the probed instruction.
 	offset uint64
+	// cookie is the attach cookie: the function's index and signature
+	// (funcs.go), or an exit site's kind.
+	cookie uint64
 	probe  Probe
 	// exits are the function's exit sites (exits.go), known when
 	// exitsKnown (possibly none: every path tail-jumps into another probed
@@ -47,16 +50,16 @@ func (o *objectFile) attachPath() string { return fmt.Sprintf("/proc/self/fd/%d"
 // (aliases) are probed once, or every call would be seen twice.
 func (t *Tracer) planProbes() error {
 	defer t.closeExitFinders()
-	t.fnAddrs = make([]uint64, len(AllocatorFuncs))
+	t.fnAddrs = make([]uint64, len(t.funcs))
 	type site struct {
 		path string
 		off  uint64
 	}
 	done := map[site]bool{}
 	t.objectFiles = map[string]*objectFile{}
-	for i, fn := range AllocatorFuncs {
+	for i, fn := range t.funcs {
 		b, ok := t.allocator.Bindings[fn.Name]
-		if fn.kind == kindExit && !t.opts.StopAtExit {
+		if fn.sig.op == opExit && !t.opts.StopAtExit {
 			continue
 		}
 		if len(t.opts.OnlyFuncs) > 0 && !slices.Contains(t.opts.OnlyFuncs, fn.Name) {
@@ -64,7 +67,7 @@ func (t *Tracer) planProbes() error {
 		}
 		if !ok {
 			if fn.Required {
-				return fmt.Errorf("pid %d: %s not found in any loaded object", t.opts.PID, fn.Name)
+				return fmt.Errorf("pid %d: %s", t.opts.PID, notFound(fn))
 			}
 			continue
 		}
@@ -78,11 +81,12 @@ func (t *Tracer) planProbes() error {
 		if err != nil {
 			return err
 		}
-		place := placeBinding(b, fn.kind, t.opts.Placement)
+		place := placeBinding(b, fn.sig, t.opts.Placement)
 		probe := Probe{Func: fn.Name, Object: b.Object.Path, Offset: b.FileOffset, Placement: place}
-		site := probeSite{index: uint16(i), fn: fn, object: obj, offset: b.FileOffset + place.Offset, probe: probe}
+		site := probeSite{index: uint16(i), fn: fn, object: obj, offset: b.FileOffset + place.Offset, probe: probe,
+			cookie: t.entrySignature(fn, b).cookie(uint16(i))}
 		t.probes = append(t.probes, probe)
-		if fn.kind.allocates() && !t.opts.NoReturnProbes {
+		if fn.sig.allocates() && !t.opts.NoReturnProbes {
 			site.exits, probe.ReturnProbeWhy = t.exitsOf(b)
 			site.exitsKnown = probe.ReturnProbeWhy == ""
 			probe.Returns, probe.Exits = true, len(site.exits)
@@ -91,6 +95,33 @@ func (t *Tracer) planProbes() error {
 		t.sites = append(t.sites, site)
 	}
 	return nil
+}
+
+// entrySignature is fn's signature as its entry probe tells it to the
+// BPF program: glibc's frees may read the chunk header for the size of a
+// block allocated before the attach; no other free may (the word before a
+// pool object is its neighbour's data).
+func (t *Tracer) entrySignature(fn AllocatorFunc, b Binding) signature {
+	sig := fn.sig
+	if sig.op == opFree && isGlibc(b.Object) && fn.Family != "user" {
+		sig.flags |= sigHeaderSize
+	}
+	return sig
+}
+
+// notFound says that a required function is not in the target.
+func notFound(fn AllocatorFunc) string {
+	if fn.Family == familyUser {
+		where := "any loaded object"
+		if fn.Object != "" {
+			where = fn.Object + " (or no such object is mapped)"
+		}
+		return fmt.Sprintf("function %s not found in %s, neither exported nor in a symbol table (stripped binary?)", fn, where)
+	}
+	if fn.Object != "" {
+		return fmt.Sprintf("%s not found in %s", fn.Name, fn.Object)
+	}
+	return fmt.Sprintf("%s not found in any loaded object", fn.Name)
 }
 
 // exitsOf finds the exit sites of an allocating function, or says why it
@@ -123,8 +154,8 @@ func (t *Tracer) exitFinderFor(obj *MappedObject) (*exitFinder, error) {
 		return nil, err
 	}
 	probed := map[uint64]string{}
-	for _, fn := range AllocatorFuncs {
-		if b, ok := t.allocator.Bindings[fn.Name]; ok && fn.kind.allocates() && b.Object == obj {
+	for _, fn := range t.funcs {
+		if b, ok := t.allocator.Bindings[fn.Name]; ok && fn.sig.allocates() && b.Object == obj {
 			probed[b.Value] = fn.Name
 		}
 	}
@@ -149,8 +180,8 @@ func (t *Tracer) closeExitFinders() {
 // object: a tail jump through the PLT into one ends at its exits.
 func (t *Tracer) allocatingNames() map[string]bool {
 	out := map[string]bool{}
-	for _, fn := range AllocatorFuncs {
-		if _, ok := t.allocator.Bindings[fn.Name]; ok && fn.kind.allocates() {
+	for _, fn := range t.funcs {
+		if _, ok := t.allocator.Bindings[fn.Name]; ok && fn.sig.allocates() {
 			out[fn.Name] = true
 		}
 	}
@@ -220,12 +251,12 @@ func (t *Tracer) attachMulti(pid int) ([]link.Link, error) {
 			order = append(order, k)
 		}
 		g.Addresses = append(g.Addresses, s.offset)
-		g.Cookies = append(g.Cookies, uint64(s.index))
+		g.Cookies = append(g.Cookies, s.cookie)
 	}
 	exitsAdded := map[exitKey]bool{}
 	for _, s := range t.sites {
-		add(multiKey{s.object, t.programFor(s.fn.kind), false}, s)
-		if !s.fn.kind.allocates() || t.opts.NoReturnProbes {
+		add(multiKey{s.object, t.programFor(s.fn.sig), false}, s)
+		if !s.fn.sig.allocates() || t.opts.NoReturnProbes {
 			continue
 		}
 		if !s.exitsKnown {
@@ -237,7 +268,7 @@ func (t *Tracer) attachMulti(pid int) ([]link.Link, error) {
 		for _, e := range s.exits {
 			if k := (exitKey{s.object, e.offset}); !exitsAdded[k] {
 				exitsAdded[k] = true
-				add(multiKey{s.object, t.objs.AllocExit, false}, probeSite{index: uint16(e.kind), offset: e.offset})
+				add(multiKey{s.object, t.objs.AllocExit, false}, probeSite{cookie: uint64(e.kind), offset: e.offset})
 			}
 		}
 	}
@@ -296,13 +327,13 @@ func (t *Tracer) attachSite(pid int, s probeSite, exitsAdded map[exitKey]bool) (
 	}
 	// With a PID, the kernel installs the breakpoint in that process only:
 	// others using the same library run at full speed.
-	opts := &link.UprobeOptions{Address: s.offset, Cookie: uint64(s.index), PID: pid}
-	l, err := ex.Uprobe(s.fn.Name, t.programFor(s.fn.kind), opts)
+	opts := &link.UprobeOptions{Address: s.offset, Cookie: s.cookie, PID: pid}
+	l, err := ex.Uprobe(s.fn.Name, t.programFor(s.fn.sig), opts)
 	if err != nil {
 		return nil, explainAttachError(s.fn.Name, s.object.path, err)
 	}
 	links := []link.Link{l}
-	if !s.fn.kind.allocates() || t.opts.NoReturnProbes {
+	if !s.fn.sig.allocates() || t.opts.NoReturnProbes {
 		return links, nil
 	}
 	for _, e := range s.exits {

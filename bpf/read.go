@@ -193,6 +193,7 @@ func (t *Tracer) Counters() (Counters, error) {
 		tracerCounterCOUNTER_EVENTS_DROPPED:   &c.EventsDropped,
 		tracerCounterCOUNTER_FREES_MISSED:     &c.FreesMissed,
 		tracerCounterCOUNTER_FREED_DROPPED:    &c.FreedDropped,
+		tracerCounterCOUNTER_BULK_FREES:       &c.BulkFrees,
 	} {
 		var perCPU []uint64
 		if err := t.objs.Counters.Lookup(key, &perCPU); err != nil {
@@ -279,6 +280,7 @@ func (t *Tracer) stackIDs() ([]uint64, error) {
 // FreedRange is memory the target freed since recording began.
 type FreedRange struct {
 	Addr, Size uint64
+	TimeNS     uint64 // CLOCK_MONOTONIC at the free
 }
 
 // freedGrace: frees in the first moments of recording are not used. An
@@ -310,7 +312,7 @@ func (t *Tracer) Freed(pid int) ([]FreedRange, error) {
 			if int(k.Tgid) != pid || v.Generation != target.Generation || v.TimeNs < t.recordingSince+freedGrace {
 				continue
 			}
-			out = append(out, FreedRange{Addr: k.Addr, Size: v.Size})
+			out = append(out, FreedRange{Addr: k.Addr, Size: v.Size, TimeNS: v.TimeNs})
 		}
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
 			return out, nil

@@ -72,6 +72,9 @@ type Options struct {
 	Unwind UnwindMode
 	// MaxUnwindRows bounds the CFI row table (8 bytes a row; 0: default).
 	MaxUnwindRows uint32
+	// Funcs are allocator functions the user named (--alloc-fn,
+	// --free-fn, --realloc-fn; ParseFunc), probed besides the defaults.
+	Funcs []AllocatorFunc
 }
 
 // Default capacities. The block and stack maps are not preallocated:
@@ -96,7 +99,7 @@ type Block struct {
 	TimestampNS uint64 // CLOCK_MONOTONIC
 	StackID     uint64 // 0: no stack
 	TID         uint32
-	Fn          uint16 // index into AllocatorFuncs
+	Fn          uint16 // index into the tracer's function table (FuncName)
 
 	generation uint16 // exec generation at allocation
 }
@@ -119,13 +122,16 @@ type Counters struct {
 	// FreedDropped counts freed ranges forgotten (freed map full): the
 	// scan is then more conservative, never less.
 	FreedDropped uint64
+	// BulkFrees counts calls that freed many blocks at once without a
+	// free call each (mi_heap_destroy): tracked blocks may be gone.
+	BulkFrees uint64
 }
 
 // Lost says whether events were lost that can change a leak verdict: an
 // allocation or a free not recorded makes blocks look leaked or live
 // that are not. Lost stacks only shorten what a report shows.
 func (c Counters) Lost() bool {
-	return c.AllocsDropped > 0 || c.InflightDropped > 0 || c.FreesMissed > 0 || c.EventsDropped > 0
+	return c.AllocsDropped > 0 || c.InflightDropped > 0 || c.FreesMissed > 0 || c.EventsDropped > 0 || c.BulkFrees > 0
 }
 
 // Probe is one attached uprobe, for diagnostics.
@@ -149,6 +155,8 @@ type Probe struct {
 type Tracer struct {
 	opts Options
 	objs tracerObjects
+	// funcs are the probed functions: AllocatorFuncs, then the user's.
+	funcs []AllocatorFunc
 	// links are the process-independent links (tracepoints).
 	links     []link.Link
 	allocator *Allocator
@@ -205,12 +213,17 @@ func Attach(opts Options) (*Tracer, error) {
 	if err := checkTarget(opts.PID); err != nil {
 		return nil, err
 	}
-	alloc, err := DiscoverAllocator(opts.PID, funcNames(), opts.Allocator)
+	funcs := funcTable(opts.Funcs)
+	if err := checkTable(funcs); err != nil {
+		return nil, err
+	}
+	alloc, err := DiscoverAllocator(opts.PID, funcs, opts.Allocator)
 	if err != nil {
 		return nil, err
 	}
 	t := &Tracer{
 		opts:        opts,
+		funcs:       funcs,
 		allocator:   alloc,
 		stackCache:  map[uint64][]uint64{},
 		procs:       map[int]*traced{},
@@ -266,7 +279,7 @@ func (t *Tracer) setSwitches(spec *ebpf.CollectionSpec) error {
 		}
 		return nil
 	}
-	glibc := strings.HasPrefix(filepath.Base(t.allocator.Primary().Path), "libc.so")
+	glibc := isGlibc(t.allocator.Primary())
 	if err := set("track_freed", t.opts.TrackFreed); err != nil {
 		return err
 	}
@@ -274,6 +287,12 @@ func (t *Tracer) setSwitches(spec *ebpf.CollectionSpec) error {
 		return err
 	}
 	return nil
+}
+
+// isGlibc says whether obj is glibc's libc, whose malloc chunks have the
+// header the free probe can read.
+func isGlibc(obj *MappedObject) bool {
+	return strings.HasPrefix(filepath.Base(obj.Path), "libc.so")
 }
 
 // monotonicNow is CLOCK_MONOTONIC, the clock of the tracer's timestamps.
@@ -356,7 +375,11 @@ func (t *Tracer) load() error {
 // explainLoadError names what is missing when the kernel refuses the
 // program, instead of a verifier log or a bare errno.
 func explainLoadError(err error) error {
+	var ve *ebpf.VerifierError
 	switch {
+	case errors.As(err, &ve):
+		// The verifier answers EACCES too: not a permission problem.
+		return fmt.Errorf("the kernel's verifier refused lsan's BPF program (a bug in lsan, please report it with `lsan --version` and `uname -r`): %w", err)
 	case errors.Is(err, unix.EPERM), errors.Is(err, os.ErrPermission):
 		// Not wrapped: the library's text ends in a developer hint
 		// ("consider rlimit.RemoveMemlock") that misleads users.
@@ -369,26 +392,16 @@ func explainLoadError(err error) error {
 	return fmt.Errorf("load BPF program: %w", err)
 }
 
-func (t *Tracer) programFor(k probeKind) *ebpf.Program {
-	switch k {
-	case kindCalloc:
-		return t.objs.CallocEnter
-	case kindRealloc:
-		return t.objs.ReallocEnter
-	case kindReallocarray:
-		return t.objs.ReallocarrayEnter
-	case kindMemalign:
-		return t.objs.MemalignEnter
-	case kindPosixMemalign:
-		return t.objs.PosixMemalignEnter
-	case kindStrdup:
-		return t.objs.StrdupEnter
-	case kindFree:
+func (t *Tracer) programFor(sig signature) *ebpf.Program {
+	switch sig.op {
+	case opFree:
 		return t.objs.FreeEnter
-	case kindExit:
+	case opBulkFree:
+		return t.objs.BulkFreeEnter
+	case opExit:
 		return t.objs.ExitEnter
 	default:
-		return t.objs.MallocEnter
+		return t.objs.AllocEnter
 	}
 }
 

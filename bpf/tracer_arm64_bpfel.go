@@ -44,7 +44,8 @@ const (
 	tracerCounterCOUNTER_EVENTS_DROPPED   tracerCounter = 8
 	tracerCounterCOUNTER_FREES_MISSED     tracerCounter = 9
 	tracerCounterCOUNTER_FREED_DROPPED    tracerCounter = 10
-	tracerCounterCOUNTER_MAX              tracerCounter = 11
+	tracerCounterCOUNTER_BULK_FREES       tracerCounter = 11
+	tracerCounterCOUNTER_MAX              tracerCounter = 12
 )
 
 type tracerEvent struct {
@@ -82,11 +83,34 @@ type tracerInflight struct {
 	Pad     uint32
 }
 
+type tracerOp uint32
+
+const (
+	tracerOpOP_MALLOC         tracerOp = 1
+	tracerOpOP_REALLOC        tracerOp = 2
+	tracerOpOP_POSIX_MEMALIGN tracerOp = 3
+	tracerOpOP_IGNORE         tracerOp = 4
+	tracerOpOP_RESIZE         tracerOp = 5
+)
+
+type tracerSigFlags uint32
+
+const (
+	tracerSigFlagsSIG_FREES_ON_FAILURE      tracerSigFlags = 1
+	tracerSigFlagsSIG_ALLOCATES_IF_PTR_NULL tracerSigFlags = 2
+	tracerSigFlagsSIG_HEADER_SIZE           tracerSigFlags = 4
+)
+
 type tracerStack struct {
 	_   structs.HostLayout
 	Len uint32
 	Pad uint32
 	Pcs [64]uint64
+}
+
+type tracerStringChunk struct {
+	_     structs.HostLayout
+	Bytes [4096]int8
 }
 
 type tracerTarget struct {
@@ -141,40 +165,38 @@ type tracerUnwindRow struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	tracerMapAllocs              = "allocs"
-	tracerMapCounters            = "counters"
-	tracerMapEvents              = "events"
-	tracerMapFreedRanges         = "freed_ranges"
-	tracerMapInflight            = "inflight"
-	tracerMapSampleCounter       = "sample_counter"
-	tracerMapStackScratch        = "stack_scratch"
-	tracerMapStacks              = "stacks"
-	tracerMapTargets             = "targets"
-	tracerMapUnwindCounters      = "unwind_counters"
-	tracerMapUnwindProcs         = "unwind_procs"
-	tracerMapUnwindRows          = "unwind_rows"
-	tracerProgAllocExit          = "alloc_exit"
-	tracerProgAllocReturn        = "alloc_return"
-	tracerProgCallocEnter        = "calloc_enter"
-	tracerProgExitEnter          = "exit_enter"
-	tracerProgFreeEnter          = "free_enter"
-	tracerProgMallocEnter        = "malloc_enter"
-	tracerProgMemalignEnter      = "memalign_enter"
-	tracerProgOnExec             = "on_exec"
-	tracerProgOnFork             = "on_fork"
-	tracerProgPosixMemalignEnter = "posix_memalign_enter"
-	tracerProgReallocEnter       = "realloc_enter"
-	tracerProgReallocarrayEnter  = "reallocarray_enter"
-	tracerProgStrdupEnter        = "strdup_enter"
-	tracerVarFollowForks         = "follow_forks"
-	tracerVarGlibcHeaders        = "glibc_headers"
-	tracerVarSampleRate          = "sample_rate"
-	tracerVarSkipStacks          = "skip_stacks"
-	tracerVarStopAtExit          = "stop_at_exit"
-	tracerVarTrackFreed          = "track_freed"
-	tracerVarUnusedEvent         = "unused_event"
-	tracerVarUnusedEventType     = "unused_event_type"
-	tracerVarUnwindMode          = "unwind_mode"
+	tracerMapAllocs          = "allocs"
+	tracerMapCounters        = "counters"
+	tracerMapEvents          = "events"
+	tracerMapFreedRanges     = "freed_ranges"
+	tracerMapInflight        = "inflight"
+	tracerMapSampleCounter   = "sample_counter"
+	tracerMapStackScratch    = "stack_scratch"
+	tracerMapStacks          = "stacks"
+	tracerMapStringScratch   = "string_scratch"
+	tracerMapTargets         = "targets"
+	tracerMapUnwindCounters  = "unwind_counters"
+	tracerMapUnwindProcs     = "unwind_procs"
+	tracerMapUnwindRows      = "unwind_rows"
+	tracerProgAllocEnter     = "alloc_enter"
+	tracerProgAllocExit      = "alloc_exit"
+	tracerProgAllocReturn    = "alloc_return"
+	tracerProgBulkFreeEnter  = "bulk_free_enter"
+	tracerProgExitEnter      = "exit_enter"
+	tracerProgFreeEnter      = "free_enter"
+	tracerProgOnExec         = "on_exec"
+	tracerProgOnFork         = "on_fork"
+	tracerVarFollowForks     = "follow_forks"
+	tracerVarGlibcHeaders    = "glibc_headers"
+	tracerVarSampleRate      = "sample_rate"
+	tracerVarSkipStacks      = "skip_stacks"
+	tracerVarStopAtExit      = "stop_at_exit"
+	tracerVarTrackFreed      = "track_freed"
+	tracerVarUnusedEvent     = "unused_event"
+	tracerVarUnusedEventType = "unused_event_type"
+	tracerVarUnusedOp        = "unused_op"
+	tracerVarUnusedSigFlags  = "unused_sig_flags"
+	tracerVarUnwindMode      = "unwind_mode"
 )
 
 // loadTracer returns the embedded CollectionSpec for tracer.
@@ -219,19 +241,14 @@ type tracerSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tracerProgramSpecs struct {
-	AllocExit          *ebpf.ProgramSpec `ebpf:"alloc_exit"`
-	AllocReturn        *ebpf.ProgramSpec `ebpf:"alloc_return"`
-	CallocEnter        *ebpf.ProgramSpec `ebpf:"calloc_enter"`
-	ExitEnter          *ebpf.ProgramSpec `ebpf:"exit_enter"`
-	FreeEnter          *ebpf.ProgramSpec `ebpf:"free_enter"`
-	MallocEnter        *ebpf.ProgramSpec `ebpf:"malloc_enter"`
-	MemalignEnter      *ebpf.ProgramSpec `ebpf:"memalign_enter"`
-	OnExec             *ebpf.ProgramSpec `ebpf:"on_exec"`
-	OnFork             *ebpf.ProgramSpec `ebpf:"on_fork"`
-	PosixMemalignEnter *ebpf.ProgramSpec `ebpf:"posix_memalign_enter"`
-	ReallocEnter       *ebpf.ProgramSpec `ebpf:"realloc_enter"`
-	ReallocarrayEnter  *ebpf.ProgramSpec `ebpf:"reallocarray_enter"`
-	StrdupEnter        *ebpf.ProgramSpec `ebpf:"strdup_enter"`
+	AllocEnter    *ebpf.ProgramSpec `ebpf:"alloc_enter"`
+	AllocExit     *ebpf.ProgramSpec `ebpf:"alloc_exit"`
+	AllocReturn   *ebpf.ProgramSpec `ebpf:"alloc_return"`
+	BulkFreeEnter *ebpf.ProgramSpec `ebpf:"bulk_free_enter"`
+	ExitEnter     *ebpf.ProgramSpec `ebpf:"exit_enter"`
+	FreeEnter     *ebpf.ProgramSpec `ebpf:"free_enter"`
+	OnExec        *ebpf.ProgramSpec `ebpf:"on_exec"`
+	OnFork        *ebpf.ProgramSpec `ebpf:"on_fork"`
 }
 
 // tracerMapSpecs contains maps before they are loaded into the kernel.
@@ -246,6 +263,7 @@ type tracerMapSpecs struct {
 	SampleCounter  *ebpf.MapSpec `ebpf:"sample_counter"`
 	StackScratch   *ebpf.MapSpec `ebpf:"stack_scratch"`
 	Stacks         *ebpf.MapSpec `ebpf:"stacks"`
+	StringScratch  *ebpf.MapSpec `ebpf:"string_scratch"`
 	Targets        *ebpf.MapSpec `ebpf:"targets"`
 	UnwindCounters *ebpf.MapSpec `ebpf:"unwind_counters"`
 	UnwindProcs    *ebpf.MapSpec `ebpf:"unwind_procs"`
@@ -264,6 +282,8 @@ type tracerVariableSpecs struct {
 	TrackFreed      *ebpf.VariableSpec `ebpf:"track_freed"`
 	UnusedEvent     *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedEventType *ebpf.VariableSpec `ebpf:"unused_event_type"`
+	UnusedOp        *ebpf.VariableSpec `ebpf:"unused_op"`
+	UnusedSigFlags  *ebpf.VariableSpec `ebpf:"unused_sig_flags"`
 	UnwindMode      *ebpf.VariableSpec `ebpf:"unwind_mode"`
 }
 
@@ -295,6 +315,7 @@ type tracerMaps struct {
 	SampleCounter  *ebpf.Map `ebpf:"sample_counter"`
 	StackScratch   *ebpf.Map `ebpf:"stack_scratch"`
 	Stacks         *ebpf.Map `ebpf:"stacks"`
+	StringScratch  *ebpf.Map `ebpf:"string_scratch"`
 	Targets        *ebpf.Map `ebpf:"targets"`
 	UnwindCounters *ebpf.Map `ebpf:"unwind_counters"`
 	UnwindProcs    *ebpf.Map `ebpf:"unwind_procs"`
@@ -311,6 +332,7 @@ func (m *tracerMaps) Close() error {
 		m.SampleCounter,
 		m.StackScratch,
 		m.Stacks,
+		m.StringScratch,
 		m.Targets,
 		m.UnwindCounters,
 		m.UnwindProcs,
@@ -330,6 +352,8 @@ type tracerVariables struct {
 	TrackFreed      *ebpf.Variable `ebpf:"track_freed"`
 	UnusedEvent     *ebpf.Variable `ebpf:"unused_event"`
 	UnusedEventType *ebpf.Variable `ebpf:"unused_event_type"`
+	UnusedOp        *ebpf.Variable `ebpf:"unused_op"`
+	UnusedSigFlags  *ebpf.Variable `ebpf:"unused_sig_flags"`
 	UnwindMode      *ebpf.Variable `ebpf:"unwind_mode"`
 }
 
@@ -337,36 +361,26 @@ type tracerVariables struct {
 //
 // It can be passed to loadTracerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tracerPrograms struct {
-	AllocExit          *ebpf.Program `ebpf:"alloc_exit"`
-	AllocReturn        *ebpf.Program `ebpf:"alloc_return"`
-	CallocEnter        *ebpf.Program `ebpf:"calloc_enter"`
-	ExitEnter          *ebpf.Program `ebpf:"exit_enter"`
-	FreeEnter          *ebpf.Program `ebpf:"free_enter"`
-	MallocEnter        *ebpf.Program `ebpf:"malloc_enter"`
-	MemalignEnter      *ebpf.Program `ebpf:"memalign_enter"`
-	OnExec             *ebpf.Program `ebpf:"on_exec"`
-	OnFork             *ebpf.Program `ebpf:"on_fork"`
-	PosixMemalignEnter *ebpf.Program `ebpf:"posix_memalign_enter"`
-	ReallocEnter       *ebpf.Program `ebpf:"realloc_enter"`
-	ReallocarrayEnter  *ebpf.Program `ebpf:"reallocarray_enter"`
-	StrdupEnter        *ebpf.Program `ebpf:"strdup_enter"`
+	AllocEnter    *ebpf.Program `ebpf:"alloc_enter"`
+	AllocExit     *ebpf.Program `ebpf:"alloc_exit"`
+	AllocReturn   *ebpf.Program `ebpf:"alloc_return"`
+	BulkFreeEnter *ebpf.Program `ebpf:"bulk_free_enter"`
+	ExitEnter     *ebpf.Program `ebpf:"exit_enter"`
+	FreeEnter     *ebpf.Program `ebpf:"free_enter"`
+	OnExec        *ebpf.Program `ebpf:"on_exec"`
+	OnFork        *ebpf.Program `ebpf:"on_fork"`
 }
 
 func (p *tracerPrograms) Close() error {
 	return _TracerClose(
+		p.AllocEnter,
 		p.AllocExit,
 		p.AllocReturn,
-		p.CallocEnter,
+		p.BulkFreeEnter,
 		p.ExitEnter,
 		p.FreeEnter,
-		p.MallocEnter,
-		p.MemalignEnter,
 		p.OnExec,
 		p.OnFork,
-		p.PosixMemalignEnter,
-		p.ReallocEnter,
-		p.ReallocarrayEnter,
-		p.StrdupEnter,
 	)
 }
 

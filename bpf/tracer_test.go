@@ -156,7 +156,7 @@ func testPairing(t *testing.T, exe string, opts Options) {
 	tr, blocks, st := traceTrigger(t, tg, exe, opts)
 	var got []string
 	for _, b := range blocks {
-		got = append(got, fmt.Sprintf("%s %s %d", callSite(t, tr, st, b), AllocatorFuncs[b.Fn].Name, b.Size))
+		got = append(got, fmt.Sprintf("%s %s %d", callSite(t, tr, st, b), tr.FuncName(b.Fn), b.Size))
 	}
 	sort.Strings(got)
 	// glibc aliases memalign to aligned_alloc: one probe, named after the
@@ -280,7 +280,7 @@ func TestDiscoveryFollowsBinding(t *testing.T) {
 				env = append(env, tc.env)
 			}
 			tg := startTarget(t, tc.exe, env...)
-			alloc, err := DiscoverAllocator(tg.Pid(), funcNames(), tc.override)
+			alloc, err := DiscoverAllocator(tg.Pid(), AllocatorFuncs, tc.override)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -73,6 +73,8 @@ type example struct {
 		LDPreload  string            `json:"ld_preload"`
 		StaticMusl bool              `json:"static_musl"`
 		Env        map[string]string `json:"env"`
+		// LSanArgs are flags lsan needs for the example (--alloc-fn).
+		LSanArgs []string `json:"lsan_args"`
 	} `json:"run"`
 	Outstanding []expectGroup `json:"outstanding"`
 	Leaks       []expectGroup `json:"leaks"`
@@ -249,9 +251,12 @@ type jsonReport struct {
 		Allocs uint64 `json:"allocs_since_attach"`
 	} `json:"stats"`
 	Dropped struct {
-		Allocs uint64 `json:"allocs"`
-		Stacks uint64 `json:"stacks"`
+		Allocs     uint64 `json:"allocs"`
+		Stacks     uint64 `json:"stacks"`
+		Frees      uint64 `json:"frees"`
+		Unreadable uint64 `json:"unreadable_bytes"`
 	} `json:"dropped"`
+	Complete bool `json:"complete"`
 }
 
 func parseReports(t *testing.T, out string) []jsonReport {

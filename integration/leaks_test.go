@@ -45,7 +45,7 @@ func TestLeakExamples(t *testing.T) {
 func liveLeaks(t *testing.T, ex example) []expectGroup {
 	t.Helper()
 	p := startExample(t, ex)
-	a := attach(t, p.Pid(), "--format", "json", "-i", "1h")
+	a := attach(t, p.Pid(), append([]string{"--format", "json", "-i", "1h"}, ex.Run.LSanArgs...)...)
 	p.trigger(t)
 	code := a.stop(t)
 	reps := parseReports(t, a.stdout.String())

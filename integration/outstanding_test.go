@@ -61,7 +61,7 @@ func TestSampling(t *testing.T) {
 func outstandingGroups(t *testing.T, ex example, extra ...string) []expectGroup {
 	t.Helper()
 	p := startExample(t, ex)
-	args := append([]string{"--mode", "outstanding", "--format", "json", "--top", "0", "-i", "1h"}, extra...)
+	args := append(append([]string{"--mode", "outstanding", "--format", "json", "--top", "0", "-i", "1h"}, ex.Run.LSanArgs...), extra...)
 	a := attach(t, p.Pid(), args...)
 	p.trigger(t)
 	if code := a.stop(t); code != 0 {

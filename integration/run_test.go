@@ -16,7 +16,7 @@ import (
 // runExample runs `lsan run --format json -- EXAMPLE` to its exit.
 func runExample(t *testing.T, ex example, args ...string) (int, []expectGroup, string) {
 	t.Helper()
-	all := append(append([]string{"run", "--format", "json"}, args...), "--", ex.binary())
+	all := append(append(append([]string{"run", "--format", "json"}, ex.Run.LSanArgs...), args...), "--", ex.binary())
 	cmd := exec.Command(lsan(t), all...)
 	var env []string
 	for _, kv := range os.Environ() {

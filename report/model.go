@@ -90,6 +90,10 @@ type Stats struct {
 	// the kernel memory of the CFI rows loaded (docs/unwind.md).
 	StacksCut        uint64 `json:"stacks_cut,omitempty"`
 	UnwindTableBytes uint64 `json:"unwind_table_bytes,omitempty"`
+	// Snapshot is how the check froze the target: "fork" (a
+	// copy-on-write copy was scanned, the target paused only to make it)
+	// or "stop" (stopped for the whole scan).
+	Snapshot string `json:"snapshot,omitempty"`
 }
 
 // Dropped counts what lsan lost since attach, by cause.

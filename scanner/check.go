@@ -30,15 +30,22 @@ func Check(pid int, snapshot func() ([]Block, error), opts Options) (*Result, er
 	if snapshot == nil {
 		return nil, errors.New("check: snapshot function is nil")
 	}
-	return CheckSnapshot(pid, func() (Snapshot, error) {
+	return CheckSnapshot(pid, func(forkedAt uint64) (Snapshot, error) {
 		bs, err := snapshot()
 		return Snapshot{Blocks: bs}, err
 	}, opts)
 }
 
+// SnapshotFunc returns the tracked blocks and the freed memory. It is
+// called with the target stopped, forkedAt 0; or, with Options.Fork, after
+// the target has forked the copy that is scanned and resumed, forkedAt the
+// CLOCK_MONOTONIC instant of the fork: blocks allocated and ranges freed
+// after it are not in the copy, and must be left out.
+type SnapshotFunc func(forkedAt uint64) (Snapshot, error)
+
 // CheckSnapshot is Check with a snapshot that also says what memory the
 // target freed (Snapshot.Freed).
-func CheckSnapshot(pid int, snapshot func() (Snapshot, error), opts Options) (*Result, error) {
+func CheckSnapshot(pid int, snapshot SnapshotFunc, opts Options) (*Result, error) {
 	if pid <= 0 {
 		return nil, fmt.Errorf("check pid %d: invalid pid", pid)
 	}
@@ -54,7 +61,7 @@ func CheckSnapshot(pid int, snapshot func() (Snapshot, error), opts Options) (*R
 
 // runCheck does the whole check, on the tracer's thread, with freezer f
 // (new, or holding threads an earlier check of the process left seized).
-func runCheck(f *freezer, snapshot func() (Snapshot, error), opts Options) (res *Result, err error) {
+func runCheck(f *freezer, snapshot SnapshotFunc, opts Options) (res *Result, err error) {
 	start := time.Now()
 	a, err := frozenPhase(f, snapshot, opts)
 	if err != nil {
@@ -92,14 +99,14 @@ type analysis struct {
 const thawWait = 200 * time.Millisecond
 
 // frozenPhase stops the target, scans it and resumes it, whatever happens.
-func frozenPhase(f *freezer, snapshot func() (Snapshot, error), opts Options) (a *analysis, err error) {
+func frozenPhase(f *freezer, snapshot SnapshotFunc, opts Options) (a *analysis, err error) {
 	pid := f.pid
 	defer func() {
 		if r := recover(); r != nil {
 			a, err = nil, &PanicError{Value: r, Stack: debug.Stack()}
 		}
 		thawErr := f.thaw(thawWait)
-		if a != nil && !f.firstStop.IsZero() {
+		if a != nil && !f.firstStop.IsZero() && !a.stats.Forked {
 			a.stats.Paused = time.Since(f.firstStop)
 		}
 		if err == nil && thawErr != nil {
@@ -113,7 +120,7 @@ func frozenPhase(f *freezer, snapshot func() (Snapshot, error), opts Options) (a
 }
 
 // scanFrozen is the work done while the target is stopped.
-func scanFrozen(pid int, f *freezer, snapshot func() (Snapshot, error), opts Options) (*analysis, error) {
+func scanFrozen(pid int, f *freezer, snapshot SnapshotFunc, opts Options) (*analysis, error) {
 	t0 := time.Now()
 	if err := f.freeze(); err != nil {
 		return nil, err
@@ -128,8 +135,20 @@ func scanFrozen(pid int, f *freezer, snapshot func() (Snapshot, error), opts Opt
 	a.stats.FreezeRounds = f.rounds
 	a.stats.SignalsHeld = f.signals
 
+	var forkedAt uint64
+	if opts.Fork {
+		copyPid, at, err := f.forkAndResume(threads, &a.stats)
+		if err != nil {
+			return nil, err
+		}
+		if copyPid > 0 {
+			defer func() { a.stats.Paused += f.reapCopy(copyPid, f.gadget) }()
+			pid, forkedAt = copyPid, at
+		}
+	}
+
 	t1 := time.Now()
-	snap, err := snapshot()
+	snap, err := snapshot(forkedAt)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot of tracked blocks: %w", err)
 	}
@@ -142,6 +161,9 @@ func scanFrozen(pid int, f *freezer, snapshot func() (Snapshot, error), opts Opt
 	maps, err := readMaps(pid)
 	if err != nil {
 		return nil, err
+	}
+	if a.stats.Forked {
+		a.stats.NotInCopy = bytesNotInCopy(f.maps, maps)
 	}
 	rd, err := newProcessReader(pid, opts.ForceProcMem)
 	if err != nil {
@@ -183,7 +205,8 @@ func scanFrozen(pid int, f *freezer, snapshot func() (Snapshot, error), opts Opt
 	a.stats.Mappings = plan.mappings
 	a.stats.ExitedStacks = len(facts.exited)
 	a.stats.FreedBytes = plan.freedBytes
-	if opts.Allocator == Jemalloc {
+	jemalloc := usesJemalloc(blocks, opts)
+	if jemalloc {
 		var tps []uint64
 		for _, t := range threads {
 			if t.hasRegs {
@@ -196,7 +219,7 @@ func scanFrozen(pid int, f *freezer, snapshot func() (Snapshot, error), opts Opt
 
 	t3 := time.Now()
 	a.stats.Index = t3.Sub(t2)
-	m := newMarker(ix, rd, opts)
+	m := newMarker(ix, rd, opts, jemalloc)
 	m.pm = pm
 	m.maps = maps
 	m.markWords(regWords)
@@ -214,7 +237,7 @@ func scanFrozen(pid int, f *freezer, snapshot func() (Snapshot, error), opts Opt
 	a.stats.RootBytes = m.rootBytes
 	a.stats.BlockBytes = m.blockBytes
 	a.stats.ScannedBytes = rd.readBytes
-	a.stats.UnreadableBytes = rd.unreadableBytes
+	a.stats.UnreadableBytes = rd.unreadableBytes + a.stats.NotInCopy
 	a.stats.UntouchedBytes = plan.unpopulated + m.unpopulated
 	done = true
 	return a, nil
@@ -338,18 +361,19 @@ func (s *sizer) setKnownSizes() []int32 {
 // knownUsable returns block k's usable size when it is known without its
 // chunk header; ok is false when the header must be read.
 func (s *sizer) knownUsable(k int, b Block) (usable uint64, glibcChunk, ok bool) {
+	alloc := b.allocator(s.opts)
 	switch {
 	case b.Usable != 0 && b.Usable >= b.Size:
 		// A glibc heap chunk's usable size is 8 bytes short of a
 		// multiple of 16 (an mmapped chunk's is 16 short).
-		glibcChunk = s.opts.Allocator == Glibc && (b.Usable+glibcSizeSz)%glibcAlign == 0
+		glibcChunk = alloc == Glibc && (b.Usable+glibcSizeSz)%glibcAlign == 0
 		return b.Usable, glibcChunk, true
-	case s.opts.Allocator == Glibc:
+	case alloc == Glibc:
 		if glibcTiled(s.x.starts, k, b.Size) {
 			return glibcUsableFromRequest(b.Size), true, true
 		}
 		return 0, false, false
-	case s.opts.Allocator == Jemalloc:
+	case alloc == Jemalloc:
 		return jemallocUsable(b.Size), false, true
 	}
 	return unknownUsable(b.Size), false, true

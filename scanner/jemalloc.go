@@ -68,22 +68,42 @@ const (
 // block's extent: prev (the word before) must be e_bits for an active,
 // committed extent of the block's size class, and next (the word after)
 // the extent's size. 0 stands for a neighbour outside the range read.
+// The class may be larger than the request's: an aligned allocation
+// (mallocx with MALLOCX_ALIGN, aligned_alloc) rounds up to a class that
+// is a multiple of the alignment.
 func isEdataAddr(prev, w, next, usable uint64) bool {
 	bits, size := prev, next&^(jePage-1)
 	if bits&jeBitCommitted == 0 || (bits>>jeStateShift)&7 != 0 {
 		return false
 	}
-	szind := jemallocSizeIndex(usable)
-	if szind < 0 || int((bits>>jeSzindShift)&0xff) != szind {
+	szind := int((bits >> jeSzindShift) & 0xff)
+	if szind >= len(jeClasses) || !jemallocClassFits(jeClasses[szind], usable) {
 		return false
 	}
+	class := jeClasses[szind]
 	if szind < jeNBins {
 		// A slab starts on a page with its first region.
-		return bits&jeBitSlab != 0 && w%jePage == 0 && size >= usable && size <= jeMaxSlab
+		return bits&jeBitSlab != 0 && w%jePage == 0 && size >= class && size <= jeMaxSlab
 	}
 	// A large extent is the block plus, by default, one page of padding
 	// (cache-oblivious placement).
-	return bits&jeBitSlab == 0 && (size == usable || size == usable+jePage)
+	return bits&jeBitSlab == 0 && (size == class || size == class+jePage)
+}
+
+// jemallocClassFits tells whether a block of this usable size (as
+// computed from its request) can be in size class class: its own, or the
+// class of the request rounded up to an alignment (sz_sa2u: up to a page
+// for slab classes).
+func jemallocClassFits(class, usable uint64) bool {
+	if class == usable {
+		return true
+	}
+	for align := uint64(32); align <= jePage; align <<= 1 {
+		if jemallocUsable(roundUp(usable, align)) == class {
+			return true
+		}
+	}
+	return false
 }
 
 // jeLeafKeyAlign: an rtree leaf covers 1 GiB of address space (48-bit

@@ -98,7 +98,7 @@ func (w *world) run(t *testing.T, opts Options) *Result {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := newMarker(ix, rd, opts)
+	m := newMarker(ix, rd, opts, opts.Allocator == Jemalloc)
 	m.markWords(w.regs)
 	if err := m.markRoots(normalize(slices.Clone(w.roots))); err != nil {
 		t.Fatal(err)

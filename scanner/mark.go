@@ -88,12 +88,12 @@ type scanWorker struct {
 	rootBytes, blockBytes uint64
 }
 
-func newMarker(ix *blockIndex, rd *reader, opts Options) *marker {
+func newMarker(ix *blockIndex, rd *reader, opts Options, jemalloc bool) *marker {
 	m := &marker{
 		ix:        ix,
 		rd:        rd,
 		unaligned: opts.ScanUnaligned,
-		jemalloc:  opts.Allocator == Jemalloc,
+		jemalloc:  jemalloc,
 		cancel:    opts.Cancel,
 	}
 	m.workers = []*scanWorker{m.newWorker(rd)}

@@ -28,7 +28,7 @@ const leftoverPoll = 20 * time.Millisecond
 
 type checkRequest struct {
 	pid      int
-	snapshot func() (Snapshot, error)
+	snapshot SnapshotFunc
 	opts     Options
 	reply    chan checkOutcome
 }

@@ -19,6 +19,9 @@ type Block struct {
 	// scanned. LSan treats the dynamic linker's allocations so (DTVs and
 	// dynamic TLS blocks of threads live and cached).
 	Root bool
+	// Allocator served this block, when not Options.Allocator: a process
+	// may have two (redis: its bundled je_malloc beside glibc's malloc).
+	Allocator Allocator
 }
 
 // Range is an address range [Addr, Addr+Size).
@@ -89,13 +92,38 @@ func (c Class) String() string {
 type Allocator int
 
 const (
+	// Default: for a Block, the allocator of Options; for Options,
+	// Unknown.
+	Default Allocator = iota
 	// Unknown: the request rounded up to 16 bytes.
-	Unknown Allocator = iota
+	Unknown
 	// Glibc: ptmalloc's chunk size, read from the chunk header at Addr-8.
 	Glibc
 	// Jemalloc: jemalloc 5.3's size class of the request.
 	Jemalloc
 )
+
+// allocator is the allocator that served b.
+func (b Block) allocator(opts Options) Allocator {
+	if b.Allocator != Default {
+		return b.Allocator
+	}
+	return opts.Allocator
+}
+
+// usesJemalloc tells whether any block came from jemalloc, whose own
+// metadata must then be told from references.
+func usesJemalloc(blocks []Block, opts Options) bool {
+	if opts.Allocator == Jemalloc {
+		return true
+	}
+	for _, b := range blocks {
+		if b.Allocator == Jemalloc {
+			return true
+		}
+	}
+	return false
+}
 
 func (a Allocator) String() string {
 	switch a {
@@ -142,6 +170,12 @@ type Options struct {
 	// Zero means 10 seconds.
 	FreezeTimeout time.Duration
 
+	// Fork scans a copy-on-write copy the target forks (fork.go) instead of
+	// the target itself, which is stopped only to make the copy. Where
+	// that cannot be done safely the check stops it for the whole scan,
+	// and Stats.ForkFallback says why.
+	Fork bool
+
 	// Cancel, once closed, aborts a check in progress between two reads:
 	// Check returns ErrCanceled, the target resumed as on every path.
 	Cancel <-chan struct{}
@@ -182,7 +216,15 @@ type Stats struct {
 	Unreachable time.Duration // scanning the unreachable blocks for the edges between them
 
 	Paused time.Duration // from the first thread stopped to the last one resumed
-	Total  time.Duration // the whole call
+
+	// Forked: the scan read a fork of the target (Options.Fork), which
+	// ran on meanwhile. ForkFallback says why a check asked to fork
+	// stopped the target instead. NotInCopy counts the writable bytes the
+	// copy did not get (MADV_DONTFORK), counted as unreadable.
+	Forked       bool
+	ForkFallback string
+	NotInCopy    uint64
+	Total        time.Duration // the whole call
 }
 
 // Edge says that block From holds a pointer into block To. Indices are into

@@ -227,6 +227,9 @@ func TestIsEdataAddr(t *testing.T) {
 		{"slab region 0", edata(true, 2, 0), slabStart, 0x1000, 32, true},
 		{"large block", edata(false, 76, 0), large, 0x1001000 | 5, 16 << 20, true},
 		{"wrong size class", edata(true, 3, 0), slabStart, 0x1000, 32, false},
+		// mallocx(200, MALLOCX_ALIGN(256)): class 256 (szind 12), not 224.
+		{"aligned to a larger class", edata(true, 12, 0), slabStart, 0x1000, 224, true},
+		{"larger class no alignment gives", edata(true, 11, 0), slabStart, 0x1000, 192, false},
 		{"extent not active", edata(true, 2, 1), slabStart, 0x1000, 32, false},
 		{"not committed", edata(true, 2, 0) &^ jeBitCommitted, slabStart, 0x1000, 32, false},
 		{"slab not page aligned", edata(true, 2, 0), slabStart + 32, 0x1000, 32, false},

@@ -47,7 +47,7 @@ func (s *Session) checkLeaksStopped() error {
 func (s *Session) scanAndReport(final bool, known []bpf.Block) error {
 	start := time.Now()
 	var tracked []bpf.Block
-	snapshot := func() (scanner.Snapshot, error) {
+	snapshot := func(forkedAt uint64) (scanner.Snapshot, error) {
 		bs := known
 		if bs == nil {
 			var err error
@@ -55,12 +55,13 @@ func (s *Session) scanAndReport(final bool, known []bpf.Block) error {
 				return scanner.Snapshot{}, err
 			}
 		}
+		bs = bornBy(bs, forkedAt)
 		tracked = bs
 		freed, err := s.tracer.Freed(s.cfg.PID)
 		if err != nil {
 			return scanner.Snapshot{}, err
 		}
-		return scanner.Snapshot{Blocks: s.scanBlocks(bs), Freed: toRanges(freed)}, nil
+		return scanner.Snapshot{Blocks: s.scanBlocks(bs), Freed: toRanges(freed, forkedAt)}, nil
 	}
 	res, err := scanner.CheckSnapshot(s.cfg.PID, snapshot, s.scanOptions())
 	if err != nil {
@@ -86,7 +87,9 @@ func (s *Session) scanAndReport(final bool, known []bpf.Block) error {
 		Threads:      res.Stats.Threads,
 		ExitedStacks: res.Stats.ExitedStacks,
 		FreedBytes:   res.Stats.FreedBytes,
+		Snapshot:     map[bool]string{true: "fork", false: "stop"}[res.Stats.Forked],
 	}
+	s.noteForkFallback(res.Stats.ForkFallback)
 	r.Dropped.UnreadableBytes = res.Stats.UnreadableBytes
 	s.fillCounters(r)
 	s.lastLeak = len(r.Groups) > 0
@@ -101,8 +104,8 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 // lsanSize is a block's size as LSan records it (lsan_allocator.cpp), so
 // that reports count the same bytes: a zero-size request allocates one
 // byte, except through realloc(NULL, 0); pvalloc rounds up to whole pages.
-func lsanSize(b bpf.Block) uint64 {
-	switch fn := bpf.FuncName(b.Fn); {
+func (s *Session) lsanSize(b bpf.Block) uint64 {
+	switch fn := s.tracer.FuncName(b.Fn); {
 	case fn == "pvalloc":
 		return max((b.Size+pageSize-1)/pageSize*pageSize, pageSize)
 	case fn == "realloc" || fn == "reallocarray":
@@ -125,7 +128,22 @@ func (s *Session) scanOptions() scanner.Options {
 	if s.runMode {
 		opts.Roots = scanner.RootsLSan
 	}
+	// A fork snapshot only where freed memory is a root: with LSan's
+	// roots, a block freed after the fork, untracked in the copy, would
+	// let the blocks only it points to look leaked. lsan run checks once,
+	// at the exit, where a pause costs nothing.
+	opts.Fork = s.cfg.Snapshot == SnapshotFork && !s.runMode
 	return opts
+}
+
+// noteForkFallback says once, on stderr, why checks stop the target
+// instead of forking it.
+func (s *Session) noteForkFallback(why string) {
+	if why == "" || why == s.forkFallback {
+		return
+	}
+	s.forkFallback = why
+	s.cfg.Log("lsan: checks stop pid %d for the whole scan instead of scanning a copy: %s", s.cfg.PID, why)
 }
 
 // scanBlocks turns the tracked blocks into the scanner's, marking as roots
@@ -133,10 +151,35 @@ func (s *Session) scanOptions() scanner.Options {
 func (s *Session) scanBlocks(bs []bpf.Block) []scanner.Block {
 	out := make([]scanner.Block, len(bs))
 	byStack := map[uint64]bool{}
+	kinds := s.allocatorKinds()
 	for i, b := range bs {
-		out[i] = scanner.Block{Addr: b.Addr, Size: lsanSize(b), Root: s.linkerAllocated(b, byStack)}
+		out[i] = scanner.Block{Addr: b.Addr, Size: s.lsanSize(b), Root: s.linkerAllocated(b, byStack)}
+		if int(b.Fn) < len(kinds) {
+			out[i].Allocator = kinds[b.Fn]
+		}
 	}
 	return out
+}
+
+// allocatorKinds says, per allocator function (Block.Fn), which allocator
+// its blocks come from, where it is not the one malloc binds to: a
+// je_-prefixed jemalloc linked into the program (redis's own) beside
+// glibc, or a pool the user named.
+func (s *Session) allocatorKinds() []scanner.Allocator {
+	if s.kinds != nil {
+		return s.kinds
+	}
+	funcs := s.tracer.Funcs()
+	s.kinds = make([]scanner.Allocator, len(funcs))
+	for i, f := range funcs {
+		switch {
+		case f.Family == "user":
+			s.kinds[i] = scanner.Unknown
+		case f.Family == "jemalloc" && strings.HasPrefix(f.Name, "je_"):
+			s.kinds[i] = scanner.Jemalloc
+		}
+	}
+	return s.kinds
 }
 
 // linkerAllocated tells whether the dynamic linker allocated b (its
@@ -172,10 +215,33 @@ func isDynamicLinker(path string) bool {
 		strings.HasPrefix(base, "ld64.so") || strings.HasPrefix(base, "ld.so")
 }
 
-func toRanges(fs []bpf.FreedRange) []scanner.Range {
-	out := make([]scanner.Range, len(fs))
-	for i, f := range fs {
-		out[i] = scanner.Range{Addr: f.Addr, Size: f.Size}
+// toRanges turns freed ranges into the scanner's. With a fork snapshot
+// (forkedAt, CLOCK_MONOTONIC) a range freed after the fork is still a
+// live block in the copy, which may hold the only pointer to another:
+// left out of the roots, it would make that one look leaked.
+func toRanges(fs []bpf.FreedRange, forkedAt uint64) []scanner.Range {
+	out := make([]scanner.Range, 0, len(fs))
+	for _, f := range fs {
+		if forkedAt == 0 || f.TimeNS <= forkedAt {
+			out = append(out, scanner.Range{Addr: f.Addr, Size: f.Size})
+		}
+	}
+	return out
+}
+
+// bornBy keeps the blocks allocated by forkedAt (all when 0): those
+// allocated after a fork snapshot are not in the copy. A block freed
+// after it is not in bs either; its memory is untracked in the copy,
+// hence a root: conservative, never a false leak.
+func bornBy(bs []bpf.Block, forkedAt uint64) []bpf.Block {
+	if forkedAt == 0 {
+		return bs
+	}
+	out := bs[:0:0]
+	for _, b := range bs {
+		if b.TimestampNS <= forkedAt {
+			out = append(out, b)
+		}
 	}
 	return out
 }
@@ -192,7 +258,7 @@ func (s *Session) leakEntries(tracked []bpf.Block, classes []scanner.Class) []re
 		default:
 			continue
 		}
-		entries = append(entries, report.Entry{Kind: kind, Key: stackKey(b), Addr: b.Addr, Size: lsanSize(b)})
+		entries = append(entries, report.Entry{Kind: kind, Key: stackKey(b), Addr: b.Addr, Size: s.lsanSize(b)})
 	}
 	return entries
 }

@@ -63,10 +63,10 @@ func (s *Session) attachPCs(r *report.Report, blocks []bpf.Block) {
 // allocatorName is the allocator function a block came from, demangled
 // unless --no-demangle.
 func (s *Session) allocatorName(b bpf.Block) string {
-	if int(b.Fn) >= len(bpf.AllocatorFuncs) || s.tracer.FuncAddr(b) == 0 {
+	name := s.tracer.FuncName(b.Fn)
+	if name == "" || s.tracer.FuncAddr(b) == 0 {
 		return ""
 	}
-	name := bpf.AllocatorFuncs[b.Fn].Name
 	if s.cfg.Symbolize.NoDemangle {
 		return name
 	}

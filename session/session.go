@@ -44,6 +44,8 @@ type Config struct {
 	HideSuppressionsUsed bool
 	// ReturnProbes chooses how allocator calls are seen to end.
 	ReturnProbes ReturnProbes
+	// Snapshot chooses how a check freezes the target (--snapshot).
+	Snapshot SnapshotMode
 	// Abort, once closed, aborts the check in progress (a second Ctrl-C).
 	Abort <-chan struct{}
 	// NoFinalCheck skips the check at the command's exit (lsan run) or on
@@ -74,6 +76,17 @@ const (
 	ReturnUretprobe
 )
 
+// SnapshotMode is how a check freezes the target (--snapshot).
+type SnapshotMode int
+
+const (
+	// SnapshotFork: the target forks a copy-on-write copy, which is
+	// scanned while the target runs on (lsan -p; scanner.Options.Fork).
+	SnapshotFork SnapshotMode = iota
+	// SnapshotStop: the target is stopped for the whole scan.
+	SnapshotStop
+)
+
 // Session is an attached lsan.
 type Session struct {
 	cfg    Config
@@ -94,6 +107,11 @@ type Session struct {
 	losses *lossWatcher
 	// checked: a check of this process ran (lsan run: at its exit).
 	checked bool
+	// kinds: the allocator of each allocator function's blocks, where it
+	// differs from malloc's (allocatorKinds).
+	kinds []scanner.Allocator
+	// forkFallback is the last reason given for not forking.
+	forkFallback string
 }
 
 // ErrTargetExited reports that the target exited before a check.

@@ -69,10 +69,13 @@ func newApp() *cli.App {
 		// Bash and zsh completion: completions/ asks lsan for the
 		// candidates with --generate-bash-completion.
 		EnableBashCompletion: true,
-		Usage:                "attachable leak sanitizer: find memory a running process can no longer reach",
-		UsageText:            "lsan -p PID [flags]",
-		Flags:                append(commonFlags(), attachFlags()...),
-		Action:               attachAction,
+		// A repeatable flag's value is taken whole: --alloc-fn f:3,2 has
+		// a comma of its own, and so may a path.
+		DisableSliceFlagSeparator: true,
+		Usage:                     "attachable leak sanitizer: find memory a running process can no longer reach",
+		UsageText:                 "lsan -p PID [flags]",
+		Flags:                     append(commonFlags(), attachFlags()...),
+		Action:                    attachAction,
 		Commands: append([]*cli.Command{{
 			Name:      "run",
 			Usage:     "start a command with every allocation tracked, and check for leaks when it exits",
@@ -170,11 +173,12 @@ func commonFlags() []cli.Flag {
 		&cli.UintFlag{Name: "max-stacks", Value: bpf.DefaultMaxStacks, Usage: "capacity of the stack map, in `STACKS`"},
 		&cli.StringFlag{Name: "probe-placement", Value: "auto", Usage: "`WHERE` is auto (each probe on the first instruction the kernel emulates: fast) or entry (at the function entry)"},
 		&cli.StringFlag{Name: "return-probes", Value: "auto", Usage: "`HOW` allocator calls are seen to end: exit (probes on their ret instructions: plant no copy of the result on the stack), uretprobe (about 3x cheaper), auto (exit for lsan run, uretprobe for lsan -p)"},
+		&cli.StringFlag{Name: "snapshot", Value: "fork", Usage: "`HOW` a check freezes the target: fork (it forks a copy-on-write copy that is scanned while it runs on; stop where that cannot be done safely) or stop (stopped for the whole scan); lsan run always stops at the exit"},
 		&cli.StringFlag{Name: "unwind", Value: "auto", Usage: "`HOW` stacks are unwound: auto (CFI tables, frame pointers where a module has none), fp, cfi"},
 		&cli.UintFlag{Name: "sample-rate", Value: 1, Usage: "track 1 in `N` allocations (reports say they are sampled)"},
 		&cli.StringSliceFlag{Name: "debug-dir", Usage: "extra `DIR` searched for separate debug info (repeatable)"},
 		&cli.BoolFlag{Name: "no-demangle", Usage: "print C++ and Rust names as they are in the binary", DisableDefaultText: true},
-	}, append(append(lsanOptionFlags(), timelineFlags()...), growthFlags()...)...)
+	}, append(append(append(funcFlags(), lsanOptionFlags()...), timelineFlags()...), growthFlags()...)...)
 }
 
 const defaultInterval = 10e9
@@ -239,6 +243,11 @@ func configFromFlags(c *cli.Context, targetExe string) (session.Config, func(), 
 		Log:       func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) },
 	}
 	noop := func() {}
+	funcs, err := userFuncs(c)
+	if err != nil {
+		return cfg, noop, err
+	}
+	cfg.Tracer.Funcs = funcs
 	switch m := report.Mode(c.String("mode")); m {
 	case report.ModeLeaks, report.ModeOutstanding:
 		cfg.Mode = m
@@ -267,6 +276,14 @@ func configFromFlags(c *cli.Context, targetExe string) (session.Config, func(), 
 		return cfg, noop, usageError{fmt.Errorf("--unwind: %w", err)}
 	}
 	cfg.Tracer.Unwind = unwindMode
+	switch c.String("snapshot") {
+	case "fork":
+		cfg.Snapshot = session.SnapshotFork
+	case "stop":
+		cfg.Snapshot = session.SnapshotStop
+	default:
+		return cfg, noop, usageError{fmt.Errorf("--snapshot %q: want fork or stop", c.String("snapshot"))}
+	}
 	if cfg.Tracer.SampleRate == 0 {
 		return cfg, noop, usageError{fmt.Errorf("--sample-rate must be at least 1")}
 	}
