@@ -433,6 +433,8 @@ func TestReportBadInput(t *testing.T) {
 	dir := t.TempDir()
 	notRec := filepath.Join(dir, "notes.txt")
 	os.WriteFile(notRec, []byte("Direct leak of 8 byte(s) in 1 object(s) allocated from:\n"), 0o644)
+	v9 := filepath.Join(dir, "v9.rec")
+	os.WriteFile(v9, []byte("LSANREC\n\x09\x00\x00\x00\x00\x00\x00\x00"), 0o644)
 	cases := []struct {
 		args []string
 		code int
@@ -441,12 +443,14 @@ func TestReportBadInput(t *testing.T) {
 		{[]string{"report"}, 2, "lsan: lsan report needs one recording: lsan report [flags] FILE (see lsan --help)"},
 		{[]string{"report", filepath.Join(dir, "missing.rec")}, 1, "lsan: read recording: open " + filepath.Join(dir, "missing.rec") + ": no such file or directory"},
 		{[]string{"report", notRec}, 1, "lsan: " + notRec + ": not an lsan recording (no LSANREC header)"},
+		{[]string{"report", v9}, 1, "lsan: " + v9 + ": recording format version 9, this lsan reads version 1"},
+		{[]string{"-p", "4194303", "--record", notRec}, 1, "lsan: " + notRec + ": not an lsan recording (no LSANREC header)"},
 		{[]string{"report", "--format", "svg", notRec}, 2, `lsan: --format "svg": want text, json, html or pprof (see lsan --help)`},
 		{[]string{"report", "--from", "yesterday", notRec}, 2, `lsan: --from "yesterday": want a time such as 2026-12-03T10:00:00Z or "2026-12-03 10:00:00" (see lsan --help)`},
 		{[]string{"report", "--growth-window", "0", notRec}, 2, "lsan: --growth-window 0: want at least 1 check (see lsan --help)"},
 		{[]string{"report", "--baseline", notRec, notRec}, 1, "lsan: " + notRec + ": not a recording or a JSON report"},
-		{[]string{"-p", "1", "--record-symbols"}, 2, "lsan: --record-symbols needs --record FILE (see lsan --help)"},
-		{[]string{"-p", "1", "--format", "html"}, 2, "lsan: --format html writes a file: give -o FILE (see lsan --help)"},
+		{[]string{"-p", "4194303", "--record-symbols"}, 2, "lsan: --record-symbols needs --record FILE (see lsan --help)"},
+		{[]string{"-p", "4194303", "--format", "html"}, 2, "lsan: --format html writes a file: give -o FILE (see lsan --help)"},
 	}
 	for _, c := range cases {
 		code, _, stderr := runLSan(t, nil, c.args...)
