@@ -579,3 +579,39 @@ document.body.setAttribute("data-t-xss", String(window.__xss || 0));
 		}
 	}
 }
+
+// TestLiveFileFormats: --format html and pprof with lsan run --interval
+// rewrite their -o file after each check; the last one holds the whole
+// timeline (html) or the check at exit (pprof).
+func TestLiveFileFormats(t *testing.T) {
+	requireRoot(t)
+	ex := growthExample(t)
+	dir := t.TempDir()
+	for _, format := range []string{"html", "pprof"} {
+		out := filepath.Join(dir, "growth."+format)
+		cmd := exec.Command(lsan(t), "run", "--interval", "300ms", "--format", format, "-o", out, "--", ex.binary())
+		cmd.Env = append(os.Environ(), "LSAN_EXAMPLE_REQUESTS=40", "LSAN_EXAMPLE_INTERVAL_MS=50")
+		if code, _, errOut := runToEnd(t, cmd); code != 23 {
+			t.Fatalf("lsan run --format %s: status %d\n%s", format, code, errOut)
+		}
+		data, err := os.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if format == "html" {
+			page := string(data)
+			m := regexp.MustCompile(`"times":\[([0-9,]+)\]`).FindStringSubmatch(page)
+			if m == nil || strings.Count(m[1], ",") < 4 {
+				t.Errorf("page has not the run's checks: %v", m)
+			}
+			if !strings.Contains(page, `"kind":"direct","bytes":3200,"count":40,"verdict":"growing"`) {
+				t.Errorf("page lacks the growing leak_steadily group of 3200 bytes")
+			}
+			continue
+		}
+		top := goToolPprof(t, "-top", "-unit=byte", out)
+		if !strings.Contains(top, "of 4208B total") {
+			t.Errorf("pprof written live: not the check at exit's 4208 bytes:\n%s", top)
+		}
+	}
+}
