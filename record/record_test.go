@@ -199,7 +199,13 @@ func TestKilledWriter(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(time.Duration(50+round*37) * time.Millisecond)
+		// Kill it while it writes: once the file grew (the test binary may
+		// take long to start on a busy machine), after a varying delay.
+		before := fileSize(path)
+		for deadline := time.Now().Add(30 * time.Second); fileSize(path) == before && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(time.Duration(round*7) * time.Millisecond)
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
 		data, _ := os.ReadFile(path)
@@ -216,6 +222,14 @@ func TestKilledWriter(t *testing.T) {
 		}
 		prev = len(rec.Snapshots)
 	}
+}
+
+func fileSize(path string) int64 {
+	st, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return st.Size()
 }
 
 func FuzzParse(f *testing.F) {
