@@ -443,6 +443,7 @@ func TestReportBadInput(t *testing.T) {
 		{[]string{"report"}, 2, "lsan: lsan report needs one recording: lsan report [flags] FILE (see lsan --help)"},
 		{[]string{"report", filepath.Join(dir, "missing.rec")}, 1, "lsan: read recording: open " + filepath.Join(dir, "missing.rec") + ": no such file or directory"},
 		{[]string{"report", notRec}, 1, "lsan: " + notRec + ": not an lsan recording (no LSANREC header)"},
+		{[]string{"report", notRec, "--only-growing"}, 2, "lsan: --only-growing after the recording: flags go first, lsan report [flags] FILE (see lsan --help)"},
 		{[]string{"report", v9}, 1, "lsan: " + v9 + ": recording format version 9, this lsan reads version 1"},
 		{[]string{"-p", "4194303", "--record", notRec}, 1, "lsan: " + notRec + ": not an lsan recording (no LSANREC header)"},
 		{[]string{"report", "--format", "svg", notRec}, 2, `lsan: --format "svg": want text, json, html or pprof (see lsan --help)`},

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -177,6 +178,11 @@ func reportCommand() *cli.Command {
 }
 
 func reportAction(c *cli.Context) error {
+	for _, a := range c.Args().Tail() {
+		if strings.HasPrefix(a, "-") {
+			return usageError{fmt.Errorf("%s after the recording: flags go first, lsan report [flags] FILE", a)}
+		}
+	}
 	if c.NArg() != 1 {
 		return usageError{errors.New("lsan report needs one recording: lsan report [flags] FILE")}
 	}
