@@ -29,6 +29,7 @@ func main() {
 	redisRequests := flag.Int("redis-requests", 50_000, "redis-benchmark requests per test (0: skip redis)")
 	children := flag.Int("children", 200, "forked children per lsan run measurement (0: skip)")
 	memory := flag.Bool("memory", true, "measure lsan's own memory per tracked block")
+	snapshot := flag.Bool("snapshot", true, "measure the target's pause per check, --snapshot stop vs fork")
 	flag.Parse()
 	// The kernel's per-program run time: the BPF time per allocation.
 	if stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME)); err == nil {
@@ -37,6 +38,9 @@ func main() {
 	err := run(*pairs, *rounds)
 	if err == nil && *memory {
 		err = benchMemory()
+	}
+	if err == nil && *snapshot {
+		err = benchSnapshot(3, *redisRequests*4)
 	}
 	if err == nil && *children > 0 {
 		err = benchRun(*children, *rounds)

@@ -194,6 +194,13 @@ func attachEnv(t *testing.T, pid int, env []string, args ...string) *attached {
 func (a *attached) stop(t *testing.T) int {
 	t.Helper()
 	a.cmd.Process.Signal(syscall.SIGINT)
+	return a.wait(t)
+}
+
+// wait waits for lsan to end on its own (--count) and returns its exit
+// status.
+func (a *attached) wait(t *testing.T) int {
+	t.Helper()
 	err := a.cmd.Wait()
 	if ee, ok := err.(*exec.ExitError); ok {
 		return ee.ExitCode()
@@ -247,8 +254,10 @@ type jsonReport struct {
 		Bytes   uint64 `json:"bytes"`
 	} `json:"suppressed"`
 	Stats struct {
-		Blocks int    `json:"blocks"`
-		Allocs uint64 `json:"allocs_since_attach"`
+		Blocks   int     `json:"blocks"`
+		Allocs   uint64  `json:"allocs_since_attach"`
+		PausedMS float64 `json:"paused_ms"`
+		Snapshot string  `json:"snapshot"`
 	} `json:"stats"`
 	Dropped struct {
 		Allocs     uint64 `json:"allocs"`

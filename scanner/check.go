@@ -121,6 +121,10 @@ func frozenPhase(f *freezer, snapshot SnapshotFunc, opts Options) (a *analysis, 
 
 // scanFrozen is the work done while the target is stopped.
 func scanFrozen(pid int, f *freezer, snapshot SnapshotFunc, opts Options) (*analysis, error) {
+	var fplan forkPlan
+	if opts.Fork {
+		fplan = planFork(pid)
+	}
 	t0 := time.Now()
 	if err := f.freeze(); err != nil {
 		return nil, err
@@ -137,12 +141,12 @@ func scanFrozen(pid int, f *freezer, snapshot SnapshotFunc, opts Options) (*anal
 
 	var forkedAt uint64
 	if opts.Fork {
-		copyPid, at, err := f.forkAndResume(threads, &a.stats)
+		copyPid, at, err := f.forkAndResume(fplan, threads, &a.stats)
 		if err != nil {
 			return nil, err
 		}
 		if copyPid > 0 {
-			defer func() { a.stats.Paused += f.reapCopy(copyPid, f.gadget) }()
+			defer killCopy(copyPid)
 			pid, forkedAt = copyPid, at
 		}
 	}
@@ -163,9 +167,13 @@ func scanFrozen(pid int, f *freezer, snapshot SnapshotFunc, opts Options) (*anal
 		return nil, err
 	}
 	if a.stats.Forked {
-		a.stats.NotInCopy = bytesNotInCopy(f.maps, maps)
+		a.stats.NotInCopy = bytesNotInCopy(f.pid)
 	}
-	rd, err := newProcessReader(pid, opts.ForceProcMem)
+	// The copy is read through /proc/PID/mem: process_vm_readv pins the
+	// pages it reads, and pinning a page the copy shares with the target
+	// copies it (the kernel unshares anonymous pages for FOLL_PIN), which
+	// would duplicate the heap as it is scanned.
+	rd, err := newProcessReader(pid, opts.ForceProcMem || a.stats.Forked)
 	if err != nil {
 		return nil, err
 	}

@@ -10,71 +10,62 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-
 	"time"
 
-	"golang.org/x/arch/x86/x86asm"
 	"golang.org/x/sys/unix"
-
-	"github.com/lsan-project/lsan/internal/x86"
 )
 
 // A fork snapshot (Options.Fork): the stopped target is made to fork a
 // copy of itself, resumed at once, and the copy — memory as it was at one
 // instant, copy-on-write — is scanned at leisure, then killed.
 //
-// How the copy is made, and why it never runs the program:
-//   - One stopped thread executes clone(CLONE_PARENT|SIGCHLD) injected
-//     through ptrace: its registers are saved, set for the call, the
-//     instruction single-stepped, and restored exactly (a system call the
-//     thread was blocked in restarts as it would have).
-//   - The copy is the child of the target's parent (CLONE_PARENT): the
-//     target gets no SIGCHLD and has no child to reap. The copy's death
-//     goes to that parent, a shell or a service manager, which reaps it.
-//   - The clone runs from a `syscall` instruction inside libc's _exit,
-//     chosen so that the instructions after it, run by a child whose clone
-//     returned 0, reach exit_group (exitGadget): if the copy is ever
-//     resumed, it exits before a single instruction of the program.
-//   - PTRACE_O_TRACEFORK makes the copy start stopped and traced by lsan;
-//     PTRACE_O_EXITKILL, set on the copy alone, kills it if lsan dies.
-//     No pthread_atfork handler runs: this is a raw system call.
+// How the copy is made:
+//   - System calls are injected through ptrace into a stopped thread: its
+//     registers are saved, set for the call, the `syscall` instruction of
+//     a small stub is single-stepped, and the registers restored exactly
+//     (a system call the thread was blocked in restarts as it would have).
+//   - The stub (fork_amd64.go) is written once into spare bytes at the end
+//     of libc's code mapping, past its last function: no code runs there.
+//     After its syscall it holds what makes lsan's own death harmless: if
+//     lsan is killed between setting and restoring the registers, the
+//     thread runs on into the stub, which restores its registers from a
+//     save area and returns to where it was; a new process (rax 0) goes to
+//     exit_group instead, never into the program.
+//   - The target clones an intermediate process with no exit signal (no
+//     SIGCHLD; invisible to wait(), waitpid(-1) and waitid(P_ALL) without
+//     __WALL), which forks the copy and is killed at once; the target is
+//     made to reap it. The copy, orphaned, belongs to init (or to the
+//     nearest child subreaper), which reaps it when lsan kills it or when
+//     lsan dies (PTRACE_O_EXITKILL, inherited by the copy at its birth).
+//     No pthread_atfork handler runs: these are raw system calls.
 //
 // Where this cannot be done safely the check stops the target instead and
-// says why (forkUnavailable): not x86-64; a seccomp filter (it may kill a
-// process that calls clone); no recognisable _exit; the target is the
-// init of its PID namespace (CLONE_PARENT fails there); a memory cgroup
-// without room for the copy's private pages.
+// says why (forkUnavailable, findStubSite): not x86-64; a seccomp filter
+// (it may kill a process that calls clone); the init of a PID namespace;
+// no spare bytes after libc's code; a memory cgroup without room for the
+// copy's private pages.
 
-// exitGadget is where the clone is injected and the registers that make
-// the child's path from there end in exit_group.
-type exitGadget struct {
-	addr uint64             // runtime address of the syscall instruction
-	regs map[x86asm.Reg]int // free registers the child's path reads, and their values
+// stubSite is where the injection stub lies in the target.
+type stubSite struct {
+	addr uint64 // runtime address, 16-aligned
 }
 
-// cloneRegs are clone's argument registers, not free for the gadget.
-var cloneRegs = map[x86asm.Reg]bool{x86asm.RAX: true, x86asm.RDI: true, x86asm.RSI: true}
-
-// Exit system calls on x86-64.
-const (
-	sysExit      = 60
-	sysExitGroup = 231
-)
-
-// findExitGadget locates _exit in the target's libc (or in a static
-// executable) and a syscall instruction in it that suits.
-func findExitGadget(pid int, maps []mapping) (exitGadget, error) {
-	for _, m := range exitCandidates(pid, maps) {
-		if g, ok := gadgetIn(pid, m); ok {
-			return g, nil
+// findStubSite finds spare bytes after the code of libc (or of a static
+// executable): the end of the executable segment up to the end of its
+// last page, mapped but holding no function. They must read as zeros, or
+// as the stub itself (an earlier check wrote it).
+func findStubSite(pid int, maps []mapping, stub []byte) (stubSite, error) {
+	for _, m := range stubCandidates(pid, maps) {
+		if site, ok := spareAfterCode(pid, m, maps, stub); ok {
+			return site, nil
 		}
 	}
-	return exitGadget{}, errors.New("no _exit of a known shape in the target's libc")
+	return stubSite{}, errors.New("no spare bytes after the code of the target's libc")
 }
 
-// exitCandidates are the first mappings of the modules that may define
-// _exit: libc, musl's dynamic linker (its libc), the executable.
-func exitCandidates(pid int, maps []mapping) []mapping {
+// stubCandidates are the first mappings of libc (glibc's, or musl's
+// dynamic linker, which is its libc) and of the executable.
+func stubCandidates(pid int, maps []mapping) []mapping {
 	exe, _ := os.Readlink(fmt.Sprintf("%s/%d/exe", procRoot, pid))
 	var out []mapping
 	for _, m := range maps {
@@ -90,166 +81,63 @@ func exitCandidates(pid int, maps []mapping) []mapping {
 	return out
 }
 
-// gadgetIn looks for the gadget in module m's _exit or _Exit.
-func gadgetIn(pid int, m mapping) (exitGadget, bool) {
+// spareAfterCode checks module m's executable segment for room after it.
+func spareAfterCode(pid int, m mapping, maps []mapping, stub []byte) (stubSite, bool) {
 	ef, f, err := openModule(pid, m)
 	if err != nil {
-		return exitGadget{}, false
+		return stubSite{}, false
 	}
 	defer f.Close()
 	bias, ok := loadBias(ef, m.start)
 	if !ok {
-		return exitGadget{}, false
+		return stubSite{}, false
 	}
-	for _, name := range []string{"_exit", "_Exit"} {
-		sym, ok := anySymbol(ef, name)
-		if !ok {
+	for _, p := range ef.Progs {
+		if p.Type != elf.PT_LOAD || p.Flags&elf.PF_X == 0 {
 			continue
 		}
-		size := min(max(sym.Size, 32), 256)
-		code, err := readVaddr(ef, sym.Value, int(size))
-		if err != nil {
-			continue
-		}
-		if off, regs, ok := findGadget(code); ok {
-			return exitGadget{addr: bias + sym.Value + uint64(off), regs: regs}, true
+		addr := (bias + p.Vaddr + p.Memsz + 15) &^ 15
+		for _, mm := range maps {
+			if addr < mm.start || addr >= mm.end || !strings.HasPrefix(mm.perms, "r-x") {
+				continue
+			}
+			if addr+uint64(len(stub)) > mm.end {
+				return stubSite{}, false
+			}
+			if spareOrOurs(pid, addr, stub) {
+				return stubSite{addr: addr}, true
+			}
 		}
 	}
-	return exitGadget{}, false
+	return stubSite{}, false
 }
 
-// anySymbol finds a function in the dynamic symbols or in .symtab.
-func anySymbol(ef *elf.File, name string) (elf.Symbol, bool) {
-	if s, ok := dynamicSymbol(ef, name); ok && s.Value != 0 {
-		return s, true
+// spareOrOurs tells whether the bytes at addr are all zero, or our stub's
+// code (its save area after it may hold anything).
+func spareOrOurs(pid int, addr uint64, stub []byte) bool {
+	mem, err := os.Open(fmt.Sprintf("%s/%d/mem", procRoot, pid))
+	if err != nil {
+		return false
 	}
-	syms, _ := ef.Symbols()
-	for _, s := range syms {
-		if s.Name == name && s.Value != 0 && elf.ST_TYPE(s.Info) == elf.STT_FUNC {
-			return s, true
-		}
+	defer mem.Close()
+	got := make([]byte, len(stub))
+	if _, err := mem.ReadAt(got, int64(addr)); err != nil {
+		return false
 	}
-	return elf.Symbol{}, false
+	code := stub[:stubCodeSize]
+	return bytes.Equal(got[:stubCodeSize], code) || bytes.Count(got, []byte{0}) == len(got)
 }
 
-// findGadget returns the offset of a syscall instruction in code from
-// which a child whose clone returned 0 reaches exit or exit_group, and the
-// values the free registers on its way must hold.
-func findGadget(code []byte) (int, map[x86asm.Reg]int, bool) {
-	for off := 0; off+2 <= len(code); off++ {
-		if code[off] != 0x0f || code[off+1] != 0x05 {
-			continue
-		}
-		if regs, ok := childExits(code, off+2); ok {
-			return off, regs, true
-		}
+// writeMem writes b at addr in pid's memory, read-only code pages
+// included (the kernel makes a private copy of the page for pid).
+func writeMem(pid int, addr uint64, b []byte) error {
+	mem, err := os.OpenFile(fmt.Sprintf("%s/%d/mem", procRoot, pid), os.O_WRONLY, 0)
+	if err != nil {
+		return err
 	}
-	return 0, nil, false
-}
-
-// childExits follows the child from pc with rax = 0, through the few
-// instruction kinds an _exit uses, to the next syscall: it must be exit or
-// exit_group. A register it reads that clone leaves free is bound to the
-// value the path needs. Anything else is refused.
-func childExits(code []byte, pc int) (map[x86asm.Reg]int, bool) {
-	known := map[x86asm.Reg]uint64{x86asm.RAX: 0}
-	alias := map[x86asm.Reg]x86asm.Reg{} // a register copied from a free one
-	var lhs, rhs uint64                  // the last comparison
-	compared := false
-	for steps := 0; steps < 32 && pc >= 0 && pc < len(code); steps++ {
-		if pc+2 <= len(code) && code[pc] == 0x0f && code[pc+1] == 0x05 {
-			return exitRegs(known, alias)
-		}
-		inst, err := x86asm.Decode(code[pc:], 64)
-		if err != nil {
-			return nil, false
-		}
-		next := pc + inst.Len
-		switch inst.Op {
-		case x86asm.NOP:
-		case x86asm.MOV:
-			dst, ok := inst.Args[0].(x86asm.Reg)
-			if !ok {
-				return nil, false
-			}
-			dst = x86.FullReg(dst)
-			delete(known, dst)
-			delete(alias, dst)
-			switch src := inst.Args[1].(type) {
-			case x86asm.Imm:
-				known[dst] = uint64(src) & 0xffffffff
-			case x86asm.Reg:
-				src = x86.FullReg(src)
-				if v, ok := known[src]; ok {
-					known[dst] = v & 0xffffffff
-				} else if a, ok := alias[src]; ok {
-					alias[dst] = a
-				} else if !cloneRegs[src] {
-					alias[dst] = src
-				} else {
-					return nil, false
-				}
-			default:
-				return nil, false
-			}
-		case x86asm.CMP:
-			r, ok := inst.Args[0].(x86asm.Reg)
-			imm, okImm := inst.Args[1].(x86asm.Imm)
-			v, okVal := known[x86.FullReg(r)]
-			if !ok || !okImm || !okVal {
-				return nil, false
-			}
-			lhs, rhs, compared = v, uint64(int64(imm)), true
-		case x86asm.JMP:
-			rel, ok := inst.Args[0].(x86asm.Rel)
-			if !ok {
-				return nil, false
-			}
-			next += int(rel)
-		case x86asm.JA, x86asm.JAE, x86asm.JB, x86asm.JBE, x86asm.JE, x86asm.JNE:
-			rel, ok := inst.Args[0].(x86asm.Rel)
-			if !ok || !compared {
-				return nil, false
-			}
-			if branchTaken(inst.Op, lhs, rhs) {
-				next += int(rel)
-			}
-		default:
-			return nil, false
-		}
-		pc = next
-	}
-	return nil, false
-}
-
-func branchTaken(op x86asm.Op, a, b uint64) bool {
-	switch op {
-	case x86asm.JA:
-		return a > b
-	case x86asm.JAE:
-		return a >= b
-	case x86asm.JB:
-		return a < b
-	case x86asm.JBE:
-		return a <= b
-	case x86asm.JE:
-		return a == b
-	}
-	return a != b // JNE
-}
-
-// exitRegs checks the system call number at the child's syscall.
-func exitRegs(known map[x86asm.Reg]uint64, alias map[x86asm.Reg]x86asm.Reg) (map[x86asm.Reg]int, bool) {
-	if v, ok := known[x86asm.RAX]; ok {
-		if v == sysExit || v == sysExitGroup {
-			return map[x86asm.Reg]int{}, true
-		}
-		return nil, false
-	}
-	if free, ok := alias[x86asm.RAX]; ok {
-		return map[x86asm.Reg]int{free: sysExitGroup}, true
-	}
-	return nil, false
+	defer mem.Close()
+	_, err = mem.WriteAt(b, int64(addr))
+	return err
 }
 
 // forkUnavailable says why a fork snapshot of pid cannot be taken safely
@@ -315,39 +203,53 @@ func cgroupTooTight(pid int, status []byte) string {
 	return ""
 }
 
+// forkPlan is what a fork snapshot needs that can be found before the
+// target is stopped, so that its pause is only the fork.
+type forkPlan struct {
+	site stubSite
+	// why the check must stop the target instead ("" when it can fork).
+	why string
+}
+
+// planFork checks that a fork snapshot of pid can be taken safely and
+// finds the stub site.
+func planFork(pid int) forkPlan {
+	if why := forkUnavailable(pid); why != "" {
+		return forkPlan{why: why}
+	}
+	maps, err := readMaps(pid)
+	if err != nil {
+		return forkPlan{why: err.Error()}
+	}
+	site, err := cachedStubSite(pid, maps)
+	if err != nil {
+		return forkPlan{why: err.Error()}
+	}
+	return forkPlan{site: site}
+}
+
 // forkAndResume takes a fork snapshot: it returns the copy's pid and the
 // instant of the fork, the target resumed. The pid is 0 when the check
 // must keep the target stopped instead; st.ForkFallback says why. The
 // error is for a target that could not be resumed.
-func (f *freezer) forkAndResume(threads []*frozenThread, st *Stats) (int, uint64, error) {
-	if why := forkUnavailable(f.pid); why != "" {
-		st.ForkFallback = why
-		return 0, 0, nil
-	}
-	maps, err := readMaps(f.pid)
-	if err != nil {
-		st.ForkFallback = err.Error()
+func (f *freezer) forkAndResume(plan forkPlan, threads []*frozenThread, st *Stats) (int, uint64, error) {
+	if plan.why != "" {
+		st.ForkFallback = plan.why
 		return 0, 0, nil
 	}
 	t := injector(f.pid, threads)
-	g, err := cachedGadget(f.pid, maps)
-	if t == nil || err != nil {
-		st.ForkFallback = fmt.Sprint("no thread to fork from: ", err)
-		if err != nil {
-			st.ForkFallback = err.Error()
-		}
+	if t == nil {
+		st.ForkFallback = "no stopped thread to fork from"
 		return 0, 0, nil
 	}
-	child, err := f.forkCopy(t, g)
+	child, err := f.forkCopy(t, plan.site)
 	if err != nil {
 		st.ForkFallback = "fork failed: " + err.Error()
 		return 0, 0, nil
 	}
 	at := monotonicNow()
-	f.maps = maps
-	f.gadget = g
 	if err := f.thaw(thawWait); err != nil {
-		f.reapCopy(child, g)
+		killCopy(child)
 		return 0, 0, err
 	}
 	st.Paused = time.Since(f.firstStop)
@@ -373,20 +275,20 @@ func injector(pid int, threads []*frozenThread) *frozenThread {
 	return any
 }
 
-// gadgets caches each process's gadget by the address of the module it
-// is in (an execve maps another). Only the tracer thread uses it.
-var gadgets = map[int]exitGadget{}
+// stubSites caches each process's stub site; an execve maps other code
+// (mappedExecutable checks). Only the tracer thread uses it.
+var stubSites = map[int]stubSite{}
 
-func cachedGadget(pid int, maps []mapping) (exitGadget, error) {
-	if g, ok := gadgets[pid]; ok && mappedExecutable(maps, g.addr) {
-		return g, nil
+func cachedStubSite(pid int, maps []mapping) (stubSite, error) {
+	if s, ok := stubSites[pid]; ok && mappedExecutable(maps, s.addr) {
+		return s, nil
 	}
-	g, err := findExitGadget(pid, maps)
+	s, err := findStubSite(pid, maps, stubImage())
 	if err != nil {
-		return g, err
+		return s, err
 	}
-	gadgets[pid] = g
-	return g, nil
+	stubSites[pid] = s
+	return s, nil
 }
 
 func mappedExecutable(maps []mapping, addr uint64) bool {
@@ -398,22 +300,41 @@ func mappedExecutable(maps []mapping, addr uint64) bool {
 	return false
 }
 
-// bytesNotInCopy counts the writable memory of the target that the copy
-// did not get (MADV_DONTFORK): it cannot be scanned, and the check says
-// its data is incomplete.
-func bytesNotInCopy(target, copied []mapping) uint64 {
-	var have []span
-	for _, m := range copied {
-		have = append(have, span{m.start, m.end})
+// bytesNotInCopy counts the memory of pid that a fork does not copy and a
+// scan would read: its writable mappings flagged dc (MADV_DONTFORK: absent
+// from the copy) and wf (MADV_WIPEONFORK: zeros in the copy). The kernel's
+// own [uprobes] page is dc, and holds no data. It cannot be scanned, and the
+// check says its data is incomplete. Read after the target resumed, from
+// /proc/PID/smaps: such flags are set once, at setup, by the programs
+// that use them.
+func bytesNotInCopy(pid int) uint64 {
+	data, err := os.ReadFile(fmt.Sprintf("%s/%d/smaps", procRoot, pid))
+	if err != nil {
+		return 0
 	}
-	have = normalize(have)
-	var missing uint64
-	for _, m := range target {
-		if !m.readable() || !m.writable() {
-			continue
-		}
-		for _, s := range subtract([]span{{m.start, m.end}}, spansOf(have), false) {
-			missing += s.size()
+	return notCopiedBytes(data)
+}
+
+// notCopiedBytes parses /proc/PID/smaps for bytesNotInCopy.
+func notCopiedBytes(data []byte) uint64 {
+	var missing, size uint64
+	writable := false
+	for _, line := range bytes.Split(data, []byte("\n")) {
+		fields := bytes.Fields(line)
+		switch {
+		case len(fields) >= 5 && bytes.IndexByte(fields[0], '-') > 0 && len(fields[1]) == 4:
+			// A mapping's header line: range, perms, offset, dev, inode.
+			writable = fields[1][0] == 'r' && fields[1][1] == 'w'
+		case bytes.HasPrefix(line, []byte("Size:")):
+			kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(string(line[5:])), " kB"), 10, 64)
+			size = kb << 10
+		case bytes.HasPrefix(line, []byte("VmFlags:")):
+			for _, flag := range strings.Fields(string(line[8:])) {
+				if writable && (flag == "dc" || flag == "wf") {
+					missing += size
+					break
+				}
+			}
 		}
 	}
 	return missing

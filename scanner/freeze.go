@@ -88,10 +88,6 @@ type freezer struct {
 	rounds    int
 	signals   int
 	firstStop time.Time
-	// maps are the target's mappings when it forked a copy (Options.Fork),
-	// gadget where it did.
-	maps   []mapping
-	gadget exitGadget
 }
 
 func newFreezer(pid int, timeout time.Duration) *freezer {

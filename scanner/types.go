@@ -219,8 +219,8 @@ type Stats struct {
 
 	// Forked: the scan read a fork of the target (Options.Fork), which
 	// ran on meanwhile. ForkFallback says why a check asked to fork
-	// stopped the target instead. NotInCopy counts the writable bytes the
-	// copy did not get (MADV_DONTFORK), counted as unreadable.
+	// stopped the target instead. NotInCopy counts the bytes the copy did
+	// not get (MADV_DONTFORK, MADV_WIPEONFORK), counted as unreadable.
 	Forked       bool
 	ForkFallback string
 	NotInCopy    uint64

@@ -1,0 +1,165 @@
+package integration
+
+import (
+	"fmt"
+	"io"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lsan-project/lsan/internal/testproc"
+)
+
+// startForkTarget builds and starts integration/testdata/forktarget.c: a
+// busy program that counts the SIGCHLDs it gets and the children it reaps.
+func startForkTarget(t *testing.T) *testproc.Proc {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "forktarget")
+	src := filepath.Join(repoRoot, "integration", "testdata", "forktarget.c")
+	if out, err := exec.Command("gcc", "-O1", "-g", "-pthread", "-o", bin, src).CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, out)
+	}
+	p := testproc.Start(t, exec.Command(bin))
+	p.Expect(t, "ready")
+	return p
+}
+
+// pingTarget asks the target for its counters; it must answer.
+func pingTarget(t *testing.T, p *testproc.Proc) string {
+	t.Helper()
+	io.WriteString(p.Stdin, "ping\n")
+	line, err := p.Out.ReadString('\n')
+	if err != nil {
+		p.Cmd.Wait()
+		t.Fatalf("the target did not answer: %v (%v)", err, p.Cmd.ProcessState)
+	}
+	return strings.TrimSpace(line)
+}
+
+// TestForkSnapshotUnseen: ten fork-mode checks of a busy target that counts
+// SIGCHLDs and reaps children with waitpid(-1, WNOHANG): it sees neither a
+// signal nor a child; its leak is reported exactly; it is paused only to
+// make each copy; no copy, zombie or tracer is left.
+func TestForkSnapshotUnseen(t *testing.T) {
+	requireRoot(t)
+	p := startForkTarget(t)
+	a := attach(t, p.Pid(), "--format", "json", "-i", "300ms", "-n", "10")
+	io.WriteString(p.Stdin, "leak\n")
+	p.Expect(t, "leaked")
+	code := a.wait(t)
+	if code != 23 {
+		t.Errorf("lsan exit status %d, want 23 (leaks)\n%s", code, a.stderr.String())
+	}
+	reps := parseReports(t, a.stdout.String())
+	if len(reps) != 10 {
+		t.Fatalf("%d reports, want 10\n%s", len(reps), a.stderr.String())
+	}
+	for i, r := range reps {
+		got := groupsByFunction(r, true)
+		want := []expectGroup{{Kind: "direct", Function: "leak_thousand", Bytes: 3000, Count: 3}}
+		if d := diffGroups(got, want); d != "" || r.Stats.Snapshot != "fork" || !r.Complete {
+			t.Errorf("check %d (snapshot %q, complete %v):\n%s", i, r.Stats.Snapshot, r.Complete, d)
+		}
+	}
+	if got := pingTarget(t, p); got != "pong sigchld=0 reaped=0" {
+		t.Errorf("the target saw its copies: %q", got)
+	}
+	assertNothingLeftOf(t, p.Pid())
+}
+
+// TestForkSnapshotSIGKILL kills lsan with SIGKILL at random moments of
+// fork-mode checks, 50 times: the target keeps running and serving,
+// untraced and unstopped, never sees a signal or a child, and no copy is
+// left. The one trace an ill-timed kill can leave — the intermediate
+// process, a zombie the target cannot see, when lsan dies in the
+// milliseconds it lives — is reaped by the next check; after a last check
+// nothing is left at all.
+func TestForkSnapshotSIGKILL(t *testing.T) {
+	requireRoot(t)
+	p := startForkTarget(t)
+	rng := rand.New(rand.NewSource(1))
+	zombies := 0
+	for i := 0; i < 50; i++ {
+		a := attach(t, p.Pid(), "--format", "json", "-i", "20ms")
+		time.Sleep(time.Duration(rng.Intn(300)) * time.Millisecond)
+		a.cmd.Process.Signal(syscall.SIGKILL)
+		a.cmd.Wait()
+		if got := pingTarget(t, p); got != "pong sigchld=0 reaped=0" {
+			t.Fatalf("kill %d: the target answered %q", i, got)
+		}
+		problems, z := leftovers(p.Pid())
+		if len(problems) > 0 {
+			t.Fatalf("kill %d: left behind: %s", i, strings.Join(problems, "; "))
+		}
+		zombies += z
+	}
+	a := attach(t, p.Pid(), "--format", "json", "-i", "20ms", "-n", "1")
+	a.wait(t)
+	t.Logf("50 kills left %d zombie intermediate(s), reaped by the next check", zombies)
+	assertNothingLeftOf(t, p.Pid())
+}
+
+// assertNothingLeftOf checks that pid runs untraced and that no process
+// is its child or a copy of it (same executable), zombies included.
+func assertNothingLeftOf(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		problems, zombies := leftovers(pid)
+		if zombies > 0 {
+			problems = append(problems, fmt.Sprintf("%d zombie child(ren) of the target", zombies))
+		}
+		if len(problems) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("left behind: %s", strings.Join(problems, "; "))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// leftovers lists what lsan must not leave: a traced or stopped target,
+// a child of the target or a process running its program; zombie
+// children of the target are counted apart.
+func leftovers(pid int) (problems []string, zombies int) {
+	status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "TracerPid:"); ok && strings.TrimSpace(v) != "0" {
+			problems = append(problems, "target traced by "+strings.TrimSpace(v))
+		}
+		if v, ok := strings.CutPrefix(line, "State:"); ok && strings.ContainsAny(strings.TrimSpace(v)[:1], "tT") {
+			problems = append(problems, "target "+strings.TrimSpace(v))
+		}
+	}
+	exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		other, err := strconv.Atoi(e.Name())
+		if err != nil || other == pid {
+			continue
+		}
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", other))
+		if err != nil {
+			continue
+		}
+		fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+		if len(fields) > 1 && fields[1] == strconv.Itoa(pid) {
+			if fields[0] == "Z" {
+				zombies++
+			} else {
+				problems = append(problems, fmt.Sprintf("pid %d (state %s) is a child of the target", other, fields[0]))
+			}
+		}
+		if oexe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", other)); exe != "" && oexe == exe {
+			problems = append(problems, fmt.Sprintf("pid %d runs the target's program", other))
+		}
+	}
+	return problems, zombies
+}
