@@ -45,7 +45,7 @@ test: build examples
 
 # Pure logic only: no root, no BPF.
 test-unit:
-	$(GO) test -count=1 -short ./suppressions/ ./report/ ./symbolize/
+	$(GO) test -count=1 -short ./suppressions/ ./report/... ./symbolize/ ./record/ ./timeline/ ./baseline/
 
 bench: build examples
 	$(GO) run ./bench

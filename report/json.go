@@ -27,6 +27,29 @@ type jsonReport struct {
 	// Checked is present, false, only on the record of a run in which no
 	// check ran.
 	Checked *bool `json:"checked,omitempty"`
+	// Timeline is present once two checks of the process exist.
+	Timeline *jsonTimeline `json:"timeline,omitempty"`
+	// Hidden counts groups left out by --only-growing or --baseline.
+	Hidden    int    `json:"hidden,omitempty"`
+	HiddenWhy string `json:"hidden_why,omitempty"`
+}
+
+type jsonTimeline struct {
+	Checks  int    `json:"checks"`
+	Since   string `json:"since"`
+	Window  int    `json:"window"`
+	Growing int    `json:"growing"`
+	Gone    int    `json:"gone"`
+}
+
+// jsonTrend carries the last Window+1 values of the series, not all of
+// them: a line per check must not grow with the run.
+type jsonTrend struct {
+	Verdict      Verdict  `json:"verdict"`
+	BytesPerSec  float64  `json:"bytes_per_s"`
+	Checks       int      `json:"checks"`
+	RecentBytes  []uint64 `json:"recent_bytes"`
+	RecentCounts []int    `json:"recent_counts"`
 }
 
 type jsonSummary struct {
@@ -41,7 +64,9 @@ type jsonGroup struct {
 	Stack   []jsonFrame `json:"stack"`
 	Objects []Object    `json:"objects,omitempty"`
 	// SuggestedSuppression is set with --print-suppressions.
-	SuggestedSuppression string `json:"suggested_suppression,omitempty"`
+	SuggestedSuppression string     `json:"suggested_suppression,omitempty"`
+	Trend                *jsonTrend `json:"trend,omitempty"`
+	BaselineBytes        *uint64    `json:"baseline_bytes,omitempty"`
 }
 
 type jsonFrame struct {
@@ -83,8 +108,19 @@ func WriteJSON(w io.Writer, r *Report) error {
 		out.Suppressed = []SuppressedRule{}
 	}
 	for _, g := range r.Groups {
-		out.Leaks = append(out.Leaks, jsonGroup{Kind: g.Kind, Bytes: g.Bytes, Count: g.Count, Stack: jsonFrames(g.Stack), Objects: g.Objects, SuggestedSuppression: g.Suggestion})
+		out.Leaks = append(out.Leaks, jsonGroup{Kind: g.Kind, Bytes: g.Bytes, Count: g.Count, Stack: jsonFrames(g.Stack), Objects: g.Objects,
+			SuggestedSuppression: g.Suggestion, Trend: trendJSON(r, g.Trend), BaselineBytes: g.BaselineBytes})
 	}
+	if r.timeline() {
+		h := r.History
+		out.Timeline = &jsonTimeline{Checks: len(h.Times), Since: h.Times[0].UTC().Format(time.RFC3339Nano), Window: h.Window, Gone: len(r.Gone)}
+		for _, g := range r.Groups {
+			if g.Growing() {
+				out.Timeline.Growing++
+			}
+		}
+	}
+	out.Hidden, out.HiddenWhy = r.Hidden, r.HiddenWhy
 	data, err := json.Marshal(out)
 	if err != nil {
 		return fmt.Errorf("encode report: %w", err)
@@ -114,4 +150,13 @@ func jsonFrames(frames []symbolize.Frame) []jsonFrame {
 		out = append(out, jf)
 	}
 	return out
+}
+
+func trendJSON(r *Report, t *Trend) *jsonTrend {
+	if !r.timeline() || t == nil {
+		return nil
+	}
+	from := max(len(t.Bytes)-r.History.Window-1, 0)
+	return &jsonTrend{Verdict: t.Verdict, BytesPerSec: t.BytesPerSec, Checks: len(t.Bytes),
+		RecentBytes: t.Bytes[from:], RecentCounts: t.Counts[from:]}
 }

@@ -54,6 +54,12 @@ type Group struct {
 	// Suggestion is a ready-to-paste suppression rule for the group
 	// (--print-suppressions); "" when none is safe to suggest.
 	Suggestion string
+	// Trend is the group's series over the checks so far (nil before a
+	// timeline exists: a single check).
+	Trend *Trend
+	// BaselineBytes is the group's size in the --baseline, when it was
+	// there and smaller (nil: new since the baseline, or no baseline).
+	BaselineBytes *uint64
 }
 
 // SuppressedRule is a suppression rule that hid blocks in this check.
@@ -156,6 +162,18 @@ type Report struct {
 	// NoCheck marks the record of a run in which no check could run (the
 	// target exited before the first one): no leaks found is not no leaks.
 	NoCheck bool
+	// Modules is the process's module map at the check (executable
+	// mappings: path, build-id, load bias), for formats that carry it
+	// (pprof mappings) and for recordings.
+	Modules []symbolize.Module
+	// History is the series of checks this report ends (nil: no timeline).
+	History *History
+	// Gone are groups seen in earlier checks and absent from this one.
+	Gone []Group
+	// Hidden counts groups left out by --only-growing or --baseline.
+	Hidden int
+	// HiddenWhy says which filter hid them.
+	HiddenWhy string
 }
 
 // TotalBytes and TotalCount sum the groups of the report.

@@ -32,6 +32,12 @@ func writeLeaksText(w *bufio.Writer, r *Report) {
 			fmt.Fprintf(w, "==%d==lsan: no leaks found, on incomplete data (%s)\n", r.PID, checkSummary(r))
 			return
 		}
+		if r.Hidden > 0 {
+			// Leaks there are, but none the filters let through.
+			fmt.Fprintf(w, "==%d==lsan: no leaks to show (%s)\n", r.PID, checkSummary(r))
+			fmt.Fprintf(w, "lsan: %d group(s) hidden: %s\n", r.Hidden, r.HiddenWhy)
+			return
+		}
 		fmt.Fprintf(w, "==%d==lsan: no leaks found (%s)\n", r.PID, checkSummary(r))
 		return
 	}
@@ -47,7 +53,9 @@ func writeLeaksText(w *bufio.Writer, r *Report) {
 				header = "Indirect"
 			}
 			fmt.Fprintf(w, "%s leak of %d byte(s) in %d object(s) allocated from:\n", header, g.Bytes, g.Count)
-			writeStack(w, g.Stack)
+			writeFrames(w, g.Stack)
+			writeTrend(w, r, g)
+			w.WriteString("\n")
 		}
 		writeObjects(w, r.Groups)
 		if r.Omitted > 0 {
@@ -84,7 +92,9 @@ func writeOutstandingText(w *bufio.Writer, r *Report) {
 	fmt.Fprintf(w, ":\n\n")
 	for _, g := range r.Groups {
 		fmt.Fprintf(w, "Outstanding allocation of %d byte(s) in %d object(s) allocated from:\n", g.Bytes, g.Count)
-		writeStack(w, g.Stack)
+		writeFrames(w, g.Stack)
+		writeTrend(w, r, g)
+		w.WriteString("\n")
 	}
 	writeObjects(w, r.Groups)
 	if r.Omitted > 0 {
@@ -95,13 +105,13 @@ func writeOutstandingText(w *bufio.Writer, r *Report) {
 	fmt.Fprintf(w, "SUMMARY: lsan: %d byte(s) outstanding in %d allocation(s).\n", r.TotalBytes(), r.TotalCount())
 }
 
-// writeStack prints frames as LSan does: "    #N 0xPC in FUNC FILE:LINE:COL",
-// or "(MODULE+0xOFF)" when no source is known, and a blank line after.
-func writeStack(w *bufio.Writer, frames []symbolize.Frame) {
+// writeFrames prints frames as LSan does: "    #N 0xPC in FUNC FILE:LINE:COL",
+// or "(MODULE+0xOFF)" when no source is known; the caller ends the group
+// with a blank line.
+func writeFrames(w *bufio.Writer, frames []symbolize.Frame) {
 	for i, f := range frames {
 		fmt.Fprintf(w, "    #%d 0x%x%s\n", i, f.PC, frameText(f))
 	}
-	w.WriteString("\n")
 }
 
 // frameText is the part of a frame line after the PC.
@@ -190,7 +200,14 @@ func writeNotes(w *bufio.Writer, r *Report) {
 	if r.SampleRate > 1 {
 		fmt.Fprintf(w, "lsan: sampled: 1 in %d allocations tracked; sizes and counts are of the sampled blocks only.\n", r.SampleRate)
 	}
-	fmt.Fprintf(w, "lsan: %s\n\n", checkSummary(r))
+	fmt.Fprintf(w, "lsan: %s\n", checkSummary(r))
+	if s := timelineSummary(r); s != "" {
+		fmt.Fprintf(w, "lsan: %s\n", s)
+	}
+	if r.Hidden > 0 {
+		fmt.Fprintf(w, "lsan: %d group(s) hidden: %s\n", r.Hidden, r.HiddenWhy)
+	}
+	w.WriteString("\n")
 }
 
 func checkSummary(r *Report) string {

@@ -78,7 +78,6 @@ func (s *Session) scanAndReport(final bool, known []bpf.Block) error {
 	classes, used := s.applySuppressions(res, tracked)
 	r.Suppressed = used
 	r.Groups = report.BuildGroups(s.leakEntries(tracked, classes), s.cfg.ReportObjects)
-	r.Top(s.cfg.Top)
 	s.attachPCs(r, tracked)
 	r.Stats = report.Stats{
 		Blocks:       len(tracked),

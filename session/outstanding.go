@@ -31,7 +31,6 @@ func (s *Session) checkOutstanding(final bool) error {
 	r := s.newReport(final)
 	r.Stats.Blocks = len(blocks)
 	r.Groups = report.BuildGroups(entries, s.cfg.ReportObjects)
-	r.Top(s.cfg.Top)
 	s.attachPCs(r, blocks)
 	r.Stats.CheckMS = float64(time.Since(start).Microseconds()) / 1000
 	err = s.symbolizeAndWrite(r)
@@ -39,8 +38,8 @@ func (s *Session) checkOutstanding(final bool) error {
 	return err
 }
 
-// attachPCs gives each group the PCs of its stack. Done after Top, so
-// only the stacks that are shown are read from the map.
+// attachPCs gives each group the PCs of its stack: every group, since the
+// recording and the series follow the groups a top-N limit leaves out.
 func (s *Session) attachPCs(r *report.Report, blocks []bpf.Block) {
 	// A direct and an indirect group can share one stack.
 	want := map[uint64][]*report.Group{}

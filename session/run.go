@@ -82,10 +82,14 @@ func (s *Session) superviseChild(proc *os.Process, sigs <-chan os.Signal) (RunRe
 	f := &family{root: s, children: map[int]*Session{}, exits: make(chan int, 16)}
 	prune := time.NewTicker(stackPruneInterval)
 	defer prune.Stop()
+	checks, stopChecks := s.periodicChecks()
+	defer stopChecks()
 	for {
 		select {
 		case <-prune.C:
 			s.pruneLive()
+		case <-checks:
+			f.checkLive()
 		case <-exited:
 			f.release()
 			return s.reap(proc, res)

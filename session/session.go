@@ -55,6 +55,9 @@ type Config struct {
 	// the like, ScanUnaligned); the session sets the allocator, the
 	// bounds and the root set itself.
 	Scan scanner.Options
+	// History keeps the series across checks, records them, filters
+	// (session/record.go); nil: each check stands alone.
+	History *History
 	// Write receives every report.
 	Write func(*report.Report) error
 	// Log receives progress lines for stderr.
@@ -377,6 +380,8 @@ func (s *Session) blockPCs(b bpf.Block) []uint64 {
 }
 
 func (s *Session) symbolizeAndWrite(r *report.Report) error {
+	s.observe(r)
+	r.Top(s.cfg.Top)
 	r.Symbolize(s.symbolizePC)
 	if s.cfg.HideSuppressionsUsed {
 		r.Suppressed = nil

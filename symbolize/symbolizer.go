@@ -79,6 +79,10 @@ type Process struct {
 	maps []mapping
 	mods []*module // parallel to maps; nil when not a usable ELF mapping
 	bias []uint64  // parallel to maps
+	// ids are the recorded build-ids of a process rebuilt by FromModules
+	// (parallel to maps; nil for live snapshots): a module not found
+	// still names the debug info to look for.
+	ids []string
 }
 
 // Module describes the mapped object containing an address.
@@ -245,7 +249,11 @@ func (p *Process) Symbolize(pc uint64) []Frame {
 	m := &p.maps[i]
 	mod := p.mods[i]
 	if mod == nil {
-		return []Frame{{PC: pc, Module: displayPath(m), ModuleOffset: pc - m.start + m.offset}}
+		f := Frame{PC: pc, Module: displayPath(m), ModuleOffset: pc - m.start + m.offset}
+		if p.ids != nil {
+			f.BuildID = p.ids[i]
+		}
+		return []Frame{f}
 	}
 	vaddr := pc - p.bias[i]
 	loc := mod.frames(vaddr)

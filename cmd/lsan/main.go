@@ -85,12 +85,12 @@ func newApp() *cli.App {
 				Name:               "follow-forks",
 				Usage:              "also track the children CMD forks (one report per process); without it they run untracked",
 				DisableDefaultText: true,
-			}),
+			}, runIntervalFlag()),
 			Action: runAction,
 			OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 				return usageError{err}
 			},
-		}}, generatorCommands()...),
+		}, reportCommand()}, generatorCommands()...),
 		HideHelpCommand: true,
 		// Errors are printed once, by run, as one line.
 		ExitErrHandler: func(*cli.Context, error) {},
@@ -161,7 +161,7 @@ func attachFlags() []cli.Flag {
 func commonFlags() []cli.Flag {
 	return append([]cli.Flag{
 		&cli.StringFlag{Name: "mode", Value: "leaks", Usage: "`MODE` is leaks (reachability check) or outstanding (every live tracked block, grouped by stack)"},
-		&cli.StringFlag{Name: "format", Value: "text", Usage: "report `FORMAT`: text or json"},
+		&cli.StringFlag{Name: "format", Value: "text", Usage: "report `FORMAT`: text, json, html or pprof (html and pprof rewrite -o FILE after each check)"},
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write reports to `FILE` instead of standard output"},
 		&cli.StringSliceFlag{Name: "suppressions", Aliases: []string{"s"}, Usage: "LSan-format suppression `FILE` (repeatable; LSAN_OPTIONS=suppressions=FILE works too)"},
 		&cli.BoolFlag{Name: "no-default-suppressions", Usage: "don't apply the built-in suppressions (docs/suppressions.md)", DisableDefaultText: true},
@@ -180,7 +180,7 @@ func commonFlags() []cli.Flag {
 		&cli.UintFlag{Name: "sample-rate", Value: 1, Usage: "track 1 in `N` allocations (reports say they are sampled)"},
 		&cli.StringSliceFlag{Name: "debug-dir", Usage: "extra `DIR` searched for separate debug info (repeatable)"},
 		&cli.BoolFlag{Name: "no-demangle", Usage: "print C++ and Rust names as they are in the binary", DisableDefaultText: true},
-	}, append(funcFlags(), lsanOptionFlags()...)...)
+	}, append(append(append(funcFlags(), lsanOptionFlags()...), timelineFlags()...), growthFlags()...)...)
 }
 
 const defaultInterval = 10e9
@@ -321,12 +321,19 @@ func configFromFlags(c *cli.Context, targetExe string) (session.Config, func(), 
 	if err != nil {
 		return cfg, noop, err
 	}
-	write, err := session.Writer(out, c.String("format"))
+	write, err := reportWriter(c, out)
 	if err != nil {
 		closeOut()
 		return cfg, noop, usageError{err}
 	}
 	cfg.Write = write
+	history, closeRec, err := historyFromFlags(c, cfg.Symbolize)
+	if err != nil {
+		closeOut()
+		return cfg, noop, err
+	}
+	cfg.History = history
+	closeOut = func(closeOut func()) func() { return func() { closeRec(); closeOut() } }(closeOut)
 	if pp, ok := out.(*perProcessFile); ok {
 		cfg.Write = func(r *report.Report) error {
 			if err := pp.use(r.PID); err != nil {

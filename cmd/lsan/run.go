@@ -41,6 +41,7 @@ func runAction(c *cli.Context) error {
 	}
 	defer closeOut()
 	cfg.Tracer.FollowForks = c.Bool("follow-forks")
+	cfg.Interval = c.Duration("interval") // 0: the check at exit only
 	// Signals for the command are caught, not acted on: lsan passes them
 	// on and stays to report.
 	sigs := make(chan os.Signal, 4)
