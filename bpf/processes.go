@@ -62,6 +62,30 @@ func (t *Tracer) Track(pid int) error {
 	return nil
 }
 
+// SharesProbes tells whether pid binds every probed function to the same
+// code (file and offset) as the tracer's first process: then the probe
+// sites planned for that one are pid's too, and Track can trace it —
+// another program using the same libc, or the same program.
+func (t *Tracer) SharesProbes(pid int) bool {
+	alloc, err := DiscoverAllocator(pid, t.funcs, t.opts.Allocator)
+	if err != nil || len(alloc.Bindings) != len(t.allocator.Bindings) {
+		return false
+	}
+	for name, b := range t.allocator.Bindings {
+		o, ok := alloc.Bindings[name]
+		if !ok || o.FileOffset != b.FileOffset || !sameFile(o.Object.OpenPath, b.Object.OpenPath) {
+			return false
+		}
+	}
+	return true
+}
+
+// sameFile tells whether two paths name one file (device and inode).
+func sameFile(a, b string) bool {
+	var sa, sb syscall.Stat_t
+	return syscall.Stat(a, &sa) == nil && syscall.Stat(b, &sb) == nil && sa.Dev == sb.Dev && sa.Ino == sb.Ino
+}
+
 // recordingSinceOf is when recording began for pid.
 func (t *Tracer) recordingSinceOf(pid int) uint64 {
 	if p, ok := t.procs[pid]; ok && p.since != 0 {

@@ -55,9 +55,9 @@ func byPID(reps []jsonReport) map[int]jsonReport {
 	return out
 }
 
-// TestFleetTwoPrograms: `lsan -p A,B` on two different example programs:
-// one report per process, each with its pid and exactly that example's
-// leaks.
+// TestFleetTwoPrograms: `lsan -p A,B` on two different example programs
+// using glibc's malloc: one tracer, its probe sites shared; one report per
+// process, each with its pid and exactly that example's leaks.
 func TestFleetTwoPrograms(t *testing.T) {
 	requireRoot(t)
 	lsan(t)
@@ -82,6 +82,9 @@ func TestFleetTwoPrograms(t *testing.T) {
 	}
 	if code := a.stop(t); code != 23 {
 		t.Errorf("exit status %d, want 23\n%s", code, a.stderr.String())
+	}
+	if want := fmt.Sprintf("attached to pid %d (sharing the probes of pid %d)", ints[1], ints[0]); !strings.Contains(a.stderr.String(), want) {
+		t.Errorf("no %q:\n%s", want, a.stderr.String())
 	}
 	last := byPID(parseReports(t, a.stdout.String()))
 	for i, ex := range exs {

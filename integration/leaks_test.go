@@ -23,13 +23,17 @@ func TestLeakExamples(t *testing.T) {
 			continue
 		}
 		t.Run(ex.Name, func(t *testing.T) {
-			got := liveLeaks(t, ex)
+			got := liveLeaks(t, ex) // --snapshot stop, lsan -p's default
 			want := normalize(ex.Leaks, true)
 			if ex.AttachLeaks != nil {
 				want = normalize(ex.AttachLeaks, true)
 			}
 			if d := diffGroups(got, want); d != "" {
 				t.Errorf("lsan vs expected.json:\n%s", d)
+			}
+			// A check of a fork of the target gives the same verdicts.
+			if d := diffGroups(liveLeaks(t, ex, "--snapshot", "fork"), want); d != "" {
+				t.Errorf("lsan --snapshot fork vs expected.json:\n%s", d)
 			}
 			if !ex.LSanParity || ex.AttachLeaks != nil {
 				return
@@ -42,10 +46,11 @@ func TestLeakExamples(t *testing.T) {
 }
 
 // liveLeaks runs one leak check on the example after its "done".
-func liveLeaks(t *testing.T, ex example) []expectGroup {
+func liveLeaks(t *testing.T, ex example, extra ...string) []expectGroup {
 	t.Helper()
 	p := startExample(t, ex)
-	a := attach(t, p.Pid(), append([]string{"--format", "json", "-i", "1h"}, ex.Run.LSanArgs...)...)
+	args := append(append([]string{"--format", "json", "-i", "1h"}, ex.Run.LSanArgs...), extra...)
+	a := attach(t, p.Pid(), args...)
 	p.trigger(t)
 	code := a.stop(t)
 	reps := parseReports(t, a.stdout.String())

@@ -49,7 +49,7 @@ func pingTarget(t *testing.T, p *testproc.Proc) string {
 func TestForkSnapshotUnseen(t *testing.T) {
 	requireRoot(t)
 	p := startForkTarget(t)
-	a := attach(t, p.Pid(), "--format", "json", "-i", "300ms", "-n", "10")
+	a := attach(t, p.Pid(), "--snapshot", "fork", "--format", "json", "-i", "300ms", "-n", "10")
 	io.WriteString(p.Stdin, "leak\n")
 	p.Expect(t, "leaked")
 	code := a.wait(t)
@@ -75,18 +75,17 @@ func TestForkSnapshotUnseen(t *testing.T) {
 
 // TestForkSnapshotSIGKILL kills lsan with SIGKILL at random moments of
 // fork-mode checks, 50 times: the target keeps running and serving,
-// untraced and unstopped, never sees a signal or a child, and no copy is
-// left. The one trace an ill-timed kill can leave — the intermediate
-// process, a zombie the target cannot see, when lsan dies in the
-// milliseconds it lives — is reaped by the next check; after a last check
-// nothing is left at all.
+// untraced and unstopped, and never sees a signal or a child. The one trace
+// an ill-timed kill can leave — the intermediate process, when lsan dies in
+// the milliseconds it lives: a zombie the target cannot see, or stopped
+// at its birth — is cleaned up by the next check.
 func TestForkSnapshotSIGKILL(t *testing.T) {
 	requireRoot(t)
 	p := startForkTarget(t)
 	rng := rand.New(rand.NewSource(1))
-	zombies := 0
+	left := 0
 	for i := 0; i < 50; i++ {
-		a := attach(t, p.Pid(), "--format", "json", "-i", "20ms")
+		a := attach(t, p.Pid(), "--snapshot", "fork", "--format", "json", "-i", "20ms")
 		time.Sleep(time.Duration(rng.Intn(300)) * time.Millisecond)
 		a.cmd.Process.Signal(syscall.SIGKILL)
 		a.cmd.Wait()
@@ -94,15 +93,16 @@ func TestForkSnapshotSIGKILL(t *testing.T) {
 			t.Fatalf("kill %d: the target answered %q", i, got)
 		}
 		problems, z := leftovers(p.Pid())
-		if len(problems) > 0 {
-			t.Fatalf("kill %d: left behind: %s", i, strings.Join(problems, "; "))
+		if len(problems) > 0 || z > 0 {
+			// Only an intermediate caught in the moment it lives: the
+			// next check must clean it up.
+			left++
+			b := attach(t, p.Pid(), "--snapshot", "fork", "--format", "json", "-i", "20ms", "-n", "1")
+			b.wait(t)
 		}
-		zombies += z
+		assertNothingLeftOf(t, p.Pid())
 	}
-	a := attach(t, p.Pid(), "--format", "json", "-i", "20ms", "-n", "1")
-	a.wait(t)
-	t.Logf("50 kills left %d zombie intermediate(s), reaped by the next check", zombies)
-	assertNothingLeftOf(t, p.Pid())
+	t.Logf("50 kills left an intermediate process %d time(s), each cleaned up by the next check", left)
 }
 
 // assertNothingLeftOf checks that pid runs untraced and that no process

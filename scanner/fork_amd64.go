@@ -301,28 +301,53 @@ func cloneFrom(pid int, t *frozenThread, site stubSite, flags uint64, options in
 	return child, err
 }
 
-// reapLeftIntermediates reaps, through stopped thread t of pid, the
-// intermediates an lsan killed at the wrong moment left behind: zombie
-// children of the target with its name and no exit signal, which the
-// target cannot see with a plain wait (a program that makes such children
-// itself, with raw clone(), reaps them before they would be found here
-// only if it waits with __WCLONE at once).
+// reapLeftIntermediates ends and reaps, through stopped thread t of pid,
+// the intermediates an lsan killed at the wrong moment left behind:
+// children of the target with its name and no exit signal, zombies, or
+// stopped by the SIGSTOP they were born with. The target cannot see them
+// with a plain wait (a program that makes such children itself, with raw
+// clone(), has them running, not stopped or dead, unless it waits with
+// __WCLONE).
 func reapLeftIntermediates(pid int, t *frozenThread, site stubSite) {
-	for _, z := range silentZombieChildren(pid) {
-		args := [5]uint64{uint64(z), 0, unix.WALL | unix.WNOHANG}
+	for _, c := range silentChildren(pid) {
+		if c.state != "Z" {
+			_ = unix.Kill(c.pid, unix.SIGKILL)
+			for i := 0; i < 100 && childState(c.pid) != "Z"; i++ {
+				time.Sleep(time.Millisecond)
+			}
+		}
+		args := [5]uint64{uint64(c.pid), 0, unix.WALL | unix.WNOHANG}
 		_, _ = syscallIn(pid, t, site, stubPlain, unix.SYS_WAIT4, args, 0)
 	}
 }
 
-// silentZombieChildren lists pid's zombie children with its command name
-// and exit signal 0.
-func silentZombieChildren(pid int) []int {
+type silentChild struct {
+	pid   int
+	state string
+}
+
+// childState is a process's state letter, "" when it is gone.
+func childState(pid int) string {
+	stat, err := os.ReadFile(fmt.Sprintf("%s/%d/stat", procRoot, pid))
+	if err != nil {
+		return ""
+	}
+	fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	if len(fields) == 0 {
+		return ""
+	}
+	return fields[0]
+}
+
+// silentChildren lists pid's children with its command name and exit
+// signal 0 that are zombies or stopped.
+func silentChildren(pid int) []silentChild {
 	data, err := os.ReadFile(fmt.Sprintf("%s/%d/task/%d/children", procRoot, pid, pid))
 	if err != nil {
 		return nil
 	}
 	name, _ := os.ReadFile(fmt.Sprintf("%s/%d/comm", procRoot, pid))
-	var out []int
+	var out []silentChild
 	for _, f := range strings.Fields(string(data)) {
 		child, err := strconv.Atoi(f)
 		if err != nil {
@@ -335,8 +360,8 @@ func silentZombieChildren(pid int) []int {
 		}
 		// Fields after the command: state is the 3rd field, exit_signal the 38th.
 		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
-		if len(fields) > 35 && fields[0] == "Z" && fields[35] == "0" {
-			out = append(out, child)
+		if len(fields) > 35 && strings.ContainsAny(fields[0], "ZTt") && fields[35] == "0" {
+			out = append(out, silentChild{child, fields[0]})
 		}
 	}
 	return out

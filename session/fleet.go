@@ -3,8 +3,9 @@ package session
 import "fmt"
 
 // Many processes (lsan -p PID1,PID2, --comm NAME): cmd/lsan's fleet keeps
-// one Session per program image, which owns the tracer, and a view of it
-// (Adopt) for every other process running the same program: the probe
+// one Session that owns a tracer per set of probe sites, and a view of it
+// (Adopt) for every other process whose allocator functions are the same
+// code (the same program, or another one using the same libc): the probe
 // sites are planned once, each process is probed with the kernel's
 // per-process filter, and each gets its own checks and reports.
 
@@ -23,6 +24,10 @@ func (s *Session) Adopt(pid int) (*Session, error) {
 	v.refreshMappings()
 	return v, nil
 }
+
+// SharesProbes tells whether pid can be adopted: it binds the allocator
+// functions to the same code as s's target.
+func (s *Session) SharesProbes(pid int) bool { return s.tracer.SharesProbes(pid) }
 
 // Forget stops tracing an adopted process (it exited, or lsan is done).
 func (s *Session) Forget(v *Session) { s.tracer.RemoveProcess(v.cfg.PID) }

@@ -80,11 +80,11 @@ const (
 type SnapshotMode int
 
 const (
+	// SnapshotStop: the target is stopped for the whole scan.
+	SnapshotStop SnapshotMode = iota
 	// SnapshotFork: the target forks a copy-on-write copy, which is
 	// scanned while the target runs on (lsan -p; scanner.Options.Fork).
-	SnapshotFork SnapshotMode = iota
-	// SnapshotStop: the target is stopped for the whole scan.
-	SnapshotStop
+	SnapshotFork
 )
 
 // Session is an attached lsan.

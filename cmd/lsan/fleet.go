@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/lsan-project/lsan/internal/target"
@@ -37,51 +36,37 @@ func parsePIDs(s string) ([]int, error) {
 // pollComm is how often --comm looks for new processes of that name.
 const pollComm = 300 * time.Millisecond
 
-// fleet checks many processes: -p PID1,PID2,... and --comm NAME. One
-// session owns the tracer of each program (processes running the same
-// executable share it: its probe sites are planned once); the others are
-// views of it (session.Adopt). Checks run one process after the other.
+// fleet checks many processes: -p PID1,PID2,... and --comm NAME. A
+// session owns a tracer for each set of probe sites; a process whose
+// allocator functions are the same code as an owner's (the same program,
+// or another using the same libc) is a view of it (session.Adopt), its
+// probe sites planned once. Checks run one process after the other.
 type fleet struct {
 	cfg  session.Config
 	need target.Need
 	comm string
-	// owners are the sessions that own a tracer, by executable; procs
+	// owners are the sessions that own a tracer, in attach order; procs
 	// every traced process's session (owners included) by pid.
-	owners map[exeID]*session.Session
+	owners []*session.Session
 	owner  map[int]*session.Session // the owner of each adopted process
 	procs  map[int]*session.Session
 	// leaks and incomplete: of the last check of each process.
 	leaks, incomplete map[int]bool
 }
 
-// exeID identifies an executable file.
-type exeID struct{ dev, ino uint64 }
-
-func exeOf(pid int) (exeID, error) {
-	var st syscall.Stat_t
-	if err := syscall.Stat(fmt.Sprintf("/proc/%d/exe", pid), &st); err != nil {
-		return exeID{}, fmt.Errorf("pid %d: %w", pid, err)
-	}
-	return exeID{st.Dev, st.Ino}, nil
-}
-
 func newFleet(cfg session.Config, need target.Need, comm string) *fleet {
 	return &fleet{cfg: cfg, need: need, comm: comm,
-		owners: map[exeID]*session.Session{}, owner: map[int]*session.Session{},
+		owner: map[int]*session.Session{},
 		procs: map[int]*session.Session{}, leaks: map[int]bool{}, incomplete: map[int]bool{}}
 }
 
-// attach starts tracing pid: with the tracer of its program if there is
-// one, else with a new one.
+// attach starts tracing pid: with a tracer whose probe sites are its own
+// if there is one, else with a new one.
 func (f *fleet) attach(pid int) error {
 	if err := target.Check(pid, f.need); err != nil {
 		return err
 	}
-	exe, err := exeOf(pid)
-	if err != nil {
-		return err
-	}
-	if o := f.owners[exe]; o != nil {
+	if o := f.sharingOwner(pid); o != nil {
 		v, err := o.Adopt(pid)
 		if err != nil {
 			return err
@@ -96,7 +81,18 @@ func (f *fleet) attach(pid int) error {
 	if err != nil {
 		return err
 	}
-	f.owners[exe], f.procs[pid] = s, s
+	f.owners = append(f.owners, s)
+	f.procs[pid] = s
+	return nil
+}
+
+// sharingOwner finds a tracer whose probe sites are pid's.
+func (f *fleet) sharingOwner(pid int) *session.Session {
+	for _, o := range f.owners {
+		if o.SharesProbes(pid) {
+			return o
+		}
+	}
 	return nil
 }
 
