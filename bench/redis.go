@@ -16,24 +16,11 @@ import (
 // benchRedis measures a real server: Debian's redis-server (jemalloc)
 // under redis-benchmark on loopback, untraced and traced, in one run.
 func benchRedis(requests int) error {
-	server, err := exec.LookPath("redis-server")
-	if err != nil {
-		fmt.Println("\nredis: redis-server not installed, skipped")
-		return nil
-	}
-	port, err := freePort()
-	if err != nil {
+	cmd, port, err := startRedis()
+	if cmd == nil || err != nil {
 		return err
 	}
-	cmd := exec.Command(server, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	defer cmd.Wait()
-	defer cmd.Process.Kill()
-	if err := waitListening(port); err != nil {
-		return err
-	}
+	defer stopRedis(cmd)
 	untraced, err := redisRPS(port, requests)
 	if err != nil {
 		return err
@@ -54,6 +41,35 @@ func benchRedis(requests int) error {
 		fmt.Printf("%-8s %12.0f %12.0f %7.2fx\n", test, u, tr, tr/u)
 	}
 	return nil
+}
+
+// startRedis runs Debian's redis-server on a free loopback port, without
+// persistence; nil when it is not installed (said so).
+func startRedis(extra ...string) (*exec.Cmd, int, error) {
+	server, err := exec.LookPath("redis-server")
+	if err != nil {
+		fmt.Println("\nredis: redis-server not installed, skipped")
+		return nil, 0, nil
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, 0, err
+	}
+	args := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"}, extra...)
+	cmd := exec.Command(server, args...)
+	if err := cmd.Start(); err != nil {
+		return nil, 0, err
+	}
+	if err := waitListening(port); err != nil {
+		stopRedis(cmd)
+		return nil, 0, err
+	}
+	return cmd, port, nil
+}
+
+func stopRedis(cmd *exec.Cmd) {
+	cmd.Process.Kill()
+	cmd.Wait()
 }
 
 func freePort() (int, error) {

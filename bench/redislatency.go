@@ -16,24 +16,11 @@ import (
 // from redis-benchmark, lsan -p checking every second with --snapshot
 // stop, then fork, against no checks, in one run.
 func benchRedisSnapshot(lsan string, requests int) error {
-	server, err := exec.LookPath("redis-server")
-	if err != nil {
-		return nil
-	}
-	port, err := freePort()
-	if err != nil {
+	cmd, port, err := startRedis("--enable-debug-command", "yes")
+	if cmd == nil || err != nil {
 		return err
 	}
-	cmd := exec.Command(server, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--enable-debug-command", "yes")
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	defer cmd.Wait()
-	defer cmd.Process.Kill()
-	if err := waitListening(port); err != nil {
-		return err
-	}
+	defer stopRedis(cmd)
 	// DEBUG POPULATE: 4 M keys of 200 bytes, about 1 GiB of heap.
 	if out, err := exec.Command("redis-cli", "-p", strconv.Itoa(port), "DEBUG", "POPULATE", "4000000", "key", "200").CombinedOutput(); err != nil {
 		return fmt.Errorf("populate redis: %v %s", err, out)
