@@ -41,7 +41,13 @@ examples:
 # The whole suite: unit tests, and the BPF and integration tests (root).
 test: build examples
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 40m ./...
+	# The integration tests run after the others, not beside them: a
+	# uretprobe that one lsan puts on libc's malloc hijacks the return
+	# address of every process the breakpoint is installed in, which the
+	# bpf package's exit-probe tests would read as their call site
+	# (docs/unwind.md, known limits).
+	$(GO) test -count=1 -timeout 20m $$($(GO) list ./... | grep -v /integration)
+	$(GO) test -count=1 -timeout 40m ./integration
 
 # Pure logic only: no root, no BPF.
 test-unit:
