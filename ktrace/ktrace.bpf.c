@@ -179,22 +179,22 @@ static __always_inline void forget(__u64 addr, __u32 space)
 		count(C_FREES);
 }
 
-static __always_inline int slab_alloc(__u64 *ctx, struct roles r, __u8 event)
+static __always_inline int slab_alloc(__u64 *ctx, volatile const struct roles *r, __u8 event)
 {
-	__u64 ptr = arg(ctx, r.ptr);
+	__u64 ptr = arg(ctx, r->ptr);
 	if (!is_object(ptr) || !wanted(bpf_get_current_pid_tgid() >> 32))
 		return 0;
 	struct kobj o = {.event = event};
-	if (r.call_site >= 0)
-		o.call_site = arg(ctx, r.call_site);
-	if (r.bytes_alloc >= 0)
-		o.bytes_alloc = arg(ctx, r.bytes_alloc);
-	if (r.bytes_req >= 0)
-		o.bytes_req = arg(ctx, r.bytes_req);
-	if (r.cache >= 0) {
-		o.cache = arg(ctx, r.cache);
+	if (r->call_site >= 0)
+		o.call_site = arg(ctx, r->call_site);
+	if (r->bytes_alloc >= 0)
+		o.bytes_alloc = arg(ctx, r->bytes_alloc);
+	if (r->bytes_req >= 0)
+		o.bytes_req = arg(ctx, r->bytes_req);
+	if (r->cache >= 0) {
+		o.cache = arg(ctx, r->cache);
 		remember_cache(o.cache);
-		if (r.bytes_alloc < 0 && o.cache)
+		if (r->bytes_alloc < 0 && o.cache)
 			cache_sizes((struct kmem_cache *)o.cache, &o);
 	}
 	record(ctx, ptr, SPACE_SLAB, &o);
@@ -204,13 +204,13 @@ static __always_inline int slab_alloc(__u64 *ctx, struct roles r, __u8 event)
 SEC("tp_btf/kmalloc")
 int kmalloc(__u64 *ctx)
 {
-	return slab_alloc(ctx, kmalloc_roles, EV_KMALLOC);
+	return slab_alloc(ctx, &kmalloc_roles, EV_KMALLOC);
 }
 
 SEC("tp_btf/kmem_cache_alloc")
 int kmem_cache_alloc(__u64 *ctx)
 {
-	return slab_alloc(ctx, cache_alloc_roles, EV_KMEM_CACHE_ALLOC);
+	return slab_alloc(ctx, &cache_alloc_roles, EV_KMEM_CACHE_ALLOC);
 }
 
 SEC("tp_btf/kfree")

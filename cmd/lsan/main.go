@@ -89,7 +89,7 @@ func newApp() *cli.App {
 			OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 				return usageError{err}
 			},
-		}}, generatorCommands()...),
+		}}, append(generatorCommands(), kernelCommand())...),
 		HideHelpCommand: true,
 		// Errors are printed once, by run, as one line.
 		ExitErrHandler: func(*cli.Context, error) {},
