@@ -29,6 +29,7 @@ func main() {
 	redisRequests := flag.Int("redis-requests", 50_000, "redis-benchmark requests per test (0: skip redis)")
 	children := flag.Int("children", 200, "forked children per lsan run measurement (0: skip)")
 	memory := flag.Bool("memory", true, "measure lsan's own memory per tracked block")
+	kernelOps := flag.Int("kernel-ops", 100_000, "syscall loop iterations for lsan kernel's cost (0: skip)")
 	flag.Parse()
 	// The kernel's per-program run time: the BPF time per allocation.
 	if stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME)); err == nil {
@@ -40,6 +41,9 @@ func main() {
 	}
 	if err == nil && *children > 0 {
 		err = benchRun(*children, *rounds)
+	}
+	if err == nil && *kernelOps > 0 {
+		err = benchKernel(*kernelOps, *rounds)
 	}
 	if err == nil && *redisRequests > 0 {
 		err = benchRedis(*redisRequests)
