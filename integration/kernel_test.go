@@ -42,6 +42,7 @@ type kernelReport struct {
 	Dropped struct {
 		Allocs uint64 `json:"allocs"`
 	} `json:"dropped"`
+	Final bool `json:"final"`
 }
 
 // underPath sums the objects of cache (any, when "") whose stack passes
@@ -83,6 +84,7 @@ func buildC(t *testing.T, name string) string {
 
 // kernelRun is a running `lsan kernel` writing JSON reports to a file.
 type kernelRun struct {
+	cmd    *exec.Cmd
 	out    string
 	stderr *syncBuffer
 }
@@ -92,6 +94,7 @@ func startKernel(t *testing.T, args ...string) *kernelRun {
 	k := &kernelRun{out: filepath.Join(t.TempDir(), "kernel.jsonl"), stderr: &syncBuffer{}}
 	cmd := exec.Command(lsan(t), append([]string{"kernel", "--format", "json", "--top", "0", "-o", k.out}, args...)...)
 	cmd.Stderr = k.stderr
+	k.cmd = cmd
 	startGroup(t, cmd)
 	deadline := time.Now().Add(20 * time.Second)
 	for !strings.Contains(k.stderr.String(), "tracing kernel allocations") {
@@ -291,5 +294,20 @@ func TestKernelErrors(t *testing.T) {
 				t.Errorf("status %d, stderr %q; want %d and one line starting %q", code, stderr, c.code, c.want)
 			}
 		})
+	}
+}
+
+// TestKernelInterrupt: Ctrl-C writes one final report and exits 0.
+func TestKernelInterrupt(t *testing.T) {
+	requireRoot(t)
+	k := startKernel(t, "-i", "1h")
+	k.cmd.Process.Signal(syscall.SIGINT)
+	err := k.cmd.Wait()
+	if err != nil {
+		t.Fatalf("lsan kernel after Ctrl-C: %v; stderr: %s", err, k.stderr.String())
+	}
+	reports := k.reports(t)
+	if len(reports) != 1 || !reports[0].Final {
+		t.Fatalf("%d report(s) after one Ctrl-C (%+v), want 1 final", len(reports), reports)
 	}
 }
