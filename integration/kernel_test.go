@@ -39,9 +39,13 @@ type kernelReport struct {
 		Comm  string `json:"comm"`
 		Count int    `json:"count"`
 	} `json:"processes"`
+	Stats struct {
+		Blocks int `json:"blocks"`
+	} `json:"stats"`
 	Dropped struct {
 		Allocs uint64 `json:"allocs"`
 	} `json:"dropped"`
+	Complete bool `json:"complete"`
 	Final bool `json:"final"`
 }
 
@@ -309,5 +313,21 @@ func TestKernelInterrupt(t *testing.T) {
 	reports := k.reports(t)
 	if len(reports) != 1 || !reports[0].Final {
 		t.Fatalf("%d report(s) after one Ctrl-C (%+v), want 1 final", len(reports), reports)
+	}
+}
+
+// TestKernelMapFull: with room for 100 objects, the fixture's ~1,600 fill
+// the map; the rest are counted as dropped, and the report says it is
+// incomplete.
+func TestKernelMapFull(t *testing.T) {
+	requireRoot(t)
+	p := testproc.Start(t, exec.Command(buildC(t, "kobjects"), "64"))
+	pid := p.Cmd.Process.Pid
+	k := startKernel(t, "--pid", fmt.Sprint(pid), "-i", "500ms", "--max-objects", "100")
+	io.WriteString(p.Stdin, "create\n")
+	p.Expect(t, "ready")
+	r := k.waitReport(t, time.Now(), "drops", func(r kernelReport) bool { return r.Dropped.Allocs >= 1000 })
+	if r.Stats.Blocks != 100 || r.Complete {
+		t.Errorf("map of 100: %d objects held, complete %v; want 100, false", r.Stats.Blocks, r.Complete)
 	}
 }
