@@ -129,7 +129,7 @@ func (t *Tracer) readObjects() ([]Object, error) {
 	vals := make([]ktraceKobj, batchSize)
 	var cursor ebpf.MapBatchCursor
 	for {
-		n, err := t.objs.Objects.BatchLookup(&cursor, keys, vals, nil)
+		n, err := t.objects.BatchLookup(&cursor, keys, vals, nil)
 		for i := 0; i < n; i++ {
 			out = append(out, toObject(keys[i], vals[i]))
 		}
@@ -157,7 +157,7 @@ func (t *Tracer) cacheNames() map[uint64]string {
 	names := map[uint64]string{}
 	var key uint64
 	var val [32]byte
-	it := t.objs.Caches.Iterate()
+	it := t.caches.Iterate()
 	for it.Next(&key, &val) {
 		names[key] = cString(val[:])
 	}
@@ -166,7 +166,7 @@ func (t *Tracer) cacheNames() map[uint64]string {
 
 func (t *Tracer) stack(id int32) []uint64 {
 	var frames [127]uint64
-	if err := t.objs.Stacks.Lookup(uint32(id), &frames); err != nil {
+	if err := t.stacks.Lookup(uint32(id), &frames); err != nil {
 		return nil
 	}
 	for i, pc := range frames {
@@ -181,7 +181,7 @@ func (t *Tracer) counters() (Counters, error) {
 	var c Counters
 	sum := func(idx ktraceKcounter) (uint64, error) {
 		var perCPU []uint64
-		if err := t.objs.Counters.Lookup(uint32(idx), &perCPU); err != nil {
+		if err := t.counterMap.Lookup(uint32(idx), &perCPU); err != nil {
 			return 0, fmt.Errorf("read counters: %w", err)
 		}
 		var n uint64
@@ -219,7 +219,7 @@ func (t *Tracer) counters() (Counters, error) {
 func (t *Tracer) pruneStacks(live map[int32][]uint64) {
 	var id uint32
 	next := map[int32]bool{}
-	it := t.objs.Stacks.Iterate()
+	it := t.stacks.Iterate()
 	var frames [127]uint64
 	var stale []uint32
 	for it.Next(&id, &frames) {
@@ -234,7 +234,7 @@ func (t *Tracer) pruneStacks(live map[int32][]uint64) {
 		next[sid] = true
 	}
 	for _, id := range stale {
-		t.objs.Stacks.Delete(id)
+		t.stacks.Delete(id)
 	}
 	t.unreferenced = next
 }

@@ -38,12 +38,14 @@ type Options struct {
 
 // Tracer is the loaded and attached kernel tracer.
 type Tracer struct {
-	objs   ktraceObjects
-	coll   *ebpf.Collection
-	progs  map[string]*ebpf.Program
-	links  []link.Link
+	// Events: every tracepoint lsan knows, whether it is traced, why not.
 	Events []EventStatus
-	// seen: stack ids no live object referenced at the last prune.
+
+	coll                                *ebpf.Collection
+	progs                               map[string]*ebpf.Program
+	links                               []link.Link
+	objects, stacks, caches, counterMap *ebpf.Map
+	// unreferenced: stack ids no live object used at the last prune.
 	unreferenced map[int32]bool
 }
 
@@ -79,9 +81,10 @@ func Open(opts Options) (*Tracer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load kernel tracer: %w", loadError(err))
 	}
-	t := &Tracer{coll: coll, progs: coll.Programs, unreferenced: map[int32]bool{}}
-	t.objs.Objects, t.objs.Stacks = coll.Maps["objects"], coll.Maps["stacks"]
-	t.objs.Caches, t.objs.Counters = coll.Maps["caches"], coll.Maps["counters"]
+	t := &Tracer{
+		coll: coll, progs: coll.Programs, unreferenced: map[int32]bool{},
+		objects: coll.Maps["objects"], stacks: coll.Maps["stacks"], caches: coll.Maps["caches"], counterMap: coll.Maps["counters"],
+	}
 	if err := t.attach(statuses); err != nil {
 		t.Close()
 		return nil, err
