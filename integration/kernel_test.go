@@ -46,7 +46,7 @@ type kernelReport struct {
 		Allocs uint64 `json:"allocs"`
 	} `json:"dropped"`
 	Complete bool `json:"complete"`
-	Final bool `json:"final"`
+	Final    bool `json:"final"`
 }
 
 // underPath sums the objects of cache (any, when "") whose stack passes
