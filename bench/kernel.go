@@ -26,12 +26,12 @@ func benchKernel(ops, rounds int) error {
 		return fmt.Errorf("build %s: %v\n%s", src, err, b)
 	}
 	fmt.Printf("\nlsan kernel: syscall-heavy loops, %d ops, median of %d (ns per op)\n", ops, rounds)
-	fmt.Printf("%-28s %10s %10s %7s\n", "loop", "untraced", "traced", "ratio")
+	fmt.Printf("%-28s %10s %10s %7s %12s %7s\n", "loop", "untraced", "traced", "ratio", "--no-stacks", "ratio")
 	for _, mode := range []struct{ name, arg string }{
 		{"pipe ping-pong (round trip)", "pipe"},
 		{"socket create+close", "socket"},
 	} {
-		var plain, traced []float64
+		var plain, traced, noStacks []float64
 		var counters ktrace.Counters
 		for r := 0; r < rounds; r++ {
 			ns, err := runSyscallLoop(loop, mode.arg, ops)
@@ -39,25 +39,36 @@ func benchKernel(ops, rounds int) error {
 				return err
 			}
 			plain = append(plain, ns)
-			t, err := ktrace.Open(ktrace.Options{})
+			ns, c, err := tracedSyscallLoop(loop, mode.arg, ops, ktrace.Options{})
 			if err != nil {
 				return err
 			}
-			ns, err = runSyscallLoop(loop, mode.arg, ops)
-			if snap, serr := t.Snapshot(); serr == nil {
-				counters = snap.Counters
-			}
-			t.Close()
-			if err != nil {
+			traced, counters = append(traced, ns), c
+			if ns, _, err = tracedSyscallLoop(loop, mode.arg, ops, ktrace.Options{NoStacks: true}); err != nil {
 				return err
 			}
-			traced = append(traced, ns)
+			noStacks = append(noStacks, ns)
 		}
-		p, tr := median(plain), median(traced)
-		fmt.Printf("%-28s %10.0f %10.0f %6.2fx   (last traced round: %d allocations recorded, %d dropped, %d stacks dropped)\n",
-			mode.name, p, tr, tr/p, counters.Allocs, counters.AllocDrops, counters.StackDrops)
+		p, tr, ns := median(plain), median(traced), median(noStacks)
+		fmt.Printf("%-28s %10.0f %10.0f %6.2fx %12.0f %6.2fx   (last traced round: %d allocations recorded, %d dropped, %d stacks dropped)\n",
+			mode.name, p, tr, tr/p, ns, ns/p, counters.Allocs, counters.AllocDrops, counters.StackDrops)
 	}
 	return nil
+}
+
+// tracedSyscallLoop runs the loop once under the kernel tracer.
+func tracedSyscallLoop(loop, mode string, ops int, opts ktrace.Options) (float64, ktrace.Counters, error) {
+	t, err := ktrace.Open(opts)
+	if err != nil {
+		return 0, ktrace.Counters{}, err
+	}
+	defer t.Close()
+	ns, err := runSyscallLoop(loop, mode, ops)
+	var c ktrace.Counters
+	if snap, serr := t.Snapshot(); serr == nil {
+		c = snap.Counters
+	}
+	return ns, c, err
 }
 
 func runSyscallLoop(loop, mode string, ops int) (float64, error) {

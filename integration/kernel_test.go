@@ -331,3 +331,23 @@ func TestKernelMapFull(t *testing.T) {
 		t.Errorf("map of 100: %d objects held, complete %v; want 100, false", r.Stats.Blocks, r.Complete)
 	}
 }
+
+// TestKernelNoStacks: without stack walks, the fixture's struct files
+// (2 per pipe, 1 per eventfd, epoll instance and socket) form one group
+// under their call site, alloc_empty_file: exactly 5N objects.
+func TestKernelNoStacks(t *testing.T) {
+	requireRoot(t)
+	const n = 64
+	p := testproc.Start(t, exec.Command(buildC(t, "kobjects"), fmt.Sprint(n)))
+	pid := p.Cmd.Process.Pid
+	k := startKernel(t, "--pid", fmt.Sprint(pid), "-i", "500ms", "--no-stacks", "--cache", "filp")
+	io.WriteString(p.Stdin, "create\n")
+	p.Expect(t, "ready")
+	r := k.waitReport(t, time.Now(), "5N files", func(r kernelReport) bool {
+		c, _ := r.underPath("alloc_empty_file", "filp", pid)
+		return c >= 5*n
+	})
+	if len(r.Leaks) != 1 || len(r.Leaks[0].Stack) != 1 || r.Leaks[0].Count != 5*n {
+		t.Errorf("--no-stacks: %+v; want one group of %d filp objects with one frame, alloc_empty_file", r.Leaks, 5*n)
+	}
+}

@@ -97,7 +97,7 @@ func (c *checker) check(final bool) error {
 	groups, procs, first := buildGroups(snap, c.cfg.Filter, c.cfg.ReportObjects)
 	r := &Report{
 		Time: time.Now(), Processes: procs, Filter: c.cfg.Filter, Events: c.tracer.Events,
-		Counters: snap.Counters, Objects: len(snap.Objects), SampleRate: c.cfg.Tracer.SampleRate, Final: final,
+		Counters: snap.Counters, Objects: len(snap.Objects), SampleRate: c.cfg.Tracer.SampleRate, NoStacks: c.cfg.Tracer.NoStacks, Final: final,
 	}
 	for i := range groups {
 		o := first[groups[i].Key]

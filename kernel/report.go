@@ -28,7 +28,9 @@ type Report struct {
 	// Objects is the number of live objects in the map (before filters).
 	Objects    int
 	SampleRate uint32
-	Final      bool
+	// NoStacks: stacks were not taken (--no-stacks); groups are by call site.
+	NoStacks bool
+	Final    bool
 }
 
 // Group is the live objects allocated from one kernel stack by one

@@ -143,6 +143,9 @@ func writeProcesses(w *bufio.Writer, ps []ProcessUsage, n int) {
 // writeCounters: nothing is dropped silently.
 func writeCounters(w *bufio.Writer, r *Report) {
 	c := r.Counters
+	if r.NoStacks {
+		w.WriteString("lsan: --no-stacks: objects grouped by the function that called the allocator.\n")
+	}
 	if r.SampleRate > 1 {
 		fmt.Fprintf(w, "lsan: sampled: 1 in %d allocations tracked; sizes and counts are of the sampled objects only.\n", r.SampleRate)
 	}
@@ -177,6 +180,7 @@ type jsonReport struct {
 	Omitted    int                  `json:"omitted,omitempty"`
 	SampleRate uint32               `json:"sample_rate,omitempty"`
 	MinAgeMS   int64                `json:"min_age_ms,omitempty"`
+	NoStacks   bool                 `json:"no_stacks,omitempty"`
 	Final      bool                 `json:"final,omitempty"`
 }
 
@@ -237,7 +241,7 @@ func WriteJSON(w io.Writer, r *Report) error {
 		Dropped:  jsonDropped{Allocs: r.Counters.AllocDrops, Stacks: r.Counters.StackDrops, Missed: r.Counters.Missed},
 		Complete: r.Complete(), Summary: jsonSummary{Bytes: req, BytesAlloc: alloc, Count: r.TotalCount()},
 		Events: r.Events, Filter: jsonFilter{Comm: r.Filter.Comm, Cache: r.Filter.Cache, MinSize: r.Filter.MinSize},
-		Omitted: r.Omitted, MinAgeMS: r.Filter.MinAge.Milliseconds(), Final: r.Final,
+		Omitted: r.Omitted, MinAgeMS: r.Filter.MinAge.Milliseconds(), Final: r.Final, NoStacks: r.NoStacks,
 	}
 	if r.SampleRate > 1 {
 		out.SampleRate = r.SampleRate

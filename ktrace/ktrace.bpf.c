@@ -27,6 +27,9 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 volatile const __u32 sample_rate = 1;
 // --pid: record only this process's allocations (0 = every process).
 volatile const __u32 target_tgid = 0;
+// --no-stacks: no kernel stack walk (most of the cost of a recorded
+// allocation); objects are grouped by their call site.
+volatile const __u32 no_stacks = 0;
 // lsan itself: reading the maps allocates kernel memory, which must not
 // feed back into the report.
 volatile const __u32 self_tgid = 0;
@@ -162,9 +165,13 @@ static __always_inline void record(void *ctx, __u64 addr, __u32 space, struct ko
 	o->tid = (__u32)id;
 	bpf_get_current_comm(o->comm, sizeof(o->comm));
 	// Kernel stack (flags 0); the ORC unwinder walks it.
-	o->stack_id = bpf_get_stackid(ctx, &stacks, 0);
-	if (o->stack_id < 0)
-		count(C_STACK_DROPS);
+	if (no_stacks) {
+		o->stack_id = -1;
+	} else {
+		o->stack_id = bpf_get_stackid(ctx, &stacks, 0);
+		if (o->stack_id < 0)
+			count(C_STACK_DROPS);
+	}
 	if (bpf_map_update_elem(&objects, &key, o, BPF_ANY) != 0) {
 		count(C_ALLOC_DROPS);
 		return;

@@ -96,6 +96,7 @@ const (
 	ktraceVarCacheFreeRoles     = "cache_free_roles"
 	ktraceVarKfreeRoles         = "kfree_roles"
 	ktraceVarKmallocRoles       = "kmalloc_roles"
+	ktraceVarNoStacks           = "no_stacks"
 	ktraceVarSampleRate         = "sample_rate"
 	ktraceVarSelfTgid           = "self_tgid"
 	ktraceVarTargetTgid         = "target_tgid"
@@ -177,6 +178,7 @@ type ktraceVariableSpecs struct {
 	CacheFreeRoles  *ebpf.VariableSpec `ebpf:"cache_free_roles"`
 	KfreeRoles      *ebpf.VariableSpec `ebpf:"kfree_roles"`
 	KmallocRoles    *ebpf.VariableSpec `ebpf:"kmalloc_roles"`
+	NoStacks        *ebpf.VariableSpec `ebpf:"no_stacks"`
 	SampleRate      *ebpf.VariableSpec `ebpf:"sample_rate"`
 	SelfTgid        *ebpf.VariableSpec `ebpf:"self_tgid"`
 	TargetTgid      *ebpf.VariableSpec `ebpf:"target_tgid"`
@@ -230,6 +232,7 @@ type ktraceVariables struct {
 	CacheFreeRoles  *ebpf.Variable `ebpf:"cache_free_roles"`
 	KfreeRoles      *ebpf.Variable `ebpf:"kfree_roles"`
 	KmallocRoles    *ebpf.Variable `ebpf:"kmalloc_roles"`
+	NoStacks        *ebpf.Variable `ebpf:"no_stacks"`
 	SampleRate      *ebpf.Variable `ebpf:"sample_rate"`
 	SelfTgid        *ebpf.Variable `ebpf:"self_tgid"`
 	TargetTgid      *ebpf.Variable `ebpf:"target_tgid"`

@@ -31,6 +31,9 @@ type Options struct {
 	SampleRate uint32
 	// PID records only this process's allocations (0: every process).
 	PID uint32
+	// NoStacks skips the kernel stack walk (~2.8 us of ~3.3 us per
+	// recorded allocation); objects are then grouped by call site.
+	NoStacks bool
 	// KernelBTF is the BTF file the tracepoint layouts are read from
 	// ("" : the running kernel's, /sys/kernel/btf/vmlinux).
 	KernelBTF string
@@ -123,7 +126,11 @@ func configure(spec *ebpf.CollectionSpec, opts Options) error {
 	if rate == 0 {
 		rate = 1
 	}
-	for name, v := range map[string]uint32{"sample_rate": rate, "target_tgid": opts.PID, "self_tgid": uint32(os.Getpid())} {
+	noStacks := uint32(0)
+	if opts.NoStacks {
+		noStacks = 1
+	}
+	for name, v := range map[string]uint32{"sample_rate": rate, "target_tgid": opts.PID, "self_tgid": uint32(os.Getpid()), "no_stacks": noStacks} {
 		if err := spec.Variables[name].Set(v); err != nil {
 			return fmt.Errorf("set %s: %w", name, err)
 		}

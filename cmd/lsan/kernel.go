@@ -42,6 +42,7 @@ func kernelFlags() []cli.Flag {
 		&cli.IntFlag{Name: "top", Value: 10, Usage: "show the `N` largest groups (0: all)"},
 		&cli.BoolFlag{Name: "report-objects", Usage: "list every object's address, size, pid and age", DisableDefaultText: true},
 		&cli.UintFlag{Name: "sample-rate", Value: 1, Usage: "track 1 in `N` allocations (reports say they are sampled)"},
+		&cli.BoolFlag{Name: "no-stacks", Usage: "don't walk kernel stacks (most of the cost): group objects by the function that called the allocator", DisableDefaultText: true},
 		&cli.UintFlag{Name: "max-objects", Value: ktrace.DefaultMaxObjects, Usage: "capacity of the live-object map, in `OBJECTS` (preallocated, ~140 bytes each)"},
 		&cli.UintFlag{Name: "max-stacks", Value: ktrace.DefaultMaxStacks, Usage: "capacity of the kernel stack map, in `STACKS`"},
 	}
@@ -118,7 +119,7 @@ func kernelConfig(c *cli.Context) (kernel.Config, error) {
 	cfg = kernel.Config{
 		Tracer: ktrace.Options{
 			MaxObjects: uint32(c.Uint("max-objects")), MaxStacks: uint32(c.Uint("max-stacks")),
-			SampleRate: uint32(c.Uint("sample-rate")), PID: uint32(pid),
+			SampleRate: uint32(c.Uint("sample-rate")), PID: uint32(pid), NoStacks: c.Bool("no-stacks"),
 			KernelBTF: os.Getenv("LSAN_KERNEL_BTF"),
 		},
 		Filter: kernel.Filter{
