@@ -29,9 +29,9 @@ func kernelCommand() *cli.Command {
 
 func kernelFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.IntFlag{Name: "pid", Aliases: []string{"p"}, Usage: "only objects this `PID` (a process) allocated; recorded in the kernel for it alone"},
+		&cli.IntFlag{Name: "pid", Aliases: []string{"p"}, Usage: "only objects this `PID` (a process) allocated; recorded in the kernel for it alone", DefaultText: "every process"},
 		&cli.StringFlag{Name: "comm", Usage: "only objects allocated by tasks named `NAME` (as in /proc/PID/comm)"},
-		&cli.StringFlag{Name: "cache", Usage: "only objects of the slab cache `NAME` (e.g. pipe_inode_info, kmalloc-64 objects show as kmalloc)"},
+		&cli.StringFlag{Name: "cache", Usage: "only objects of the slab cache `NAME` (filp, dentry, sock_inode_cache …; kmalloc objects have no cache name)"},
 		&cli.Uint64Flag{Name: "min-size", Usage: "only objects of at least `N` requested bytes"},
 		&cli.DurationFlag{Name: "older", Usage: "hide objects younger than `DURATION`"},
 		&cli.DurationFlag{Name: "interval", Aliases: []string{"i"}, Value: defaultInterval, Usage: "`DURATION` between checks"},
