@@ -4,7 +4,8 @@
 //
 // Entry point:
 //
-//	err := kernel.Run(ctx, kernel.Config{Interval: 10 * time.Second, Write: kernel.Writer(os.Stdout, "json")})
+//	write, _ := kernel.Writer(os.Stdout, "json")
+//	err := kernel.Run(ctx, kernel.Config{Interval: 10 * time.Second, Write: write})
 //
 // Guarantees: the tracer is detached on every path (an error, a signal,
 // the last check); every report says what was dropped since the start
