@@ -33,7 +33,7 @@ install: build man completions
 	install -D -m 0644 bin/lsan.fish $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/lsan.fish
 
 generate:
-	$(GO) generate ./bpf/
+	$(GO) generate ./bpf/ ./ktrace/
 
 examples:
 	$(MAKE) -C examples

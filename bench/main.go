@@ -30,6 +30,7 @@ func main() {
 	children := flag.Int("children", 200, "forked children per lsan run measurement (0: skip)")
 	memory := flag.Bool("memory", true, "measure lsan's own memory per tracked block")
 	snapshot := flag.Bool("snapshot", true, "measure the target's pause per check, --snapshot stop vs fork")
+	kernelOps := flag.Int("kernel-ops", 100_000, "syscall loop iterations for lsan kernel's cost (0: skip)")
 	flag.Parse()
 	// The kernel's per-program run time: the BPF time per allocation.
 	if stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME)); err == nil {
@@ -44,6 +45,9 @@ func main() {
 	}
 	if err == nil && *children > 0 {
 		err = benchRun(*children, *rounds)
+	}
+	if err == nil && *kernelOps > 0 {
+		err = benchKernel(*kernelOps, *rounds)
 	}
 	if err == nil && *redisRequests > 0 {
 		err = benchRedis(*redisRequests)

@@ -90,7 +90,7 @@ func newApp() *cli.App {
 			OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 				return usageError{err}
 			},
-		}, reportCommand()}, generatorCommands()...),
+		}, reportCommand()}, append(generatorCommands(), kernelCommand())...),
 		HideHelpCommand: true,
 		// Errors are printed once, by run, as one line.
 		ExitErrHandler: func(*cli.Context, error) {},
