@@ -25,7 +25,10 @@ type kernelReport struct {
 		Event       string `json:"event"`
 		Cache       string `json:"cache"`
 		GrowthCount int    `json:"growth_count"`
-		Stack       []struct {
+		Trend       *struct {
+			Verdict string `json:"verdict"`
+		} `json:"trend"`
+		Stack []struct {
 			Function string `json:"function"`
 			Module   string `json:"module"`
 		} `json:"stack"`
@@ -266,6 +269,72 @@ func TestKernelGrowingLeak(t *testing.T) {
 	}
 }
 
+// TestKernelTimeline: lsan kernel's checks go through the timeline of
+// every mode: the steadily growing open-file group is judged growing live
+// and in its recording, which lsan report renders as text, html and
+// pprof with the kernel frames stored at record time.
+func TestKernelTimeline(t *testing.T) {
+	requireRoot(t)
+	p := testproc.Start(t, exec.Command(buildC(t, "kleak")))
+	p.Expect(t, "ready")
+	pid := fmt.Sprint(p.Cmd.Process.Pid)
+	dir := t.TempDir()
+	rec := filepath.Join(dir, "kernel.rec")
+	page := filepath.Join(dir, "kernel.html")
+	k := startKernel(t, "--pid", pid, "-i", "500ms", "-n", "5", "--cache", "filp", "--record", rec)
+	html := exec.Command(lsan(t), "kernel", "--pid", pid, "-i", "500ms", "-n", "5", "--cache", "filp", "--format", "html", "-o", page)
+	if code, _, stderr := runToEnd(t, html); code != 0 {
+		t.Fatalf("lsan kernel --format html: status %d\n%s", code, stderr)
+	}
+	if err := k.cmd.Wait(); err != nil {
+		t.Fatalf("lsan kernel --record: %v\n%s", err, k.stderr.String())
+	}
+	reports := k.reports(t)
+	if len(reports) != 5 {
+		t.Fatalf("%d reports, want 5", len(reports))
+	}
+	// The open path can be stored as more than one stack (return
+	// addresses differ with the path taken); the one holding most files
+	// rises at every check.
+	last := reports[4]
+	if len(last.Leaks) == 0 || last.Leaks[0].Trend == nil || last.Leaks[0].Trend.Verdict != "growing" {
+		t.Errorf("last check: %+v; want the largest group growing", last.Leaks)
+	}
+	if c, _ := last.underPath("do_sys_openat2", "filp", p.Cmd.Process.Pid); c == 0 {
+		t.Errorf("last check: no open file under do_sys_openat2")
+	}
+
+	out, err := exec.Command(lsan(t), "report", "--only-growing", rec).CombinedOutput()
+	if err != nil {
+		t.Fatalf("lsan report: %v\n%s", err, out)
+	}
+	text := string(out)
+	for _, want := range []string{"in alloc_empty_file (vmlinux+0x", "in do_sys_openat2 (vmlinux+0x", "    trend: growing, ", "timeline: 5 check(s)"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("lsan report of the recording lacks %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, " 0 growing group(s)") {
+		t.Errorf("lsan report of the recording finds nothing growing:\n%s", text)
+	}
+	prof := filepath.Join(dir, "kernel.pb.gz")
+	if out, err := exec.Command(lsan(t), "report", "--format", "pprof", "-o", prof, rec).CombinedOutput(); err != nil {
+		t.Fatalf("lsan report --format pprof: %v\n%s", err, out)
+	}
+	if top := goToolPprof(t, "-top", "-unit=byte", prof); !strings.Contains(top, "do_sys_openat2") || !strings.Contains(top, "alloc_empty_file") {
+		t.Errorf("profile of the recording lacks the open path:\n%s", top)
+	}
+	data, err := os.ReadFile(page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"verdict":"growing"`, `"fn":"alloc_empty_file"`} {
+		if !strings.Contains(string(data), want) {
+			t.Errorf("live html page lacks %s", want)
+		}
+	}
+}
+
 // TestKernelErrors: missing privileges and a kernel without the
 // tracepoints each give one line and status 1; bad flags status 2.
 func TestKernelErrors(t *testing.T) {
@@ -284,7 +353,8 @@ func TestKernelErrors(t *testing.T) {
 		{"no tracepoints", nil, []string{"LSAN_KERNEL_BTF=" + noTracepoints}, nil, 1, "lsan: this kernel has none of the kmem/percpu allocation tracepoints lsan kernel needs"},
 		{"older", nil, nil, []string{"--older", "-5s"}, 2, "lsan: --older -5s: an age cannot be negative"},
 		{"pid and comm", nil, nil, []string{"--pid", "1", "--comm", "x"}, 2, "lsan: --pid and --comm: give one of them"},
-		{"format", nil, nil, []string{"--format", "html"}, 2, `lsan: --format "html": lsan kernel writes text or json`},
+		{"format", nil, nil, []string{"--format", "xml"}, 2, `lsan: --format "xml": lsan kernel writes text, json, html or pprof`},
+		{"html without a file", nil, nil, []string{"--format", "html"}, 2, "lsan: --format html writes a file: give -o FILE"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cmd := exec.Command(lsan(t), append([]string{"kernel", "-n", "1", "-i", "100ms"}, c.args...)...)

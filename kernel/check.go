@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lsan-project/lsan/history"
 	"github.com/lsan-project/lsan/ktrace"
 	"github.com/lsan-project/lsan/suppressions"
 	"github.com/lsan-project/lsan/symbolize"
@@ -25,20 +26,26 @@ type Config struct {
 	Suppressions  *suppressions.Set
 	Write         func(*Report) error
 	Log           func(format string, args ...any)
+	// History, when set, keeps the series of every group across checks
+	// (growth verdicts), records the checks (--record) and applies
+	// --only-growing.
+	History *history.History
 }
 
 // Run traces until Count checks are done or ctx ends (one last check
 // then), writing a report per check. The tracer is detached on return.
 func Run(ctx context.Context, cfg Config) error {
-	ks, err := symbolize.LoadKallsyms()
-	if err != nil {
-		return err
-	}
 	t, err := ktrace.Open(cfg.Tracer)
 	if err != nil {
 		return err
 	}
 	defer t.Close()
+	// Read after the programs are loaded: their own symbols (bpf_prog_*)
+	// head every stack, and are cut off by name.
+	ks, err := symbolize.LoadKallsyms()
+	if err != nil {
+		return err
+	}
 	announce(cfg, t.Events)
 	c := &checker{cfg: cfg, tracer: t, ks: ks, prev: map[uint64]Group{}}
 	tick := time.NewTicker(cfg.Interval)
@@ -105,11 +112,14 @@ func (c *checker) check(final bool) error {
 	}
 	groups = c.suppress(r, groups)
 	c.growth(groups)
+	m := c.model(r, groups)
+	groups = c.observe(r, m, groups)
 	if c.cfg.Top > 0 && len(groups) > c.cfg.Top {
 		r.Omitted = len(groups) - c.cfg.Top
 		groups = groups[:c.cfg.Top]
 	}
-	r.Groups = groups
+	m.Top(c.cfg.Top)
+	r.Groups, r.Model = groups, m
 	return c.cfg.Write(r)
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lsan-project/lsan/ktrace"
+	"github.com/lsan-project/lsan/report"
 	"github.com/lsan-project/lsan/symbolize"
 )
 
@@ -31,6 +32,14 @@ type Report struct {
 	// NoStacks: stacks were not taken (--no-stacks); groups are by call site.
 	NoStacks bool
 	Final    bool
+	// Hidden counts the groups a history filter left out (--only-growing),
+	// HiddenWhy says which; History is the series this check ends (nil
+	// without a history).
+	Hidden    int
+	HiddenWhy string
+	History   *report.History
+	// Model is the check in lsan's report model (html and pprof write it).
+	Model *report.Report
 }
 
 // Group is the live objects allocated from one kernel stack by one
@@ -47,7 +56,10 @@ type Group struct {
 	GrowthCount int
 	GrowthBytes int64
 	New         bool
-	Stack       []Frame
+	// Trend is the group's series and growth verdict over the checks
+	// (nil without a history).
+	Trend *report.Trend
+	Stack []Frame
 	// Processes that allocated this group's objects, most objects first.
 	Processes []ProcessUsage
 	Objects   []ObjectRef

@@ -7,9 +7,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lsan-project/lsan/history"
 	"github.com/lsan-project/lsan/ktrace"
+	"github.com/lsan-project/lsan/report"
 	"github.com/lsan-project/lsan/suppressions"
 	"github.com/lsan-project/lsan/symbolize"
+	"github.com/lsan-project/lsan/timeline"
 )
 
 const testKallsyms = `ffffffff81000000 T _text
@@ -190,5 +193,53 @@ SUMMARY: lsan kernel: 552 byte(s) (576 allocated) live in 3 object(s).
 	if got.Mode != "kernel" || !got.Complete || len(got.Leaks) != 1 || got.Leaks[0].Count != 3 || got.Leaks[0].Cache != "filp" ||
 		got.Leaks[0].Stack[2].Function != "do_pipe2" || got.Leaks[0].Stack[2].Offset != "0x40" || got.Leaks[0].Stack[2].Module != "vmlinux" {
 		t.Errorf("JSON report = %s", js.String())
+	}
+}
+
+// TestHistory: the checks go through the run's history as report models:
+// the group that rises at every check is judged growing, --only-growing
+// hides the rest, and the model carries the kernel frames.
+func TestHistory(t *testing.T) {
+	h := &history.History{Growth: timeline.Options{Window: 2, MinBytes: 1}, OnlyGrowing: true}
+	c, _ := testChecker(t, Config{History: h, Filter: Filter{PID: 10}})
+	snap := testSnapshot()
+	var r *Report
+	var groups []Group
+	var m *report.Report
+	for i := 0; i < 3; i++ {
+		var first map[uint64]*ktrace.Object
+		groups, _, first = buildGroups(snap, Filter{}, false)
+		for j := range groups {
+			o := first[groups[j].Key]
+			groups[j].Stack = symbolizeStack(c.ks, snap.Stacks[o.StackID], o.CallSite)
+			if groups[j].Cache == "filp" {
+				groups[j].Count += i
+				groups[j].Bytes += uint64(i) * 184
+			}
+		}
+		r = &Report{Time: time.Unix(int64(100+i), 0)}
+		m = c.model(r, groups)
+		groups = c.observe(r, m, groups)
+	}
+	if len(groups) != 1 || groups[0].Cache != "filp" || groups[0].Trend == nil || groups[0].Trend.Verdict != report.Growing {
+		t.Fatalf("groups after 3 checks: %+v; want the filp group alone, growing", groups)
+	}
+	if r.Hidden != 2 || r.History == nil || len(r.History.Times) != 3 {
+		t.Errorf("hidden %d, history %+v; want 2 hidden by --only-growing, 3 checks", r.Hidden, r.History)
+	}
+	if m.PID != 10 || m.Mode != report.ModeOutstanding || len(m.Groups) != 1 || m.Groups[0].Bytes != 3*184+2*184 {
+		t.Errorf("model = pid %d, mode %s, groups %+v", m.PID, m.Mode, m.Groups)
+	}
+	if fs := m.Groups[0].Stack; len(fs) != 3 || fs[1].Function != "alloc_empty_file" || m.Groups[0].PCs[1] != 0xffffffff81300030 {
+		t.Errorf("model frames = %+v", fs)
+	}
+	var text bytes.Buffer
+	if err := WriteText(&text, &Report{Groups: groups, History: r.History, Hidden: r.Hidden, HiddenWhy: r.HiddenWhy}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"    trend: growing, 552 -> 920 byte(s) over the last 2 check(s), +184.0 byte(s)/s\n", "2 more group(s) left out: not growing (--only-growing).\n"} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("text lacks %q:\n%s", want, text.String())
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lsan-project/lsan/ktrace"
+	"github.com/lsan-project/lsan/report"
 )
 
 // Writer returns the function that writes reports to w in format (text or
@@ -20,7 +21,7 @@ func Writer(w io.Writer, format string) (func(*Report) error, error) {
 	case "json":
 		return func(r *Report) error { return WriteJSON(w, r) }, nil
 	}
-	return nil, fmt.Errorf("--format %q: lsan kernel writes text or json", format)
+	return nil, fmt.Errorf("--format %q: lsan kernel writes text, json, html or pprof", format)
 }
 
 // WriteText writes r in the layout of lsan's outstanding reports (LSan's
@@ -39,10 +40,16 @@ func WriteText(w io.Writer, r *Report) error {
 		for i, f := range g.Stack {
 			fmt.Fprintf(bw, "    #%d 0x%x%s\n", i, f.PC, kernelFrameText(f))
 		}
+		if t := report.TrendText(r.History, g.Trend); t != "" {
+			fmt.Fprintf(bw, "    trend: %s\n", t)
+		}
 		fmt.Fprintf(bw, "  allocated by %s\n\n", processesText(g.Processes, 3))
 	}
 	if r.Omitted > 0 {
 		fmt.Fprintf(bw, "Omitting %d more stack(s).\n\n", r.Omitted)
+	}
+	if r.Hidden > 0 {
+		fmt.Fprintf(bw, "%d more group(s) left out: %s.\n\n", r.Hidden, r.HiddenWhy)
 	}
 	writeSuppressed(bw, r.Suppressed)
 	writeProcesses(bw, r.Processes, 10)
@@ -178,6 +185,8 @@ type jsonReport struct {
 	Events     []ktrace.EventStatus `json:"events"`
 	Filter     jsonFilter           `json:"filter"`
 	Omitted    int                  `json:"omitted,omitempty"`
+	Hidden     int                  `json:"hidden,omitempty"`
+	HiddenWhy  string               `json:"hidden_why,omitempty"`
 	SampleRate uint32               `json:"sample_rate,omitempty"`
 	MinAgeMS   int64                `json:"min_age_ms,omitempty"`
 	NoStacks   bool                 `json:"no_stacks,omitempty"`
@@ -194,9 +203,17 @@ type jsonGroup struct {
 	GrowthCount int            `json:"growth_count"`
 	GrowthBytes int64          `json:"growth_bytes"`
 	New         bool           `json:"new,omitempty"`
+	Trend       *jsonTrend     `json:"trend,omitempty"`
 	Stack       []jsonFrame    `json:"stack"`
 	Processes   []ProcessUsage `json:"processes"`
 	Objects     []ObjectRef    `json:"objects,omitempty"`
+}
+
+// jsonTrend is a group's growth verdict over the checks so far.
+type jsonTrend struct {
+	Verdict     string   `json:"verdict"`
+	BytesPerSec float64  `json:"bytes_per_sec"`
+	Bytes       []uint64 `json:"bytes"`
 }
 
 type jsonFrame struct {
@@ -241,7 +258,7 @@ func WriteJSON(w io.Writer, r *Report) error {
 		Dropped:  jsonDropped{Allocs: r.Counters.AllocDrops, Stacks: r.Counters.StackDrops, Missed: r.Counters.Missed},
 		Complete: r.Complete(), Summary: jsonSummary{Bytes: req, BytesAlloc: alloc, Count: r.TotalCount()},
 		Events: r.Events, Filter: jsonFilter{Comm: r.Filter.Comm, Cache: r.Filter.Cache, MinSize: r.Filter.MinSize},
-		Omitted: r.Omitted, MinAgeMS: r.Filter.MinAge.Milliseconds(), Final: r.Final, NoStacks: r.NoStacks,
+		Omitted: r.Omitted, Hidden: r.Hidden, HiddenWhy: r.HiddenWhy, MinAgeMS: r.Filter.MinAge.Milliseconds(), Final: r.Final, NoStacks: r.NoStacks,
 	}
 	if r.SampleRate > 1 {
 		out.SampleRate = r.SampleRate
@@ -257,6 +274,9 @@ func WriteJSON(w io.Writer, r *Report) error {
 			Kind: "outstanding", Bytes: g.Bytes, BytesAlloc: g.BytesAlloc, Count: g.Count, Event: g.Event.String(),
 			Cache: g.Cache, GrowthCount: g.GrowthCount, GrowthBytes: g.GrowthBytes, New: g.New,
 			Stack: []jsonFrame{}, Processes: g.Processes, Objects: g.Objects,
+		}
+		if t := g.Trend; t != nil && r.History != nil && len(r.History.Times) >= 2 {
+			jg.Trend = &jsonTrend{Verdict: string(t.Verdict), BytesPerSec: t.BytesPerSec, Bytes: t.Bytes}
 		}
 		for _, f := range g.Stack {
 			jf := jsonFrame{PC: fmt.Sprintf("0x%x", f.PC), Function: f.Function}

@@ -94,22 +94,30 @@ func (r *Report) timeline() bool { return r.History != nil && len(r.History.Time
 //
 //	trend: growing, 192 -> 320 byte(s) over the last 3 check(s), +6.4 byte(s)/s
 func writeTrend(w *bufio.Writer, r *Report, g Group) {
-	if !r.timeline() || g.Trend == nil {
+	line := TrendText(r.History, g.Trend)
+	if line == "" {
 		return
 	}
-	t := g.Trend
-	n := len(t.Bytes)
-	k := min(r.History.Window, n-1)
-	fmt.Fprintf(w, "    trend: %s", t.Verdict)
-	if k > 0 {
-		fmt.Fprintf(w, ", %d -> %d byte(s) over the last %d check(s), %+.1f byte(s)/s", t.Bytes[n-1-k], t.Bytes[n-1], k, t.BytesPerSec)
-	} else {
-		w.WriteString(", new in this check")
-	}
+	fmt.Fprintf(w, "    trend: %s", line)
 	if g.BaselineBytes != nil {
 		fmt.Fprintf(w, "; %d byte(s) in the baseline", *g.BaselineBytes)
 	}
 	w.WriteString("\n")
+}
+
+// TrendText says what a group's series shows: "growing, 192 -> 320
+// byte(s) over the last 3 check(s), +6.4 byte(s)/s"; "" before a
+// timeline exists (fewer than two checks).
+func TrendText(h *History, t *Trend) string {
+	if h == nil || len(h.Times) < 2 || t == nil {
+		return ""
+	}
+	n := len(t.Bytes)
+	k := min(h.Window, n-1)
+	if k <= 0 {
+		return fmt.Sprintf("%s, new in this check", t.Verdict)
+	}
+	return fmt.Sprintf("%s, %d -> %d byte(s) over the last %d check(s), %+.1f byte(s)/s", t.Verdict, t.Bytes[n-1-k], t.Bytes[n-1], k, t.BytesPerSec)
 }
 
 // timelineSummary is the report's line about its series.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/lsan-project/lsan/bpf"
+	"github.com/lsan-project/lsan/history"
 	"github.com/lsan-project/lsan/report"
 	"github.com/lsan-project/lsan/scanner"
 	"github.com/lsan-project/lsan/suppressions"
@@ -57,7 +58,7 @@ type Config struct {
 	Scan scanner.Options
 	// History keeps the series across checks, records them, filters
 	// (session/record.go); nil: each check stands alone.
-	History *History
+	History *history.History
 	// Write receives every report.
 	Write func(*report.Report) error
 	// Log receives progress lines for stderr.

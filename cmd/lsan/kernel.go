@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/urfave/cli/v2"
@@ -11,6 +12,7 @@ import (
 	"github.com/lsan-project/lsan/kernel"
 	"github.com/lsan-project/lsan/ktrace"
 	"github.com/lsan-project/lsan/suppressions"
+	"github.com/lsan-project/lsan/symbolize"
 )
 
 // kernelCommand is `lsan kernel`: live kernel objects by kernel stack.
@@ -28,7 +30,7 @@ func kernelCommand() *cli.Command {
 }
 
 func kernelFlags() []cli.Flag {
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.IntFlag{Name: "pid", Aliases: []string{"p"}, Usage: "only objects this `PID` (a process) allocated; recorded in the kernel for it alone", DefaultText: "every process"},
 		&cli.StringFlag{Name: "comm", Usage: "only objects allocated by tasks named `NAME` (as in /proc/PID/comm)"},
 		&cli.StringFlag{Name: "cache", Usage: "only objects of the slab cache `NAME` (filp, dentry, sock_inode_cache …; kmalloc objects have no cache name)"},
@@ -36,7 +38,7 @@ func kernelFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "older", Usage: "hide objects younger than `DURATION`"},
 		&cli.DurationFlag{Name: "interval", Aliases: []string{"i"}, Value: defaultInterval, Usage: "`DURATION` between checks"},
 		&cli.IntFlag{Name: "count", Aliases: []string{"n"}, Usage: "stop after `N` checks (0: until interrupted)"},
-		&cli.StringFlag{Name: "format", Value: "text", Usage: "report `FORMAT`: text or json"},
+		&cli.StringFlag{Name: "format", Value: "text", Usage: "report `FORMAT`: text, json, html or pprof (html and pprof rewrite -o FILE after each check)"},
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write reports to `FILE` instead of standard output"},
 		&cli.StringSliceFlag{Name: "suppressions", Aliases: []string{"s"}, Usage: "LSan-format suppression `FILE` matched against kernel function and module names (repeatable)"},
 		&cli.IntFlag{Name: "top", Value: 10, Usage: "show the `N` largest groups (0: all)"},
@@ -45,7 +47,20 @@ func kernelFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "no-stacks", Usage: "don't walk kernel stacks (most of the cost): group objects by the function that called the allocator", DisableDefaultText: true},
 		&cli.UintFlag{Name: "max-objects", Value: ktrace.DefaultMaxObjects, Usage: "capacity of the live-object map, in `OBJECTS` (preallocated, ~140 bytes each)"},
 		&cli.UintFlag{Name: "max-stacks", Value: ktrace.DefaultMaxStacks, Usage: "capacity of the kernel stack map, in `STACKS`"},
+		&cli.StringFlag{Name: "record", Usage: "append every check as a snapshot, with its symbolized kernel frames, to `FILE` (lsan report FILE renders it; docs/recording.md)"},
+	}, kernelGrowthFlags()...)
+}
+
+// kernelGrowthFlags are the growth flags of lsan -p and lsan run but
+// --baseline (a baseline is matched against a process's reports).
+func kernelGrowthFlags() []cli.Flag {
+	var out []cli.Flag
+	for _, f := range growthFlags() {
+		if f.Names()[0] != "baseline" {
+			out = append(out, f)
+		}
 	}
+	return out
 }
 
 func kernelAction(c *cli.Context) error {
@@ -64,13 +79,41 @@ func kernelAction(c *cli.Context) error {
 		return err
 	}
 	defer closeOut()
-	cfg.Write, err = kernel.Writer(out, c.String("format"))
+	cfg.Write, err = kernelWriter(c, out)
 	if err != nil {
-		return usageError{err}
+		return err
 	}
+	var closeRec func()
+	cfg.History, closeRec, err = historyFromFlags(c, symbolize.Options{})
+	if err != nil {
+		return err
+	}
+	defer closeRec()
+	// Offline there is no /proc/kallsyms of this boot to symbolize with.
+	cfg.History.RecordSymbols = true
 	ctx, _, stop := interrupts()
 	defer stop()
 	return kernel.Run(ctx, cfg)
+}
+
+// kernelWriter writes text and json in lsan kernel's own layout (cache,
+// attribution, events), html and pprof through the formats every mode
+// shares.
+func kernelWriter(c *cli.Context, out io.Writer) (func(*kernel.Report) error, error) {
+	switch format := c.String("format"); format {
+	case "html", "pprof":
+		write, err := reportWriter(c, out)
+		if err != nil {
+			return nil, usageError{err}
+		}
+		return func(r *kernel.Report) error { return write(r.Model) }, nil
+	default:
+		write, err := kernel.Writer(out, format)
+		if err != nil {
+			return nil, usageError{err}
+		}
+		return write, nil
+	}
 }
 
 // kernelConfig validates the flags (usage errors) and builds the run.

@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/lsan-project/lsan/baseline"
+	"github.com/lsan-project/lsan/history"
 	"github.com/lsan-project/lsan/record"
 	"github.com/lsan-project/lsan/report"
 	"github.com/lsan-project/lsan/report/html"
@@ -44,8 +45,8 @@ func growthFlags() []cli.Flag {
 
 // historyFromFlags builds the session's History; closeRec closes the
 // recording.
-func historyFromFlags(c *cli.Context, symOpts symbolize.Options) (*session.History, func(), error) {
-	h := &session.History{
+func historyFromFlags(c *cli.Context, symOpts symbolize.Options) (*history.History, func(), error) {
+	h := &history.History{
 		RecordSymbols: c.Bool("record-symbols"),
 		OnlyGrowing:   c.Bool("only-growing"),
 		Warn:          func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) },
