@@ -170,13 +170,20 @@ func resumePoint(r unix.PtraceRegs) (rip, rax uint64) {
 
 // The copy is made in two steps, so that it is nobody's child but init's:
 // the target clones an intermediate with no exit signal, which forks the
-// copy (exit signal SIGCHLD) and is killed at once; the target is made to
-// reap it; the copy, orphaned, belongs to init. The intermediate shares
-// the target's memory (CLONE_VM): only the copy's page tables are copied,
-// and killing the intermediate frees none.
+// copy and is killed at once; the target is made to reap it; the copy,
+// orphaned, belongs to init (which the kernel gives SIGCHLD as the
+// copy's exit signal when it reparents it). The intermediate shares the
+// target's memory (CLONE_VM): only the copy's page tables are copied, and
+// killing the intermediate frees none.
+//
+// The copy has no exit signal either: the intermediate runs the target's
+// signal handlers on the target's memory, so a SIGCHLD from a copy that
+// dies while the intermediate lives (lsan killed between the two clones:
+// the copy dies with lsan) would run the target's SIGCHLD handler — the
+// target would count, and might reap, a child it never made.
 const (
 	intermediateFlags = unix.CLONE_VM
-	copyFlags         = uint64(unix.SIGCHLD)
+	copyFlags         = uint64(0)
 )
 
 // injected is the outcome of a system call run in a stopped thread.
@@ -268,8 +275,9 @@ func (f *freezer) forkCopy(t *frozenThread, site stubSite) (int, error) {
 		return 0, fmt.Errorf("clone the intermediate: %w", err)
 	}
 	defer reapThrough(f.pid, t, site, mid)
-	// Its options pass to the copy at its birth: it dies with lsan.
-	opts := unix.PTRACE_O_TRACEFORK | unix.PTRACE_O_EXITKILL
+	// Its options pass to the copy at its birth: it dies with lsan. A
+	// child without SIGCHLD as its exit signal is reported as a clone.
+	opts := unix.PTRACE_O_TRACECLONE | unix.PTRACE_O_EXITKILL
 	child, err := cloneFrom(mid, &frozenThread{tid: mid, stopped: true}, site, copyFlags, opts)
 	if err != nil {
 		return 0, fmt.Errorf("fork the copy: %w", err)
