@@ -14,6 +14,7 @@ const (
 	opFree          = callOp(0x10)                      // ptr: the block released
 	opBulkFree      = callOp(0x11)                      // releases blocks lsan cannot name (mi_heap_destroy)
 	opExit          = callOp(0x12)                      // _exit: lsan run stops the process there
+	opMapsChanged   = callOp(0x13)                      // the dynamic linker mapped or unmapped objects
 )
 
 // Signature flags (lsan.h enum sig_flags).
@@ -126,6 +127,8 @@ func buildFuncTable() []AllocatorFunc {
 	// BSD's reallocf (mimalloc exports it): a failure frees the block.
 	add("libc", realloc(1, 2).withFlags(sigFreesOnFailure), "reallocf")
 	add("libc", signature{op: opExit}, "_exit", "_Exit")
+	// glibc's and musl's dynamic linkers export their debugger hook.
+	add("ld.so", signature{op: opMapsChanged}, "_dl_debug_state")
 	// The C++ operators, by their Itanium-mangled names. libstdc++'s
 	// operator new keeps no frame pointer: without a probe on it, the
 	// function that called new would vanish from frame-pointer stacks.

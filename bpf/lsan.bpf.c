@@ -30,6 +30,10 @@ volatile const __u32 sample_rate = 1;
 // lsan run: stop the process when it calls _exit, so that its memory can
 // be checked before it is torn down.
 volatile const __u32 stop_at_exit = 0;
+// stop_for_rows: a target that maps new code (execve, the dynamic
+// linker's debugger hook) stops itself until lsan has loaded its unwind
+// rows, so that no allocation is unwound without them (lsan run).
+volatile const __u32 stop_for_rows = 0;
 // --follow-forks: trace the children of traced processes too.
 volatile const __u32 follow_forks = 0;
 // Benchmarks only: record blocks without their stacks, to measure what
@@ -631,6 +635,17 @@ int exit_enter(struct pt_regs *ctx)
 	return 0;
 }
 
+// stop_until_rows stops the calling process (SIGSTOP, acted on before it
+// returns to user space) and asks lsan for the unwind rows of what it
+// mapped; lsan continues it.
+static __always_inline void stop_until_rows(__u32 tgid)
+{
+	if (!stop_for_rows)
+		return;
+	bpf_send_signal(SIGSTOP);
+	emit(EVENT_MAPS, tgid, 0);
+}
+
 // The target replaced its program image (execve): what it allocated
 // before is gone.
 SEC("raw_tracepoint/sched_process_exec")
@@ -638,8 +653,21 @@ int on_exec(void *ctx)
 {
 	__u32 tgid = current_tgid();
 	struct target *t = bpf_map_lookup_elem(&targets, &tgid);
-	if (t)
-		t->generation++; // only the exec'ing thread is left: no race
+	if (!t)
+		return 0;
+	t->generation++; // only the exec'ing thread is left: no race
+	stop_until_rows(tgid);
+	return 0;
+}
+
+// _dl_debug_state, the dynamic linker's hook for debuggers: called when
+// the program's libraries are mapped (before their constructors run) and
+// around every dlopen and dlclose.
+SEC("uprobe/maps_changed")
+int maps_changed(struct pt_regs *ctx)
+{
+	if (this_target())
+		stop_until_rows(current_tgid());
 	return 0;
 }
 

@@ -107,6 +107,7 @@ struct block_key {
 enum event_type {
 	EVENT_FORK = 1,      // tgid forked child; the child is stopped, waiting for its probes
 	EVENT_EXIT_STOP = 2, // tgid called _exit and is stopping itself for the final check
+	EVENT_MAPS = 3,      // tgid execs or its dynamic linker mapped objects; it is stopping itself for their unwind rows
 };
 
 struct event {

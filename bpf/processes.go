@@ -192,7 +192,12 @@ func (t *Tracer) startEvents() error {
 			if err != nil || len(rec.RawSample) < 16 {
 				continue
 			}
-			t.events <- decodeEvent(rec.RawSample)
+			ev := decodeEvent(rec.RawSample)
+			if ev.Type == eventMaps {
+				t.loadRowsAndContinue(ev.PID)
+				continue
+			}
+			t.events <- ev
 		}
 	}()
 	return nil
@@ -201,6 +206,23 @@ func (t *Tracer) startEvents() error {
 func decodeEvent(raw []byte) Event {
 	word := func(i int) uint32 { return binary.NativeEndian.Uint32(raw[i:]) }
 	return Event{Type: EventType(word(0)), PID: int(word(4)), Child: int(word(8))}
+}
+
+// eventMaps: a process of lsan run mapped new code (execve, the dynamic
+// linker's hook) and stopped itself (stop_for_rows); the tracer loads the
+// rows and continues it, the session never sees it.
+const eventMaps = EventType(tracerEventTypeEVENT_MAPS)
+
+// loadRowsAndContinue loads the unwind rows of pid's new mappings and
+// continues it. A process that exited meanwhile is no error.
+func (t *Tracer) loadRowsAndContinue(pid int) {
+	defer syscall.Kill(pid, syscall.SIGCONT)
+	if t.unwinder != nil {
+		_ = t.unwinder.addProcess(pid)
+		t.unwinder.mu.Lock()
+		t.unwinder.stats.MapStops++
+		t.unwinder.mu.Unlock()
+	}
 }
 
 // Events delivers forks (with FollowForks) and stops at _exit (with

@@ -347,6 +347,11 @@ func (t *Tracer) load() error {
 	if err := spec.Variables["sample_rate"].Set(t.opts.SampleRate); err != nil {
 		return fmt.Errorf("set sample rate: %w", err)
 	}
+	if t.stopsForRows() {
+		if err := spec.Variables["stop_for_rows"].Set(uint32(1)); err != nil {
+			return fmt.Errorf("set stop_for_rows: %w", err)
+		}
+	}
 	if t.opts.StopAtExit {
 		if err := spec.Variables["stop_at_exit"].Set(uint32(1)); err != nil {
 			return fmt.Errorf("set stop_at_exit: %w", err)
@@ -400,10 +405,18 @@ func (t *Tracer) programFor(sig signature) *ebpf.Program {
 		return t.objs.BulkFreeEnter
 	case opExit:
 		return t.objs.ExitEnter
+	case opMapsChanged:
+		return t.objs.MapsChanged
 	default:
 		return t.objs.AllocEnter
 	}
 }
+
+// stopsForRows: the processes of lsan run (StopAtExit: lsan started
+// them and waits for them) stop when they map new code until its unwind
+// rows are loaded; an attached service is not stopped for it, its new
+// code gets rows at the next poll.
+func (t *Tracer) stopsForRows() bool { return t.opts.StopAtExit && t.opts.Unwind != UnwindFP }
 
 // watchExec counts the target's execve calls, so that blocks of a program
 // image it replaced are not taken for live ones.

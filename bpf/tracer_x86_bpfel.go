@@ -61,6 +61,7 @@ type tracerEventType uint32
 const (
 	tracerEventTypeEVENT_FORK      tracerEventType = 1
 	tracerEventTypeEVENT_EXIT_STOP tracerEventType = 2
+	tracerEventTypeEVENT_MAPS      tracerEventType = 3
 )
 
 type tracerFreed struct {
@@ -184,6 +185,7 @@ const (
 	tracerProgBulkFreeEnter  = "bulk_free_enter"
 	tracerProgExitEnter      = "exit_enter"
 	tracerProgFreeEnter      = "free_enter"
+	tracerProgMapsChanged    = "maps_changed"
 	tracerProgOnExec         = "on_exec"
 	tracerProgOnFork         = "on_fork"
 	tracerVarFollowForks     = "follow_forks"
@@ -191,6 +193,7 @@ const (
 	tracerVarSampleRate      = "sample_rate"
 	tracerVarSkipStacks      = "skip_stacks"
 	tracerVarStopAtExit      = "stop_at_exit"
+	tracerVarStopForRows     = "stop_for_rows"
 	tracerVarTrackFreed      = "track_freed"
 	tracerVarUnusedEvent     = "unused_event"
 	tracerVarUnusedEventType = "unused_event_type"
@@ -247,6 +250,7 @@ type tracerProgramSpecs struct {
 	BulkFreeEnter *ebpf.ProgramSpec `ebpf:"bulk_free_enter"`
 	ExitEnter     *ebpf.ProgramSpec `ebpf:"exit_enter"`
 	FreeEnter     *ebpf.ProgramSpec `ebpf:"free_enter"`
+	MapsChanged   *ebpf.ProgramSpec `ebpf:"maps_changed"`
 	OnExec        *ebpf.ProgramSpec `ebpf:"on_exec"`
 	OnFork        *ebpf.ProgramSpec `ebpf:"on_fork"`
 }
@@ -279,6 +283,7 @@ type tracerVariableSpecs struct {
 	SampleRate      *ebpf.VariableSpec `ebpf:"sample_rate"`
 	SkipStacks      *ebpf.VariableSpec `ebpf:"skip_stacks"`
 	StopAtExit      *ebpf.VariableSpec `ebpf:"stop_at_exit"`
+	StopForRows     *ebpf.VariableSpec `ebpf:"stop_for_rows"`
 	TrackFreed      *ebpf.VariableSpec `ebpf:"track_freed"`
 	UnusedEvent     *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedEventType *ebpf.VariableSpec `ebpf:"unused_event_type"`
@@ -349,6 +354,7 @@ type tracerVariables struct {
 	SampleRate      *ebpf.Variable `ebpf:"sample_rate"`
 	SkipStacks      *ebpf.Variable `ebpf:"skip_stacks"`
 	StopAtExit      *ebpf.Variable `ebpf:"stop_at_exit"`
+	StopForRows     *ebpf.Variable `ebpf:"stop_for_rows"`
 	TrackFreed      *ebpf.Variable `ebpf:"track_freed"`
 	UnusedEvent     *ebpf.Variable `ebpf:"unused_event"`
 	UnusedEventType *ebpf.Variable `ebpf:"unused_event_type"`
@@ -367,6 +373,7 @@ type tracerPrograms struct {
 	BulkFreeEnter *ebpf.Program `ebpf:"bulk_free_enter"`
 	ExitEnter     *ebpf.Program `ebpf:"exit_enter"`
 	FreeEnter     *ebpf.Program `ebpf:"free_enter"`
+	MapsChanged   *ebpf.Program `ebpf:"maps_changed"`
 	OnExec        *ebpf.Program `ebpf:"on_exec"`
 	OnFork        *ebpf.Program `ebpf:"on_fork"`
 }
@@ -379,6 +386,7 @@ func (p *tracerPrograms) Close() error {
 		p.BulkFreeEnter,
 		p.ExitEnter,
 		p.FreeEnter,
+		p.MapsChanged,
 		p.OnExec,
 		p.OnFork,
 	)

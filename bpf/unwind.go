@@ -126,6 +126,10 @@ type UnwindStats struct {
 	// image's tables were loaded (the call site and a marker).
 	CutStale uint64
 	FPFrames uint64
+	// MapStops counts the times a process of lsan run stopped itself when
+	// it mapped new code (execve, the dynamic linker's hook) until its
+	// rows were loaded.
+	MapStops uint64
 }
 
 type loadedMaps struct {

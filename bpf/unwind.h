@@ -138,7 +138,55 @@ struct unwind_state {
 	__u8 is_return; // pc is a return address: look up pc - 1
 	__u8 done;
 	__u16 _pad;
+	// tramp is the uretprobe trampoline's address in this process (0:
+	// none mapped); ri the next pending return instance (a kernel
+	// pointer), whose orig_ret_vaddr is what the next trampoline found on
+	// the stack stands for.
+	__u64 tramp, ri;
 };
+
+// unwind_uretprobes reads where the current thread's uretprobe trampoline
+// is and its first pending return instance. Any tool's uretprobe on a
+// function in the stack (another lsan's on malloc, bcc's memleak) puts
+// the trampoline's address in place of the return address.
+static __always_inline void unwind_uretprobes(struct unwind_state *s)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct mm_struct *mm = 0;
+	struct xol_area *area = 0;
+	struct uprobe_task *ut = 0;
+	if (bpf_probe_read_kernel(&mm, sizeof(mm), &task->mm) || !mm ||
+	    bpf_probe_read_kernel(&area, sizeof(area), &mm->uprobes_state.xol_area) || !area ||
+	    bpf_probe_read_kernel(&s->tramp, sizeof(s->tramp), &area->vaddr))
+		return;
+	if (bpf_probe_read_kernel(&ut, sizeof(ut), &task->utask) || !ut)
+		return;
+	bpf_probe_read_kernel(&s->ri, sizeof(s->ri), &ut->return_instances);
+}
+
+// unwind_real_return turns a return address that is the uretprobe
+// trampoline into the one it replaced, consuming the return instance (and
+// those chained to it: a tail call from one probed function into another
+// shares one trampoline slot). Anything else is returned as it is.
+static __always_inline __u64 unwind_real_return(struct unwind_state *s, __u64 ra)
+{
+	if (!s->tramp || ra != s->tramp || !s->ri)
+		return ra;
+	struct return_instance *ri = (struct return_instance *)s->ri;
+	__u64 orig = 0;
+	if (bpf_probe_read_kernel(&orig, sizeof(orig), &ri->orig_ret_vaddr))
+		return ra;
+	for (int i = 0; i < 8 && ri; i++) {
+		_Bool chained = 0;
+		bpf_probe_read_kernel(&chained, sizeof(chained), &ri->chained);
+		if (bpf_probe_read_kernel(&ri, sizeof(ri), &ri->next))
+			ri = 0;
+		if (!chained)
+			break;
+	}
+	s->ri = (__u64)ri;
+	return orig;
+}
 
 // unwind_find_mapping returns the mapping holding pc, or NULL.
 static __always_inline struct unwind_mapping *unwind_find_mapping(struct unwind_mappings *maps,
@@ -246,6 +294,7 @@ static __always_inline long unwind_fp_frame(struct unwind_state *s, struct stack
 		return unwind_cut(s, st, UNWIND_MARK_BAD_FRAME, UNWIND_COUNTER_BAD_FRAME);
 	if (bpf_probe_read_user(saved, sizeof(saved), (void *)bp))
 		return unwind_cut(s, st, UNWIND_MARK_READ, UNWIND_COUNTER_READ);
+	saved[1] = unwind_real_return(s, saved[1]);
 	if ((saved[0] && saved[0] <= bp) || !unwind_find_mapping(maps, saved[1] - 1))
 		return unwind_cut(s, st, UNWIND_MARK_BAD_FRAME, UNWIND_COUNTER_BAD_FRAME);
 	unwind_count(UNWIND_COUNTER_FP_FRAMES);
@@ -325,7 +374,7 @@ __attribute__((noinline)) int unwind_step(struct unwind_state *s)
 		s->bp = bp;
 	}
 	s->sp = cfa;
-	s->pc = ra;
+	s->pc = unwind_real_return(s, ra);
 	s->is_return = 1;
 	return 0;
 }
@@ -357,9 +406,18 @@ static __always_inline long fp_stack(struct pt_regs *ctx, struct stack *st, __u6
 static __always_inline long unwind_user_stack(struct pt_regs *ctx, struct stack *st, int at_exit)
 {
 	__u64 ra = 0, sp = PT_REGS_SP(ctx);
+	struct unwind_state s = {
+		.bp = PT_REGS_FP(ctx),
+		// At the allocator's return probe ip is the return address into
+		// the caller; at an entry probe it would be the callee's first
+		// instruction.
+		.is_return = 1,
+	};
+	unwind_uretprobes(&s);
 	if (at_exit) {
 		if (bpf_probe_read_user(&ra, sizeof(ra), (void *)sp))
 			return 0;
+		ra = unwind_real_return(&s, ra);
 		sp += 8;
 	}
 	if (unwind_mode == UNWIND_MODE_FP)
@@ -380,15 +438,8 @@ static __always_inline long unwind_user_stack(struct pt_regs *ctx, struct stack 
 		unwind_count(UNWIND_COUNTER_STALE);
 		return 2 * sizeof(__u64);
 	}
-	struct unwind_state s = {
-		.pc = at_exit ? ra : PT_REGS_IP(ctx),
-		.sp = sp,
-		.bp = PT_REGS_FP(ctx),
-		// At the allocator's return probe ip is the return address into
-		// the caller; at an entry probe it would be the callee's first
-		// instruction.
-		.is_return = 1,
-	};
+	s.pc = at_exit ? ra : PT_REGS_IP(ctx);
+	s.sp = sp;
 	unwind_count(UNWIND_COUNTER_STACKS);
 	unwind_bpf_loop(UNWIND_STEPS, unwind_frame, &s, 0);
 	return (long)s.n * sizeof(__u64);

@@ -228,6 +228,62 @@ func TestUnwindRunMode(t *testing.T) {
 	}
 }
 
+// TestUnwindExec: a program that a shell execs gets its rows before its
+// first instruction (lsan run's process stops at execve and at the
+// dynamic linker's hook until they are loaded): its leaks, made at once,
+// have the stacks gdb shows.
+func TestUnwindExec(t *testing.T) {
+	requireRoot(t)
+	exe := buildUnwindProgram(t, "deep.c", "gcc")
+	truth := gdbStacks(t, exe)
+	for _, mode := range []string{"auto", "cfi"} {
+		cmd := exec.Command(lsan(t), "run", "--format", "json", "--unwind", mode, "--", "/bin/sh", "-c", "exec "+exe)
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 23 {
+			t.Fatalf("--unwind %s: lsan run: %v (want exit 23)\n%s", mode, err, stderr.String())
+		}
+		reps := jsonReportsIn(t, stdout.String())
+		r := reps[len(reps)-1]
+		for _, g := range r.Leaks {
+			for _, f := range g.Stack {
+				if strings.HasPrefix(f.Function, "[unwind") {
+					t.Errorf("--unwind %s: stack cut: %+v", mode, g.Stack)
+				}
+			}
+		}
+		checkAgainstGDB(t, lsanStacks(t, r, exe), truth)
+	}
+}
+
+// TestUnwindForeignUretprobe: while another tool's uretprobe sits on
+// libc's malloc (here another lsan attached to another process, with
+// uretprobes), the breakpoint the kernel installs in lsan run's command
+// makes every malloc there return through the uretprobe trampoline: the
+// return address on the stack is the trampoline's. The walk takes the
+// real one from the kernel's pending return instances, so the stacks are
+// still gdb's.
+func TestUnwindForeignUretprobe(t *testing.T) {
+	requireRoot(t)
+	exe := buildUnwindProgram(t, "deep.c", "gcc")
+	truth := gdbStacks(t, exe)
+	other := testproc.Start(t, exec.Command("sleep", "600"))
+	foreign := attach(t, other.Pid(), "--return-probes", "uretprobe", "-i", "1h")
+	defer foreign.stop(t)
+	for _, mode := range []string{"auto", "cfi"} {
+		cmd := exec.Command(lsan(t), "run", "--format", "json", "--unwind", mode, "--", exe)
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 23 {
+			t.Fatalf("--unwind %s: lsan run: %v (want exit 23)\n%s", mode, err, stderr.String())
+		}
+		reps := jsonReportsIn(t, stdout.String())
+		checkAgainstGDB(t, lsanStacks(t, reps[len(reps)-1], exe), truth)
+	}
+}
+
 // userView reduces a stack's frames in the executable to the program's
 // own functions, named without parameters (gdb and lsan spell inlined STL
 // frames differently), and counts all of them: the count proves no frame
@@ -503,8 +559,10 @@ func TestUnwindRust(t *testing.T) {
 	}
 }
 
-// TestUnwindDlopen: a library dlopened after attach gets its rows (the
-// loader polls /proc/PID/maps): a leak inside it has its whole stack.
+// TestUnwindDlopen: a library dlopened after attach gets its rows before
+// its code runs (lsan run's process stops at the dynamic linker's hook
+// until they are loaded): a leak made at once inside it has its whole
+// stack.
 func TestUnwindDlopen(t *testing.T) {
 	requireRoot(t)
 	dir := t.TempDir()

@@ -37,10 +37,36 @@ enum {
 	BPF_F_USER_STACK = 256,
 };
 
-// Only the field the fork program reads; CO-RE relocates it against the
-// running kernel's BTF, so its offset here doesn't matter.
+// Only the fields lsan reads; CO-RE relocates them against the running
+// kernel's BTF, so their offsets here don't matter. The fork program reads
+// tgid; the unwinder follows the uretprobe return instances (a return
+// address that another tool's uretprobe replaced with its trampoline).
+struct xol_area {
+	unsigned long vaddr;
+} __attribute__((preserve_access_index));
+
+struct uprobes_state {
+	struct xol_area *xol_area;
+} __attribute__((preserve_access_index));
+
+struct mm_struct {
+	struct uprobes_state uprobes_state;
+} __attribute__((preserve_access_index));
+
+struct return_instance {
+	unsigned long orig_ret_vaddr;
+	_Bool chained;
+	struct return_instance *next;
+} __attribute__((preserve_access_index));
+
+struct uprobe_task {
+	struct return_instance *return_instances;
+} __attribute__((preserve_access_index));
+
 struct task_struct {
 	int tgid;
+	struct mm_struct *mm;
+	struct uprobe_task *utask;
 } __attribute__((preserve_access_index));
 
 enum pid_type {
