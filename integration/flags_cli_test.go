@@ -24,6 +24,7 @@ func TestCLIFlagValidation(t *testing.T) {
 		{"--max-blocks=99999999999", "lsan: --max-blocks 99999999999: must be at most 67108864"},
 		{"--max-stacks=0", "lsan: --max-stacks 0: must be at least 1"},
 		{"--max-stacks=4294967296", "lsan: --max-stacks 4294967296: must be at most 4194304"},
+		{"--max-unwind-rows=0", "lsan: --max-unwind-rows 0: must be at least 1"},
 		{"--sample-rate=0", "lsan: --sample-rate 0: must be at least 1"},
 		{"--sample-rate=4294967297", "lsan: --sample-rate 4294967297: must be at most 4294967295"},
 		{"--exitcode=300", "lsan: --exitcode 300: an exit status is 0 to 255"},

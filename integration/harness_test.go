@@ -258,6 +258,8 @@ type jsonReport struct {
 		Allocs   uint64  `json:"allocs_since_attach"`
 		PausedMS float64 `json:"paused_ms"`
 		Snapshot string  `json:"snapshot"`
+		// UnwindTableBytes: kernel memory of the CFI rows loaded.
+		UnwindTableBytes uint64 `json:"unwind_table_bytes"`
 	} `json:"stats"`
 	Dropped struct {
 		Allocs     uint64 `json:"allocs"`

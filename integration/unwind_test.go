@@ -228,6 +228,34 @@ func TestUnwindRunMode(t *testing.T) {
 	}
 }
 
+// TestUnwindRowBudget: --max-unwind-rows bounds the row table; a file
+// whose rows do not fit gets none (frame pointers or a marker instead),
+// and the leak check is unchanged.
+func TestUnwindRowBudget(t *testing.T) {
+	requireRoot(t)
+	exe := buildUnwindProgram(t, "deep.c", "gcc")
+	stats := map[string]uint64{}
+	for _, rows := range []string{"1048576", "64"} {
+		cmd := exec.Command(lsan(t), "run", "--format", "json", "--max-unwind-rows", rows, "--", exe)
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 23 {
+			t.Fatalf("--max-unwind-rows %s: lsan run: %v (want exit 23)\n%s", rows, err, stderr.String())
+		}
+		reps := jsonReportsIn(t, stdout.String())
+		r := reps[len(reps)-1]
+		stats[rows] = r.Stats.UnwindTableBytes
+		if len(r.Leaks) == 0 {
+			t.Errorf("--max-unwind-rows %s: no leak reported", rows)
+		}
+	}
+	// libc alone has ~28k rows: a full table holds more than 64 rows' worth.
+	if stats["64"] > 64*8 || stats["1048576"] <= 64*8 {
+		t.Errorf("unwind table bytes: %d with 64 rows, %d with the default; want at most 512, then more", stats["64"], stats["1048576"])
+	}
+}
+
 // TestUnwindExec: a program that a shell execs gets its rows before its
 // first instruction (lsan run's process stops at execve and at the
 // dynamic linker's hook until they are loaded): its leaks, made at once,

@@ -15,6 +15,9 @@ import (
 const (
 	maxMaxBlocks = 1 << 26 // ~7 GiB of map
 	maxMaxStacks = 1 << 22 // ~4 GiB of map
+	// maxMaxUnwindRows: a BPF array holds at most 2^32 - 1 entries, and
+	// 2^28 rows (2 GiB) is far more than every file of a system together.
+	maxMaxUnwindRows = 1 << 28
 )
 
 // validateFlags rejects every out-of-range value in the user's terms
@@ -25,6 +28,9 @@ func validateFlags(c *cli.Context) error {
 		return err
 	}
 	if err := inRange(c, "max-stacks", 1, maxMaxStacks, "the stack map needs room for at least one stack"); err != nil {
+		return err
+	}
+	if err := inRange(c, "max-unwind-rows", 1, maxMaxUnwindRows, "the unwind table needs room for at least one row"); err != nil {
 		return err
 	}
 	if err := inRange(c, "sample-rate", 1, math.MaxUint32, "1 tracks every allocation"); err != nil {
