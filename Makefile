@@ -42,9 +42,11 @@ examples:
 test: build examples
 	$(GO) vet ./...
 	# The integration tests run after the others, not beside them: a
-	# uretprobe that one lsan puts on libc's malloc hijacks the return
-	# address of every process the breakpoint is installed in, which the
-	# bpf package's exit-probe tests would read as their call site
+	# uretprobe that one lsan puts on libc's malloc makes every process the
+	# breakpoint is installed in return through the kernel's trampoline,
+	# which leaves copies of the result below the stack pointer (the
+	# return_copy examples would lose their leak) and puts its address
+	# where the bpf package's exit-probe tests read their call site
 	# (docs/unwind.md, known limits).
 	$(GO) test -count=1 -timeout 20m $$($(GO) list ./... | grep -v /integration)
 	$(GO) test -count=1 -timeout 40m ./integration
