@@ -103,7 +103,7 @@ func redisInfo(t *testing.T, port int, field string) uint64 {
 	return 0
 }
 
-// TestRedisActiveDefrag: redis-server with its bundled jemalloc and active
+// TestRedisActiveDefrag, in both snapshot modes: redis-server with its bundled jemalloc and active
 // defragmentation on, attached while its heap is filled, fragmented and
 // defragmented under redis-benchmark load. Defragmentation moves values
 // with je_mallocx and frees the old copies with je_dallocx, besides the
@@ -115,6 +115,12 @@ func TestRedisActiveDefrag(t *testing.T) {
 	requireRoot(t)
 	server := bundledRedis(t)
 	requireCommand(t, "redis-cli")
+	for _, mode := range []string{"stop", "fork"} {
+		t.Run(mode, func(t *testing.T) { redisActiveDefrag(t, server, mode) })
+	}
+}
+
+func redisActiveDefrag(t *testing.T, server, snapshot string) {
 	port := freePort(t)
 	cmd := exec.Command(server, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "",
 		"--appendonly", "no", "--dir", t.TempDir(), "--activedefrag", "yes",
@@ -125,7 +131,7 @@ func TestRedisActiveDefrag(t *testing.T) {
 		out, _ := exec.Command("redis-cli", "-p", strconv.Itoa(port), "ping").Output()
 		return strings.TrimSpace(string(out)) == "PONG"
 	})
-	a := attach(t, cmd.Process.Pid, "--format", "json", "-i", "3s")
+	a := attach(t, cmd.Process.Pid, "--format", "json", "-i", "3s", "--snapshot", snapshot)
 	if !strings.Contains(a.stderr.String(), "probing") {
 		t.Fatalf("no probe line: %s", a.stderr.String())
 	}

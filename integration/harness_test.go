@@ -260,6 +260,9 @@ type jsonReport struct {
 		Snapshot string  `json:"snapshot"`
 		// UnwindTableBytes: kernel memory of the CFI rows loaded.
 		UnwindTableBytes uint64 `json:"unwind_table_bytes"`
+		// Unconfirmed: blocks a fork snapshot held back (first seen
+		// unreferenced).
+		Unconfirmed int `json:"unconfirmed_blocks"`
 	} `json:"stats"`
 	Dropped struct {
 		Allocs     uint64 `json:"allocs"`

@@ -94,6 +94,10 @@ type Stats struct {
 	// copy-on-write copy was scanned, the target paused only to make it)
 	// or "stop" (stopped for the whole scan).
 	Snapshot string `json:"snapshot,omitempty"`
+	// Unconfirmed counts the blocks a fork snapshot found unreferenced
+	// for the first time: held back, reported at the next check if they
+	// are still unreferenced then.
+	Unconfirmed int `json:"unconfirmed_blocks,omitempty"`
 }
 
 // Dropped counts what lsan lost since attach, by cause.

@@ -208,7 +208,7 @@ func scanFrozen(pid int, f *freezer, snapshot SnapshotFunc, opts Options) (*anal
 		defer p.close()
 		pm = p
 	}
-	facts := findRootFacts(pid, rd, maps, roots, snap.Freed, opts)
+	facts := findRootFacts(pid, rd, maps, roots, snap.Freed, snap.Reused, opts)
 	plan := planRoots(maps, roots, ix, opts, facts, pm)
 	a.stats.Mappings = plan.mappings
 	a.stats.ExitedStacks = len(facts.exited)
@@ -253,7 +253,7 @@ func scanFrozen(pid int, f *freezer, snapshot SnapshotFunc, opts Options) (*anal
 
 // findRootFacts reads what planRoots needs to know beyond the mappings
 // and threads.
-func findRootFacts(pid int, rd *reader, maps []mapping, threads []threadRoot, freed []Range, opts Options) rootFacts {
+func findRootFacts(pid int, rd *reader, maps []mapping, threads []threadRoot, freed, reused []Range, opts Options) rootFacts {
 	facts := rootFacts{exited: exitedThreadStacks(rd, maps, threads)}
 	if opts.Roots == RootsLSan || opts.NoGlobals || opts.NoTLS {
 		var tlsSize uint64
@@ -261,13 +261,19 @@ func findRootFacts(pid int, rd *reader, maps []mapping, threads []threadRoot, fr
 		facts.tls = staticTLS(maps, threads, findTLSLayout(pid, rd, maps, tlsSize))
 	}
 	if opts.Roots == RootsAttach && len(freed) > 0 {
-		facts.freed = make([]span, 0, len(freed))
-		for _, r := range freed {
-			facts.freed = append(facts.freed, span{r.Addr, satAdd(r.Addr, r.Size)})
-		}
-		facts.freed = normalize(facts.freed)
+		facts.freed = freedNotReused(freed, reused)
 	}
 	return facts
+}
+
+// freedNotReused is the freed memory left out of the roots: sorted,
+// disjoint, without what was handed out again (Snapshot.Reused).
+func freedNotReused(freed, reused []Range) []span {
+	spans := make([]span, 0, len(freed))
+	for _, r := range freed {
+		spans = append(spans, span{r.Addr, satAdd(r.Addr, r.Size)})
+	}
+	return subtract(normalize(spans), spansOfRanges(reused), false)
 }
 
 // rootBlocks returns the address of every block marked Root: marked like

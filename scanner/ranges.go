@@ -124,3 +124,13 @@ func spansOf(rs []span) func(yield func(span) bool) {
 		}
 	}
 }
+
+// spansOfRanges turns caller ranges into sorted, disjoint spans for
+// subtract.
+func spansOfRanges(rs []Range) func(yield func(span) bool) {
+	out := make([]span, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, span{r.Addr, satAdd(r.Addr, r.Size)})
+	}
+	return spansOf(normalize(out))
+}

@@ -38,6 +38,12 @@ type Snapshot struct {
 	// of the roots: stale pointers in freed chunks must not keep leaked
 	// blocks alive. Live thread stacks and TLS are never left out.
 	Freed []Range
+	// Reused is memory known to have been handed out again since Freed
+	// was recorded, at other bounds than the freed chunk's (an allocator
+	// carving a freed slab into another size class): never left out. In
+	// a fork snapshot, a block live in the copy but freed since is not
+	// tracked any more; only its later release says it held live data.
+	Reused []Range
 }
 
 // RootSet chooses what memory is a root.

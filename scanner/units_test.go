@@ -2,6 +2,7 @@ package scanner
 
 import (
 	"encoding/binary"
+	"reflect"
 	"slices"
 	"testing"
 )
@@ -399,5 +400,18 @@ func TestNextWaiting(t *testing.T) {
 		if got := f.nextWaiting(tc.from, tc.forward); got != tc.want {
 			t.Errorf("nextWaiting(%d, forward=%v) = %d, want %d", tc.from, tc.forward, got, tc.want)
 		}
+	}
+}
+
+// TestFreedNotReused: memory handed out again at other bounds than a
+// freed chunk's (a slab carved into another size class) is taken out of
+// the freed ranges, whatever their order.
+func TestFreedNotReused(t *testing.T) {
+	freed := []Range{{Addr: 0x2000, Size: 0x100}, {Addr: 0x1000, Size: 0xa0}, {Addr: 0x1080, Size: 0x40}}
+	reused := []Range{{Addr: 0x2080, Size: 0x20}, {Addr: 0x1000, Size: 0x10}}
+	got := freedNotReused(freed, reused)
+	want := []span{{0x1010, 0x10c0}, {0x2000, 0x2080}, {0x20a0, 0x2100}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("freedNotReused = %x, want %x", got, want)
 	}
 }

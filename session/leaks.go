@@ -55,15 +55,20 @@ func (s *Session) scanAndReport(final bool, known []bpf.Block) error {
 				return scanner.Snapshot{}, err
 			}
 		}
-		bs = bornBy(bs, forkedAt)
-		tracked = bs
 		freed, err := s.tracer.Freed(s.cfg.PID)
 		if err != nil {
 			return scanner.Snapshot{}, err
 		}
-		return scanner.Snapshot{Blocks: s.scanBlocks(bs), Freed: toRanges(freed, forkedAt)}, nil
+		reused := reusedSince(bs, freed, forkedAt)
+		bs = bornBy(bs, forkedAt)
+		tracked = bs
+		return scanner.Snapshot{Blocks: s.scanBlocks(bs), Freed: toRanges(freed, forkedAt), Reused: reused}, nil
 	}
-	res, err := scanner.CheckSnapshot(s.cfg.PID, snapshot, s.scanOptions())
+	opts := s.scanOptions()
+	// The last check's verdict stands alone, with nothing after it to
+	// confirm a copy's: the target is stopped for it.
+	opts.Fork = opts.Fork && !final
+	res, err := scanner.CheckSnapshot(s.cfg.PID, snapshot, opts)
 	if err != nil {
 		if errors.Is(err, scanner.ErrTargetExited) {
 			return ErrTargetExited
@@ -76,6 +81,7 @@ func (s *Session) scanAndReport(final bool, known []bpf.Block) error {
 	s.refreshMappings()
 	r := s.newReport(final)
 	classes, used := s.applySuppressions(res, tracked)
+	unconfirmed := s.confirmLeaks(tracked, classes, res.Stats.Forked)
 	r.Suppressed = used
 	r.Groups = report.BuildGroups(s.leakEntries(tracked, classes), s.cfg.ReportObjects)
 	s.attachPCs(r, tracked)
@@ -88,6 +94,7 @@ func (s *Session) scanAndReport(final bool, known []bpf.Block) error {
 		ExitedStacks: res.Stats.ExitedStacks,
 		FreedBytes:   res.Stats.FreedBytes,
 		Snapshot:     map[bool]string{true: "fork", false: "stop"}[res.Stats.Forked],
+		Unconfirmed:  unconfirmed,
 	}
 	s.noteForkFallback(res.Stats.ForkFallback)
 	r.Dropped.UnreadableBytes = res.Stats.UnreadableBytes
@@ -134,6 +141,36 @@ func (s *Session) scanOptions() scanner.Options {
 	// at the exit, where a pause costs nothing.
 	opts.Fork = s.cfg.Snapshot == SnapshotFork && !s.runMode
 	return opts
+}
+
+// blockID names one allocation: an address handed out again is another.
+type blockID struct{ addr, born uint64 }
+
+// confirmLeaks holds back, in a check of a fork snapshot, the leaked
+// blocks that the previous check did not find leaked too (their classes
+// become Reachable), and returns how many it held back. A copy is taken
+// while allocator calls may be half done, and its blocks and freed ranges
+// are read from the tracer after the target ran on: a block can look
+// unreferenced in one copy for reasons that are gone in the next. A real
+// leak stays unreferenced, so it is reported one check later. A check of
+// the stopped target (the last one, or a fallback) is exact and reports
+// everything it finds.
+func (s *Session) confirmLeaks(tracked []bpf.Block, classes []scanner.Class, forked bool) int {
+	leaked := map[blockID]bool{}
+	held := 0
+	for i, b := range tracked {
+		if classes[i] != scanner.Direct && classes[i] != scanner.Indirect {
+			continue
+		}
+		id := blockID{b.Addr, b.TimestampNS}
+		leaked[id] = true
+		if forked && !s.leakedBefore[id] {
+			classes[i] = scanner.Reachable
+			held++
+		}
+	}
+	s.leakedBefore = leaked
+	return held
 }
 
 // noteForkFallback says once, on stderr, why checks stop the target
@@ -223,6 +260,31 @@ func toRanges(fs []bpf.FreedRange, forkedAt uint64) []scanner.Range {
 	out := make([]scanner.Range, 0, len(fs))
 	for _, f := range fs {
 		if forkedAt == 0 || f.TimeNS <= forkedAt {
+			out = append(out, scanner.Range{Addr: f.Addr, Size: f.Size})
+		}
+	}
+	return out
+}
+
+// reusedSince is the memory handed out after a fork snapshot (forkedAt;
+// nil without one): blocks allocated since, and ranges freed since, which
+// were allocated when freed. Memory freed before the fork may have been
+// handed out again at other bounds (a slab carved into another size
+// class) to a block that was live at the fork and is gone now: untracked,
+// its memory in the copy is a root, which the earlier free must not
+// erase — that block may hold the only pointer to another.
+func reusedSince(bs []bpf.Block, freed []bpf.FreedRange, forkedAt uint64) []scanner.Range {
+	if forkedAt == 0 {
+		return nil
+	}
+	var out []scanner.Range
+	for _, b := range bs {
+		if b.TimestampNS > forkedAt {
+			out = append(out, scanner.Range{Addr: b.Addr, Size: max(b.Size, 1)})
+		}
+	}
+	for _, f := range freed {
+		if f.TimeNS > forkedAt {
 			out = append(out, scanner.Range{Addr: f.Addr, Size: f.Size})
 		}
 	}

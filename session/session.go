@@ -113,6 +113,9 @@ type Session struct {
 	kinds []scanner.Allocator
 	// forkFallback is the last reason given for not forking.
 	forkFallback string
+	// leakedBefore: the blocks the previous check found leaked, which
+	// confirm those a fork snapshot finds (confirmLeaks).
+	leakedBefore map[blockID]bool
 }
 
 // ErrTargetExited reports that the target exited before a check.

@@ -176,7 +176,7 @@ func commonFlags() []cli.Flag {
 		&cli.UintFlag{Name: "max-unwind-rows", Value: bpf.DefaultMaxUnwindRows, Usage: "capacity of the CFI unwind table, in `ROWS` of 8 bytes (files beyond it are walked by frame pointers; docs/unwind.md)"},
 		&cli.StringFlag{Name: "probe-placement", Value: "auto", Usage: "`WHERE` is auto (each probe on the first instruction the kernel emulates: fast) or entry (at the function entry)"},
 		&cli.StringFlag{Name: "return-probes", Value: "auto", Usage: "`HOW` allocator calls are seen to end: exit (probes on their ret instructions: plant no copy of the result on the stack), uretprobe (about 3x cheaper), auto (exit for lsan run, uretprobe for lsan -p)"},
-		&cli.StringFlag{Name: "snapshot", Value: "stop", Usage: "`HOW` a check freezes the target: stop (stopped for the whole scan) or fork (experimental: it forks a copy-on-write copy that is scanned while it runs on; stop where that cannot be done safely); lsan run always stops at the exit"},
+		&cli.StringFlag{Name: "snapshot", Value: "fork", Usage: "`HOW` a check freezes the target: fork (paused only to fork a copy-on-write copy, scanned while it runs on; a block found unreferenced in a copy is reported when the next check confirms it; the last check stops the target; stop where forking cannot be done safely) or stop (stopped for every whole scan); lsan run always stops at the exit"},
 		&cli.StringFlag{Name: "unwind", Value: "auto", Usage: "`HOW` stacks are unwound: auto (CFI tables, frame pointers where a module has none), fp, cfi"},
 		&cli.UintFlag{Name: "sample-rate", Value: 1, Usage: "track 1 in `N` allocations (reports say they are sampled)"},
 		&cli.StringSliceFlag{Name: "debug-dir", Usage: "extra `DIR` searched for separate debug info (repeatable)"},

@@ -1,0 +1,37 @@
+package session
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/lsan-project/lsan/bpf"
+	"github.com/lsan-project/lsan/scanner"
+)
+
+// TestForkSnapshotRanges: with a fork at t=100, blocks born after it are
+// not in the copy, ranges freed after it are still live there, and both
+// are memory handed out again, which an earlier free must not hide.
+func TestForkSnapshotRanges(t *testing.T) {
+	blocks := []bpf.Block{
+		{Addr: 0x1000, Size: 32, TimestampNS: 90},
+		{Addr: 0x2000, Size: 0, TimestampNS: 110}, // malloc(0): one byte
+		{Addr: 0x3000, Size: 64, TimestampNS: 100},
+	}
+	freed := []bpf.FreedRange{
+		{Addr: 0x4000, Size: 160, TimeNS: 50},
+		{Addr: 0x5000, Size: 48, TimeNS: 120},
+	}
+	if got, want := reusedSince(blocks, freed, 100), []scanner.Range{{Addr: 0x2000, Size: 1}, {Addr: 0x5000, Size: 48}}; !reflect.DeepEqual(got, want) {
+		t.Errorf("reusedSince = %+v, want %+v", got, want)
+	}
+	if got, want := toRanges(freed, 100), []scanner.Range{{Addr: 0x4000, Size: 160}}; !reflect.DeepEqual(got, want) {
+		t.Errorf("toRanges = %+v, want %+v", got, want)
+	}
+	if got := bornBy(blocks, 100); len(got) != 2 || got[0].Addr != 0x1000 || got[1].Addr != 0x3000 {
+		t.Errorf("bornBy = %+v, want the blocks at 0x1000 and 0x3000", got)
+	}
+	// Without a fork (stop snapshot) everything counts as it is.
+	if reusedSince(blocks, freed, 0) != nil || len(toRanges(freed, 0)) != 2 || len(bornBy(blocks, 0)) != 3 {
+		t.Errorf("without a fork the ranges changed")
+	}
+}
