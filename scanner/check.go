@@ -133,6 +133,7 @@ func scanFrozen(pid int, f *freezer, snapshot SnapshotFunc, opts Options) (*anal
 		return nil, err
 	}
 	threads := f.stoppedThreads()
+	f.reapLeftIntermediates(threads)
 	a := &analysis{}
 	a.stats.Freeze = time.Since(t0)
 	a.stats.Threads = len(threads)

@@ -269,7 +269,6 @@ func (f *freezer) forkCopy(t *frozenThread, site stubSite) (int, error) {
 	if err := writeMem(f.pid, site.addr, stubImage()); err != nil {
 		return 0, fmt.Errorf("write the injection stub: %w", err)
 	}
-	reapLeftIntermediates(f.pid, t, site)
 	mid, err := cloneFrom(f.pid, t, site, intermediateFlags, unix.PTRACE_O_TRACECLONE)
 	if err != nil {
 		return 0, fmt.Errorf("clone the intermediate: %w", err)
@@ -309,15 +308,29 @@ func cloneFrom(pid int, t *frozenThread, site stubSite, flags uint64, options in
 	return child, err
 }
 
-// reapLeftIntermediates ends and reaps, through stopped thread t of pid,
-// the intermediates an lsan killed at the wrong moment left behind:
-// children of the target with its name and no exit signal, zombies, or
-// stopped by the SIGSTOP they were born with. The target cannot see them
-// with a plain wait (a program that makes such children itself, with raw
-// clone(), has them running, not stopped or dead, unless it waits with
-// __WCLONE).
-func reapLeftIntermediates(pid int, t *frozenThread, site stubSite) {
-	for _, c := range silentChildren(pid) {
+// reapLeftIntermediates ends and reaps, through one of the stopped
+// threads, the intermediates an lsan killed at the wrong moment left
+// behind: children of the target with its name and no exit signal,
+// zombies, or stopped by the SIGSTOP they were born with. The target
+// cannot see them with a plain wait (a program that makes such children
+// itself, with raw clone(), has them running, not stopped or dead, unless
+// it waits with __WCLONE). Every check does this, whatever its snapshot:
+// the check after a killed lsan may well be one that stops the target.
+func (f *freezer) reapLeftIntermediates(threads []*frozenThread) {
+	left := silentChildren(f.pid)
+	if len(left) == 0 {
+		return
+	}
+	t := injector(f.pid, threads)
+	maps, err := readMaps(f.pid)
+	if t == nil || err != nil {
+		return
+	}
+	site, err := cachedStubSite(f.pid, maps)
+	if err != nil || writeMem(f.pid, site.addr, stubImage()) != nil {
+		return
+	}
+	for _, c := range left {
 		if c.state != "Z" {
 			_ = unix.Kill(c.pid, unix.SIGKILL)
 			for i := 0; i < 100 && childState(c.pid) != "Z"; i++ {
@@ -325,7 +338,7 @@ func reapLeftIntermediates(pid int, t *frozenThread, site stubSite) {
 			}
 		}
 		args := [5]uint64{uint64(c.pid), 0, unix.WALL | unix.WNOHANG}
-		_, _ = syscallIn(pid, t, site, stubPlain, unix.SYS_WAIT4, args, 0)
+		_, _ = syscallIn(f.pid, t, site, stubPlain, unix.SYS_WAIT4, args, 0)
 	}
 }
 
