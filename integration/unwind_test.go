@@ -201,6 +201,22 @@ func isSuffixOfAny(s []string, stacks [][]string) bool {
 	return false
 }
 
+// lastLeakReport runs `lsan run --format json` with args (flags, "--",
+// the command), wants exit status 23 (leaks found) and returns the last
+// report.
+func lastLeakReport(t *testing.T, args ...string) jsonReport {
+	t.Helper()
+	cmd := exec.Command(lsan(t), append([]string{"run", "--format", "json"}, args...)...)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 23 {
+		t.Fatalf("lsan run %s: %v (want exit 23)\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	reps := jsonReportsIn(t, stdout.String())
+	return reps[len(reps)-1]
+}
+
 func TestUnwindRunMode(t *testing.T) {
 	requireRoot(t)
 	for _, tc := range []struct {
@@ -214,15 +230,8 @@ func TestUnwindRunMode(t *testing.T) {
 			exe := buildUnwindProgram(t, "deep.c", "gcc", tc.flags...)
 			truth := gdbStacks(t, exe)
 			for _, mode := range []string{"auto", "cfi"} {
-				cmd := exec.Command(lsan(t), "run", "--format", "json", "--unwind", mode, "--", exe)
-				var stdout, stderr strings.Builder
-				cmd.Stdout, cmd.Stderr = &stdout, &stderr
-				err := cmd.Run()
-				if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 23 {
-					t.Fatalf("--unwind %s: lsan run: %v (want exit 23)\n%s", mode, err, stderr.String())
-				}
-				reps := jsonReportsIn(t, stdout.String())
-				checkAgainstGDB(t, lsanStacks(t, reps[len(reps)-1], exe), truth)
+				r := lastLeakReport(t, "--unwind", mode, "--", exe)
+				checkAgainstGDB(t, lsanStacks(t, r, exe), truth)
 			}
 		})
 	}
@@ -236,15 +245,7 @@ func TestUnwindRowBudget(t *testing.T) {
 	exe := buildUnwindProgram(t, "deep.c", "gcc")
 	stats := map[string]uint64{}
 	for _, rows := range []string{"1048576", "64"} {
-		cmd := exec.Command(lsan(t), "run", "--format", "json", "--max-unwind-rows", rows, "--", exe)
-		var stdout, stderr strings.Builder
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		err := cmd.Run()
-		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 23 {
-			t.Fatalf("--max-unwind-rows %s: lsan run: %v (want exit 23)\n%s", rows, err, stderr.String())
-		}
-		reps := jsonReportsIn(t, stdout.String())
-		r := reps[len(reps)-1]
+		r := lastLeakReport(t, "--max-unwind-rows", rows, "--", exe)
 		stats[rows] = r.Stats.UnwindTableBytes
 		if len(r.Leaks) == 0 {
 			t.Errorf("--max-unwind-rows %s: no leak reported", rows)
@@ -265,15 +266,7 @@ func TestUnwindExec(t *testing.T) {
 	exe := buildUnwindProgram(t, "deep.c", "gcc")
 	truth := gdbStacks(t, exe)
 	for _, mode := range []string{"auto", "cfi"} {
-		cmd := exec.Command(lsan(t), "run", "--format", "json", "--unwind", mode, "--", "/bin/sh", "-c", "exec "+exe)
-		var stdout, stderr strings.Builder
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		err := cmd.Run()
-		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 23 {
-			t.Fatalf("--unwind %s: lsan run: %v (want exit 23)\n%s", mode, err, stderr.String())
-		}
-		reps := jsonReportsIn(t, stdout.String())
-		r := reps[len(reps)-1]
+		r := lastLeakReport(t, "--unwind", mode, "--", "/bin/sh", "-c", "exec "+exe)
 		for _, g := range r.Leaks {
 			for _, f := range g.Stack {
 				if strings.HasPrefix(f.Function, "[unwind") {
@@ -300,15 +293,8 @@ func TestUnwindForeignUretprobe(t *testing.T) {
 	foreign := attach(t, other.Pid(), "--return-probes", "uretprobe", "-i", "1h")
 	defer foreign.stop(t)
 	for _, mode := range []string{"auto", "cfi"} {
-		cmd := exec.Command(lsan(t), "run", "--format", "json", "--unwind", mode, "--", exe)
-		var stdout, stderr strings.Builder
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		err := cmd.Run()
-		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 23 {
-			t.Fatalf("--unwind %s: lsan run: %v (want exit 23)\n%s", mode, err, stderr.String())
-		}
-		reps := jsonReportsIn(t, stdout.String())
-		checkAgainstGDB(t, lsanStacks(t, reps[len(reps)-1], exe), truth)
+		r := lastLeakReport(t, "--unwind", mode, "--", exe)
+		checkAgainstGDB(t, lsanStacks(t, r, exe), truth)
 	}
 }
 
