@@ -257,6 +257,10 @@ func preloadList(pid int) []string {
 	return out
 }
 
+// RecorderLibraryPrefix starts the file name of lsan run's in-process
+// recorder (package inproc), which discovery passes over.
+const RecorderLibraryPrefix = "liblsan-inproc"
+
 // Allocator is the result of discovery: where each allocator function of
 // the target is defined.
 type Allocator struct {
@@ -283,6 +287,9 @@ func DiscoverAllocator(pid int, funcs []AllocatorFunc, override string) (*Alloca
 	var infos []*elfInfo
 	var exe *elfInfo
 	for _, obj := range objs {
+		if strings.HasPrefix(filepath.Base(obj.Path), RecorderLibraryPrefix) {
+			continue // it interposes the allocator; what it calls is the real one
+		}
 		info, err := readELFInfo(obj)
 		if err != nil {
 			continue // not an ELF file (a mapped data file) or unreadable

@@ -65,6 +65,12 @@ func (t *Tracer) planProbes() error {
 		if len(t.opts.OnlyFuncs) > 0 && !slices.Contains(t.opts.OnlyFuncs, fn.Name) {
 			continue
 		}
+		if t.opts.LifecycleOnly && fn.sig.op != opExit && fn.sig.op != opMapsChanged {
+			if ok {
+				t.fnAddrs[i] = b.RuntimeAddr()
+			}
+			continue
+		}
 		if !ok {
 			if fn.Required {
 				return fmt.Errorf("pid %d: %s", t.opts.PID, notFound(fn))

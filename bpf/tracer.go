@@ -75,6 +75,14 @@ type Options struct {
 	// Funcs are allocator functions the user named (--alloc-fn,
 	// --free-fn, --realloc-fn; ParseFunc), probed besides the defaults.
 	Funcs []AllocatorFunc
+	// LifecycleOnly leaves the allocator functions unprobed: another
+	// recorder (lsan run's in-process one) sees the blocks, and this
+	// tracer only follows the processes (exit stops, execve, forks, the
+	// dynamic linker's hook) and loads their unwind rows.
+	LifecycleOnly bool
+	// RowsMirror, when set, receives every unwind row and mapping list
+	// the tracer loads, for the in-process recorder's walker.
+	RowsMirror RowsMirror
 }
 
 // Default capacities. The block and stack maps are not preallocated:
@@ -371,7 +379,7 @@ func (t *Tracer) load() error {
 		return explainLoadError(err)
 	}
 	if t.opts.Unwind != UnwindFP {
-		t.unwinder = newUnwinder(t.objs.UnwindRows, t.objs.UnwindProcs, t.objs.Targets, t.opts.MaxUnwindRows, t.opts.Unwind, 100*time.Millisecond)
+		t.unwinder = newUnwinder(t.objs.UnwindRows, t.objs.UnwindProcs, t.objs.Targets, t.opts.MaxUnwindRows, t.opts.Unwind, 100*time.Millisecond, t.opts.RowsMirror)
 		t.unwinder.firstPID = t.opts.PID
 	}
 	return nil

@@ -137,6 +137,22 @@ type loadedMaps struct {
 	generation uint16
 }
 
+// RowsMirror receives a copy of the unwind rows and mapping lists as the
+// tracer loads them: the in-process recorder walks the same rows.
+type RowsMirror interface {
+	// Rows are rows first, first+1, ... of the one table all modules share.
+	Rows(first uint32, rows []unwind.Row)
+	// Mappings are pid's executable mappings, sorted by start.
+	Mappings(pid int, ms []UnwindMapping)
+}
+
+// UnwindMapping is one executable mapping and its module's rows
+// [FirstRow, FirstRow+Rows) (bpf/unwind.h struct unwind_mapping).
+type UnwindMapping struct {
+	Start, End, Bias uint64
+	FirstRow, Rows   uint32
+}
+
 // moduleRows is where a file's rows lie in the unwind_rows map.
 type moduleRows struct {
 	first, n uint32
@@ -164,12 +180,14 @@ type unwinder struct {
 	// generation at its last load, so that an unchanged process costs one
 	// read.
 	maps map[int]loadedMaps
-	stop chan struct{}
-	done sync.WaitGroup
+	// mirror gets a copy of what is loaded (Options.RowsMirror).
+	mirror RowsMirror
+	stop   chan struct{}
+	done   sync.WaitGroup
 }
 
 // newUnwinder starts polling the processes' mappings every interval.
-func newUnwinder(rows, procs, targets *ebpf.Map, max uint32, mode UnwindMode, interval time.Duration) *unwinder {
+func newUnwinder(rows, procs, targets *ebpf.Map, max uint32, mode UnwindMode, interval time.Duration, mirror RowsMirror) *unwinder {
 	u := &unwinder{
 		cache:   unwind.NewCache(),
 		rows:    rows,
@@ -178,6 +196,7 @@ func newUnwinder(rows, procs, targets *ebpf.Map, max uint32, mode UnwindMode, in
 		modules: map[unwind.FileID]*moduleRows{},
 		max:     max,
 		maps:    map[int]loadedMaps{},
+		mirror:  mirror,
 		stop:    make(chan struct{}),
 	}
 	u.stats.Mode, u.stats.MaxRows = mode, max
@@ -288,6 +307,13 @@ func (u *unwinder) addProcess(pid int) error {
 	if err := u.procs.Put(uint32(pid), &list); err != nil {
 		return fmt.Errorf("unwind tables of pid %d: %w", pid, err)
 	}
+	if u.mirror != nil {
+		ms := make([]UnwindMapping, list.N)
+		for i, m := range list.M[:list.N] {
+			ms[i] = UnwindMapping{Start: m.Start, End: m.End, Bias: m.Bias, FirstRow: m.FirstRow, Rows: m.Nrows}
+		}
+		u.mirror.Mappings(pid, ms)
+	}
 	u.maps[pid] = loadedMaps{text: text, generation: target.Generation}
 	return nil
 }
@@ -356,6 +382,9 @@ func (u *unwinder) module(path, name string) (*moduleRows, error) {
 }
 
 func (u *unwinder) writeRows(first uint32, rows []unwind.Row) error {
+	if u.mirror != nil {
+		u.mirror.Rows(first, rows)
+	}
 	keys := make([]uint32, len(rows))
 	vals := make([]tracerUnwindRow, len(rows))
 	for i, r := range rows {

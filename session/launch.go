@@ -25,9 +25,9 @@ var (
 // Launch starts path with args (argv[0] included), stdio inherited, and
 // holds it, once its libraries are mapped and before any of their code
 // (constructors included) or the program's has run, while ready runs (lsan
-// attaches its probes there). Then the child runs on, untraced. A failure
-// kills the child.
-func Launch(path string, args []string, ready func(pid int) error) (*os.Process, error) {
+// attaches its probes there). Then the child runs on, untraced. env is
+// added to lsan's environment for it. A failure kills the child.
+func Launch(path string, args, env []string, ready func(pid int) error) (*os.Process, error) {
 	resolved, err := lookPath(path)
 	if err != nil {
 		return nil, err
@@ -38,6 +38,9 @@ func Launch(path string, args []string, ready func(pid int) error) (*os.Process,
 	defer runtime.UnlockOSThread()
 	cmd := exec.Command(resolved)
 	cmd.Args = args
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Ptrace: true}
 	if err := cmd.Start(); err != nil {

@@ -29,7 +29,7 @@ func (s *Session) checkLeaks(final bool) error {
 // none, there is nothing to scan for (short-lived children often have
 // none).
 func (s *Session) checkLeaksStopped() error {
-	bs, err := s.tracer.Blocks(s.cfg.PID)
+	bs, err := s.allocs.Blocks(s.cfg.PID)
 	if err != nil {
 		return fmt.Errorf("leak check: %w", err)
 	}
@@ -51,11 +51,11 @@ func (s *Session) scanAndReport(final bool, known []bpf.Block) error {
 		bs := known
 		if bs == nil {
 			var err error
-			if bs, err = s.tracer.Blocks(s.cfg.PID); err != nil {
+			if bs, err = s.allocs.Blocks(s.cfg.PID); err != nil {
 				return scanner.Snapshot{}, err
 			}
 		}
-		freed, err := s.tracer.Freed(s.cfg.PID)
+		freed, err := s.allocs.Freed(s.cfg.PID)
 		if err != nil {
 			return scanner.Snapshot{}, err
 		}
@@ -231,9 +231,9 @@ func (s *Session) linkerAllocated(b bpf.Block, byStack map[uint64]bool) bool {
 		return v
 	}
 	v := false
-	if pcs := s.tracer.Stack(b); len(pcs) > 0 {
+	if pcs := s.allocs.Stack(b); len(pcs) > 0 {
 		caller := pcs[0]
-		if s.tracer.FuncAddr(b) != 0 && len(pcs) > 1 {
+		if s.allocs.FuncAddr(b) != 0 && len(pcs) > 1 {
 			caller = pcs[1]
 		}
 		if m, ok := s.proc.Module(caller - 1); ok {

@@ -49,7 +49,7 @@ func (w *lossWatcher) run() {
 		case <-w.stop:
 			return
 		case <-t.C:
-			if c, err := w.s.tracer.Counters(); err == nil {
+			if c, err := w.s.counters(); err == nil {
 				w.look(c, time.Now())
 			}
 		}
@@ -61,7 +61,7 @@ func (w *lossWatcher) run() {
 func (w *lossWatcher) close() {
 	close(w.stop)
 	<-w.done
-	if c, err := w.s.tracer.Counters(); err == nil {
+	if c, err := w.s.counters(); err == nil {
 		w.look(c, time.Now())
 	}
 }

@@ -15,7 +15,7 @@ import (
 // grouped by allocation stack, as bcc's memleak does.
 func (s *Session) checkOutstanding(final bool) error {
 	start := time.Now()
-	blocks, err := s.tracer.Blocks(s.cfg.PID)
+	blocks, err := s.allocs.Blocks(s.cfg.PID)
 	if err != nil {
 		return fmt.Errorf("outstanding check: %w", err)
 	}
@@ -64,7 +64,7 @@ func (s *Session) attachPCs(r *report.Report, blocks []bpf.Block) {
 // unless --no-demangle.
 func (s *Session) allocatorName(b bpf.Block) string {
 	name := s.tracer.FuncName(b.Fn)
-	if name == "" || s.tracer.FuncAddr(b) == 0 {
+	if name == "" || s.allocs.FuncAddr(b) == 0 {
 		return ""
 	}
 	if s.cfg.Symbolize.NoDemangle {

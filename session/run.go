@@ -38,7 +38,13 @@ func RunCommand(cfg Config, argv []string, sigs <-chan os.Signal) (RunResult, er
 		cfg.Log = func(string, ...any) {}
 	}
 	s := &Session{cfg: cfg, syms: symbolize.New(cfg.Symbolize), runMode: true}
-	proc, err := Launch(argv[0], argv, func(pid int) error { return s.attachChild(pid) })
+	env := s.startRecorder()
+	proc, err := Launch(argv[0], argv, env, func(pid int) error { return s.attachChild(pid) })
+	if errors.Is(err, errUseUprobes) {
+		// Killed before any of its code ran: started again without the
+		// in-process recorder's library, which would sit in every stack.
+		proc, err = Launch(argv[0], argv, nil, func(pid int) error { return s.attachChild(pid) })
+	}
 	if err != nil {
 		s.Close()
 		return RunResult{}, err
@@ -57,11 +63,18 @@ func (s *Session) attachChild(pid int) error {
 		// The check at exit must match LSan's: no copies planted.
 		s.cfg.Tracer.ExitProbes = true
 	}
+	if err := s.chooseRecorder(pid); err != nil {
+		return err
+	}
 	t, err := bpf.Attach(s.cfg.Tracer)
 	if err != nil {
 		return err
 	}
-	s.tracer = t
+	s.tracer, s.allocs = t, t
+	if s.rec != nil {
+		s.rec.SetFuncs(t.Funcs())
+		s.allocs = s.rec
+	}
 	s.logProbes()
 	s.watchLosses()
 	return nil
@@ -152,7 +165,7 @@ func (f *family) follow(ev bpf.Event) {
 // target and mappings (snapshot when it is checked), the shared tracer and
 // symbolizer.
 func (s *Session) viewOf(pid int, exited <-chan struct{}) *Session {
-	v := &Session{cfg: s.cfg, tracer: s.tracer, syms: s.syms, exited: exited, runMode: s.runMode}
+	v := &Session{cfg: s.cfg, tracer: s.tracer, allocs: s.allocs, syms: s.syms, exited: exited, runMode: s.runMode}
 	v.cfg.PID = pid
 	return v
 }

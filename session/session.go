@@ -15,6 +15,7 @@ import (
 
 	"github.com/lsan-project/lsan/bpf"
 	"github.com/lsan-project/lsan/history"
+	"github.com/lsan-project/lsan/inproc"
 	"github.com/lsan-project/lsan/report"
 	"github.com/lsan-project/lsan/scanner"
 	"github.com/lsan-project/lsan/suppressions"
@@ -45,6 +46,9 @@ type Config struct {
 	HideSuppressionsUsed bool
 	// ReturnProbes chooses how allocator calls are seen to end.
 	ReturnProbes ReturnProbes
+	// InProc records lsan run's allocations inside the command (package
+	// inproc) where it can be loaded, instead of with uprobes.
+	InProc bool
 	// Snapshot chooses how a check freezes the target (--snapshot).
 	Snapshot SnapshotMode
 	// Abort, once closed, aborts the check in progress (a second Ctrl-C).
@@ -88,10 +92,22 @@ const (
 	SnapshotFork
 )
 
+// allocations is where a session reads the blocks and their stacks: the
+// BPF tracer's maps, or lsan run's in-process recorder (package inproc).
+type allocations interface {
+	Blocks(pid int) ([]bpf.Block, error)
+	Freed(pid int) ([]bpf.FreedRange, error)
+	Stack(b bpf.Block) []uint64
+	FuncAddr(b bpf.Block) uint64
+}
+
 // Session is an attached lsan.
 type Session struct {
 	cfg    Config
 	tracer *bpf.Tracer
+	// allocs is the tracer, or rec when the in-process recorder records.
+	allocs allocations
+	rec    *inproc.Recorder
 	syms   *symbolize.Symbolizer
 	// proc is the target's last mapping snapshot: reports made after the
 	// target exited are symbolized with it.
@@ -146,7 +162,7 @@ func Attach(cfg Config) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.tracer = t
+	s.tracer, s.allocs = t, t
 	s.logProbes()
 	s.watchLosses()
 	s.refreshMappings()
@@ -159,6 +175,11 @@ func (s *Session) logProbes() {
 	cxx := ""
 	if b, ok := alloc.Bindings["_Znwm"]; ok {
 		cxx = fmt.Sprintf(", operator new in %s", b.Object.Path)
+	}
+	if s.rec != nil {
+		s.cfg.Log("lsan: recording in process: malloc of %s%s, through lsan's preloaded library", primary.Path, cxx)
+		s.cfg.Log("lsan: attached to pid %d", s.cfg.PID)
+		return
 	}
 	s.cfg.Log("lsan: probing malloc in %s%s (%d probes)", primary.Path, cxx, len(s.tracer.Probes()))
 	var kept []string
@@ -226,6 +247,10 @@ func (s *Session) Close() error {
 	}
 	err := s.tracer.Close()
 	s.tracer = nil
+	if s.rec != nil {
+		s.rec.Close()
+		s.rec = nil
+	}
 	return err
 }
 
@@ -333,7 +358,7 @@ func (s *Session) newReport(final bool) *report.Report {
 
 // fillCounters copies the tracer's event counts into a report.
 func (s *Session) fillCounters(r *report.Report) {
-	c, err := s.tracer.Counters()
+	c, err := s.counters()
 	if err != nil {
 		return
 	}
@@ -343,6 +368,23 @@ func (s *Session) fillCounters(r *report.Report) {
 	r.Stats.Allocs, r.Stats.Frees = c.Allocs, c.Frees
 	u := s.tracer.UnwindStats()
 	r.Stats.StacksCut, r.Stats.UnwindTableBytes = u.Cut(), u.TableBytes
+}
+
+// counters are the tracer's counts, with the in-process recorder's
+// standing in for the allocation events when it records.
+func (s *Session) counters() (bpf.Counters, error) {
+	c, err := s.tracer.Counters()
+	if err != nil || s.rec == nil {
+		return c, err
+	}
+	rc := s.rec.Counters()
+	c.Allocs, c.Frees = rc.Allocs, rc.Frees
+	c.AllocsDropped = rc.Lost
+	if rc.Disabled && c.AllocsDropped == 0 {
+		c.AllocsDropped = 1
+	}
+	c.StacksDropped, c.FreedDropped = rc.StacksDropped, rc.FreedDropped
+	return c, nil
 }
 
 func droppedOf(c bpf.Counters) report.Dropped {
@@ -380,7 +422,7 @@ func stackKey(b bpf.Block) uint64 {
 }
 
 func (s *Session) blockPCs(b bpf.Block) []uint64 {
-	return lookupPCs(s.tracer.Stack(b), s.tracer.FuncAddr(b) != 0)
+	return lookupPCs(s.allocs.Stack(b), s.allocs.FuncAddr(b) != 0)
 }
 
 func (s *Session) symbolizeAndWrite(r *report.Report) error {

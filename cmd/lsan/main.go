@@ -85,7 +85,11 @@ func newApp() *cli.App {
 				Name:               "follow-forks",
 				Usage:              "also track the children CMD forks (one report per process); without it they run untracked",
 				DisableDefaultText: true,
-			}, runIntervalFlag()),
+			}, runIntervalFlag(), &cli.StringFlag{
+				Name:  "tracer",
+				Value: "uprobe",
+				Usage: "`HOW` allocations are recorded: inproc (a library lsan preloads into CMD records them, no kernel trap per call; uprobes where it cannot be loaded) or uprobe (kernel uprobes on the allocator)",
+			}),
 			Action: runAction,
 			OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 				return usageError{err}

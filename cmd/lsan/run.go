@@ -41,6 +41,13 @@ func runAction(c *cli.Context) error {
 	}
 	defer closeOut()
 	cfg.Tracer.FollowForks = c.Bool("follow-forks")
+	switch c.String("tracer") {
+	case "inproc":
+		cfg.InProc = true
+	case "uprobe":
+	default:
+		return usageError{fmt.Errorf("--tracer %q: want inproc or uprobe", c.String("tracer"))}
+	}
 	cfg.Interval = c.Duration("interval") // 0: the check at exit only
 	// Signals for the command are caught, not acted on: lsan passes them
 	// on and stays to report.

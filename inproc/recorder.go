@@ -1,0 +1,611 @@
+// Package inproc is lsan run's in-process allocation recorder: a small
+// preloaded library (shim/) interposes the allocator inside the command
+// lsan starts and writes every block's birth and death into memory shared
+// with lsan; the Recorder drains it into the live set the checks read.
+// It serves the blocks, stacks and counters the BPF tracer serves in
+// uprobe mode, at a fraction of the cost per call: no kernel trap.
+package inproc
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/lsan-project/lsan/bpf"
+	"github.com/lsan-project/lsan/internal/procmaps"
+	"github.com/lsan-project/lsan/unwind"
+)
+
+// Options configure a Recorder.
+type Options struct {
+	// Unwind is how the shim walks stacks (--unwind).
+	Unwind bpf.UnwindMode
+	// MaxFreed bounds the freed ranges kept per process (0: 65536).
+	MaxFreed int
+}
+
+// Counters are the recorder's event counts.
+type Counters struct {
+	Allocs, Frees uint64
+	// Lost: records the shim could not write (it took lsan for dead and
+	// stopped recording): blocks may look leaked or live that are not.
+	Lost uint64
+	// Disabled: the shim stopped recording.
+	Disabled bool
+	// StacksDropped: stacks not stored (table full); their blocks are
+	// reported with the allocator frame only.
+	StacksDropped uint64
+	// Cut: stacks cut short (no row, unreadable frame).
+	Cut uint64
+	// Inflight: records a stopped thread had begun but not finished at
+	// the last read: a block just allocated, not yet seen.
+	Inflight uint64
+	// Waits: times a thread found its ring full and waited for lsan.
+	Waits uint64
+	// FreedDropped: freed ranges forgotten (MaxFreed).
+	FreedDropped uint64
+}
+
+// Lost says whether the verdicts may be wrong for lack of records.
+func (c Counters) LostRecords() bool { return c.Lost > 0 || c.Disabled }
+
+type liveBlock struct {
+	size, time uint64
+	stack, tid uint32
+	fn         uint8
+}
+
+// process is what the recorder knows of one process.
+type process struct {
+	live *blockTable
+	// since: the start of its program image; older records are the
+	// image's before an execve.
+	since uint64
+	// tombs are frees seen before the allocation they end (another
+	// thread's ring drained first): address -> time of the free.
+	tombs map[uint64]uint64
+	freed []bpf.FreedRange
+	// next is where the next freed range goes once freed is full.
+	next int
+}
+
+// Recorder drains the shared memory of the processes one lsan run
+// started.
+type Recorder struct {
+	opts Options
+	path string
+	mem  []byte
+
+	mu        sync.Mutex
+	procs     map[int]*process
+	consumed  [rings]uint64
+	allocs    uint64
+	frees     uint64
+	inflight  uint64
+	freedLost uint64
+	// funcIndex maps the shim's fn to the tracer's table (Block.Fn).
+	funcIndex []uint16
+	funcAddrs map[int][]uint64 // by pid: the shim's functions' addresses
+	// last is the process of the last record (most come from one).
+	last    *process
+	lastPID int
+	library string
+
+	rowsMu  sync.Mutex
+	procMap map[int]int // pid -> proc slot
+
+	stop chan struct{}
+	done sync.WaitGroup
+}
+
+// New creates the shared memory (in /dev/shm, removed by Close) and
+// starts draining it.
+func New(opts Options) (*Recorder, error) {
+	if opts.MaxFreed == 0 {
+		opts.MaxFreed = 1 << 16
+	}
+	f, err := os.CreateTemp("/dev/shm", "lsan-inproc-*")
+	if err != nil {
+		return nil, fmt.Errorf("in-process recorder: shared memory: %w", err)
+	}
+	defer f.Close()
+	r := &Recorder{opts: opts, path: f.Name(), procs: map[int]*process{}, funcAddrs: map[int][]uint64{},
+		procMap: map[int]int{}, stop: make(chan struct{})}
+	if err := f.Truncate(sharedSize); err != nil {
+		os.Remove(r.path)
+		return nil, fmt.Errorf("in-process recorder: shared memory: %w", err)
+	}
+	// The command may drop privileges: it must still open the file.
+	_ = f.Chmod(0o666)
+	r.mem, err = unix.Mmap(int(f.Fd()), 0, sharedSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		os.Remove(r.path)
+		return nil, fmt.Errorf("in-process recorder: map shared memory: %w", err)
+	}
+	r.writeHeader()
+	r.done.Add(1)
+	go r.drainLoop()
+	return r, nil
+}
+
+func (r *Recorder) u32(off int) *uint32 { return (*uint32)(unsafe.Pointer(&r.mem[off])) }
+func (r *Recorder) u64(off int) *uint64 { return (*uint64)(unsafe.Pointer(&r.mem[off])) }
+
+func (r *Recorder) writeHeader() {
+	*r.u32(hVersion) = version
+	*r.u32(hRings) = rings
+	*r.u32(hRingSlots) = ringSlots
+	*r.u32(hRecSize) = recSize
+	*r.u32(hStackSlots) = stackSlots
+	*r.u32(hMaxDepth) = maxDepth
+	*r.u64(hRingsOff) = ringsOff
+	*r.u64(hStacksOff) = stacksOff
+	*r.u64(hProcsOff) = procsOff
+	*r.u64(hRowsOff) = rowsOff
+	*r.u32(hMaxRows) = maxRows
+	*r.u32(hProcSlots) = procSlots
+	*r.u32(hUnwindMode) = unwindMode(r.opts.Unwind)
+	atomic.StoreUint64(r.u64(hHeartbeat), monotonicNow())
+	// The magic last: the shim trusts nothing before it.
+	atomic.StoreUint64(r.u64(hMagic), magic)
+}
+
+// unwindMode is the shim's walk for --unwind (bpf/unwind.h's values).
+func unwindMode(m bpf.UnwindMode) uint32 {
+	switch m {
+	case bpf.UnwindFP:
+		return 0
+	case bpf.UnwindCFI:
+		return 2
+	}
+	return 1
+}
+
+// Env is what the command's environment needs for the shim at library.
+func (r *Recorder) Env(library string) []string {
+	r.library = library
+	preload := library
+	if old := os.Getenv("LD_PRELOAD"); old != "" {
+		preload += ":" + old
+	}
+	return []string{"LD_PRELOAD=" + preload, "LSAN_INPROC_SHM=" + r.path}
+}
+
+// Loaded tells whether the shim is mapped in pid (it is not in a static
+// binary, a setuid one, or when something cleared LD_PRELOAD).
+func (r *Recorder) Loaded(pid int) bool {
+	text, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	return err == nil && bytes.Contains(text, []byte(filepath.Base(r.library)))
+}
+
+// SetFuncs maps the shim's functions to table (Block.Fn indexes it).
+func (r *Recorder) SetFuncs(table []bpf.AllocatorFunc) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.funcIndex = make([]uint16, len(fnNames))
+	for i, name := range fnNames {
+		r.funcIndex[i] = ^uint16(0)
+		for j, f := range table {
+			if f.Name == name {
+				r.funcIndex[i] = uint16(j)
+				break
+			}
+		}
+	}
+}
+
+// nested are functions whose block comes from a malloc they call, which
+// the shim sees.
+var nested = map[string]bool{"strdup": true, "strndup": true}
+
+// Unknown lists the allocator functions pid has that the shim does not
+// see called: functions it does not interpose, and those the program's
+// executable defines itself (the executable comes before the preloaded
+// shim in the dynamic linker's search, so its own calls bypass it).
+func Unknown(pid int, alloc *bpf.Allocator, table []bpf.AllocatorFunc) []string {
+	known := map[string]bool{}
+	for _, n := range fnNames {
+		known[n] = true
+	}
+	exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	var out []string
+	for _, f := range table {
+		if nested[f.Name] || f.Family == "ld.so" || f.Name == "_exit" || f.Name == "_Exit" {
+			continue
+		}
+		b, ok := alloc.Bindings[f.Name]
+		if !ok {
+			continue
+		}
+		if known[f.Name] && b.Object.Path != exe {
+			continue
+		}
+		// Another name of an interposed function (tcmalloc's tc_malloc
+		// is its malloc) is reached only by calls to that name.
+		out = append(out, f.Name+" in "+filepath.Base(b.Object.Path))
+	}
+	return out
+}
+
+// Close stops draining, unmaps and removes the shared memory.
+func (r *Recorder) Close() error {
+	select {
+	case <-r.stop:
+		return nil
+	default:
+	}
+	close(r.stop)
+	r.done.Wait()
+	os.Remove(r.path)
+	return unix.Munmap(r.mem)
+}
+
+// drainLoop keeps the rings empty while the command runs: it polls at
+// once while records come, backing off to 2 ms when idle.
+func (r *Recorder) drainLoop() {
+	defer r.done.Done()
+	idle := time.Duration(0)
+	for {
+		select {
+		case <-r.stop:
+			return
+		default:
+		}
+		r.mu.Lock()
+		n, _ := r.drain()
+		r.mu.Unlock()
+		atomic.StoreUint64(r.u64(hHeartbeat), monotonicNow())
+		if n > 0 {
+			idle = 0
+			continue
+		}
+		idle = min(max(idle*2, 50*time.Microsecond), 2*time.Millisecond)
+		time.Sleep(idle)
+	}
+}
+
+// drain applies every published record. complete says whether every
+// ring was read to the position it had reserved when the pass began:
+// then no record yet to come can carry a time before the pass began, and
+// the frees held for allocations not seen yet can be dropped.
+func (r *Recorder) drain() (n int, complete bool) {
+	begin := monotonicNow()
+	complete = true
+	for i := 0; i < rings; i++ {
+		base := ringsOff + i*ringSize
+		reserved := atomic.LoadUint64(r.u64(base + ringReserve))
+		pos := r.consumed[i]
+		for pos < reserved {
+			slot := base + ringHeader + int(pos%ringSlots)*recSize
+			if atomic.LoadUint32(r.u32(slot+rSeq)) != uint32(pos+1) {
+				complete = false
+				break
+			}
+			r.apply(slot)
+			pos++
+			n++
+		}
+		if pos != r.consumed[i] {
+			r.consumed[i] = pos
+			atomic.StoreUint64(r.u64(base+ringConsumed), pos)
+		}
+	}
+	if complete {
+		r.dropTombs(begin)
+	}
+	return n, complete
+}
+
+func newProcess(since uint64) *process {
+	return &process{live: newBlockTable(), tombs: map[uint64]uint64{}, since: since}
+}
+
+func (r *Recorder) proc(pid int) *process {
+	if r.last != nil && r.lastPID == pid {
+		return r.last
+	}
+	p := r.procs[pid]
+	if p == nil {
+		p = newProcess(0)
+		r.procs[pid] = p
+	}
+	r.last, r.lastPID = p, pid
+	return p
+}
+
+// apply orders the events of one address by their times: an allocation
+// is stamped after the allocator returned it, a free before the block was
+// released, so of two threads' events on one address the later in time
+// is the later in fact, whichever ring is read first.
+func (r *Recorder) apply(slot int) {
+	kind := r.mem[slot+rKind]
+	pid := int(*r.u32(slot + rPID))
+	addr := *r.u64(slot + rAddr)
+	at := *r.u64(slot + rTime)
+	p := r.proc(pid)
+	switch kind {
+	case recAlloc:
+		r.allocs++
+		if at < p.since {
+			return // the program image before an execve
+		}
+		if len(p.tombs) > 0 {
+			if tomb, ok := p.tombs[addr]; ok && tomb > at {
+				return // freed already
+			}
+		}
+		if old, ok := p.live.get(addr); ok && old.time > at {
+			return // a later block at this address is known
+		}
+		p.live.put(addr, liveBlock{size: *r.u64(slot + rSize), time: at, stack: *r.u32(slot + rStack),
+			tid: *r.u32(slot + rTID), fn: r.mem[slot+rFn]})
+	case recFree:
+		r.frees++
+		if old, ok := p.live.get(addr); ok {
+			if old.time < at {
+				p.live.del(addr)
+				r.noteFreed(p, bpf.FreedRange{Addr: addr, Size: old.size, TimeNS: at})
+			}
+			return
+		}
+		if at < p.since {
+			return
+		}
+		if tomb, ok := p.tombs[addr]; !ok || tomb < at {
+			p.tombs[addr] = at
+		}
+	case recStart:
+		// A new program image (execve) or the first: what the process
+		// held before it is gone. Other threads' rings may have been read
+		// first: what came after it stays.
+		if at > p.since {
+			p.forgetBefore(at)
+			delete(r.funcAddrs, pid)
+		}
+	}
+}
+
+// forgetBefore drops what the process held before its image started.
+func (p *process) forgetBefore(at uint64) {
+	p.since = at
+	var old []uint64
+	p.live.each(func(addr uint64, b liveBlock) {
+		if b.time < at {
+			old = append(old, addr)
+		}
+	})
+	for _, addr := range old {
+		p.live.del(addr)
+	}
+	for addr, t := range p.tombs {
+		if t < at {
+			delete(p.tombs, addr)
+		}
+	}
+	p.freed = nil
+	p.next = 0
+}
+
+func (r *Recorder) noteFreed(p *process, fr bpf.FreedRange) {
+	if len(p.freed) < r.opts.MaxFreed {
+		p.freed = append(p.freed, fr)
+		return
+	}
+	p.freed[p.next] = fr
+	p.next = (p.next + 1) % len(p.freed)
+	r.freedLost++
+}
+
+// dropTombs forgets frees older than before: every allocation they could
+// cancel has been applied.
+func (r *Recorder) dropTombs(before uint64) {
+	for _, p := range r.procs {
+		for addr, at := range p.tombs {
+			if at <= before {
+				delete(p.tombs, addr)
+			}
+		}
+	}
+}
+
+// Blocks returns pid's live blocks, every published record applied. A
+// record a stopped thread had begun is counted in Counters.Inflight.
+func (r *Recorder) Blocks(pid int) ([]bpf.Block, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.inflight = 0
+	if _, complete := r.drain(); !complete {
+		r.inflight = r.unpublished()
+	}
+	p := r.procs[pid]
+	if p == nil {
+		return nil, nil
+	}
+	out := make([]bpf.Block, 0, p.live.n)
+	p.live.each(func(addr uint64, b liveBlock) {
+		fn := ^uint16(0)
+		if int(b.fn) < len(r.funcIndex) {
+			fn = r.funcIndex[b.fn]
+		}
+		out = append(out, bpf.Block{PID: pid, Addr: addr, Size: b.size, TimestampNS: b.time,
+			StackID: uint64(b.stack), TID: b.tid, Fn: fn})
+	})
+	return out, nil
+}
+
+// unpublished counts reserved slots not yet written.
+func (r *Recorder) unpublished() uint64 {
+	var n uint64
+	for i := 0; i < rings; i++ {
+		reserved := atomic.LoadUint64(r.u64(ringsOff + i*ringSize + ringReserve))
+		n += reserved - r.consumed[i]
+	}
+	return n
+}
+
+// Freed returns the ranges pid freed that the recorder remembers.
+func (r *Recorder) Freed(pid int) ([]bpf.FreedRange, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if p := r.procs[pid]; p != nil {
+		return append([]bpf.FreedRange(nil), p.freed...), nil
+	}
+	return nil, nil
+}
+
+// Stack is b's allocation stack: the shim's function, then the return
+// addresses from its caller outward.
+func (r *Recorder) Stack(b bpf.Block) []uint64 {
+	var pcs []uint64
+	if fa := r.FuncAddr(b); fa != 0 {
+		pcs = append(pcs, fa)
+	}
+	if b.StackID == 0 || b.StackID > stackSlots {
+		return pcs
+	}
+	e := stacksOff + int(b.StackID-1)*stackSize
+	depth := min(int(*r.u32(e + 12)), maxDepth)
+	for i := 0; i < depth; i++ {
+		pcs = append(pcs, *r.u64(e + 16 + 8*i))
+	}
+	return pcs
+}
+
+// FuncAddr is the address in b's process of the shim function that
+// allocated b (0 if unknown).
+func (r *Recorder) FuncAddr(b bpf.Block) uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	addrs, ok := r.funcAddrs[b.PID]
+	if !ok {
+		addrs = r.shimAddrs(b.PID)
+		r.funcAddrs[b.PID] = addrs
+	}
+	for i, fn := range r.funcIndex {
+		if fn == b.Fn && i < len(addrs) {
+			return addrs[i]
+		}
+	}
+	return 0
+}
+
+// shimAddrs finds where the shim's functions are in pid.
+func (r *Recorder) shimAddrs(pid int) []uint64 {
+	text, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		return nil
+	}
+	maps, err := procmaps.Parse(text)
+	if err != nil {
+		return nil
+	}
+	offs, err := funcOffsets()
+	if err != nil {
+		return nil
+	}
+	for _, m := range maps {
+		if filepath.Base(m.Path) != filepath.Base(r.library) || m.Offset != 0 {
+			continue
+		}
+		out := make([]uint64, len(fnNames))
+		for i, n := range fnNames {
+			if off, ok := offs[n]; ok {
+				out[i] = m.Start + off
+			}
+		}
+		return out
+	}
+	return nil
+}
+
+// Counters reads the recorder's counts.
+func (r *Recorder) Counters() Counters {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return Counters{
+		Allocs: r.allocs, Frees: r.frees,
+		Lost:          atomic.LoadUint64(r.u64(hCounters + 8*cLost)),
+		Disabled:      atomic.LoadUint64(r.u64(hCounters+8*cDisabled)) != 0,
+		StacksDropped: atomic.LoadUint64(r.u64(hCounters + 8*cStacksFull)),
+		Cut:           atomic.LoadUint64(r.u64(hCounters + 8*cCut)),
+		Waits:         atomic.LoadUint64(r.u64(hCounters + 8*cWaits)),
+		Inflight:      r.inflight,
+		FreedDropped:  r.freedLost,
+	}
+}
+
+// Rows copies unwind rows into the shared table (bpf.RowsMirror).
+func (r *Recorder) Rows(first uint32, rows []unwind.Row) {
+	for i, row := range rows {
+		k := int(first) + i
+		if k >= maxRows {
+			return
+		}
+		off := rowsOff + k*rowSize
+		*r.u32(off) = row.PC
+		*(*uint16)(unsafe.Pointer(&r.mem[off+4])) = row.CFAOffset
+		r.mem[off+6] = byte(row.Kind)
+		r.mem[off+7] = byte(row.RBPOffset8)
+	}
+}
+
+// Mappings publishes pid's executable mappings (bpf.RowsMirror), under
+// the slot's sequence count: the shim does not use a list being written.
+func (r *Recorder) Mappings(pid int, ms []bpf.UnwindMapping) {
+	r.rowsMu.Lock()
+	defer r.rowsMu.Unlock()
+	slot, ok := r.procMap[pid]
+	if !ok {
+		slot = r.freeProcSlot()
+		if slot < 0 {
+			return // more processes than slots: frame pointers for this one
+		}
+		r.procMap[pid] = slot
+	}
+	base := procsOff + slot*procMapsSize
+	seq := r.u32(base + 4)
+	atomic.AddUint32(seq, 1) // odd: being written
+	n := min(len(ms), maxMappings)
+	for i, m := range ms[:n] {
+		off := base + 16 + i*mappingSize
+		*r.u64(off) = m.Start
+		*r.u64(off + 8) = m.End
+		*r.u64(off + 16) = m.Bias
+		*r.u32(off + 24) = m.FirstRow
+		*r.u32(off + 28) = m.Rows
+	}
+	atomic.StoreUint32(r.u32(base+8), uint32(n))
+	atomic.StoreUint32(r.u32(base), uint32(pid))
+	atomic.AddUint32(seq, 1)
+}
+
+// freeProcSlot finds a slot no live process of ours holds.
+func (r *Recorder) freeProcSlot() int {
+	used := map[int]bool{}
+	for pid, s := range r.procMap {
+		if unix.Kill(pid, 0) == unix.ESRCH {
+			delete(r.procMap, pid)
+			continue
+		}
+		used[s] = true
+	}
+	for s := 0; s < procSlots; s++ {
+		if !used[s] {
+			return s
+		}
+	}
+	return -1
+}
+
+func monotonicNow() uint64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return uint64(ts.Nano())
+}

@@ -1,0 +1,114 @@
+// The memory lsan shares with the in-process recorder (lsan_inproc.c).
+// inproc/layout.go mirrors every constant and offset here; TestLayout
+// compiles a probe of this header and compares.
+#ifndef LSAN_INPROC_LAYOUT_H
+#define LSAN_INPROC_LAYOUT_H
+
+#include <stdint.h>
+
+#define LSAN_INPROC_MAGIC 0x31504e494e41534cULL // "LSANINP1"
+#define LSAN_INPROC_VERSION 1
+
+// Rings: every thread writes to ring tid % RINGS, reserving a slot with an
+// atomic add (several threads, and a signal handler in the middle of its
+// own thread's record, can share a ring); lsan drains them.
+#define RINGS 64
+#define RING_SLOTS 16384 // a power of two
+
+// Stacks: an open-addressing table, deduplicated by hash.
+#define STACK_SLOTS (1 << 16)
+#define MAX_DEPTH 64 // the BPF tracer's MAX_STACK_DEPTH
+
+// Unwind rows: the BPF unwinder's format (bpf/unwind.h), mirrored here by
+// lsan whenever it loads them into the BPF maps.
+#define PROC_SLOTS 64
+#define MAX_MAPPINGS 256
+#define MAX_ROWS (1 << 22)
+
+enum rec_kind {
+	REC_ALLOC = 1,
+	REC_FREE = 2,
+	REC_START = 3, // a program image started recording (its blocks before are gone)
+};
+
+// One event: 48 bytes. seq is written last (release): the slot's ring
+// position + 1 once the record is complete.
+struct rec {
+	uint32_t seq;
+	uint8_t kind;
+	uint8_t fn; // index in the shim's function table (fn_names)
+	uint16_t _pad;
+	uint32_t pid, tid;
+	uint32_t stack; // stack slot + 1; 0: none
+	uint32_t _pad2;
+	uint64_t addr, size;
+	uint64_t time; // CLOCK_MONOTONIC ns: after the allocator returned, before it freed
+};
+
+struct ring {
+	uint64_t reserve; // next position to hand out
+	uint64_t _pad[7];
+	uint64_t consumed; // lsan: positions before this are read
+	uint64_t _pad2[7];
+	struct rec slots[RING_SLOTS];
+};
+
+// state: 0 empty, 1 being written, else the stack's hash | 1<<63 (never 0 or 1).
+struct stack_entry {
+	uint64_t state;
+	uint32_t pid, depth;
+	uint64_t pcs[MAX_DEPTH];
+};
+
+struct unwind_row {
+	uint32_t pc;
+	uint16_t cfa_offset;
+	uint8_t kind;
+	int8_t rbp_offset8;
+};
+
+struct unwind_mapping {
+	uint64_t start, end, bias;
+	uint32_t first_row, nrows;
+};
+
+// A process's executable mappings. seq is odd while lsan rewrites them.
+struct proc_maps {
+	uint32_t pid;
+	uint32_t seq;
+	uint32_t n;
+	uint32_t _pad;
+	struct unwind_mapping m[MAX_MAPPINGS];
+};
+
+enum counter {
+	C_DISABLED = 0,   // recording stopped: lsan stopped draining (died?)
+	C_LOST = 1,       // records not written because of that
+	C_STACKS_FULL = 2,// stacks not stored: table full
+	C_UNTRACKED = 3,  // allocations during the shim's own setup (never the program's)
+	C_CUT = 4,        // stacks cut (no row, unreadable, bad frame)
+	C_WAITS = 5,      // times a thread waited for room in its ring
+	C_COUNTERS = 16,
+};
+
+struct header {
+	uint64_t magic;
+	uint32_t version, rings;
+	uint32_t ring_slots, rec_size;
+	uint32_t stack_slots, max_depth;
+	uint64_t rings_off, stacks_off, procs_off, rows_off;
+	uint32_t max_rows, proc_slots;
+	uint64_t heartbeat; // lsan: CLOCK_MONOTONIC of its last drain
+	uint32_t unwind_mode; // 0 fp, 1 auto, 2 cfi (bpf/unwind.h)
+	uint32_t _pad;
+	uint64_t counters[C_COUNTERS];
+};
+
+#define HEADER_SIZE 4096
+#define RINGS_OFF HEADER_SIZE
+#define STACKS_OFF (RINGS_OFF + (uint64_t)RINGS * sizeof(struct ring))
+#define PROCS_OFF (STACKS_OFF + (uint64_t)STACK_SLOTS * sizeof(struct stack_entry))
+#define ROWS_OFF (PROCS_OFF + (uint64_t)PROC_SLOTS * sizeof(struct proc_maps))
+#define SHARED_SIZE (ROWS_OFF + (uint64_t)MAX_ROWS * sizeof(struct unwind_row))
+
+#endif

@@ -1,0 +1,710 @@
+// lsan's in-process recorder: preloaded into the programs `lsan run`
+// starts (--tracer inproc). It interposes the allocator's entry points,
+// calls the real ones, and writes each block's birth and death, with the
+// allocation stack, into memory shared with lsan (layout.h), which keeps
+// the live set and runs the usual checks. No kernel trap per call: a
+// record costs an atomic add, a clock read and a stack walk.
+//
+// Rules the code keeps:
+//   - it never allocates through the allocator it wraps (dlsym's own needs
+//     are served from a static buffer during setup);
+//   - every record path is safe in a signal handler that interrupts it in
+//     the same thread: slots are reserved with an atomic add and
+//     published by their seq word; stacks are interned with CAS;
+//   - a free is stamped before the block is released, an allocation after
+//     it is obtained, so lsan can order events of different threads on
+//     the same address by time;
+//   - if lsan stops draining (it died), recording stops instead of the
+//     program waiting forever, and a counter says so.
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "layout.h"
+
+#define EXPORT __attribute__((visibility("default")))
+#define TLS __thread __attribute__((tls_model("initial-exec")))
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+// The function table: rec.fn indexes it; lsan maps names to its own table.
+enum fn {
+	FN_MALLOC, FN_FREE, FN_CALLOC, FN_REALLOC, FN_REALLOCARRAY, FN_POSIX_MEMALIGN,
+	FN_ALIGNED_ALLOC, FN_MEMALIGN, FN_VALLOC, FN_PVALLOC,
+	FN_NEW, FN_NEW_ARRAY, FN_NEW_NOTHROW, FN_NEW_ARRAY_NOTHROW,
+	FN_NEW_ALIGNED, FN_NEW_ARRAY_ALIGNED, FN_NEW_ALIGNED_NOTHROW, FN_NEW_ARRAY_ALIGNED_NOTHROW,
+	FN_DELETE, FN_DELETE_ARRAY, FN_DELETE_SIZED, FN_DELETE_ARRAY_SIZED,
+	FN_DELETE_ALIGNED, FN_DELETE_ARRAY_ALIGNED, FN_DELETE_SIZED_ALIGNED, FN_DELETE_ARRAY_SIZED_ALIGNED,
+	FN_DELETE_NOTHROW, FN_DELETE_ARRAY_NOTHROW, FN_DELETE_ALIGNED_NOTHROW, FN_DELETE_ARRAY_ALIGNED_NOTHROW,
+	FN_CFREE,
+	FN_COUNT
+};
+
+// Exported so that lsan reads the names from the library itself.
+EXPORT const char lsan_inproc_fn_names[] =
+	"malloc\0free\0calloc\0realloc\0reallocarray\0posix_memalign\0"
+	"aligned_alloc\0memalign\0valloc\0pvalloc\0"
+	"_Znwm\0_Znam\0_ZnwmRKSt9nothrow_t\0_ZnamRKSt9nothrow_t\0"
+	"_ZnwmSt11align_val_t\0_ZnamSt11align_val_t\0_ZnwmSt11align_val_tRKSt9nothrow_t\0_ZnamSt11align_val_tRKSt9nothrow_t\0"
+	"_ZdlPv\0_ZdaPv\0_ZdlPvm\0_ZdaPvm\0"
+	"_ZdlPvSt11align_val_t\0_ZdaPvSt11align_val_t\0_ZdlPvmSt11align_val_t\0_ZdaPvmSt11align_val_t\0"
+	"_ZdlPvRKSt9nothrow_t\0_ZdaPvRKSt9nothrow_t\0_ZdlPvSt11align_val_tRKSt9nothrow_t\0_ZdaPvSt11align_val_tRKSt9nothrow_t\0"
+	"cfree\0";
+
+// ---- the real functions ----
+
+static TLS uint32_t t_tid;
+static TLS uint64_t t_stack_hi; // the top of this thread's stack, for safe reads
+static TLS int t_busy;           // inside the shim's own setup: calls pass through
+
+static void *(*real_malloc)(size_t);
+static void (*real_free)(void *);
+static void *(*real_calloc)(size_t, size_t);
+static void *(*real_realloc)(void *, size_t);
+static void *(*real_reallocarray)(void *, size_t, size_t);
+static int (*real_posix_memalign)(void **, size_t, size_t);
+static void *(*real_aligned_alloc)(size_t, size_t);
+static void *(*real_memalign)(size_t, size_t);
+static void *(*real_valloc)(size_t);
+static void *(*real_pvalloc)(size_t);
+static void *real_fn[FN_COUNT]; // the C++ operators, by fn (dlsym's answers)
+
+// While dlsym runs (it may calloc), allocations come from here and are
+// never released: a few hundred bytes, once.
+static char bootstrap[16384] __attribute__((aligned(16)));
+static size_t bootstrap_used;
+static int resolving;
+
+static void *bootstrap_alloc(size_t n)
+{
+	size_t at = __atomic_fetch_add(&bootstrap_used, (n + 15) & ~(size_t)15, __ATOMIC_RELAXED);
+	if (at + n > sizeof(bootstrap))
+		return NULL;
+	return bootstrap + at;
+}
+
+static int in_bootstrap(void *p)
+{
+	return (char *)p >= bootstrap && (char *)p < bootstrap + sizeof(bootstrap);
+}
+
+static void *next(const char *name) { return dlsym(RTLD_NEXT, name); }
+
+static void map_shared(void);
+static void put(uint8_t kind, uint8_t fn, uint64_t addr, uint64_t size, uint64_t when, uint64_t *frame);
+static uint64_t now_ns(void);
+
+static void resolve(void)
+{
+	if (__atomic_load_n(&real_free, __ATOMIC_ACQUIRE))
+		return;
+	resolving = 1;
+	real_malloc = next("malloc");
+	real_calloc = next("calloc");
+	real_realloc = next("realloc");
+	real_reallocarray = next("reallocarray");
+	real_posix_memalign = next("posix_memalign");
+	real_aligned_alloc = next("aligned_alloc");
+	real_memalign = next("memalign");
+	real_valloc = next("valloc");
+	real_pvalloc = next("pvalloc");
+	resolving = 0;
+	__atomic_store_n(&real_free, (void (*)(void *))next("free"), __ATOMIC_RELEASE);
+	map_shared();
+}
+
+// real_cxx finds the real C++ operator fn, which may come with a library
+// loaded later (dlopen of C++ code from a C program).
+static void *real_cxx(int fn)
+{
+	void *f = __atomic_load_n(&real_fn[fn], __ATOMIC_ACQUIRE);
+	if (likely(f))
+		return f;
+	const char *name = lsan_inproc_fn_names;
+	for (int i = 0; i < fn; i++)
+		name += strlen(name) + 1;
+	t_busy++; // dlsym's own allocations are not the program's
+	f = next(name);
+	t_busy--;
+	__atomic_store_n(&real_fn[fn], f, __ATOMIC_RELEASE);
+	return f;
+}
+
+// ---- shared memory ----
+
+static struct header *shared;
+static int self_pid; // getpid() as of the last record (a fork changes it)
+static struct proc_maps *my_maps;
+
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+static void count(int which, uint64_t n)
+{
+	__atomic_fetch_add(&shared->counters[which], n, __ATOMIC_RELAXED);
+}
+
+static void after_fork_in_child(void)
+{
+	self_pid = syscall(SYS_getpid);
+	my_maps = NULL;
+	t_tid = 0;
+}
+
+// map_shared maps the memory lsan made (LSAN_INPROC_SHM), at the first
+// allocator call: recording starts with the first block the program's
+// process gets, before any constructor.
+static void map_shared(void)
+{
+	const char *path = getenv("LSAN_INPROC_SHM");
+	if (!path || !*path)
+		return;
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	void *p = mmap(NULL, SHARED_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+	close(fd);
+	if (p == MAP_FAILED)
+		return;
+	struct header *h = p;
+	if (h->magic != LSAN_INPROC_MAGIC || h->version != LSAN_INPROC_VERSION) {
+		munmap(p, SHARED_SIZE);
+		return;
+	}
+	self_pid = syscall(SYS_getpid);
+	pthread_atfork(NULL, NULL, after_fork_in_child);
+	__atomic_store_n(&shared, h, __ATOMIC_RELEASE);
+	put(REC_START, 0, 0, 0, now_ns(), NULL);
+}
+
+__attribute__((constructor)) static void lsan_inproc_init(void) { resolve(); }
+
+// pid is this process's id, refreshed after a fork (after_fork_in_child:
+// the child inherits the mapping and writes its own records).
+static uint32_t pid_now(void) { return self_pid; }
+
+static uint32_t tid_now(void)
+{
+	if (unlikely(!t_tid))
+		t_tid = syscall(SYS_gettid);
+	return t_tid;
+}
+
+// ---- stacks ----
+
+extern void *__libc_stack_end __attribute__((weak));
+
+// stack_top finds, once per thread, the end of the stack it runs on, so
+// that the walk never reads outside it.
+static uint64_t stack_top(uint32_t pid, uint32_t tid)
+{
+	if (likely(t_stack_hi))
+		return t_stack_hi;
+	if (tid == pid && &__libc_stack_end && __libc_stack_end) {
+		t_stack_hi = ((uint64_t)__libc_stack_end + 4095) & ~4095ULL;
+		return t_stack_hi;
+	}
+	pthread_attr_t attr;
+	void *addr;
+	size_t size;
+	t_busy++;
+	if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+		if (pthread_attr_getstack(&attr, &addr, &size) == 0)
+			t_stack_hi = (uint64_t)addr + size;
+		pthread_attr_destroy(&attr);
+	}
+	t_busy--;
+	return t_stack_hi;
+}
+
+static struct proc_maps *maps_of(uint32_t pid)
+{
+	if (likely(my_maps && my_maps->pid == pid))
+		return my_maps;
+	struct proc_maps *all = (struct proc_maps *)((char *)shared + shared->procs_off);
+	for (int i = 0; i < PROC_SLOTS; i++) {
+		if (__atomic_load_n(&all[i].pid, __ATOMIC_ACQUIRE) == pid) {
+			my_maps = &all[i];
+			return my_maps;
+		}
+	}
+	return NULL;
+}
+
+static const struct unwind_mapping *find_mapping(const struct proc_maps *pm, uint64_t pc)
+{
+	uint32_t lo = 0, n = pm->n < MAX_MAPPINGS ? pm->n : MAX_MAPPINGS;
+	while (n > 0) {
+		uint32_t half = n / 2;
+		if (pm->m[lo + half].start <= pc) {
+			lo += half + 1;
+			n -= half + 1;
+		} else {
+			n = half;
+		}
+	}
+	if (lo == 0)
+		return NULL;
+	const struct unwind_mapping *m = &pm->m[lo - 1];
+	return pc < m->end ? m : NULL;
+}
+
+static struct unwind_row find_row(const struct unwind_mapping *m, uint64_t vaddr)
+{
+	struct unwind_row none = {0};
+	const struct unwind_row *rows = (const struct unwind_row *)((char *)shared + shared->rows_off);
+	if (vaddr > 0xffffffffULL || m->first_row + (uint64_t)m->nrows > shared->max_rows)
+		return none;
+	uint32_t lo = m->first_row, n = m->nrows;
+	while (n > 0) {
+		uint32_t half = n / 2;
+		if (rows[lo + half].pc <= (uint32_t)vaddr) {
+			lo += half + 1;
+			n -= half + 1;
+		} else {
+			n = half;
+		}
+	}
+	return lo == m->first_row ? none : rows[lo - 1];
+}
+
+enum { KIND_NONE, KIND_RSP, KIND_RBP, KIND_PLT, KIND_EXPRESSION, KIND_SIGNAL, KIND_END };
+
+// The walk's cut markers: bpf/unwind.h's, so reports name them alike.
+#define MARK_NO_TABLE 0xffffffffffff0010ULL
+#define MARK_EXPRESSION 0xffffffffffff0020ULL
+#define MARK_READ 0xffffffffffff0030ULL
+#define MARK_DEPTH 0xffffffffffff0040ULL
+#define MARK_BAD_FRAME 0xffffffffffff0050ULL
+
+struct frame {
+	uint64_t pc, sp, bp, lo, hi;
+};
+
+static int readable(const struct frame *f, uint64_t addr)
+{
+	return addr >= f->lo && addr + 8 <= f->hi && !(addr & 7);
+}
+
+// step unwinds one frame: 1 when f now holds the caller, 0 at the
+// outermost frame, or a cut marker.
+static uint64_t step(struct frame *f, const struct proc_maps *pm, int mode)
+{
+	uint64_t pc = f->pc - 1; // every frame here is a return address
+	const struct unwind_mapping *m = pm ? find_mapping(pm, pc) : NULL;
+	struct unwind_row row = {0};
+	if (m)
+		row = find_row(m, pc - m->bias);
+	uint64_t cfa;
+	switch (row.kind) {
+	case KIND_RSP:
+		cfa = f->sp + row.cfa_offset;
+		break;
+	case KIND_RBP:
+		cfa = f->bp + row.cfa_offset;
+		if (cfa <= f->sp)
+			return MARK_BAD_FRAME;
+		break;
+	case KIND_PLT:
+		cfa = f->sp + 8 + (((f->pc & 15) >= 11) ? 8 : 0);
+		break;
+	case KIND_END:
+		return 0;
+	case KIND_EXPRESSION:
+		return MARK_EXPRESSION;
+	case KIND_SIGNAL: {
+		// The kernel's signal frame (struct rt_sigframe) at sp: the
+		// interrupted registers in its ucontext.
+		uint64_t uc = f->sp + 40;
+		if (!readable(f, uc + 80) || !readable(f, uc + 128))
+			return MARK_READ;
+		f->bp = *(uint64_t *)(uc + 80);
+		f->sp = *(uint64_t *)(uc + 120);
+		f->pc = *(uint64_t *)(uc + 128) + 1; // not a return address
+		return 1;
+	}
+	default:
+		if (mode == 2 && pm)
+			return MARK_NO_TABLE;
+		// Frame pointers.
+		if (f->bp == 0)
+			return 0;
+		if (f->bp < f->sp || !readable(f, f->bp) || !readable(f, f->bp + 8))
+			return MARK_BAD_FRAME;
+		uint64_t saved_bp = ((uint64_t *)f->bp)[0], ra = ((uint64_t *)f->bp)[1];
+		if (saved_bp && saved_bp <= f->bp)
+			return MARK_BAD_FRAME;
+		if (pm && !find_mapping(pm, ra - 1))
+			return MARK_BAD_FRAME;
+		f->sp = f->bp + 16;
+		f->bp = saved_bp;
+		f->pc = ra;
+		return ra ? 1 : 0;
+	}
+	if (!readable(f, cfa - 8))
+		return MARK_READ;
+	uint64_t ra = *(uint64_t *)(cfa - 8);
+	if (row.rbp_offset8) {
+		uint64_t at = cfa + (int64_t)row.rbp_offset8 * 8;
+		if (!readable(f, at))
+			return MARK_READ;
+		f->bp = *(uint64_t *)at;
+	}
+	f->sp = cfa;
+	f->pc = ra;
+	return ra ? 1 : 0;
+}
+
+// walk fills pcs with the return addresses from the interposed
+// function's caller outward. frame is the interposed function's own frame
+// pointer (the shim keeps frame pointers): its saved rbp and return
+// address start the walk.
+static uint32_t walk(uint64_t *pcs, uint64_t *frame, uint32_t pid, uint32_t tid)
+{
+	struct frame f = {.pc = frame[1], .sp = (uint64_t)(frame + 2), .bp = frame[0]};
+	f.lo = f.sp;
+	f.hi = stack_top(pid, tid);
+	if (!f.hi)
+		f.hi = f.sp + (1 << 20);
+	struct proc_maps *pm = maps_of(pid);
+	int mode = shared->unwind_mode;
+	uint32_t seq = pm ? __atomic_load_n(&pm->seq, __ATOMIC_ACQUIRE) : 0;
+	if (seq & 1)
+		pm = NULL; // lsan is rewriting it: frame pointers this once
+	uint32_t n = 0;
+	while (f.pc) {
+		if (n == MAX_DEPTH) {
+			pcs[n - 1] = MARK_DEPTH;
+			count(C_CUT, 1);
+			break;
+		}
+		pcs[n++] = f.pc;
+		uint64_t r = step(&f, mode == 0 ? NULL : pm, mode);
+		if (r == 0)
+			break;
+		if (r != 1) {
+			if (n == MAX_DEPTH)
+				n--;
+			pcs[n++] = r;
+			count(C_CUT, 1);
+			break;
+		}
+	}
+	if (pm && __atomic_load_n(&pm->seq, __ATOMIC_ACQUIRE) != seq) {
+		// The rows changed under the walk: keep what was read before
+		// the first frame that may have used them.
+		n = n > 1 ? 1 : n;
+	}
+	return n;
+}
+
+static uint64_t hash_stack(const uint64_t *pcs, uint32_t n, uint32_t pid)
+{
+	uint64_t h = 0x9e3779b97f4a7c15ULL ^ pid ^ ((uint64_t)n << 32);
+	for (uint32_t i = 0; i < n; i++) {
+		h ^= pcs[i];
+		h *= 0xff51afd7ed558ccdULL;
+		h ^= h >> 32;
+	}
+	return h | (1ULL << 63);
+}
+
+// intern stores a stack once and returns its slot + 1 (0: table full).
+static uint32_t intern(const uint64_t *pcs, uint32_t n, uint32_t pid)
+{
+	struct stack_entry *tab = (struct stack_entry *)((char *)shared + shared->stacks_off);
+	uint64_t h = hash_stack(pcs, n, pid);
+	for (uint32_t probe = 0; probe < 64; probe++) {
+		uint32_t i = (uint32_t)(h + probe) & (STACK_SLOTS - 1);
+		struct stack_entry *e = &tab[i];
+		uint64_t st = __atomic_load_n(&e->state, __ATOMIC_ACQUIRE);
+		if (st == h && e->pid == pid && e->depth == n && memcmp(e->pcs, pcs, n * 8) == 0)
+			return i + 1;
+		if (st != 0)
+			continue; // another stack, or one being written (never waited for: a
+				  // signal handler may have interrupted its writer)
+		uint64_t empty = 0;
+		if (!__atomic_compare_exchange_n(&e->state, &empty, 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+			continue;
+		e->pid = pid;
+		e->depth = n;
+		memcpy(e->pcs, pcs, n * 8);
+		__atomic_store_n(&e->state, h, __ATOMIC_RELEASE);
+		return i + 1;
+	}
+	count(C_STACKS_FULL, 1);
+	return 0;
+}
+
+// ---- records ----
+
+// lsan refreshes the heartbeat as it drains; a thread that finds its ring
+// full for longer than this after the last beat takes lsan for dead.
+#define DEAD_AFTER_NS 2000000000ULL
+
+static void put(uint8_t kind, uint8_t fn, uint64_t addr, uint64_t size, uint64_t when, uint64_t *frame)
+{
+	struct header *h = shared;
+	if (!h || h->counters[C_DISABLED])
+		return;
+	uint32_t pid = pid_now(), tid = tid_now();
+	uint32_t stack = 0;
+	if (kind == REC_ALLOC && frame) {
+		uint64_t pcs[MAX_DEPTH];
+		uint32_t n = walk(pcs, frame, pid, tid);
+		stack = n ? intern(pcs, n, pid) : 0;
+	}
+	struct ring *r = (struct ring *)((char *)h + h->rings_off) + tid % RINGS;
+	uint64_t pos = __atomic_fetch_add(&r->reserve, 1, __ATOMIC_SEQ_CST);
+	if (unlikely(pos - __atomic_load_n(&r->consumed, __ATOMIC_ACQUIRE) >= RING_SLOTS)) {
+		count(C_WAITS, 1);
+		while (pos - __atomic_load_n(&r->consumed, __ATOMIC_ACQUIRE) >= RING_SLOTS) {
+			uint64_t beat = __atomic_load_n(&h->heartbeat, __ATOMIC_ACQUIRE);
+			if ((int64_t)(now_ns() - beat) > (int64_t)DEAD_AFTER_NS) {
+				__atomic_store_n(&h->counters[C_DISABLED], 1, __ATOMIC_RELEASE);
+				count(C_LOST, 1);
+				return;
+			}
+			sched_yield();
+		}
+	}
+	if (kind == REC_ALLOC)
+		when = now_ns(); // after the slot: lsan's watermark relies on it
+	struct rec *s = &r->slots[pos & (RING_SLOTS - 1)];
+	s->kind = kind;
+	s->fn = fn;
+	s->pid = pid;
+	s->tid = tid;
+	s->stack = stack;
+	s->addr = addr;
+	s->size = size;
+	s->time = when;
+	__atomic_store_n(&s->seq, (uint32_t)(pos + 1), __ATOMIC_RELEASE);
+}
+
+#define FRAME() ((uint64_t *)__builtin_frame_address(0))
+#define RECORDING() likely(shared && !t_busy)
+
+static inline void record_alloc(int fn, void *p, size_t size, uint64_t *frame)
+{
+	if (p && RECORDING())
+		put(REC_ALLOC, fn, (uint64_t)p, size, 0, frame);
+}
+
+// A free's record carries the time before the release.
+static inline void record_free(int fn, void *p, uint64_t when)
+{
+	if (p && RECORDING())
+		put(REC_FREE, fn, (uint64_t)p, 0, when, NULL);
+}
+
+static inline uint64_t stamp(void) { return RECORDING() ? now_ns() : 0; }
+
+// ---- the C allocator ----
+
+#define NOINLINE __attribute__((noinline))
+
+EXPORT NOINLINE void *malloc(size_t n)
+{
+	if (unlikely(!real_malloc)) {
+		if (resolving)
+			return bootstrap_alloc(n);
+		resolve();
+	}
+	void *p = real_malloc(n);
+	record_alloc(FN_MALLOC, p, n, FRAME());
+	return p;
+}
+
+EXPORT NOINLINE void free(void *p)
+{
+	if (unlikely(!p || in_bootstrap(p)))
+		return;
+	if (unlikely(!real_free))
+		resolve();
+	uint64_t t = stamp();
+	record_free(FN_FREE, p, t);
+	real_free(p);
+}
+
+// glibc's old name of free, kept for binaries linked long ago.
+EXPORT NOINLINE void cfree(void *p)
+{
+	if (unlikely(!p || in_bootstrap(p)))
+		return;
+	if (unlikely(!real_free))
+		resolve();
+	uint64_t t = stamp();
+	record_free(FN_CFREE, p, t);
+	real_free(p);
+}
+
+EXPORT NOINLINE void *calloc(size_t n, size_t size)
+{
+	if (unlikely(!real_calloc)) {
+		if (resolving) {
+			if (size && n > (size_t)-1 / size)
+				return NULL;
+			return bootstrap_alloc(n * size); // static memory: zeroed
+		}
+		resolve();
+	}
+	void *p = real_calloc(n, size);
+	record_alloc(FN_CALLOC, p, n * size, FRAME());
+	return p;
+}
+
+// realloc's old block is released inside the call: its record carries the
+// time before the call and is written only if the call succeeded.
+static void *do_realloc(int fn, void *old, size_t size, void *p, uint64_t t, uint64_t *frame)
+{
+	if (p && old) {
+		record_free(fn, old, t);
+	} else if (!p && old && size == 0) {
+		record_free(fn, old, t); // realloc(p, 0) freed p (glibc)
+	}
+	record_alloc(fn, p, size, frame);
+	return p;
+}
+
+EXPORT NOINLINE void *realloc(void *old, size_t size)
+{
+	if (unlikely(in_bootstrap(old))) {
+		void *p = malloc(size);
+		if (p)
+			memcpy(p, old, size); // the bootstrap block is at least this long or at the end
+		return p;
+	}
+	if (unlikely(!real_realloc))
+		resolve();
+	uint64_t t = stamp();
+	void *p = real_realloc(old, size);
+	return do_realloc(FN_REALLOC, old, size, p, t, FRAME());
+}
+
+EXPORT NOINLINE void *reallocarray(void *old, size_t n, size_t size)
+{
+	if (unlikely(!real_reallocarray))
+		resolve();
+	uint64_t t = stamp();
+	void *p = real_reallocarray(old, n, size);
+	return do_realloc(FN_REALLOCARRAY, old, n * size, p, t, FRAME());
+}
+
+EXPORT NOINLINE int posix_memalign(void **out, size_t align, size_t size)
+{
+	if (unlikely(!real_posix_memalign))
+		resolve();
+	int err = real_posix_memalign(out, align, size);
+	if (err == 0)
+		record_alloc(FN_POSIX_MEMALIGN, *out, size, FRAME());
+	return err;
+}
+
+#define ALIGNED(name, FN)                                                  \
+	EXPORT NOINLINE void *name(size_t align, size_t size)              \
+	{                                                                  \
+		if (unlikely(!real_##name))                                \
+			resolve();                                         \
+		void *p = real_##name(align, size);                        \
+		record_alloc(FN, p, size, FRAME());                        \
+		return p;                                                  \
+	}
+ALIGNED(aligned_alloc, FN_ALIGNED_ALLOC)
+ALIGNED(memalign, FN_MEMALIGN)
+
+EXPORT NOINLINE void *valloc(size_t size)
+{
+	if (unlikely(!real_valloc))
+		resolve();
+	void *p = real_valloc(size);
+	record_alloc(FN_VALLOC, p, size, FRAME());
+	return p;
+}
+
+EXPORT NOINLINE void *pvalloc(size_t size)
+{
+	if (unlikely(!real_pvalloc))
+		resolve();
+	void *p = real_pvalloc(size);
+	record_alloc(FN_PVALLOC, p, size, FRAME());
+	return p;
+}
+
+// ---- C++: present only where the program has libstdc++ ----
+//
+// The real operator new calls malloc, which this library interposes too:
+// the nested call passes through unrecorded (t_busy), and the block is
+// recorded once, as new's.
+
+#define NEW(sym, FN, PARAMS, ARGS)                                            \
+	EXPORT NOINLINE void *sym PARAMS                                      \
+	{                                                                     \
+		void *(*real) PARAMS = (void *(*)PARAMS)real_cxx(FN);         \
+		t_busy++;                                                     \
+		void *p = real ARGS;                                          \
+		t_busy--;                                                     \
+		record_alloc(FN, p, size, FRAME());                           \
+		return p;                                                     \
+	}
+#define DELETE(sym, FN, PARAMS, ARGS)                                         \
+	EXPORT NOINLINE void sym PARAMS                                       \
+	{                                                                     \
+		void (*real) PARAMS = (void (*)PARAMS)real_cxx(FN);           \
+		uint64_t t = stamp();                                         \
+		record_free(FN, p, t);                                        \
+		t_busy++;                                                     \
+		real ARGS;                                                    \
+		t_busy--;                                                     \
+	}
+
+typedef struct nothrow_t nothrow_t;
+typedef size_t align_val_t;
+
+#define SZ (size_t size)
+#define SZ_N (size_t size, const nothrow_t *n)
+#define SZ_A (size_t size, align_val_t a)
+#define SZ_A_N (size_t size, align_val_t a, const nothrow_t *n)
+NEW(_Znwm, FN_NEW, SZ, (size))
+NEW(_Znam, FN_NEW_ARRAY, SZ, (size))
+NEW(_ZnwmRKSt9nothrow_t, FN_NEW_NOTHROW, SZ_N, (size, n))
+NEW(_ZnamRKSt9nothrow_t, FN_NEW_ARRAY_NOTHROW, SZ_N, (size, n))
+NEW(_ZnwmSt11align_val_t, FN_NEW_ALIGNED, SZ_A, (size, a))
+NEW(_ZnamSt11align_val_t, FN_NEW_ARRAY_ALIGNED, SZ_A, (size, a))
+NEW(_ZnwmSt11align_val_tRKSt9nothrow_t, FN_NEW_ALIGNED_NOTHROW, SZ_A_N, (size, a, n))
+NEW(_ZnamSt11align_val_tRKSt9nothrow_t, FN_NEW_ARRAY_ALIGNED_NOTHROW, SZ_A_N, (size, a, n))
+
+#define P (void *p)
+#define P_S (void *p, size_t s)
+#define P_A (void *p, align_val_t a)
+#define P_S_A (void *p, size_t s, align_val_t a)
+#define P_N (void *p, const nothrow_t *n)
+#define P_A_N (void *p, align_val_t a, const nothrow_t *n)
+DELETE(_ZdlPv, FN_DELETE, P, (p))
+DELETE(_ZdaPv, FN_DELETE_ARRAY, P, (p))
+DELETE(_ZdlPvm, FN_DELETE_SIZED, P_S, (p, s))
+DELETE(_ZdaPvm, FN_DELETE_ARRAY_SIZED, P_S, (p, s))
+DELETE(_ZdlPvSt11align_val_t, FN_DELETE_ALIGNED, P_A, (p, a))
+DELETE(_ZdaPvSt11align_val_t, FN_DELETE_ARRAY_ALIGNED, P_A, (p, a))
+DELETE(_ZdlPvmSt11align_val_t, FN_DELETE_SIZED_ALIGNED, P_S_A, (p, s, a))
+DELETE(_ZdaPvmSt11align_val_t, FN_DELETE_ARRAY_SIZED_ALIGNED, P_S_A, (p, s, a))
+DELETE(_ZdlPvRKSt9nothrow_t, FN_DELETE_NOTHROW, P_N, (p, n))
+DELETE(_ZdaPvRKSt9nothrow_t, FN_DELETE_ARRAY_NOTHROW, P_N, (p, n))
+DELETE(_ZdlPvSt11align_val_tRKSt9nothrow_t, FN_DELETE_ALIGNED_NOTHROW, P_A_N, (p, a, n))
+DELETE(_ZdaPvSt11align_val_tRKSt9nothrow_t, FN_DELETE_ARRAY_ALIGNED_NOTHROW, P_A_N, (p, a, n))
