@@ -83,6 +83,9 @@ type Options struct {
 	// RowsMirror, when set, receives every unwind row and mapping list
 	// the tracer loads, for the in-process recorder's walker.
 	RowsMirror RowsMirror
+	// Discovered, when set, is DiscoverAllocator's answer for PID with
+	// the default table, found by the caller already.
+	Discovered *Allocator
 }
 
 // Default capacities. The block and stack maps are not preallocated:
@@ -225,9 +228,12 @@ func Attach(opts Options) (*Tracer, error) {
 	if err := checkTable(funcs); err != nil {
 		return nil, err
 	}
-	alloc, err := DiscoverAllocator(opts.PID, funcs, opts.Allocator)
-	if err != nil {
-		return nil, err
+	alloc := opts.Discovered
+	if alloc == nil || len(opts.Funcs) > 0 {
+		var err error
+		if alloc, err = DiscoverAllocator(opts.PID, funcs, opts.Allocator); err != nil {
+			return nil, err
+		}
 	}
 	t := &Tracer{
 		opts:        opts,
@@ -346,6 +352,13 @@ func (t *Tracer) load() error {
 		return err
 	}
 	spec.Maps["unwind_rows"].MaxEntries = t.opts.MaxUnwindRows
+	if t.opts.LifecycleOnly {
+		// Nothing records blocks here, nor walks rows (the mirror gets
+		// them): no memory for them.
+		for _, name := range []string{"allocs", "stacks", "freed_ranges", "unwind_rows"} {
+			spec.Maps[name].MaxEntries = 1
+		}
+	}
 	if err := spec.Variables["unwind_mode"].Set(t.opts.Unwind.bpfMode()); err != nil {
 		return fmt.Errorf("set unwind mode: %w", err)
 	}
@@ -375,13 +388,50 @@ func (t *Tracer) load() error {
 			return fmt.Errorf("set skip_stacks: %w", err)
 		}
 	}
-	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {
+	if err := t.loadObjects(spec); err != nil {
 		return explainLoadError(err)
 	}
 	if t.opts.Unwind != UnwindFP {
-		t.unwinder = newUnwinder(t.objs.UnwindRows, t.objs.UnwindProcs, t.objs.Targets, t.opts.MaxUnwindRows, t.opts.Unwind, 100*time.Millisecond, t.opts.RowsMirror)
+		rows := t.objs.UnwindRows
+		if t.opts.LifecycleOnly {
+			rows = nil // the mirror's only
+		}
+		t.unwinder = newUnwinder(rows, t.objs.UnwindProcs, t.objs.Targets, t.opts.MaxUnwindRows, t.opts.Unwind, 100*time.Millisecond, t.opts.RowsMirror)
 		t.unwinder.firstPID = t.opts.PID
 	}
+	return nil
+}
+
+// loadObjects loads the programs the tracer will attach. With
+// LifecycleOnly the allocator programs, most of the verifier's work, are
+// left out: lsan run's fixed cost.
+func (t *Tracer) loadObjects(spec *ebpf.CollectionSpec) error {
+	if !t.opts.LifecycleOnly {
+		return spec.LoadAndAssign(&t.objs, nil)
+	}
+	type lifecycle struct {
+		tracerMaps
+		ExitEnter   *ebpf.Program `ebpf:"exit_enter"`
+		MapsChanged *ebpf.Program `ebpf:"maps_changed"`
+		OnExec      *ebpf.Program `ebpf:"on_exec"`
+	}
+	var objs lifecycle
+	if t.opts.FollowForks {
+		// on_fork's CO-RE relocations read the kernel's BTF, which costs:
+		// loaded only when needed, with the rest, which it shares maps with.
+		var withFork struct {
+			lifecycle
+			OnFork *ebpf.Program `ebpf:"on_fork"`
+		}
+		if err := spec.LoadAndAssign(&withFork, nil); err != nil {
+			return err
+		}
+		objs, t.objs.OnFork = withFork.lifecycle, withFork.OnFork
+	} else if err := spec.LoadAndAssign(&objs, nil); err != nil {
+		return err
+	}
+	t.objs.tracerMaps = objs.tracerMaps
+	t.objs.ExitEnter, t.objs.MapsChanged, t.objs.OnExec = objs.ExitEnter, objs.MapsChanged, objs.OnExec
 	return nil
 }
 

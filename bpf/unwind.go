@@ -385,6 +385,9 @@ func (u *unwinder) writeRows(first uint32, rows []unwind.Row) error {
 	if u.mirror != nil {
 		u.mirror.Rows(first, rows)
 	}
+	if u.rows == nil {
+		return nil
+	}
 	keys := make([]uint32, len(rows))
 	vals := make([]tracerUnwindRow, len(rows))
 	for i, r := range rows {

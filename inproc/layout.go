@@ -7,7 +7,7 @@ const (
 	version = 1
 
 	rings     = 64
-	ringSlots = 16384
+	ringSlots = 65536
 	recSize   = 48
 	// ringHeader: reserve and consumed, each on its own cache line.
 	ringHeader   = 128
@@ -50,9 +50,13 @@ const (
 	hRowsOff    = 56
 	hMaxRows    = 64
 	hProcSlots  = 68
-	hHeartbeat  = 72
-	hUnwindMode = 80
-	hCounters   = 88
+	hUnwindMode = 72
+	hUseTSC     = 76
+	hDeadAfter  = 80
+	hProcsGen   = 88
+	hHeartbeat  = 256
+	hDisabled   = 512
+	hCounters   = 768
 )
 
 // Record field offsets (struct rec).
@@ -77,11 +81,9 @@ const (
 
 // Counters the shim keeps (enum counter).
 const (
-	cDisabled   = 0
 	cLost       = 1
 	cStacksFull = 2
 	cUntracked  = 3
-	cCut        = 4
 	cWaits      = 5
 )
 

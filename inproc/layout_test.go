@@ -38,8 +38,12 @@ int main(void) {
 	P("rowSize", sizeof(struct unwind_row));
 	P("hHeartbeat", offsetof(struct header, heartbeat));
 	P("hUnwindMode", offsetof(struct header, unwind_mode));
+	P("hProcsGen", offsetof(struct header, procs_gen));
+	P("hUseTSC", offsetof(struct header, use_tsc));
+	P("hDeadAfter", offsetof(struct header, dead_after));
 	P("hCounters", offsetof(struct header, counters));
 	P("hMaxRows", offsetof(struct header, max_rows));
+	P("hDisabled", offsetof(struct header, disabled));
 	P("hProcSlots", offsetof(struct header, proc_slots));
 	P("stacksOff", STACKS_OFF);
 	P("procsOff", PROCS_OFF);
@@ -64,8 +68,8 @@ int main(void) {
 		"ringSize": ringSize, "ringConsumed": ringConsumed, "ringHeader": ringHeader, "recSize": recSize,
 		"rKind": rKind, "rFn": rFn, "rPID": rPID, "rTID": rTID, "rStack": rStack, "rAddr": rAddr,
 		"rSize": rSize, "rTime": rTime, "stackSize": stackSize, "procMapsSize": procMapsSize,
-		"mappingSize": mappingSize, "rowSize": rowSize, "hHeartbeat": hHeartbeat, "hUnwindMode": hUnwindMode,
-		"hCounters": hCounters, "hMaxRows": hMaxRows, "hProcSlots": hProcSlots,
+		"mappingSize": mappingSize, "rowSize": rowSize, "hHeartbeat": hHeartbeat, "hUnwindMode": hUnwindMode, "hProcsGen": hProcsGen, "hUseTSC": hUseTSC, "hDeadAfter": hDeadAfter,
+		"hCounters": hCounters, "hDisabled": hDisabled, "hMaxRows": hMaxRows, "hProcSlots": hProcSlots,
 		"stacksOff": stacksOff, "procsOff": procsOff, "rowsOff": rowsOff, "sharedSize": sharedSize,
 	}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {

@@ -42,8 +42,6 @@ type Counters struct {
 	// StacksDropped: stacks not stored (table full); their blocks are
 	// reported with the allocator frame only.
 	StacksDropped uint64
-	// Cut: stacks cut short (no row, unreadable frame).
-	Cut uint64
 	// Inflight: records a stopped thread had begun but not finished at
 	// the last read: a block just allocated, not yet seen.
 	Inflight uint64
@@ -79,9 +77,10 @@ type process struct {
 // Recorder drains the shared memory of the processes one lsan run
 // started.
 type Recorder struct {
-	opts Options
-	path string
-	mem  []byte
+	opts  Options
+	path  string
+	mem   []byte
+	clock *clock
 
 	mu        sync.Mutex
 	procs     map[int]*process
@@ -117,7 +116,7 @@ func New(opts Options) (*Recorder, error) {
 	}
 	defer f.Close()
 	r := &Recorder{opts: opts, path: f.Name(), procs: map[int]*process{}, funcAddrs: map[int][]uint64{},
-		procMap: map[int]int{}, stop: make(chan struct{})}
+		procMap: map[int]int{}, stop: make(chan struct{}), clock: newClock()}
 	if err := f.Truncate(sharedSize); err != nil {
 		os.Remove(r.path)
 		return nil, fmt.Errorf("in-process recorder: shared memory: %w", err)
@@ -152,10 +151,19 @@ func (r *Recorder) writeHeader() {
 	*r.u32(hMaxRows) = maxRows
 	*r.u32(hProcSlots) = procSlots
 	*r.u32(hUnwindMode) = unwindMode(r.opts.Unwind)
-	atomic.StoreUint64(r.u64(hHeartbeat), monotonicNow())
+	if r.clock.tsc {
+		*r.u32(hUseTSC) = 1
+	}
+	*r.u64(hDeadAfter) = r.clock.ticks(deadAfter)
+	atomic.StoreUint64(r.u64(hHeartbeat), r.clock.now())
 	// The magic last: the shim trusts nothing before it.
 	atomic.StoreUint64(r.u64(hMagic), magic)
 }
+
+// deadAfter: a thread waiting for room in its ring this long after lsan
+// last drained takes lsan for dead and stops recording, rather than wait
+// forever.
+const deadAfter = 2 * time.Second
 
 // unwindMode is the shim's walk for --unwind (bpf/unwind.h's values).
 func unwindMode(m bpf.UnwindMode) uint32 {
@@ -247,41 +255,65 @@ func (r *Recorder) Close() error {
 	return unix.Munmap(r.mem)
 }
 
-// drainLoop keeps the rings empty while the command runs: it polls at
-// once while records come, backing off to 2 ms when idle.
+// drainLoop keeps the rings from filling while the command runs. It
+// reads a ring once it holds a batch, not record by record right behind
+// the thread writing it: each cache line read while the thread writes the
+// next record on it would travel between the CPUs twice. What is left
+// below a batch is read every flushEvery, and by every check (Blocks).
 func (r *Recorder) drainLoop() {
 	defer r.done.Done()
-	idle := time.Duration(0)
+	const (
+		batch      = ringSlots / 16
+		flushEvery = 20 * time.Millisecond
+		nap        = 100 * time.Microsecond
+	)
+	lastFlush := time.Now()
+	passes := 0
 	for {
 		select {
 		case <-r.stop:
 			return
 		default:
 		}
-		r.mu.Lock()
-		n, _ := r.drain()
-		r.mu.Unlock()
-		atomic.StoreUint64(r.u64(hHeartbeat), monotonicNow())
-		if n > 0 {
-			idle = 0
-			continue
+		min := batch
+		if time.Since(lastFlush) > flushEvery {
+			min, lastFlush = 1, time.Now()
 		}
-		idle = min(max(idle*2, 50*time.Microsecond), 2*time.Millisecond)
-		time.Sleep(idle)
+		r.mu.Lock()
+		n, _ := r.drainAtLeast(min)
+		r.mu.Unlock()
+		atomic.StoreUint64(r.u64(hHeartbeat), r.clock.now())
+		if passes++; passes%1024 == 0 {
+			r.clock.resample()
+		}
+		if n == 0 {
+			time.Sleep(nap)
+		}
 	}
 }
 
-// drain applies every published record. complete says whether every
-// ring was read to the position it had reserved when the pass began:
-// then no record yet to come can carry a time before the pass began, and
-// the frees held for allocations not seen yet can be dropped.
-func (r *Recorder) drain() (n int, complete bool) {
-	begin := monotonicNow()
+// drain applies every published record.
+func (r *Recorder) drain() (n int, complete bool) { return r.drainAtLeast(1) }
+
+// drainAtLeast applies the published records of every ring that holds
+// at least min. complete says whether every ring was read to the position
+// it had reserved when the pass began: then no record yet to come can
+// carry a time before the pass began, and the frees held for allocations
+// not seen yet can be dropped.
+func (r *Recorder) drainAtLeast(min int) (n int, complete bool) {
+	// Less a margin: a record's time may be read a little early (rdtsc is
+	// not ordered with what precedes it), and CPUs' counters agree to
+	// within a margin.
+	begin := r.clock.now() - r.clock.ticks(time.Millisecond)
 	complete = true
 	for i := 0; i < rings; i++ {
 		base := ringsOff + i*ringSize
 		reserved := atomic.LoadUint64(r.u64(base + ringReserve))
 		pos := r.consumed[i]
+		if reserved-pos < uint64(min) {
+			complete = complete && reserved == pos
+			continue
+		}
 		for pos < reserved {
 			slot := base + ringHeader + int(pos%ringSlots)*recSize
 			if atomic.LoadUint32(r.u32(slot+rSeq)) != uint32(pos+1) {
@@ -434,7 +466,7 @@ func (r *Recorder) Blocks(pid int) ([]bpf.Block, error) {
 		if int(b.fn) < len(r.funcIndex) {
 			fn = r.funcIndex[b.fn]
 		}
-		out = append(out, bpf.Block{PID: pid, Addr: addr, Size: b.size, TimestampNS: b.time,
+		out = append(out, bpf.Block{PID: pid, Addr: addr, Size: b.size, TimestampNS: r.clock.ns(b.time),
 			StackID: uint64(b.stack), TID: b.tid, Fn: fn})
 	})
 	return out, nil
@@ -455,7 +487,11 @@ func (r *Recorder) Freed(pid int) ([]bpf.FreedRange, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if p := r.procs[pid]; p != nil {
-		return append([]bpf.FreedRange(nil), p.freed...), nil
+		out := make([]bpf.FreedRange, len(p.freed))
+		for i, f := range p.freed {
+			out[i] = bpf.FreedRange{Addr: f.Addr, Size: f.Size, TimeNS: r.clock.ns(f.TimeNS)}
+		}
+		return out, nil
 	}
 	return nil, nil
 }
@@ -532,9 +568,8 @@ func (r *Recorder) Counters() Counters {
 	return Counters{
 		Allocs: r.allocs, Frees: r.frees,
 		Lost:          atomic.LoadUint64(r.u64(hCounters + 8*cLost)),
-		Disabled:      atomic.LoadUint64(r.u64(hCounters+8*cDisabled)) != 0,
+		Disabled:      atomic.LoadUint64(r.u64(hDisabled)) != 0,
 		StacksDropped: atomic.LoadUint64(r.u64(hCounters + 8*cStacksFull)),
-		Cut:           atomic.LoadUint64(r.u64(hCounters + 8*cCut)),
 		Waits:         atomic.LoadUint64(r.u64(hCounters + 8*cWaits)),
 		Inflight:      r.inflight,
 		FreedDropped:  r.freedLost,
@@ -584,6 +619,9 @@ func (r *Recorder) Mappings(pid int, ms []bpf.UnwindMapping) {
 	atomic.StoreUint32(r.u32(base+8), uint32(n))
 	atomic.StoreUint32(r.u32(base), uint32(pid))
 	atomic.AddUint32(seq, 1)
+	if !ok {
+		atomic.AddUint32(r.u32(hProcsGen), 1) // a shim that looked for pid in vain looks again
+	}
 }
 
 // freeProcSlot finds a slot no live process of ours holds.

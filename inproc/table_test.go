@@ -59,7 +59,7 @@ func TestApplyOrder(t *testing.T) {
 		{{recAlloc, 0x1000, 1}, {recAlloc, 0x1000, 3}, {recFree, 0x1000, 2}},
 	}
 	for i, seq := range seqs {
-		r := &Recorder{procs: map[int]*process{}, mem: make([]byte, recSize), opts: Options{MaxFreed: 8}}
+		r := &Recorder{procs: map[int]*process{}, mem: make([]byte, recSize), opts: Options{MaxFreed: 8}, clock: &clock{}}
 		for _, e := range seq {
 			putRecord(r.mem, e)
 			r.apply(0)
@@ -70,7 +70,7 @@ func TestApplyOrder(t *testing.T) {
 		}
 	}
 	// Freed before its allocation was read: nothing lives.
-	r := &Recorder{procs: map[int]*process{}, mem: make([]byte, recSize), opts: Options{MaxFreed: 8}}
+	r := &Recorder{procs: map[int]*process{}, mem: make([]byte, recSize), opts: Options{MaxFreed: 8}, clock: &clock{}}
 	for _, e := range []event{{recFree, 0x2000, 5}, {recAlloc, 0x2000, 4}} {
 		putRecord(r.mem, e)
 		r.apply(0)

@@ -53,6 +53,8 @@ func (s *Session) chooseRecorder(pid int) error {
 		why = err.Error()
 	} else if unknown := inproc.Unknown(pid, alloc, bpf.AllocatorFuncs); len(unknown) > 0 {
 		why = "the command's allocator has functions the in-process recorder does not intercept (" + strings.Join(unknown, ", ") + ")"
+	} else {
+		s.cfg.Tracer.Discovered = alloc
 	}
 	if why != "" {
 		s.cfg.Log("lsan: %s: recording with uprobes", why)

@@ -27,16 +27,18 @@ func IDOf(path string) (FileID, error) {
 	return FileID{Dev: st.Dev, Ino: st.Ino}, nil
 }
 
-// Cache builds each file's table once.
+// Cache builds each file's table once, and keeps it on disk (DiskDir)
+// for the next run.
 type Cache struct {
 	mu     sync.Mutex
 	tables map[FileID]*Table
 	errs   map[FileID]error
+	dir    string
 }
 
-// NewCache returns an empty cache.
+// NewCache returns an empty cache backed by DiskDir.
 func NewCache() *Cache {
-	return &Cache{tables: map[FileID]*Table{}, errs: map[FileID]error{}}
+	return &Cache{tables: map[FileID]*Table{}, errs: map[FileID]error{}, dir: DiskDir()}
 }
 
 // Get returns the table of the file at path, building it on first use.
@@ -54,11 +56,16 @@ func (c *Cache) Get(path string) (*Table, FileID, error) {
 	if err, ok := c.errs[id]; ok {
 		return nil, id, err
 	}
+	if t := loadDisk(c.dir, path); t != nil {
+		c.tables[id] = t
+		return t, id, nil
+	}
 	t, err := Open(path)
 	if err != nil {
 		c.errs[id] = err
 		return nil, id, err
 	}
+	storeDisk(c.dir, path, t)
 	c.tables[id] = t
 	return t, id, nil
 }

@@ -13,7 +13,7 @@
 // atomic add (several threads, and a signal handler in the middle of its
 // own thread's record, can share a ring); lsan drains them.
 #define RINGS 64
-#define RING_SLOTS 16384 // a power of two
+#define RING_SLOTS 65536 // a power of two
 
 // Stacks: an open-addressing table, deduplicated by hash.
 #define STACK_SLOTS (1 << 16)
@@ -42,7 +42,7 @@ struct rec {
 	uint32_t stack; // stack slot + 1; 0: none
 	uint32_t _pad2;
 	uint64_t addr, size;
-	uint64_t time; // CLOCK_MONOTONIC ns: after the allocator returned, before it freed
+	uint64_t time; // after the allocator returned, before it freed (header.use_tsc says in what)
 };
 
 struct ring {
@@ -82,15 +82,16 @@ struct proc_maps {
 };
 
 enum counter {
-	C_DISABLED = 0,   // recording stopped: lsan stopped draining (died?)
-	C_LOST = 1,       // records not written because of that
+	C_LOST = 1,       // records not written: recording stopped (header.disabled)
 	C_STACKS_FULL = 2,// stacks not stored: table full
 	C_UNTRACKED = 3,  // allocations during the shim's own setup (never the program's)
-	C_CUT = 4,        // stacks cut (no row, unreadable, bad frame)
 	C_WAITS = 5,      // times a thread waited for room in its ring
 	C_COUNTERS = 16,
 };
 
+// Fields lsan or the threads write often sit on cache lines of their own:
+// every record reads the configuration, and a line written by another CPU
+// would have to travel on each read.
 struct header {
 	uint64_t magic;
 	uint32_t version, rings;
@@ -98,9 +99,16 @@ struct header {
 	uint32_t stack_slots, max_depth;
 	uint64_t rings_off, stacks_off, procs_off, rows_off;
 	uint32_t max_rows, proc_slots;
-	uint64_t heartbeat; // lsan: CLOCK_MONOTONIC of its last drain
 	uint32_t unwind_mode; // 0 fp, 1 auto, 2 cfi (bpf/unwind.h)
+	uint32_t use_tsc;     // times are TSC ticks (lsan found the TSC the kernel's clock), else CLOCK_MONOTONIC ns
+	uint64_t dead_after;  // a heartbeat older than this (in the records' clock): lsan is gone
+	uint32_t procs_gen;   // lsan: bumped when a process gets a mapping slot
 	uint32_t _pad;
+	uint8_t _line1[256 - 96];
+	uint64_t heartbeat; // lsan: the time (in the records' clock) of its last drain
+	uint8_t _line2[256 - 8];
+	uint64_t disabled; // a thread took lsan for dead: recording stopped
+	uint8_t _line3[256 - 8];
 	uint64_t counters[C_COUNTERS];
 };
 

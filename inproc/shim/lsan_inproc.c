@@ -144,15 +144,38 @@ static void *real_cxx(int fn)
 // ---- shared memory ----
 
 static struct header *shared;
+static uint64_t room[RINGS]; // per ring: positions below this have room (see put)
 static int self_pid; // getpid() as of the last record (a fork changes it)
 static struct proc_maps *my_maps;
 
 
-static uint64_t now_ns(void)
+static uint64_t monotonic_ns(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+// now_ns is the records' clock: the TSC where the kernel keeps time with
+// it (synchronized across CPUs, and cheaper than clock_gettime), else
+// CLOCK_MONOTONIC; lsan converts. rdtsc may read early, never late: right
+// for a free, stamped before the block is released.
+static uint64_t now_ns(void)
+{
+	if (likely(shared && shared->use_tsc))
+		return __builtin_ia32_rdtsc();
+	return monotonic_ns();
+}
+
+// now_after is the clock read after everything before it executed
+// (rdtscp): an allocation is stamped after the allocator returned.
+static uint64_t now_after(void)
+{
+	if (likely(shared && shared->use_tsc)) {
+		unsigned aux;
+		return __builtin_ia32_rdtscp(&aux);
+	}
+	return monotonic_ns();
 }
 
 static void count(int which, uint64_t n)
@@ -233,10 +256,16 @@ static uint64_t stack_top(uint32_t pid, uint32_t tid)
 	return t_stack_hi;
 }
 
+// maps_of finds pid's mapping slot; a miss is remembered until lsan
+// hands out another slot.
 static struct proc_maps *maps_of(uint32_t pid)
 {
+	static uint32_t missed_pid, missed_gen;
 	if (likely(my_maps && my_maps->pid == pid))
 		return my_maps;
+	uint32_t gen = __atomic_load_n(&shared->procs_gen, __ATOMIC_ACQUIRE);
+	if (missed_pid == pid && missed_gen == gen)
+		return NULL;
 	struct proc_maps *all = (struct proc_maps *)((char *)shared + shared->procs_off);
 	for (int i = 0; i < PROC_SLOTS; i++) {
 		if (__atomic_load_n(&all[i].pid, __ATOMIC_ACQUIRE) == pid) {
@@ -244,6 +273,8 @@ static struct proc_maps *maps_of(uint32_t pid)
 			return my_maps;
 		}
 	}
+	missed_pid = pid;
+	missed_gen = gen;
 	return NULL;
 }
 
@@ -304,13 +335,45 @@ static int readable(const struct frame *f, uint64_t addr)
 
 // step unwinds one frame: 1 when f now holds the caller, 0 at the
 // outermost frame, or a cut marker.
-static uint64_t step(struct frame *f, const struct proc_maps *pm, int mode)
+// The row of each return address is kept per thread: the same call
+// sites allocate again and again, and a lookup is two binary searches.
+#define ROW_CACHE 256
+struct row_cache_entry {
+	uint64_t pc; // 0 while being written
+	uint32_t seq; // the mapping list's sequence count it was found with
+	struct unwind_row row;
+};
+static TLS struct row_cache_entry t_rows[ROW_CACHE];
+static TLS int t_depth; // records in progress on this thread (2: a signal handler's, nested)
+
+static struct unwind_row lookup_row(const struct proc_maps *pm, uint32_t seq, uint64_t pc)
 {
-	uint64_t pc = f->pc - 1; // every frame here is a return address
-	const struct unwind_mapping *m = pm ? find_mapping(pm, pc) : NULL;
+	struct row_cache_entry *e = &t_rows[(pc ^ (pc >> 8)) & (ROW_CACHE - 1)];
+	if (e->pc == pc && e->seq == seq)
+		return e->row;
+	const struct unwind_mapping *m = find_mapping(pm, pc);
 	struct unwind_row row = {0};
 	if (m)
 		row = find_row(m, pc - m->bias);
+	if (t_depth == 1) {
+		// Only the outer record writes: a signal handler's would tear
+		// an entry the interrupted one is writing. pc goes last.
+		e->pc = 0;
+		__atomic_signal_fence(__ATOMIC_SEQ_CST);
+		e->seq = seq;
+		e->row = row;
+		__atomic_signal_fence(__ATOMIC_SEQ_CST);
+		e->pc = pc;
+	}
+	return row;
+}
+
+static uint64_t step(struct frame *f, const struct proc_maps *pm, uint32_t seq, int mode)
+{
+	uint64_t pc = f->pc - 1; // every frame here is a return address
+	struct unwind_row row = {0};
+	if (pm)
+		row = lookup_row(pm, seq, pc);
 	uint64_t cfa;
 	switch (row.kind) {
 	case KIND_RSP:
@@ -382,8 +445,8 @@ static uint32_t walk(uint64_t *pcs, uint64_t *frame, uint32_t pid, uint32_t tid)
 	f.hi = stack_top(pid, tid);
 	if (!f.hi)
 		f.hi = f.sp + (1 << 20);
-	struct proc_maps *pm = maps_of(pid);
 	int mode = shared->unwind_mode;
+	struct proc_maps *pm = mode ? maps_of(pid) : NULL;
 	uint32_t seq = pm ? __atomic_load_n(&pm->seq, __ATOMIC_ACQUIRE) : 0;
 	if (seq & 1)
 		pm = NULL; // lsan is rewriting it: frame pointers this once
@@ -391,18 +454,16 @@ static uint32_t walk(uint64_t *pcs, uint64_t *frame, uint32_t pid, uint32_t tid)
 	while (f.pc) {
 		if (n == MAX_DEPTH) {
 			pcs[n - 1] = MARK_DEPTH;
-			count(C_CUT, 1);
 			break;
 		}
 		pcs[n++] = f.pc;
-		uint64_t r = step(&f, mode == 0 ? NULL : pm, mode);
+		uint64_t r = step(&f, mode == 0 ? NULL : pm, seq, mode);
 		if (r == 0)
 			break;
 		if (r != 1) {
 			if (n == MAX_DEPTH)
 				n--;
 			pcs[n++] = r;
-			count(C_CUT, 1);
 			break;
 		}
 	}
@@ -455,37 +516,53 @@ static uint32_t intern(const uint64_t *pcs, uint32_t n, uint32_t pid)
 // ---- records ----
 
 // lsan refreshes the heartbeat as it drains; a thread that finds its ring
-// full for longer than this after the last beat takes lsan for dead.
-#define DEAD_AFTER_NS 2000000000ULL
+// full for longer than header.dead_after (2 s) after the last beat takes
+// lsan for dead.
 
 static void put(uint8_t kind, uint8_t fn, uint64_t addr, uint64_t size, uint64_t when, uint64_t *frame)
 {
 	struct header *h = shared;
-	if (!h || h->counters[C_DISABLED])
+	if (!h || h->disabled)
 		return;
 	uint32_t pid = pid_now(), tid = tid_now();
-	uint32_t stack = 0;
-	if (kind == REC_ALLOC && frame) {
-		uint64_t pcs[MAX_DEPTH];
-		uint32_t n = walk(pcs, frame, pid, tid);
-		stack = n ? intern(pcs, n, pid) : 0;
-	}
-	struct ring *r = (struct ring *)((char *)h + h->rings_off) + tid % RINGS;
+	uint32_t ri = tid % RINGS;
+	struct ring *r = (struct ring *)((char *)h + h->rings_off) + ri;
 	uint64_t pos = __atomic_fetch_add(&r->reserve, 1, __ATOMIC_SEQ_CST);
-	if (unlikely(pos - __atomic_load_n(&r->consumed, __ATOMIC_ACQUIRE) >= RING_SLOTS)) {
-		count(C_WAITS, 1);
-		while (pos - __atomic_load_n(&r->consumed, __ATOMIC_ACQUIRE) >= RING_SLOTS) {
-			uint64_t beat = __atomic_load_n(&h->heartbeat, __ATOMIC_ACQUIRE);
-			if ((int64_t)(now_ns() - beat) > (int64_t)DEAD_AFTER_NS) {
-				__atomic_store_n(&h->counters[C_DISABLED], 1, __ATOMIC_RELEASE);
-				count(C_LOST, 1);
-				return;
+	// lsan's consumed count is read only when the room last seen is used
+	// up: read on every record, its cache line would go back and forth
+	// between the two CPUs. (A room once seen stays valid: consumed only
+	// grows.)
+	if (unlikely(pos >= __atomic_load_n(&room[ri], __ATOMIC_RELAXED))) {
+		uint64_t consumed = __atomic_load_n(&r->consumed, __ATOMIC_ACQUIRE);
+		if (pos - consumed >= RING_SLOTS) {
+			count(C_WAITS, 1);
+			while (pos - (consumed = __atomic_load_n(&r->consumed, __ATOMIC_ACQUIRE)) >= RING_SLOTS) {
+				uint64_t beat = __atomic_load_n(&h->heartbeat, __ATOMIC_ACQUIRE);
+				if ((int64_t)(now_ns() - beat) > (int64_t)h->dead_after) {
+					__atomic_store_n(&h->disabled, 1, __ATOMIC_RELEASE);
+					count(C_LOST, 1);
+					return;
+				}
+				sched_yield();
 			}
-			sched_yield();
+		}
+		uint64_t limit = consumed + RING_SLOTS;
+		if (limit > __atomic_load_n(&room[ri], __ATOMIC_RELAXED))
+			__atomic_store_n(&room[ri], limit, __ATOMIC_RELAXED);
+	}
+	uint32_t stack = 0;
+	if (kind == REC_ALLOC) {
+		// After the slot (lsan's watermark relies on it), before the
+		// walk: rdtscp waits for what precedes it to complete.
+		when = now_after();
+		if (frame) {
+			uint64_t pcs[MAX_DEPTH];
+			t_depth++;
+			uint32_t n = walk(pcs, frame, pid, tid);
+			t_depth--;
+			stack = n ? intern(pcs, n, pid) : 0;
 		}
 	}
-	if (kind == REC_ALLOC)
-		when = now_ns(); // after the slot: lsan's watermark relies on it
 	struct rec *s = &r->slots[pos & (RING_SLOTS - 1)];
 	s->kind = kind;
 	s->fn = fn;
