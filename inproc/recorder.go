@@ -78,7 +78,7 @@ type process struct {
 // started.
 type Recorder struct {
 	opts  Options
-	path  string
+	file  *os.File // the memfd
 	mem   []byte
 	clock *clock
 
@@ -104,28 +104,26 @@ type Recorder struct {
 	done sync.WaitGroup
 }
 
-// New creates the shared memory (in /dev/shm, removed by Close) and
-// starts draining it.
+// New creates the shared memory and starts draining it. It is a memfd:
+// nothing is left behind, whichever way lsan ends.
 func New(opts Options) (*Recorder, error) {
 	if opts.MaxFreed == 0 {
 		opts.MaxFreed = 1 << 16
 	}
-	f, err := os.CreateTemp("/dev/shm", "lsan-inproc-*")
+	fd, err := unix.MemfdCreate("lsan-inproc", unix.MFD_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("in-process recorder: shared memory: %w", err)
 	}
-	defer f.Close()
-	r := &Recorder{opts: opts, path: f.Name(), procs: map[int]*process{}, funcAddrs: map[int][]uint64{},
+	f := os.NewFile(uintptr(fd), "lsan-inproc")
+	r := &Recorder{opts: opts, file: f, procs: map[int]*process{}, funcAddrs: map[int][]uint64{},
 		procMap: map[int]int{}, stop: make(chan struct{}), clock: newClock()}
 	if err := f.Truncate(sharedSize); err != nil {
-		os.Remove(r.path)
+		f.Close()
 		return nil, fmt.Errorf("in-process recorder: shared memory: %w", err)
 	}
-	// The command may drop privileges: it must still open the file.
-	_ = f.Chmod(0o666)
-	r.mem, err = unix.Mmap(int(f.Fd()), 0, sharedSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	r.mem, err = unix.Mmap(fd, 0, sharedSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
-		os.Remove(r.path)
+		f.Close()
 		return nil, fmt.Errorf("in-process recorder: map shared memory: %w", err)
 	}
 	r.writeHeader()
@@ -176,15 +174,25 @@ func unwindMode(m bpf.UnwindMode) uint32 {
 	return 1
 }
 
-// Env is what the command's environment needs for the shim at library.
+// childFD is the descriptor the command gets the shared memory on
+// (exec.Cmd.ExtraFiles[0]).
+const childFD = 3
+
+// Env is what the command's environment needs for the shim at library:
+// the descriptor it inherits the shared memory on, and, for a program
+// that closed it before an execve, where to open it again.
 func (r *Recorder) Env(library string) []string {
 	r.library = library
 	preload := library
 	if old := os.Getenv("LD_PRELOAD"); old != "" {
 		preload += ":" + old
 	}
-	return []string{"LD_PRELOAD=" + preload, "LSAN_INPROC_SHM=" + r.path}
+	shm := fmt.Sprintf("%d:/proc/%d/fd/%d", childFD, os.Getpid(), r.file.Fd())
+	return []string{"LD_PRELOAD=" + preload, "LSAN_INPROC_SHM=" + shm}
 }
+
+// File is the shared memory, for the command's descriptor childFD.
+func (r *Recorder) File() *os.File { return r.file }
 
 // Loaded tells whether the shim is mapped in pid (it is not in a static
 // binary, a setuid one, or when something cleared LD_PRELOAD).
@@ -209,10 +217,6 @@ func (r *Recorder) SetFuncs(table []bpf.AllocatorFunc) {
 	}
 }
 
-// nested are functions whose block comes from a malloc they call, which
-// the shim sees.
-var nested = map[string]bool{"strdup": true, "strndup": true}
-
 // Unknown lists the allocator functions pid has that the shim does not
 // see called: functions it does not interpose, and those the program's
 // executable defines itself (the executable comes before the preloaded
@@ -225,7 +229,7 @@ func Unknown(pid int, alloc *bpf.Allocator, table []bpf.AllocatorFunc) []string 
 	exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
 	var out []string
 	for _, f := range table {
-		if nested[f.Name] || f.Family == "ld.so" || f.Name == "_exit" || f.Name == "_Exit" {
+		if f.Family == "ld.so" || f.Name == "_exit" || f.Name == "_Exit" {
 			continue
 		}
 		b, ok := alloc.Bindings[f.Name]
@@ -251,7 +255,7 @@ func (r *Recorder) Close() error {
 	}
 	close(r.stop)
 	r.done.Wait()
-	os.Remove(r.path)
+	r.file.Close()
 	return unix.Munmap(r.mem)
 }
 
@@ -460,6 +464,12 @@ func (r *Recorder) Blocks(pid int) ([]bpf.Block, error) {
 	if p == nil {
 		return nil, nil
 	}
+	if !r.Loaded(pid) && processExists(pid) {
+		// A program image the shim is not in (LD_PRELOAD cleared before
+		// an execve): what was recorded belonged to the one before.
+		p.forgetBefore(r.clock.now())
+		return nil, nil
+	}
 	out := make([]bpf.Block, 0, p.live.n)
 	p.live.each(func(addr uint64, b liveBlock) {
 		fn := ^uint16(0)
@@ -641,6 +651,8 @@ func (r *Recorder) freeProcSlot() int {
 	}
 	return -1
 }
+
+func processExists(pid int) bool { return unix.Kill(pid, 0) != unix.ESRCH }
 
 func monotonicNow() uint64 {
 	var ts unix.Timespec

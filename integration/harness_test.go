@@ -269,6 +269,7 @@ type jsonReport struct {
 		Stacks     uint64 `json:"stacks"`
 		Frees      uint64 `json:"frees"`
 		Unreadable uint64 `json:"unreadable_bytes"`
+		Unrecorded uint64 `json:"unrecorded"`
 	} `json:"dropped"`
 	Complete bool `json:"complete"`
 }

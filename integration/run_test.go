@@ -58,19 +58,26 @@ func jsonReportsIn(t *testing.T, stdout string) []jsonReport {
 	return parseReports(t, strings.Join(jsonLines, "\n"))
 }
 
-// TestRunParity: `lsan run` on every example reports what expected.json
-// says and, where the semantics agree, what LeakSanitizer reports for the
-// same source built with clang -fsanitize=leak; the exit status is 23 with
-// leaks and the command's own (0) without.
+// TestRunParity: `lsan run` on every example, with either tracer, reports
+// what expected.json says and, where the semantics agree, what
+// LeakSanitizer reports for the same source built with clang
+// -fsanitize=leak; the exit status is 23 with leaks and the command's own
+// (0) without.
 func TestRunParity(t *testing.T) {
 	requireRoot(t)
 	buildLSanExamples(t)
+	for _, tracer := range []string{"inproc", "uprobe"} {
+		t.Run(tracer, func(t *testing.T) { runParity(t, tracer) })
+	}
+}
+
+func runParity(t *testing.T, tracer string) {
 	for _, ex := range loadExamples(t) {
 		if ex.Leaks == nil || ex.Name == "daemon" {
 			continue
 		}
 		t.Run(ex.Name, func(t *testing.T) {
-			code, got, stderr := runExample(t, ex)
+			code, got, stderr := runExample(t, ex, "--tracer", tracer)
 			want := normalize(ex.Leaks, true)
 			if ex.Name == "preattach_leak" {
 				// Under lsan run nothing is allocated before the probes:

@@ -116,6 +116,10 @@ type Dropped struct {
 	Events uint64 `json:"events"`
 	// UnreadableBytes: root or block memory the check could not read.
 	UnreadableBytes uint64 `json:"unreadable_bytes"`
+	// Unrecorded: what lsan run's in-process recorder could not record:
+	// allocations made after it took lsan for gone, program images it
+	// was not loaded in (LD_PRELOAD cleared before an execve).
+	Unrecorded uint64 `json:"unrecorded,omitempty"`
 }
 
 // Lost says whether anything was lost that can change the verdict: a
@@ -123,7 +127,7 @@ type Dropped struct {
 // read can each make a live block look leaked or hide a leak. Lost stacks
 // only shorten what is shown.
 func (d Dropped) Lost() bool {
-	return d.Allocs > 0 || d.Frees > 0 || d.Calls > 0 || d.Events > 0 || d.UnreadableBytes > 0
+	return d.Allocs > 0 || d.Frees > 0 || d.Calls > 0 || d.Events > 0 || d.UnreadableBytes > 0 || d.Unrecorded > 0
 }
 
 // Complete says whether nothing at all was lost.
@@ -142,6 +146,7 @@ func (d Dropped) losses() []string {
 	add(d.Calls, "allocator call(s) not followed")
 	add(d.Events, "fork or exit event(s) lost")
 	add(d.UnreadableBytes, "byte(s) of memory unreadable")
+	add(d.Unrecorded, "allocation(s) or program image(s) the in-process recorder could not record")
 	add(d.Stacks, "stack(s) not stored (stack map full: raise --max-stacks)")
 	return out
 }

@@ -2,6 +2,7 @@ package session
 
 import (
 	"errors"
+	"os"
 	"strings"
 
 	"github.com/lsan-project/lsan/bpf"
@@ -9,11 +10,11 @@ import (
 )
 
 // startRecorder prepares lsan run's in-process recorder (Config.InProc)
-// and returns what the command's environment needs for it. Where it
-// cannot be had, lsan says why and records with uprobes.
-func (s *Session) startRecorder() []string {
+// and returns what the command needs for it. Where it cannot be had,
+// lsan says why and records with uprobes.
+func (s *Session) startRecorder() Extras {
 	if !s.cfg.InProc {
-		return nil
+		return Extras{}
 	}
 	lib, err := inproc.Library()
 	if err == nil {
@@ -21,9 +22,9 @@ func (s *Session) startRecorder() []string {
 	}
 	if err != nil {
 		s.cfg.Log("lsan: %v: recording with uprobes", err)
-		return nil
+		return Extras{}
 	}
-	return s.rec.Env(lib)
+	return Extras{Env: s.rec.Env(lib), Files: []*os.File{s.rec.File()}}
 }
 
 // errUseUprobes: the command, held before any of its code ran, is to be

@@ -25,9 +25,9 @@ var (
 // Launch starts path with args (argv[0] included), stdio inherited, and
 // holds it, once its libraries are mapped and before any of their code
 // (constructors included) or the program's has run, while ready runs (lsan
-// attaches its probes there). Then the child runs on, untraced. env is
-// added to lsan's environment for it. A failure kills the child.
-func Launch(path string, args, env []string, ready func(pid int) error) (*os.Process, error) {
+// attaches its probes there). Then the child runs on, untraced. extra
+// adds to its environment and descriptors. A failure kills the child.
+func Launch(path string, args []string, extra Extras, ready func(pid int) error) (*os.Process, error) {
 	resolved, err := lookPath(path)
 	if err != nil {
 		return nil, err
@@ -38,9 +38,10 @@ func Launch(path string, args, env []string, ready func(pid int) error) (*os.Pro
 	defer runtime.UnlockOSThread()
 	cmd := exec.Command(resolved)
 	cmd.Args = args
-	if len(env) > 0 {
-		cmd.Env = append(os.Environ(), env...)
+	if len(extra.Env) > 0 {
+		cmd.Env = append(os.Environ(), extra.Env...)
 	}
+	cmd.ExtraFiles = extra.Files
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Ptrace: true}
 	if err := cmd.Start(); err != nil {
@@ -66,6 +67,13 @@ func Launch(path string, args, env []string, ready func(pid int) error) (*os.Pro
 		return nil, fmt.Errorf("release %s: %w", path, err)
 	}
 	return cmd.Process, nil
+}
+
+// Extras are what lsan gives a command besides its own environment:
+// variables, and descriptors from 3 on.
+type Extras struct {
+	Env   []string
+	Files []*os.File
 }
 
 // lookPath resolves a command as a shell does, with the shell's errors.

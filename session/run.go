@@ -38,12 +38,12 @@ func RunCommand(cfg Config, argv []string, sigs <-chan os.Signal) (RunResult, er
 		cfg.Log = func(string, ...any) {}
 	}
 	s := &Session{cfg: cfg, syms: symbolize.New(cfg.Symbolize), runMode: true}
-	env := s.startRecorder()
-	proc, err := Launch(argv[0], argv, env, func(pid int) error { return s.attachChild(pid) })
+	extra := s.startRecorder()
+	proc, err := Launch(argv[0], argv, extra, func(pid int) error { return s.attachChild(pid) })
 	if errors.Is(err, errUseUprobes) {
 		// Killed before any of its code ran: started again without the
 		// in-process recorder's library, which would sit in every stack.
-		proc, err = Launch(argv[0], argv, nil, func(pid int) error { return s.attachChild(pid) })
+		proc, err = Launch(argv[0], argv, Extras{}, func(pid int) error { return s.attachChild(pid) })
 	}
 	if err != nil {
 		s.Close()

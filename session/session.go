@@ -365,6 +365,7 @@ func (s *Session) fillCounters(r *report.Report) {
 	unreadable := r.Dropped.UnreadableBytes
 	r.Dropped = droppedOf(c)
 	r.Dropped.UnreadableBytes = unreadable
+	r.Dropped.Unrecorded = s.unrecorded()
 	r.Stats.Allocs, r.Stats.Frees = c.Allocs, c.Frees
 	u := s.tracer.UnwindStats()
 	r.Stats.StacksCut, r.Stats.UnwindTableBytes = u.Cut(), u.TableBytes
@@ -379,12 +380,26 @@ func (s *Session) counters() (bpf.Counters, error) {
 	}
 	rc := s.rec.Counters()
 	c.Allocs, c.Frees = rc.Allocs, rc.Frees
-	c.AllocsDropped = rc.Lost
-	if rc.Disabled && c.AllocsDropped == 0 {
-		c.AllocsDropped = 1
-	}
 	c.StacksDropped, c.FreedDropped = rc.StacksDropped, rc.FreedDropped
 	return c, nil
+}
+
+// unrecorded counts what the in-process recorder missed for this
+// process: records it could not write, and its program image when the
+// recorder is not loaded in it (report.Dropped.Unrecorded).
+func (s *Session) unrecorded() uint64 {
+	if s.rec == nil {
+		return 0
+	}
+	rc := s.rec.Counters()
+	n := rc.Lost
+	if rc.Disabled && n == 0 {
+		n = 1
+	}
+	if !s.rec.Loaded(s.cfg.PID) && !s.targetExited() {
+		n++
+	}
+	return n
 }
 
 func droppedOf(c bpf.Counters) report.Dropped {

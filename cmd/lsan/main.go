@@ -87,7 +87,7 @@ func newApp() *cli.App {
 				DisableDefaultText: true,
 			}, runIntervalFlag(), &cli.StringFlag{
 				Name:  "tracer",
-				Value: "uprobe",
+				Value: "inproc",
 				Usage: "`HOW` allocations are recorded: inproc (a library lsan preloads into CMD records them, no kernel trap per call; uprobes where it cannot be loaded) or uprobe (kernel uprobes on the allocator)",
 			}),
 			Action: runAction,

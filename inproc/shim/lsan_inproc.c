@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -47,7 +48,7 @@ enum fn {
 	FN_DELETE, FN_DELETE_ARRAY, FN_DELETE_SIZED, FN_DELETE_ARRAY_SIZED,
 	FN_DELETE_ALIGNED, FN_DELETE_ARRAY_ALIGNED, FN_DELETE_SIZED_ALIGNED, FN_DELETE_ARRAY_SIZED_ALIGNED,
 	FN_DELETE_NOTHROW, FN_DELETE_ARRAY_NOTHROW, FN_DELETE_ALIGNED_NOTHROW, FN_DELETE_ARRAY_ALIGNED_NOTHROW,
-	FN_CFREE,
+	FN_CFREE, FN_STRDUP, FN_STRNDUP,
 	FN_COUNT
 };
 
@@ -60,7 +61,7 @@ EXPORT const char lsan_inproc_fn_names[] =
 	"_ZdlPv\0_ZdaPv\0_ZdlPvm\0_ZdaPvm\0"
 	"_ZdlPvSt11align_val_t\0_ZdaPvSt11align_val_t\0_ZdlPvmSt11align_val_t\0_ZdaPvmSt11align_val_t\0"
 	"_ZdlPvRKSt9nothrow_t\0_ZdaPvRKSt9nothrow_t\0_ZdlPvSt11align_val_tRKSt9nothrow_t\0_ZdaPvSt11align_val_tRKSt9nothrow_t\0"
-	"cfree\0";
+	"cfree\0strdup\0strndup\0";
 
 // ---- the real functions ----
 
@@ -190,15 +191,26 @@ static void after_fork_in_child(void)
 	t_tid = 0;
 }
 
-// map_shared maps the memory lsan made (LSAN_INPROC_SHM), at the first
-// allocator call: recording starts with the first block the program's
-// process gets, before any constructor.
+// map_shared maps the memory lsan made, at the first allocator call:
+// recording starts with the first block the process gets, before any
+// constructor. LSAN_INPROC_SHM is "FD:PATH": the descriptor the command
+// inherited it on (kept open, so that a program it execs inherits it too),
+// or, where a program closed that, lsan's own descriptor under /proc.
 static void map_shared(void)
 {
-	const char *path = getenv("LSAN_INPROC_SHM");
-	if (!path || !*path)
+	const char *spec = getenv("LSAN_INPROC_SHM");
+	if (!spec || !*spec)
 		return;
-	int fd = open(path, O_RDWR | O_CLOEXEC);
+	int fd = -1;
+	const char *colon = strchr(spec, ':');
+	struct stat st;
+	if (colon) {
+		int inherited = atoi(spec);
+		if (inherited > 2 && fstat(inherited, &st) == 0 && (uint64_t)st.st_size == SHARED_SIZE)
+			fd = fcntl(inherited, F_DUPFD_CLOEXEC, inherited);
+		if (fd < 0)
+			fd = open(colon + 1, O_RDWR | O_CLOEXEC);
+	}
 	if (fd < 0)
 		return;
 	void *p = mmap(NULL, SHARED_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
@@ -618,6 +630,34 @@ EXPORT NOINLINE void free(void *p)
 	uint64_t t = stamp();
 	record_free(FN_FREE, p, t);
 	real_free(p);
+}
+
+// strdup and strndup allocate here, not in libc's own malloc call, so
+// that the caller is the allocation's first frame (as under LSan).
+EXPORT NOINLINE char *strdup(const char *str)
+{
+	if (unlikely(!real_malloc))
+		resolve();
+	size_t n = strlen(str) + 1;
+	char *p = real_malloc(n);
+	if (p)
+		memcpy(p, str, n);
+	record_alloc(FN_STRDUP, p, n, FRAME());
+	return p;
+}
+
+EXPORT NOINLINE char *strndup(const char *str, size_t max)
+{
+	if (unlikely(!real_malloc))
+		resolve();
+	size_t n = strnlen(str, max);
+	char *p = real_malloc(n + 1);
+	if (p) {
+		memcpy(p, str, n);
+		p[n] = 0;
+	}
+	record_alloc(FN_STRNDUP, p, n + 1, FRAME());
+	return p;
 }
 
 // glibc's old name of free, kept for binaries linked long ago.

@@ -1,0 +1,154 @@
+package integration
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestInprocChurnSignals: the in-process recorder on a busy program (six
+// threads churning malloc, realloc, calloc and free; twenty short-lived
+// threads; a SIGALRM handler allocating every 200 us in the middle of
+// those calls) reports every leak exactly: 30 blocks of 48 bytes from the
+// churners, 20 of 100 from the short-lived threads, and one 24-byte block
+// per signal handled, the count the program prints. Five runs.
+func TestInprocChurnSignals(t *testing.T) {
+	requireRoot(t)
+	bin := filepath.Join(t.TempDir(), "churn_signals")
+	src := filepath.Join(repoRoot, "integration", "testdata", "churn_signals.c")
+	if out, err := exec.Command("gcc", "-O2", "-g", "-pthread", "-o", bin, src).CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, out)
+	}
+	for run := 0; run < 5; run++ {
+		code, stdout, stderr := runLSan(t, nil, "run", "--format", "json", "--", bin)
+		var handled int
+		for _, line := range strings.Split(stdout, "\n") {
+			if v, ok := strings.CutPrefix(line, "handled "); ok {
+				handled, _ = strconv.Atoi(v)
+			}
+		}
+		if handled == 0 || !strings.Contains(stderr, "recording in process") {
+			t.Fatalf("run %d: %d signals handled\n%s", run, handled, stderr)
+		}
+		reps := jsonReportsIn(t, stdout)
+		rep := reps[len(reps)-1]
+		got := groupsByFunction(rep, true)
+		want := []expectGroup{
+			{Kind: "direct", Function: "churn", Bytes: 30 * 48, Count: 30},
+			{Kind: "direct", Function: "on_alarm", Bytes: 24 * uint64(handled), Count: handled},
+			{Kind: "direct", Function: "short_lived", Bytes: 20 * 100, Count: 20},
+		}
+		if d := diffGroups(got, want); d != "" || code != 23 || !rep.Complete {
+			t.Errorf("run %d: exit status %d, complete=%v:\n%s\n%s", run, code, rep.Complete, d, stderr)
+		}
+	}
+}
+
+// TestInprocFallback: where the in-process recorder cannot see every
+// allocation, lsan says why in one line and records with uprobes, and the
+// report is still exact: a static binary (nothing can be preloaded), an
+// allocator with an API the recorder does not interpose (jemalloc's
+// mallocx, preloaded), a program whose executable defines malloc itself.
+func TestInprocFallback(t *testing.T) {
+	requireRoot(t)
+	buildLSanExamples(t)
+	examples := map[string]example{}
+	for _, ex := range loadExamples(t) {
+		examples[ex.Name] = ex
+	}
+	for _, tc := range []struct{ example, says string }{
+		{"musl_static", "the in-process recorder could not be loaded into the command (a static or setuid binary?): recording with uprobes"},
+		{"jemalloc_api", "the command's allocator has functions the in-process recorder does not intercept (mallocx in libjemalloc.so.2"},
+	} {
+		t.Run(tc.example, func(t *testing.T) {
+			ex, ok := examples[tc.example]
+			if !ok {
+				t.Fatalf("no example %s", tc.example)
+			}
+			code, got, stderr := runExample(t, ex)
+			if !strings.Contains(stderr, tc.says) || strings.Count(stderr, "attached to pid") != 1 {
+				t.Errorf("stderr lacks %q (or attached twice):\n%s", tc.says, stderr)
+			}
+			if d := diffGroups(got, normalize(ex.Leaks, true)); d != "" || code != 23 {
+				t.Errorf("exit status %d:\n%s", code, d)
+			}
+		})
+	}
+	t.Run("malloc in the executable", func(t *testing.T) {
+		dir := t.TempDir()
+		src := filepath.Join(dir, "ownmalloc.c")
+		os.WriteFile(src, []byte(`#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+static char arena[1 << 20];
+static size_t used;
+void *malloc(size_t n) { void *p = arena + used; used += (n + 15) & ~15UL; return p; }
+void free(void *p) { (void)p; }
+void *calloc(size_t n, size_t s) { void *p = malloc(n * s); memset(p, 0, n * s); return p; }
+void *realloc(void *p, size_t n) { void *q = malloc(n); if (p) memcpy(q, p, n); return q; }
+int main(void) { return 0; }
+`), 0o644)
+		bin := filepath.Join(dir, "ownmalloc")
+		if out, err := exec.Command("gcc", "-O1", "-o", bin, src).CombinedOutput(); err != nil {
+			t.Fatalf("gcc: %v\n%s", err, out)
+		}
+		_, _, stderr := runLSan(t, nil, "run", "--", bin)
+		if !strings.Contains(stderr, "does not intercept (malloc in ownmalloc") {
+			t.Errorf("stderr lacks the reason:\n%s", stderr)
+		}
+	})
+}
+
+// TestInprocImageWithoutRecorder: a program that clears LD_PRELOAD and
+// execs another runs its new image unrecorded: lsan says so, reports
+// nothing of the image before, and exits 3 (incomplete data).
+func TestInprocImageWithoutRecorder(t *testing.T) {
+	requireRoot(t)
+	buildLSanExamples(t)
+	bin := filepath.Join(repoRoot, "examples", "bin", "malloc")
+	code, stdout, stderr := runLSan(t, nil, "run", "--format", "json", "--", "sh", "-c", "exec env -u LD_PRELOAD "+bin+" </dev/null")
+	reps := jsonReportsIn(t, stdout)
+	rep := reps[len(reps)-1]
+	if code != 3 || rep.Complete || len(rep.Leaks) != 0 || rep.Dropped.Unrecorded != 1 {
+		t.Errorf("exit status %d, complete=%v, %d leak group(s):\n%s", code, rep.Complete, len(rep.Leaks), stderr)
+	}
+}
+
+// TestInprocLSanKilled: lsan SIGKILLed while the command allocates in a
+// loop: the command, whose ring then fills, stops recording two seconds
+// after lsan's last sign of life and runs to its end; nothing is left
+// behind (the shared memory is a memfd).
+func TestInprocLSanKilled(t *testing.T) {
+	requireRoot(t)
+	dir := t.TempDir()
+	loop := filepath.Join(dir, "mallocloop")
+	if out, err := exec.Command("gcc", "-O2", "-o", loop, filepath.Join(repoRoot, "bench", "mallocloop.c")).CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, out)
+	}
+	done := filepath.Join(dir, "done")
+	cmd := exec.Command(lsan(t), "run", "--", "sh", "-c", fmt.Sprintf("echo go | %s 30000000 > %s", loop, done))
+	inOwnGroup(t, cmd)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(700 * time.Millisecond)
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		out, _ := os.ReadFile(done)
+		if strings.Count(string(out), "\n") >= 2 {
+			break // "ready" and the loop's figure: it ran to its end
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the command did not finish after lsan was killed: %q", out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
