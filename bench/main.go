@@ -31,12 +31,20 @@ func main() {
 	memory := flag.Bool("memory", true, "measure lsan's own memory per tracked block")
 	snapshot := flag.Bool("snapshot", true, "measure the target's pause per check, --snapshot stop vs fork")
 	kernelOps := flag.Int("kernel-ops", 100_000, "syscall loop iterations for lsan kernel's cost (0: skip)")
+	loops := flag.Bool("loop", true, "the probes' cost on a malloc+free loop, variant by variant")
+	tracers := flag.Bool("tracers", true, "lsan run's tracers vs the command alone and preloaded LSan")
 	flag.Parse()
 	// The kernel's per-program run time: the BPF time per allocation.
 	if stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME)); err == nil {
 		defer stats.Close()
 	}
-	err := run(*pairs, *rounds)
+	var err error
+	if *loops {
+		err = run(*pairs, *rounds)
+	}
+	if err == nil && *tracers {
+		err = benchTracers(*rounds)
+	}
 	if err == nil && *memory {
 		err = benchMemory()
 	}
