@@ -11,7 +11,7 @@ LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 PREFIX  ?= /usr/local
 DESTDIR ?=
 
-.PHONY: all build generate test test-unit bench demo examples clean man completions install
+.PHONY: all build generate inproc test test-unit bench demo examples clean man completions install
 
 all: build
 
@@ -34,6 +34,10 @@ install: build man completions
 
 generate:
 	$(GO) generate ./bpf/ ./ktrace/
+
+# The in-process recorder's preloaded library, committed like the BPF objects.
+inproc:
+	$(MAKE) -C inproc/shim -B
 
 examples:
 	$(MAKE) -C examples

@@ -131,3 +131,20 @@ func exportedNames() ([]string, error) {
 	}
 	return nil, fmt.Errorf("no lsan_inproc_fn_names")
 }
+
+// TestShimUpToDate: the committed library is what shim/ builds (make
+// inproc), so that the embedded one is never older than its source.
+func TestShimUpToDate(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "shim.so")
+	cmd := exec.Command("make", "-s", "-B", "-C", "shim", "OUT="+out)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("make: %v\n%s", err, b)
+	}
+	built, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(built, libraryX86) {
+		t.Errorf("liblsan-inproc-x86_64.so is not what shim/ builds: run make inproc and commit it")
+	}
+}

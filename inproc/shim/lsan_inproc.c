@@ -621,16 +621,19 @@ EXPORT NOINLINE void *malloc(size_t n)
 	return p;
 }
 
-EXPORT NOINLINE void free(void *p)
+// release is free's work, recorded as fn's.
+static inline void release(int fn, void *p)
 {
 	if (unlikely(!p || in_bootstrap(p)))
 		return;
 	if (unlikely(!real_free))
 		resolve();
 	uint64_t t = stamp();
-	record_free(FN_FREE, p, t);
+	record_free(fn, p, t);
 	real_free(p);
 }
+
+EXPORT NOINLINE void free(void *p) { release(FN_FREE, p); }
 
 // strdup and strndup allocate here, not in libc's own malloc call, so
 // that the caller is the allocation's first frame (as under LSan).
@@ -661,16 +664,7 @@ EXPORT NOINLINE char *strndup(const char *str, size_t max)
 }
 
 // glibc's old name of free, kept for binaries linked long ago.
-EXPORT NOINLINE void cfree(void *p)
-{
-	if (unlikely(!p || in_bootstrap(p)))
-		return;
-	if (unlikely(!real_free))
-		resolve();
-	uint64_t t = stamp();
-	record_free(FN_CFREE, p, t);
-	real_free(p);
-}
+EXPORT NOINLINE void cfree(void *p) { release(FN_CFREE, p); }
 
 EXPORT NOINLINE void *calloc(size_t n, size_t size)
 {
