@@ -273,7 +273,9 @@ func (u *unwinder) addProcess(pid int) error {
 	// new mappings marked old, which the next poll corrects (never the
 	// reverse, old mappings taken for the new image's).
 	var target tracerTarget
-	if err := u.targets.Lookup(uint32(pid), &target); err != nil && !u.registering(pid) {
+	if u.targets == nil {
+		// A RowsLoader's: no BPF side, no exec generations.
+	} else if err := u.targets.Lookup(uint32(pid), &target); err != nil && !u.registering(pid) {
 		return fmt.Errorf("unwind tables of pid %d: not a target: %w", pid, err)
 	}
 	text, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
@@ -304,8 +306,10 @@ func (u *unwinder) addProcess(pid int) error {
 		}
 	}
 	sort.Slice(list.M[:list.N], func(i, j int) bool { return list.M[i].Start < list.M[j].Start })
-	if err := u.procs.Put(uint32(pid), &list); err != nil {
-		return fmt.Errorf("unwind tables of pid %d: %w", pid, err)
+	if u.procs != nil {
+		if err := u.procs.Put(uint32(pid), &list); err != nil {
+			return fmt.Errorf("unwind tables of pid %d: %w", pid, err)
+		}
 	}
 	if u.mirror != nil {
 		ms := make([]UnwindMapping, list.N)
@@ -413,7 +417,9 @@ func (u *unwinder) removeProcess(pid int) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	delete(u.maps, pid)
-	_ = u.procs.Delete(uint32(pid))
+	if u.procs != nil {
+		_ = u.procs.Delete(uint32(pid))
+	}
 }
 
 // RefreshUnwind reloads the tables of processes whose mappings changed
@@ -471,3 +477,35 @@ func (t *Tracer) ReturnProbeTime() (runs uint64, total time.Duration, err error)
 	}
 	return s.RunCount, s.Runtime, nil
 }
+
+// RowsLoader computes the unwind rows of processes' executable mappings
+// for a mirror only, with no BPF program: lsan run's in-process recorder
+// walks them itself. Mappings are re-read every 100 ms and on Refresh.
+type RowsLoader struct{ u *unwinder }
+
+// NewRowsLoader starts a loader of at most maxRows rows (0: the default).
+func NewRowsLoader(mode UnwindMode, maxRows uint32, mirror RowsMirror) *RowsLoader {
+	if maxRows == 0 {
+		maxRows = DefaultMaxUnwindRows
+	}
+	return &RowsLoader{u: newUnwinder(nil, nil, nil, maxRows, mode, 100*time.Millisecond, mirror)}
+}
+
+// AddProcess loads the rows of pid's mappings, or reloads them when they
+// changed.
+func (l *RowsLoader) AddProcess(pid int) error { return l.u.addProcess(pid) }
+
+// RemoveProcess forgets pid.
+func (l *RowsLoader) RemoveProcess(pid int) { l.u.removeProcess(pid) }
+
+// Stats reports the tables loaded.
+func (l *RowsLoader) Stats() UnwindStats {
+	l.u.mu.Lock()
+	defer l.u.mu.Unlock()
+	s := l.u.stats
+	s.ModuleRows = maps.Clone(s.ModuleRows)
+	return s
+}
+
+// Close stops the polling.
+func (l *RowsLoader) Close() { l.u.close() }

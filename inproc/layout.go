@@ -57,6 +57,10 @@ const (
 	hHeartbeat  = 256
 	hDisabled   = 512
 	hCounters   = 768
+	hLifecycle  = 1024
+	hUrgent     = 1028
+	hMapsDone   = 1280
+	hExitDone   = 1536
 )
 
 // Record field offsets (struct rec).
@@ -77,13 +81,14 @@ const (
 	recAlloc = 1
 	recFree  = 2
 	recStart = 3
+	recExit  = 4
+	recMaps  = 5
 )
 
 // Counters the shim keeps (enum counter).
 const (
 	cLost       = 1
 	cStacksFull = 2
-	cUntracked  = 3
 	cWaits      = 5
 )
 

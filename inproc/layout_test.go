@@ -44,6 +44,10 @@ int main(void) {
 	P("hCounters", offsetof(struct header, counters));
 	P("hMaxRows", offsetof(struct header, max_rows));
 	P("hDisabled", offsetof(struct header, disabled));
+	P("hLifecycle", offsetof(struct header, lifecycle));
+	P("hUrgent", offsetof(struct header, urgent));
+	P("hMapsDone", offsetof(struct header, maps_done));
+	P("hExitDone", offsetof(struct header, exit_done));
 	P("hProcSlots", offsetof(struct header, proc_slots));
 	P("stacksOff", STACKS_OFF);
 	P("procsOff", PROCS_OFF);
@@ -69,7 +73,7 @@ int main(void) {
 		"rKind": rKind, "rFn": rFn, "rPID": rPID, "rTID": rTID, "rStack": rStack, "rAddr": rAddr,
 		"rSize": rSize, "rTime": rTime, "stackSize": stackSize, "procMapsSize": procMapsSize,
 		"mappingSize": mappingSize, "rowSize": rowSize, "hHeartbeat": hHeartbeat, "hUnwindMode": hUnwindMode, "hProcsGen": hProcsGen, "hUseTSC": hUseTSC, "hDeadAfter": hDeadAfter,
-		"hCounters": hCounters, "hDisabled": hDisabled, "hMaxRows": hMaxRows, "hProcSlots": hProcSlots,
+		"hCounters": hCounters, "hDisabled": hDisabled, "hLifecycle": hLifecycle, "hUrgent": hUrgent, "hMapsDone": hMapsDone, "hExitDone": hExitDone, "hMaxRows": hMaxRows, "hProcSlots": hProcSlots,
 		"stacksOff": stacksOff, "procsOff": procsOff, "rowsOff": rowsOff, "sharedSize": sharedSize,
 	}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {

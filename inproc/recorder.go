@@ -9,6 +9,7 @@ package inproc
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sync"
@@ -29,6 +30,12 @@ type Options struct {
 	Unwind bpf.UnwindMode
 	// MaxFreed bounds the freed ranges kept per process (0: 65536).
 	MaxFreed int
+	// Lifecycle: the library announces the process's exit (Exits, then
+	// ExitDone) and its new code (RowsRequested is called, then the
+	// library goes on): no BPF program follows the process.
+	Lifecycle bool
+	// RowsRequested loads the unwind rows of pid's mappings (Lifecycle).
+	RowsRequested func(pid int)
 }
 
 // Counters are the recorder's event counts.
@@ -50,9 +57,6 @@ type Counters struct {
 	// FreedDropped: freed ranges forgotten (MaxFreed).
 	FreedDropped uint64
 }
-
-// Lost says whether the verdicts may be wrong for lack of records.
-func (c Counters) LostRecords() bool { return c.Lost > 0 || c.Disabled }
 
 type liveBlock struct {
 	size, time uint64
@@ -100,6 +104,13 @@ type Recorder struct {
 	rowsMu  sync.Mutex
 	procMap map[int]int // pid -> proc slot
 
+	// exits receives the pids that announced their exit (Lifecycle);
+	// rowsWanted the pids whose new code needs rows, answered after the
+	// drain pass that read them.
+	exits      chan int
+	rowsWanted map[int]bool
+	urgentSeen uint32
+
 	stop chan struct{}
 	done sync.WaitGroup
 }
@@ -116,7 +127,8 @@ func New(opts Options) (*Recorder, error) {
 	}
 	f := os.NewFile(uintptr(fd), "lsan-inproc")
 	r := &Recorder{opts: opts, file: f, procs: map[int]*process{}, funcAddrs: map[int][]uint64{},
-		procMap: map[int]int{}, stop: make(chan struct{}), clock: newClock()}
+		procMap: map[int]int{}, stop: make(chan struct{}), clock: newClock(),
+		exits: make(chan int, 64), rowsWanted: map[int]bool{}}
 	if err := f.Truncate(sharedSize); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("in-process recorder: shared memory: %w", err)
@@ -151,6 +163,9 @@ func (r *Recorder) writeHeader() {
 	*r.u32(hUnwindMode) = unwindMode(r.opts.Unwind)
 	if r.clock.tsc {
 		*r.u32(hUseTSC) = 1
+	}
+	if r.opts.Lifecycle {
+		*r.u32(hLifecycle) = 1
 	}
 	*r.u64(hDeadAfter) = r.clock.ticks(deadAfter)
 	atomic.StoreUint64(r.u64(hHeartbeat), r.clock.now())
@@ -280,12 +295,16 @@ func (r *Recorder) drainLoop() {
 		default:
 		}
 		min := batch
-		if time.Since(lastFlush) > flushEvery {
-			min, lastFlush = 1, time.Now()
+		if urgent := atomic.LoadUint32(r.u32(hUrgent)); urgent != r.urgentSeen || time.Since(lastFlush) > flushEvery {
+			// An exit or new code waits for lsan: everything now.
+			min, lastFlush, r.urgentSeen = 1, time.Now(), urgent
 		}
 		r.mu.Lock()
 		n, _ := r.drainAtLeast(min)
+		wanted := r.rowsWanted
+		r.rowsWanted = map[int]bool{}
 		r.mu.Unlock()
+		r.answerRows(wanted)
 		atomic.StoreUint64(r.u64(hHeartbeat), r.clock.now())
 		if passes++; passes%1024 == 0 {
 			r.clock.resample()
@@ -405,7 +424,48 @@ func (r *Recorder) apply(slot int) {
 			p.forgetBefore(at)
 			delete(r.funcAddrs, pid)
 		}
+	case recMaps:
+		r.rowsWanted[pid] = true
+	case recExit:
+		select {
+		case r.exits <- pid:
+		default:
+			// Sixty-four exits pending: this one goes unchecked, and
+			// must not wait.
+			r.ExitDone()
+		}
 	}
+}
+
+// answerRows loads the rows the library asked for and lets it go on.
+func (r *Recorder) answerRows(wanted map[int]bool) {
+	if len(wanted) == 0 {
+		return
+	}
+	for pid := range wanted {
+		if r.opts.RowsRequested != nil {
+			r.opts.RowsRequested(pid)
+		}
+	}
+	r.bump(hMapsDone)
+}
+
+// Lifecycle says whether the library announces exits and new code.
+func (r *Recorder) Lifecycle() bool { return r.opts.Lifecycle }
+
+// Exits are the pids that announced their exit (Options.Lifecycle): each
+// waits, about to exit, for ExitDone.
+func (r *Recorder) Exits() <-chan int { return r.exits }
+
+// ExitDone lets the processes waiting at their exit go on.
+func (r *Recorder) ExitDone() { r.bump(hExitDone) }
+
+// bump adds one to a word the library waits on, and wakes it.
+func (r *Recorder) bump(off int) {
+	word := r.u32(off)
+	atomic.AddUint32(word, 1)
+	const futexWake = 1 // FUTEX_WAKE, not FUTEX_PRIVATE_FLAG: the word is in memory shared with the command
+	_, _, _ = unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(word)), futexWake, math.MaxInt32, 0, 0, 0)
 }
 
 // forgetBefore drops what the process held before its image started.

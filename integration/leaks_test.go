@@ -209,7 +209,8 @@ func TestReturnProbeCopies(t *testing.T) {
 		}
 		both := normalize(ex.Leaks, true)
 		onlyPair := []expectGroup{{Kind: "direct", Function: "make_pair", Bytes: 16, Count: 1}}
-		_, got, stderr := runExample(t, ex, "--return-probes", "uretprobe")
+		// The uprobe tracer's (the in-process recorder plants nothing).
+		_, got, stderr := runExample(t, ex, "--tracer", "uprobe", "--return-probes", "uretprobe")
 		if d := diffGroups(got, onlyPair); d != "" {
 			t.Errorf("lsan run with uretprobes:\n%s\n%s", d, stderr)
 		}
@@ -238,7 +239,7 @@ func TestNoReturnProbesKept(t *testing.T) {
 			continue
 		}
 		t.Run(ex.Name, func(t *testing.T) {
-			_, _, stderr := runExample(t, ex)
+			_, _, stderr := runExample(t, ex, "--tracer", "uprobe")
 			if !strings.Contains(stderr, "attached to pid") || strings.Contains(stderr, "return probes kept") {
 				t.Errorf("stderr:\n%s", stderr)
 			}

@@ -18,7 +18,13 @@ func (s *Session) startRecorder() Extras {
 	}
 	lib, err := inproc.Library()
 	if err == nil {
-		s.rec, err = inproc.New(inproc.Options{Unwind: s.cfg.Tracer.Unwind})
+		s.rec, err = inproc.New(inproc.Options{
+			Unwind: s.cfg.Tracer.Unwind,
+			// Following forks takes the kernel (a child is stopped
+			// before it runs); one process, the library alone.
+			Lifecycle:     !s.cfg.Tracer.FollowForks,
+			RowsRequested: s.loadRows,
+		})
 	}
 	if err != nil {
 		s.cfg.Log("lsan: %v: recording with uprobes", err)
@@ -66,4 +72,106 @@ func (s *Session) chooseRecorder(pid int) error {
 	s.cfg.Tracer.LifecycleOnly = true
 	s.cfg.Tracer.RowsMirror = s.rec
 	return nil
+}
+
+// attachRecorder follows the command through the in-process recorder
+// alone (Options.Lifecycle): the library announces the exit and new code,
+// the rows are computed for it without BPF. No kernel object is made, so
+// none has to be released at the end (closing uprobe links waits an RCU
+// grace period each: most of lsan run's fixed cost otherwise).
+func (s *Session) attachRecorder(pid int) error {
+	alloc := s.cfg.Tracer.Discovered
+	rows := bpf.NewRowsLoader(s.cfg.Tracer.Unwind, s.cfg.Tracer.MaxUnwindRows, s.rec)
+	rt := &recorderTracer{Recorder: s.rec, alloc: alloc, rows: rows, events: make(chan bpf.Event, 64), stop: make(chan struct{})}
+	s.rows = rows
+	if s.cfg.Tracer.Unwind != bpf.UnwindFP {
+		if err := rows.AddProcess(pid); err != nil {
+			s.cfg.Log("lsan: warning: %v", err)
+		}
+	}
+	go rt.forwardExits()
+	s.rec.SetFuncs(bpf.AllocatorFuncs)
+	s.tracer, s.allocs = rt, s.rec
+	return nil
+}
+
+// loadRows is the recorder's RowsRequested: the library waits while it
+// runs.
+func (s *Session) loadRows(pid int) {
+	if s.rows != nil && s.cfg.Tracer.Unwind != bpf.UnwindFP {
+		_ = s.rows.AddProcess(pid)
+	}
+}
+
+// recorderTracer stands in for the BPF tracer when the in-process
+// recorder follows the command alone: exits come from the library, as
+// EventExitStop events of a process that waits (not stopped) for
+// Recorder.ExitDone.
+type recorderTracer struct {
+	*inproc.Recorder
+	alloc  *bpf.Allocator
+	rows   *bpf.RowsLoader
+	events chan bpf.Event
+	stop   chan struct{}
+}
+
+func (t *recorderTracer) forwardExits() {
+	for {
+		select {
+		case <-t.stop:
+			return
+		case pid := <-t.Exits():
+			t.events <- bpf.Event{Type: bpf.EventExitStop, PID: pid}
+		}
+	}
+}
+
+func (t *recorderTracer) Allocator() *bpf.Allocator       { return t.alloc }
+func (t *recorderTracer) Probes() []bpf.Probe             { return nil }
+func (t *recorderTracer) Funcs() []bpf.AllocatorFunc      { return bpf.AllocatorFuncs }
+func (t *recorderTracer) Counters() (bpf.Counters, error) { return bpf.Counters{}, nil }
+func (t *recorderTracer) UnwindStats() bpf.UnwindStats    { return t.rows.Stats() }
+func (t *recorderTracer) MaxBlocks() uint32               { return 0 }
+func (t *recorderTracer) PruneLive() (int, error)         { return 0, nil }
+func (t *recorderTracer) PruneStacks() (int, error)       { return 0, nil }
+func (t *recorderTracer) Events() <-chan bpf.Event        { return t.events }
+func (t *recorderTracer) AddProcess(pid int) error        { return t.rows.AddProcess(pid) }
+func (t *recorderTracer) RemoveProcess(pid int)           { t.rows.RemoveProcess(pid) }
+func (t *recorderTracer) SharesProbes(int) bool           { return false }
+func (t *recorderTracer) Track(pid int) error {
+	return errors.New("the in-process recorder follows one process")
+}
+
+// FuncName names a Block.Fn (bpf.AllocatorFuncs' index).
+func (t *recorderTracer) FuncName(fn uint16) string {
+	if int(fn) < len(bpf.AllocatorFuncs) {
+		return bpf.AllocatorFuncs[fn].Name
+	}
+	return ""
+}
+
+// Close stops following; the session closes the recorder itself.
+func (t *recorderTracer) Close() error {
+	close(t.stop)
+	t.rows.Close()
+	return nil
+}
+
+// noteUnannouncedExit: a command followed by the in-process recorder
+// alone that ended without asking for its exit check ran its last program
+// image without lsan's library (LD_PRELOAD cleared before an execve) or
+// left without exit() or _exit. Nothing could be checked: lsan says so, in
+// a report marked as such, and the run ends as incomplete, never clean.
+func (s *Session) noteUnannouncedExit(res *RunResult) {
+	if s.rec == nil || !s.rec.Lifecycle() || res.Checked || s.cfg.NoFinalCheck || res.Status >= 128 {
+		return
+	}
+	s.cfg.Log("lsan: pid %d ended without the in-process recorder's exit check (its last program ran without lsan's library, LD_PRELOAD cleared before an execve?, or it left without exit() or _exit): no leak check possible", s.cfg.PID)
+	r := s.newReport(true)
+	r.NoCheck = true
+	r.Dropped.Unrecorded++
+	if err := s.symbolizeAndWrite(r); err != nil {
+		s.cfg.Log("lsan: %v", err)
+	}
+	res.Incomplete = true
 }

@@ -34,7 +34,11 @@ type lossWatcher struct {
 
 // watchLosses starts the watcher; Close stops it.
 func (s *Session) watchLosses() {
-	w := &lossWatcher{s: s, capacity: s.tracer.MaxBlocks(), said: map[string]time.Time{},
+	capacity := s.tracer.MaxBlocks()
+	if s.rec != nil {
+		capacity = 0 // the recorder's live set has no bound to warn of
+	}
+	w := &lossWatcher{s: s, capacity: capacity, said: map[string]time.Time{},
 		stop: make(chan struct{}), done: make(chan struct{})}
 	s.losses = w
 	go w.run()

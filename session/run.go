@@ -66,6 +66,14 @@ func (s *Session) attachChild(pid int) error {
 	if err := s.chooseRecorder(pid); err != nil {
 		return err
 	}
+	if s.rec != nil && s.rec.Lifecycle() {
+		if err := s.attachRecorder(pid); err != nil {
+			return err
+		}
+		s.logProbes()
+		s.watchLosses()
+		return nil
+	}
 	t, err := bpf.Attach(s.cfg.Tracer)
 	if err != nil {
 		return err
@@ -105,7 +113,11 @@ func (s *Session) superviseChild(proc *os.Process, sigs <-chan os.Signal) (RunRe
 			f.checkLive()
 		case <-exited:
 			f.release()
-			return s.reap(proc, res)
+			res, err := s.reap(proc, res)
+			if err == nil {
+				s.noteUnannouncedExit(&res)
+			}
+			return res, err
 		case ev := <-s.tracer.Events():
 			f.handle(ev, &res)
 		case pid := <-f.exits:
@@ -134,6 +146,14 @@ func (f *family) handle(ev bpf.Event, res *RunResult) {
 	case bpf.EventFork:
 		f.follow(ev)
 	case bpf.EventExitStop:
+		if f.root.rec != nil && f.root.rec.Lifecycle() {
+			if f.root.cfg.NoFinalCheck {
+				f.root.rec.ExitDone() // leak_check_at_exit=0
+				return
+			}
+			f.checkAnnouncedExit(ev.PID, res)
+			return
+		}
 		f.checkAtExit(ev.PID, res)
 	}
 }
@@ -176,6 +196,21 @@ func (f *family) checkAtExit(pid int, res *RunResult) {
 	defer syscall.Kill(pid, syscall.SIGCONT)
 	v := f.viewFor(pid)
 	if v == nil || !waitStopped(pid, time.Second) {
+		return
+	}
+	if v.checkAtExit() && v == f.root {
+		res.Checked = true
+	}
+	res.Leaks = res.Leaks || v.lastLeak
+	res.Incomplete = res.Incomplete || v.lastLost
+}
+
+// checkAnnouncedExit runs the final check of a process whose in-process
+// recorder announced its exit and waits, running, for the answer.
+func (f *family) checkAnnouncedExit(pid int, res *RunResult) {
+	defer f.root.rec.ExitDone()
+	v := f.viewFor(pid)
+	if v == nil {
 		return
 	}
 	if v.checkAtExit() && v == f.root {

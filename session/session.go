@@ -101,14 +101,38 @@ type allocations interface {
 	FuncAddr(b bpf.Block) uint64
 }
 
+// tracer is what a session asks of whatever follows its processes: the
+// BPF tracer, or, when lsan run's in-process recorder follows the command
+// alone, recorderTracer (inproc.go), which loads no BPF program.
+type tracer interface {
+	allocations
+	Allocator() *bpf.Allocator
+	Probes() []bpf.Probe
+	Funcs() []bpf.AllocatorFunc
+	FuncName(fn uint16) string
+	Counters() (bpf.Counters, error)
+	UnwindStats() bpf.UnwindStats
+	MaxBlocks() uint32
+	PruneLive() (int, error)
+	PruneStacks() (int, error)
+	Events() <-chan bpf.Event
+	AddProcess(pid int) error
+	RemoveProcess(pid int)
+	Track(pid int) error
+	SharesProbes(pid int) bool
+	Close() error
+}
+
 // Session is an attached lsan.
 type Session struct {
 	cfg    Config
-	tracer *bpf.Tracer
+	tracer tracer
 	// allocs is the tracer, or rec when the in-process recorder records.
 	allocs allocations
 	rec    *inproc.Recorder
-	syms   *symbolize.Symbolizer
+	// rows computes unwind rows for rec when no BPF tracer does.
+	rows *bpf.RowsLoader
+	syms *symbolize.Symbolizer
 	// proc is the target's last mapping snapshot: reports made after the
 	// target exited are symbolized with it.
 	proc     *symbolize.Process

@@ -29,6 +29,8 @@ enum rec_kind {
 	REC_ALLOC = 1,
 	REC_FREE = 2,
 	REC_START = 3, // a program image started recording (its blocks before are gone)
+	REC_EXIT = 4,  // the process is exiting: check it (header.lifecycle)
+	REC_MAPS = 5,  // dlopen mapped code: load its rows (header.lifecycle)
 };
 
 // One event: 48 bytes. seq is written last (release): the slot's ring
@@ -84,7 +86,6 @@ struct proc_maps {
 enum counter {
 	C_LOST = 1,       // records not written: recording stopped (header.disabled)
 	C_STACKS_FULL = 2,// stacks not stored: table full
-	C_UNTRACKED = 3,  // allocations during the shim's own setup (never the program's)
 	C_WAITS = 5,      // times a thread waited for room in its ring
 	C_COUNTERS = 16,
 };
@@ -110,6 +111,17 @@ struct header {
 	uint64_t disabled; // a thread took lsan for dead: recording stopped
 	uint8_t _line3[256 - 8];
 	uint64_t counters[C_COUNTERS];
+	uint8_t _line4[256 - 8 * C_COUNTERS];
+	// With lifecycle set, the library itself tells lsan of the process's
+	// exit and new code (no BPF program does): it writes REC_EXIT or
+	// REC_MAPS (REC_START too), bumps urgent, and waits for lsan to bump
+	// exit_done or maps_done (futex words).
+	uint32_t lifecycle;
+	uint32_t urgent;
+	uint8_t _line5[256 - 8];
+	uint32_t maps_done;
+	uint8_t _line6[256 - 4];
+	uint32_t exit_done;
 };
 
 #define HEADER_SIZE 4096

@@ -16,6 +16,9 @@
 //     the same address by time;
 //   - if lsan stops draining (it died), recording stops instead of the
 //     program waiting forever, and a counter says so.
+// Without a BPF tracer (header.lifecycle) it also tells lsan of the
+// process's exit and new code, and waits for its answer there.
+// docs/design.md has the whole picture.
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
@@ -103,6 +106,8 @@ static int in_bootstrap(void *p)
 static void *next(const char *name) { return dlsym(RTLD_NEXT, name); }
 
 static void map_shared(void);
+static void exit_check(void);
+static void request_rows(void);
 static void put(uint8_t kind, uint8_t fn, uint64_t addr, uint64_t size, uint64_t when, uint64_t *frame);
 static uint64_t now_ns(void);
 
@@ -146,9 +151,8 @@ static void *real_cxx(int fn)
 
 static struct header *shared;
 static uint64_t room[RINGS]; // per ring: positions below this have room (see put)
-static int self_pid; // getpid() as of the last record (a fork changes it)
+static int self_pid; // refreshed in a forked child (after_fork_in_child)
 static struct proc_maps *my_maps;
-
 
 static uint64_t monotonic_ns(void)
 {
@@ -184,8 +188,11 @@ static void count(int which, uint64_t n)
 	__atomic_fetch_add(&shared->counters[which], n, __ATOMIC_RELAXED);
 }
 
+static int exit_checked; // this process asked for its exit check
+
 static void after_fork_in_child(void)
 {
+	exit_checked = 0;
 	self_pid = syscall(SYS_getpid);
 	my_maps = NULL;
 	t_tid = 0;
@@ -226,8 +233,17 @@ static void map_shared(void)
 	pthread_atfork(NULL, NULL, after_fork_in_child);
 	__atomic_store_n(&shared, h, __ATOMIC_RELEASE);
 	put(REC_START, 0, 0, 0, now_ns(), NULL);
+	if (h->lifecycle) {
+		// Registered first, it runs last of the atexit handlers, as
+		// LSan's check does.
+		atexit(exit_check);
+		request_rows(); // this image's code, before its first stack
+	}
 }
 
+// Every program image with the library sets up here at the latest (before
+// its own constructors), so that one that never allocates still has its
+// exit checked.
 __attribute__((constructor)) static void lsan_inproc_init(void) { resolve(); }
 
 // pid is this process's id, refreshed after a fork (after_fork_in_child:
@@ -605,6 +621,80 @@ static inline void record_free(int fn, void *p, uint64_t when)
 
 static inline uint64_t stamp(void) { return RECORDING() ? now_ns() : 0; }
 
+// ---- the process's lifecycle (header.lifecycle) ----
+
+#include <linux/futex.h>
+
+static int lsan_alive(const struct header *h)
+{
+	uint64_t beat = __atomic_load_n(&h->heartbeat, __ATOMIC_ACQUIRE);
+	return (int64_t)(now_ns() - beat) <= (int64_t)h->dead_after;
+}
+
+// answer_after writes an urgent record and waits until lsan bumps *done,
+// or looks gone.
+static void answer_after(uint8_t kind, uint32_t *done)
+{
+	struct header *h = shared;
+	uint32_t before = __atomic_load_n(done, __ATOMIC_ACQUIRE);
+	put(kind, 0, 0, 0, now_ns(), NULL);
+	__atomic_fetch_add(&h->urgent, 1, __ATOMIC_RELEASE);
+	while (__atomic_load_n(done, __ATOMIC_ACQUIRE) == before && lsan_alive(h)) {
+		struct timespec ts = {0, 10 * 1000 * 1000};
+		syscall(SYS_futex, done, FUTEX_WAIT, before, &ts, NULL, 0);
+	}
+}
+
+// exit_check has lsan check the process before it exits: from the last
+// atexit handler, or from _exit called directly.
+static void exit_check(void)
+{
+	struct header *h = shared;
+	if (!h || !h->lifecycle || h->disabled || exit_checked || !lsan_alive(h))
+		return;
+	exit_checked = 1;
+	answer_after(REC_EXIT, &h->exit_done);
+}
+
+// request_rows has lsan load the unwind rows of code just mapped.
+static void request_rows(void)
+{
+	struct header *h = shared;
+	if (!h || !h->lifecycle || h->disabled || !lsan_alive(h))
+		return;
+	answer_after(REC_MAPS, &h->maps_done);
+}
+
+// leave ends the process through libc's own _exit (where lsan's BPF
+// tracer, when it follows the process, has its probe).
+static __attribute__((noreturn)) void leave(const char *name, int status)
+{
+	exit_check();
+	void (*real)(int) = (void (*)(int))dlsym(RTLD_NEXT, name);
+	if (real)
+		real(status);
+	for (;;)
+		syscall(SYS_exit_group, status);
+}
+
+EXPORT __attribute__((noreturn)) void _exit(int status) { leave("_exit", status); }
+
+EXPORT __attribute__((noreturn)) void _Exit(int status) { leave("_Exit", status); }
+
+EXPORT void *dlopen(const char *file, int mode)
+{
+	static void *(*real_dlopen)(const char *, int);
+	if (!real_dlopen) {
+		t_busy++;
+		real_dlopen = (void *(*)(const char *, int))dlsym(RTLD_NEXT, "dlopen");
+		t_busy--;
+	}
+	void *handle = real_dlopen(file, mode);
+	if (handle)
+		request_rows();
+	return handle;
+}
+
 // ---- the C allocator ----
 
 #define NOINLINE __attribute__((noinline))
@@ -698,8 +788,9 @@ EXPORT NOINLINE void *realloc(void *old, size_t size)
 {
 	if (unlikely(in_bootstrap(old))) {
 		void *p = malloc(size);
+		size_t room = bootstrap + sizeof(bootstrap) - (char *)old;
 		if (p)
-			memcpy(p, old, size); // the bootstrap block is at least this long or at the end
+			memcpy(p, old, size < room ? size : room);
 		return p;
 	}
 	if (unlikely(!real_realloc))
