@@ -365,7 +365,7 @@ static int readable(const struct frame *f, uint64_t addr)
 // outermost frame, or a cut marker.
 // The row of each return address is kept per thread: the same call
 // sites allocate again and again, and a lookup is two binary searches.
-#define ROW_CACHE 256
+#define ROW_CACHE 1024
 struct row_cache_entry {
 	uint64_t pc; // 0 while being written
 	uint32_t seq; // the mapping list's sequence count it was found with
