@@ -173,9 +173,9 @@ func (r *Recorder) writeHeader() {
 	atomic.StoreUint64(r.u64(hMagic), magic)
 }
 
-// deadAfter: a thread waiting for room in its ring this long after lsan
-// last drained takes lsan for dead and stops recording, rather than wait
-// forever.
+// deadAfter: a thread waiting (for room in its ring, for its exit check,
+// for rows) this long after lsan last drained takes lsan for dead and goes
+// on (recording stops), rather than wait forever.
 const deadAfter = 2 * time.Second
 
 // unwindMode is the shim's walk for --unwind (bpf/unwind.h's values).

@@ -121,7 +121,12 @@ func (t *recorderTracer) forwardExits() {
 		case <-t.stop:
 			return
 		case pid := <-t.Exits():
-			t.events <- bpf.Event{Type: bpf.EventExitStop, PID: pid}
+			select {
+			case t.events <- bpf.Event{Type: bpf.EventExitStop, PID: pid}:
+			case <-t.stop:
+				t.ExitDone() // nobody will check it: let it go
+				return
+			}
 		}
 	}
 }

@@ -71,6 +71,7 @@ EXPORT const char lsan_inproc_fn_names[] =
 static TLS uint32_t t_tid;
 static TLS uint64_t t_stack_hi; // the top of this thread's stack, for safe reads
 static TLS int t_busy;           // inside the shim's own setup: calls pass through
+static TLS uint32_t t_holding;   // slots this thread reserved and has not published
 
 static void *(*real_malloc)(size_t);
 static void (*real_free)(void *);
@@ -262,11 +263,18 @@ static uint32_t tid_now(void)
 extern void *__libc_stack_end __attribute__((weak));
 
 // stack_top finds, once per thread, the end of the stack it runs on, so
-// that the walk never reads outside it.
+// that the walk never reads outside it. pthread_getattr_np allocates (its
+// CPU set): those calls, and a signal handler's meanwhile, are recorded
+// like any other, their walks bounded by the frame of this call, which
+// lies below everything they read.
+static TLS uint64_t t_finding_top; // set while pthread_getattr_np runs
+
 static uint64_t stack_top(uint32_t pid, uint32_t tid)
 {
 	if (likely(t_stack_hi))
 		return t_stack_hi;
+	if (t_finding_top)
+		return t_finding_top;
 	if (tid == pid && &__libc_stack_end && __libc_stack_end) {
 		t_stack_hi = ((uint64_t)__libc_stack_end + 4095) & ~4095ULL;
 		return t_stack_hi;
@@ -274,18 +282,18 @@ static uint64_t stack_top(uint32_t pid, uint32_t tid)
 	pthread_attr_t attr;
 	void *addr;
 	size_t size;
-	t_busy++;
+	t_finding_top = (uint64_t)__builtin_frame_address(0);
+	uint64_t hi = 0;
 	if (pthread_getattr_np(pthread_self(), &attr) == 0) {
 		if (pthread_attr_getstack(&attr, &addr, &size) == 0)
-			t_stack_hi = (uint64_t)addr + size;
+			hi = (uint64_t)addr + size;
 		pthread_attr_destroy(&attr);
 	}
-	t_busy--;
-	return t_stack_hi;
+	t_finding_top = 0;
+	t_stack_hi = hi;
+	return hi;
 }
 
-// maps_of finds pid's mapping slot; a miss is remembered until lsan
-// hands out another slot.
 static struct proc_maps *maps_of(uint32_t pid)
 {
 	static uint32_t missed_pid, missed_gen;
@@ -553,7 +561,11 @@ static void put(uint8_t kind, uint8_t fn, uint64_t addr, uint64_t size, uint64_t
 	if (!h || h->disabled)
 		return;
 	uint32_t pid = pid_now(), tid = tid_now();
-	uint32_t ri = tid % RINGS;
+	// A record made while this thread holds an unpublished slot (a signal
+	// handler's, or one inside the walk's pthread_getattr_np) goes to
+	// another ring: in its own, room could wait for lsan, which waits for
+	// the slot this thread holds.
+	uint32_t ri = (tid + t_holding) % RINGS;
 	struct ring *r = (struct ring *)((char *)h + h->rings_off) + ri;
 	uint64_t pos = __atomic_fetch_add(&r->reserve, 1, __ATOMIC_SEQ_CST);
 	// lsan's consumed count is read only when the room last seen is used
@@ -578,6 +590,7 @@ static void put(uint8_t kind, uint8_t fn, uint64_t addr, uint64_t size, uint64_t
 		if (limit > __atomic_load_n(&room[ri], __ATOMIC_RELAXED))
 			__atomic_store_n(&room[ri], limit, __ATOMIC_RELAXED);
 	}
+	t_holding++;
 	uint32_t stack = 0;
 	if (kind == REC_ALLOC) {
 		// After the slot (lsan's watermark relies on it), before the
@@ -601,6 +614,7 @@ static void put(uint8_t kind, uint8_t fn, uint64_t addr, uint64_t size, uint64_t
 	s->size = size;
 	s->time = when;
 	__atomic_store_n(&s->seq, (uint32_t)(pos + 1), __ATOMIC_RELEASE);
+	t_holding--;
 }
 
 #define FRAME() ((uint64_t *)__builtin_frame_address(0))
@@ -849,32 +863,31 @@ EXPORT NOINLINE void *pvalloc(size_t size)
 	return p;
 }
 
-// ---- C++: present only where the program has libstdc++ ----
-//
-// The real operator new calls malloc, which this library interposes too:
-// the nested call passes through unrecorded (t_busy), and the block is
-// recorded once, as new's.
+// ---- C++ ----
 
-#define NEW(sym, FN, PARAMS, ARGS)                                            \
+// operator new takes its block from the real malloc (memalign for the
+// aligned forms) itself, as libstdc++'s does, and calls the real operator
+// only when that fails (the new_handler loop, bad_alloc): a nested call
+// whose malloc passed through unrecorded would let a signal handler's
+// allocation pass unrecorded too.
+#define NEW(sym, FN, PARAMS, ARGS, OBTAIN)                                    \
 	EXPORT NOINLINE void *sym PARAMS                                      \
 	{                                                                     \
-		void *(*real) PARAMS = (void *(*)PARAMS)real_cxx(FN);         \
-		t_busy++;                                                     \
-		void *p = real ARGS;                                          \
-		t_busy--;                                                     \
+		if (unlikely(!real_malloc))                                   \
+			resolve();                                            \
+		void *p = OBTAIN;                                             \
+		if (unlikely(!p)) {                                           \
+			void *(*real) PARAMS = (void *(*)PARAMS)real_cxx(FN); \
+			t_busy++;                                             \
+			p = real ARGS;                                        \
+			t_busy--;                                             \
+		}                                                             \
 		record_alloc(FN, p, size, FRAME());                           \
 		return p;                                                     \
 	}
-#define DELETE(sym, FN, PARAMS, ARGS)                                         \
-	EXPORT NOINLINE void sym PARAMS                                       \
-	{                                                                     \
-		void (*real) PARAMS = (void (*)PARAMS)real_cxx(FN);           \
-		uint64_t t = stamp();                                         \
-		record_free(FN, p, t);                                        \
-		t_busy++;                                                     \
-		real ARGS;                                                    \
-		t_busy--;                                                     \
-	}
+// operator delete is free, as in libstdc++.
+#define DELETE(sym, FN, PARAMS)                                               \
+	EXPORT NOINLINE void sym PARAMS { release(FN, p); }
 
 typedef struct nothrow_t nothrow_t;
 typedef size_t align_val_t;
@@ -883,14 +896,16 @@ typedef size_t align_val_t;
 #define SZ_N (size_t size, const nothrow_t *n)
 #define SZ_A (size_t size, align_val_t a)
 #define SZ_A_N (size_t size, align_val_t a, const nothrow_t *n)
-NEW(_Znwm, FN_NEW, SZ, (size))
-NEW(_Znam, FN_NEW_ARRAY, SZ, (size))
-NEW(_ZnwmRKSt9nothrow_t, FN_NEW_NOTHROW, SZ_N, (size, n))
-NEW(_ZnamRKSt9nothrow_t, FN_NEW_ARRAY_NOTHROW, SZ_N, (size, n))
-NEW(_ZnwmSt11align_val_t, FN_NEW_ALIGNED, SZ_A, (size, a))
-NEW(_ZnamSt11align_val_t, FN_NEW_ARRAY_ALIGNED, SZ_A, (size, a))
-NEW(_ZnwmSt11align_val_tRKSt9nothrow_t, FN_NEW_ALIGNED_NOTHROW, SZ_A_N, (size, a, n))
-NEW(_ZnamSt11align_val_tRKSt9nothrow_t, FN_NEW_ARRAY_ALIGNED_NOTHROW, SZ_A_N, (size, a, n))
+#define PLAIN real_malloc(size ? size : 1)
+#define ALIGNED_BY_A real_memalign(a, size ? size : 1)
+NEW(_Znwm, FN_NEW, SZ, (size), PLAIN)
+NEW(_Znam, FN_NEW_ARRAY, SZ, (size), PLAIN)
+NEW(_ZnwmRKSt9nothrow_t, FN_NEW_NOTHROW, SZ_N, (size, n), PLAIN)
+NEW(_ZnamRKSt9nothrow_t, FN_NEW_ARRAY_NOTHROW, SZ_N, (size, n), PLAIN)
+NEW(_ZnwmSt11align_val_t, FN_NEW_ALIGNED, SZ_A, (size, a), ALIGNED_BY_A)
+NEW(_ZnamSt11align_val_t, FN_NEW_ARRAY_ALIGNED, SZ_A, (size, a), ALIGNED_BY_A)
+NEW(_ZnwmSt11align_val_tRKSt9nothrow_t, FN_NEW_ALIGNED_NOTHROW, SZ_A_N, (size, a, n), ALIGNED_BY_A)
+NEW(_ZnamSt11align_val_tRKSt9nothrow_t, FN_NEW_ARRAY_ALIGNED_NOTHROW, SZ_A_N, (size, a, n), ALIGNED_BY_A)
 
 #define P (void *p)
 #define P_S (void *p, size_t s)
@@ -898,15 +913,15 @@ NEW(_ZnamSt11align_val_tRKSt9nothrow_t, FN_NEW_ARRAY_ALIGNED_NOTHROW, SZ_A_N, (s
 #define P_S_A (void *p, size_t s, align_val_t a)
 #define P_N (void *p, const nothrow_t *n)
 #define P_A_N (void *p, align_val_t a, const nothrow_t *n)
-DELETE(_ZdlPv, FN_DELETE, P, (p))
-DELETE(_ZdaPv, FN_DELETE_ARRAY, P, (p))
-DELETE(_ZdlPvm, FN_DELETE_SIZED, P_S, (p, s))
-DELETE(_ZdaPvm, FN_DELETE_ARRAY_SIZED, P_S, (p, s))
-DELETE(_ZdlPvSt11align_val_t, FN_DELETE_ALIGNED, P_A, (p, a))
-DELETE(_ZdaPvSt11align_val_t, FN_DELETE_ARRAY_ALIGNED, P_A, (p, a))
-DELETE(_ZdlPvmSt11align_val_t, FN_DELETE_SIZED_ALIGNED, P_S_A, (p, s, a))
-DELETE(_ZdaPvmSt11align_val_t, FN_DELETE_ARRAY_SIZED_ALIGNED, P_S_A, (p, s, a))
-DELETE(_ZdlPvRKSt9nothrow_t, FN_DELETE_NOTHROW, P_N, (p, n))
-DELETE(_ZdaPvRKSt9nothrow_t, FN_DELETE_ARRAY_NOTHROW, P_N, (p, n))
-DELETE(_ZdlPvSt11align_val_tRKSt9nothrow_t, FN_DELETE_ALIGNED_NOTHROW, P_A_N, (p, a, n))
-DELETE(_ZdaPvSt11align_val_tRKSt9nothrow_t, FN_DELETE_ARRAY_ALIGNED_NOTHROW, P_A_N, (p, a, n))
+DELETE(_ZdlPv, FN_DELETE, P)
+DELETE(_ZdaPv, FN_DELETE_ARRAY, P)
+DELETE(_ZdlPvm, FN_DELETE_SIZED, P_S)
+DELETE(_ZdaPvm, FN_DELETE_ARRAY_SIZED, P_S)
+DELETE(_ZdlPvSt11align_val_t, FN_DELETE_ALIGNED, P_A)
+DELETE(_ZdaPvSt11align_val_t, FN_DELETE_ARRAY_ALIGNED, P_A)
+DELETE(_ZdlPvmSt11align_val_t, FN_DELETE_SIZED_ALIGNED, P_S_A)
+DELETE(_ZdaPvmSt11align_val_t, FN_DELETE_ARRAY_SIZED_ALIGNED, P_S_A)
+DELETE(_ZdlPvRKSt9nothrow_t, FN_DELETE_NOTHROW, P_N)
+DELETE(_ZdaPvRKSt9nothrow_t, FN_DELETE_ARRAY_NOTHROW, P_N)
+DELETE(_ZdlPvSt11align_val_tRKSt9nothrow_t, FN_DELETE_ALIGNED_NOTHROW, P_A_N)
+DELETE(_ZdaPvSt11align_val_tRKSt9nothrow_t, FN_DELETE_ARRAY_ALIGNED_NOTHROW, P_A_N)
