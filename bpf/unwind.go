@@ -273,10 +273,11 @@ func (u *unwinder) addProcess(pid int) error {
 	// new mappings marked old, which the next poll corrects (never the
 	// reverse, old mappings taken for the new image's).
 	var target tracerTarget
-	if u.targets == nil {
-		// A RowsLoader's: no BPF side, no exec generations.
-	} else if err := u.targets.Lookup(uint32(pid), &target); err != nil && !u.registering(pid) {
-		return fmt.Errorf("unwind tables of pid %d: not a target: %w", pid, err)
+	// A RowsLoader's unwinder has no BPF side: no exec generations.
+	if u.targets != nil {
+		if err := u.targets.Lookup(uint32(pid), &target); err != nil && !u.registering(pid) {
+			return fmt.Errorf("unwind tables of pid %d: not a target: %w", pid, err)
+		}
 	}
 	text, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
 	if err != nil {
@@ -435,10 +436,7 @@ func (t *Tracer) UnwindStats() UnwindStats {
 	if t.unwinder == nil {
 		return UnwindStats{Mode: t.opts.Unwind}
 	}
-	t.unwinder.mu.Lock()
-	s := t.unwinder.stats
-	s.ModuleRows = maps.Clone(s.ModuleRows)
-	t.unwinder.mu.Unlock()
+	s := t.unwinder.loadStats()
 	for key, dst := range map[tracerUnwindCounter]*uint64{
 		tracerUnwindCounterUNWIND_COUNTER_STACKS:     &s.Walks,
 		tracerUnwindCounterUNWIND_COUNTER_COMPLETE:   &s.Complete,
@@ -499,10 +497,13 @@ func (l *RowsLoader) AddProcess(pid int) error { return l.u.addProcess(pid) }
 func (l *RowsLoader) RemoveProcess(pid int) { l.u.removeProcess(pid) }
 
 // Stats reports the tables loaded.
-func (l *RowsLoader) Stats() UnwindStats {
-	l.u.mu.Lock()
-	defer l.u.mu.Unlock()
-	s := l.u.stats
+func (l *RowsLoader) Stats() UnwindStats { return l.u.loadStats() }
+
+// loadStats copies what the unwinder has loaded so far.
+func (u *unwinder) loadStats() UnwindStats {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	s := u.stats
 	s.ModuleRows = maps.Clone(s.ModuleRows)
 	return s
 }

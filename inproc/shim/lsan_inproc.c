@@ -845,23 +845,17 @@ EXPORT NOINLINE int posix_memalign(void **out, size_t align, size_t size)
 ALIGNED(aligned_alloc, FN_ALIGNED_ALLOC)
 ALIGNED(memalign, FN_MEMALIGN)
 
-EXPORT NOINLINE void *valloc(size_t size)
-{
-	if (unlikely(!real_valloc))
-		resolve();
-	void *p = real_valloc(size);
-	record_alloc(FN_VALLOC, p, size, FRAME());
-	return p;
-}
-
-EXPORT NOINLINE void *pvalloc(size_t size)
-{
-	if (unlikely(!real_pvalloc))
-		resolve();
-	void *p = real_pvalloc(size);
-	record_alloc(FN_PVALLOC, p, size, FRAME());
-	return p;
-}
+#define PAGE_ALIGNED(name, FN)                                             \
+	EXPORT NOINLINE void *name(size_t size)                            \
+	{                                                                  \
+		if (unlikely(!real_##name))                                \
+			resolve();                                         \
+		void *p = real_##name(size);                               \
+		record_alloc(FN, p, size, FRAME());                        \
+		return p;                                                  \
+	}
+PAGE_ALIGNED(valloc, FN_VALLOC)
+PAGE_ALIGNED(pvalloc, FN_PVALLOC)
 
 // ---- C++ ----
 
