@@ -132,8 +132,29 @@ var (
 
 // lsanAtExit runs the example built with clang -fsanitize=leak and groups
 // LeakSanitizer's report by (kind, first frame that is not an allocator).
+// LeakSanitizer scans conservatively, so a stray word that happens to point
+// into a block (a 64 MiB one is a wide target) can hide a leak in one run:
+// seen once in CI on examples/large. A run that misses a group expected.json
+// lists is repeated, at most three runs, and the fullest report is the
+// reference; a run can never invent a leak, so taking the fullest is safe.
 func lsanAtExit(t *testing.T, ex example) []expectGroup {
 	t.Helper()
+	want := normalize(ex.Leaks, true)
+	var best []expectGroup
+	for run := 1; run <= 3; run++ {
+		got, out := runLSanExample(ex)
+		if len(got) > len(best) || run == 1 {
+			best = got
+		}
+		if len(best) >= len(want) {
+			break
+		}
+		t.Logf("LeakSanitizer run %d of %s found %d of %d groups; its output:\n%s", run, ex.Name, len(got), len(want), out)
+	}
+	return best
+}
+
+func runLSanExample(ex example) ([]expectGroup, string) {
 	cmd := exec.Command(filepath.Join(repoRoot, "examples", "bin", "lsan", ex.Name))
 	env := os.Environ()
 	for k, v := range ex.Run.Env {
@@ -143,7 +164,7 @@ func lsanAtExit(t *testing.T, ex example) []expectGroup {
 	// caller of strdup, and calloc overflow returns NULL instead of dying.
 	cmd.Env = append(env, "LSAN_OPTIONS=fast_unwind_on_malloc=0:allocator_may_return_null=1:exitcode=23")
 	out, _ := cmd.CombinedOutput()
-	return parseLSanReport(string(out))
+	return parseLSanReport(string(out)), string(out)
 }
 
 func parseLSanReport(report string) []expectGroup {
