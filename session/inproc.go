@@ -16,8 +16,9 @@ func (s *Session) startRecorder() Extras {
 	if !s.cfg.InProc {
 		return Extras{}
 	}
-	lib, err := inproc.Library()
+	lib, release, err := inproc.Library()
 	if err == nil {
+		s.releaseLibrary = release
 		s.rec, err = inproc.New(inproc.Options{
 			Unwind: s.cfg.Tracer.Unwind,
 			// Following forks takes the kernel (a child is stopped

@@ -130,6 +130,9 @@ type Session struct {
 	// allocs is the tracer, or rec when the in-process recorder records.
 	allocs allocations
 	rec    *inproc.Recorder
+	// releaseLibrary removes the recorder's library where this run wrote
+	// it for itself alone (inproc.Library).
+	releaseLibrary func()
 	// rows computes unwind rows for rec when no BPF tracer does.
 	rows *bpf.RowsLoader
 	syms *symbolize.Symbolizer
@@ -261,6 +264,10 @@ func (s *Session) Close() error {
 	if s.syms != nil {
 		s.syms.Close()
 		s.syms = nil
+	}
+	if s.releaseLibrary != nil {
+		s.releaseLibrary()
+		s.releaseLibrary = nil
 	}
 	if s.tracer == nil {
 		return nil
