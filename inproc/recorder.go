@@ -59,10 +59,21 @@ type Counters struct {
 }
 
 type liveBlock struct {
-	size, time uint64
+	time uint64
+	// sizeFn holds the size in its low 56 bits (no allocation can be
+	// larger) and the function in its top 8: 24 bytes a block, not 32.
+	sizeFn     uint64
 	stack, tid uint32
-	fn         uint8
 }
+
+func newLiveBlock(size, time uint64, stack, tid uint32, fn uint8) liveBlock {
+	return liveBlock{time: time, sizeFn: min(size, maxBlockSize) | uint64(fn)<<56, stack: stack, tid: tid}
+}
+
+const maxBlockSize = 1<<56 - 1
+
+func (b liveBlock) size() uint64 { return b.sizeFn & maxBlockSize }
+func (b liveBlock) fn() uint8    { return uint8(b.sizeFn >> 56) }
 
 // process is what the recorder knows of one process.
 type process struct {
@@ -399,14 +410,13 @@ func (r *Recorder) apply(slot int) {
 		if old, ok := p.live.get(addr); ok && old.time > at {
 			return // a later block at this address is known
 		}
-		p.live.put(addr, liveBlock{size: *r.u64(slot + rSize), time: at, stack: *r.u32(slot + rStack),
-			tid: *r.u32(slot + rTID), fn: r.mem[slot+rFn]})
+		p.live.put(addr, newLiveBlock(*r.u64(slot + rSize), at, *r.u32(slot + rStack), *r.u32(slot + rTID), r.mem[slot+rFn]))
 	case recFree:
 		r.frees++
 		if old, ok := p.live.get(addr); ok {
 			if old.time < at {
 				p.live.del(addr)
-				r.noteFreed(p, bpf.FreedRange{Addr: addr, Size: old.size, TimeNS: at})
+				r.noteFreed(p, bpf.FreedRange{Addr: addr, Size: old.size(), TimeNS: at})
 			}
 			return
 		}
@@ -533,13 +543,24 @@ func (r *Recorder) Blocks(pid int) ([]bpf.Block, error) {
 	out := make([]bpf.Block, 0, p.live.n)
 	p.live.each(func(addr uint64, b liveBlock) {
 		fn := ^uint16(0)
-		if int(b.fn) < len(r.funcIndex) {
-			fn = r.funcIndex[b.fn]
+		if int(b.fn()) < len(r.funcIndex) {
+			fn = r.funcIndex[b.fn()]
 		}
-		out = append(out, bpf.Block{PID: pid, Addr: addr, Size: b.size, TimestampNS: r.clock.ns(b.time),
+		out = append(out, bpf.Block{PID: pid, Addr: addr, Size: b.size(), TimestampNS: r.clock.ns(b.time),
 			StackID: uint64(b.stack), TID: b.tid, Fn: fn})
 	})
 	return out, nil
+}
+
+// ReleaseBlocks forgets pid's live set, read by its last check (at its
+// exit): a million blocks take 64 MiB here. Records still to come for pid
+// rebuild it.
+func (r *Recorder) ReleaseBlocks(pid int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if p := r.procs[pid]; p != nil {
+		p.live = newBlockTable()
+	}
 }
 
 // unpublished counts reserved slots not yet written.

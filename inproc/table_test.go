@@ -17,7 +17,7 @@ func TestBlockTable(t *testing.T) {
 			tab.del(addr)
 			delete(want, addr)
 		} else {
-			tab.put(addr, liveBlock{size: uint64(i)})
+			tab.put(addr, newLiveBlock(uint64(i), 0, 0, 0, 0))
 			want[addr] = uint64(i)
 		}
 	}
@@ -25,15 +25,15 @@ func TestBlockTable(t *testing.T) {
 		t.Fatalf("%d blocks, want %d", tab.n, len(want))
 	}
 	for addr, size := range want {
-		if b, ok := tab.get(addr); !ok || b.size != size {
+		if b, ok := tab.get(addr); !ok || b.size() != size {
 			t.Fatalf("block %#x: %v %v, want size %d", addr, b, ok, size)
 		}
 	}
 	seen := 0
 	tab.each(func(addr uint64, b liveBlock) {
 		seen++
-		if want[addr] != b.size {
-			t.Errorf("each: %#x size %d, want %d", addr, b.size, want[addr])
+		if want[addr] != b.size() {
+			t.Errorf("each: %#x size %d, want %d", addr, b.size(), want[addr])
 		}
 	})
 	if seen != len(want) {

@@ -976,7 +976,14 @@ func (w *scanWorker) addWords(ws []uint64, tag int32) {
 		if w.n+len(ws) > candidatesMax {
 			w.resolve()
 		}
-		if r := len(w.tagRuns); r == 0 || w.tagRuns[r-1].tag != tag {
+		switch r := len(w.tagRuns); {
+		case r > 0 && w.tagRuns[r-1].tag == tag:
+		case r > 0 && w.tagRuns[r-1].from == w.n:
+			// The last segment gave no candidate: its run is reused, so
+			// that the runs never outnumber the candidates (a million
+			// blocks without a pointer in them would each add one).
+			w.tagRuns[r-1].tag = tag
+		default:
 			w.tagRuns = append(w.tagRuns, tagRun{w.n, tag})
 		}
 		part := ws[:min(len(ws), candidatesMax-w.n)]

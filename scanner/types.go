@@ -95,7 +95,7 @@ func (c Class) String() string {
 
 // Allocator names the allocator that served the tracked blocks; it decides
 // how many bytes each block really owns (its usable size).
-type Allocator int
+type Allocator uint8
 
 const (
 	// Default: for a Block, the allocator of Options; for Options,

@@ -101,6 +101,13 @@ type allocations interface {
 	FuncAddr(b bpf.Block) uint64
 }
 
+// releaser is allocations that hold a process's live set in lsan's own
+// memory (the in-process recorder) and can let go of it once the check at
+// the process's exit has read it.
+type releaser interface {
+	ReleaseBlocks(pid int)
+}
+
 // tracer is what a session asks of whatever follows its processes: the
 // BPF tracer, or, when lsan run's in-process recorder follows the command
 // alone, recorderTracer (inproc.go), which loads no BPF program.
@@ -158,7 +165,7 @@ type Session struct {
 	forkFallback string
 	// leakedBefore: the blocks the previous check found leaked, which
 	// confirm those a fork snapshot finds (confirmLeaks).
-	leakedBefore map[blockID]bool
+	leakedBefore leakedSet
 }
 
 // ErrTargetExited reports that the target exited before a check.
