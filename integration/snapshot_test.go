@@ -172,3 +172,44 @@ func leftovers(pid int) (problems []string, zombies int) {
 	}
 	return problems, zombies
 }
+
+// TestForkCopyLimit: a target that rewrites its 512 MiB heap page by page
+// without pause makes every fork snapshot copy its memory as the copy is
+// scanned. With --fork-copy-limit 16 each check's scan of the copy stops
+// once the copy has grown by 16 MiB and the check is done again with the
+// target stopped, said once on stderr; with a bound far above what it can
+// rewrite, the checks scan copies. The target is left running, with no
+// copy behind.
+func TestForkCopyLimit(t *testing.T) {
+	requireRoot(t)
+	bin := filepath.Join(t.TempDir(), "rewriter")
+	src := filepath.Join(repoRoot, "integration", "testdata", "rewriter.c")
+	if out, err := exec.Command("gcc", "-O2", "-pthread", "-o", bin, src).CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, out)
+	}
+	p := testproc.Start(t, exec.Command(bin, "512"))
+	p.Expect(t, "ready")
+	for _, c := range []struct {
+		limit, want string
+	}{{"16", "stop"}, {"1000000", "fork"}} {
+		a := attach(t, p.Pid(), "--snapshot", "fork", "--fork-copy-limit", c.limit, "--format", "json", "-i", "300ms", "-n", "3")
+		if code := a.wait(t); code != 0 {
+			t.Fatalf("--fork-copy-limit %s: lsan exit status %d\n%s", c.limit, code, a.stderr.String())
+		}
+		reps := parseReports(t, a.stdout.String())
+		if len(reps) != 3 {
+			t.Fatalf("--fork-copy-limit %s: %d reports, want 3\n%s", c.limit, len(reps), a.stderr.String())
+		}
+		for i, r := range reps[:2] {
+			if r.Stats.Snapshot != c.want || len(r.Leaks) != 0 || !r.Complete {
+				t.Errorf("--fork-copy-limit %s, check %d: snapshot %q, %d leak groups, complete %v; want %s, none, complete",
+					c.limit, i, r.Stats.Snapshot, len(r.Leaks), r.Complete, c.want)
+			}
+		}
+		said := strings.Count(a.stderr.String(), "rewrote more than 16 MiB of its memory while its copy was scanned")
+		if wantSaid := map[string]int{"stop": 1, "fork": 0}[c.want]; said != wantSaid {
+			t.Errorf("--fork-copy-limit %s: the fallback said %d times, want %d\n%s", c.limit, said, wantSaid, a.stderr.String())
+		}
+		assertNothingLeftOf(t, p.Pid())
+	}
+}

@@ -64,6 +64,14 @@ func CheckSnapshot(pid int, snapshot SnapshotFunc, opts Options) (*Result, error
 func runCheck(f *freezer, snapshot SnapshotFunc, opts Options) (res *Result, err error) {
 	start := time.Now()
 	a, err := frozenPhase(f, snapshot, opts)
+	var grew *errCopyGrew
+	if errors.As(err, &grew) {
+		// The copy cost too much: this check stops the target instead.
+		opts.Fork = false
+		if a, err = frozenPhase(f, snapshot, opts); err == nil {
+			a.stats.ForkFallback = grew.Error()
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +128,7 @@ func frozenPhase(f *freezer, snapshot SnapshotFunc, opts Options) (a *analysis, 
 }
 
 // scanFrozen is the work done while the target is stopped.
-func scanFrozen(pid int, f *freezer, snapshot SnapshotFunc, opts Options) (*analysis, error) {
+func scanFrozen(pid int, f *freezer, snapshot SnapshotFunc, opts Options) (a *analysis, err error) {
 	var fplan forkPlan
 	if opts.Fork {
 		fplan = planFork(pid)
@@ -134,7 +142,7 @@ func scanFrozen(pid int, f *freezer, snapshot SnapshotFunc, opts Options) (*anal
 	}
 	threads := f.stoppedThreads()
 	f.reapLeftIntermediates(threads)
-	a := &analysis{}
+	a = &analysis{}
 	a.stats.Freeze = time.Since(t0)
 	a.stats.Threads = len(threads)
 	a.stats.FreezeRounds = f.rounds
@@ -142,13 +150,25 @@ func scanFrozen(pid int, f *freezer, snapshot SnapshotFunc, opts Options) (*anal
 
 	var forkedAt uint64
 	if opts.Fork {
-		copyPid, at, err := f.forkAndResume(fplan, threads, &a.stats)
-		if err != nil {
-			return nil, err
+		copyPid, at, ferr := f.forkAndResume(fplan, threads, &a.stats)
+		if ferr != nil {
+			return nil, ferr
 		}
 		if copyPid > 0 {
 			defer killCopy(copyPid)
 			pid, forkedAt = copyPid, at
+			bound := opts.CopyLimit
+			if bound == 0 {
+				bound = copyBound(f.pid)
+			}
+			watch := watchCopy(copyPid, bound, opts.Cancel)
+			opts.Cancel = watch.cancel
+			defer func() {
+				// A scan the bound cut short; one that ended anyway stands.
+				if grew := watch.end(); grew != nil && errors.Is(err, ErrCanceled) {
+					a, err = nil, grew
+				}
+			}()
 		}
 	}
 

@@ -176,29 +176,14 @@ func statusField(status []byte, key string) string {
 // room than the target's anonymous memory: in the worst case, the target
 // rewrites every page while the copy exists, and each is copied.
 func cgroupTooTight(pid int, status []byte) string {
-	data, err := os.ReadFile(fmt.Sprintf("%s/%d/cgroup", procRoot, pid))
-	if err != nil {
+	room, ok := cgroupRoom(pid)
+	anonKB, err := strconv.ParseUint(strings.TrimSuffix(statusField(status, "RssAnon"), " kB"), 10, 64)
+	if !ok || err != nil {
 		return ""
 	}
-	path, ok := strings.CutPrefix(strings.TrimSpace(string(data)), "0::")
-	if !ok {
-		return "" // cgroup v1: no single memory.max to read
-	}
-	dir := filepath.Join("/sys/fs/cgroup", path)
-	limit, errMax := os.ReadFile(filepath.Join(dir, "memory.max"))
-	current, errCur := os.ReadFile(filepath.Join(dir, "memory.current"))
-	if errMax != nil || errCur != nil || strings.TrimSpace(string(limit)) == "max" {
-		return ""
-	}
-	max, err1 := strconv.ParseUint(strings.TrimSpace(string(limit)), 10, 64)
-	cur, err2 := strconv.ParseUint(strings.TrimSpace(string(current)), 10, 64)
-	anonKB, err3 := strconv.ParseUint(strings.TrimSuffix(statusField(status, "RssAnon"), " kB"), 10, 64)
-	if err1 != nil || err2 != nil || err3 != nil {
-		return ""
-	}
-	if cur >= max || max-cur < anonKB<<10 {
+	if room < anonKB<<10 {
 		return fmt.Sprintf("its memory cgroup has %d MiB free, less than its %d MiB of anonymous memory a copy may need",
-			(max-min(cur, max))>>20, anonKB>>10)
+			room>>20, anonKB>>10)
 	}
 	return ""
 }

@@ -181,6 +181,12 @@ type Options struct {
 	// that cannot be done safely the check stops it for the whole scan,
 	// and Stats.ForkFallback says why.
 	Fork bool
+	// CopyLimit bounds what a fork snapshot may cost, in bytes: when the
+	// copy's private memory grows by more while it is scanned (the target
+	// rewriting its memory), the scan stops and the check is done again
+	// with the target stopped. 0: half of the memory available (and of
+	// the room under the target's memory cgroup limit) at the fork.
+	CopyLimit uint64
 
 	// Cancel, once closed, aborts a check in progress between two reads:
 	// Check returns ErrCanceled, the target resumed as on every path.

@@ -180,6 +180,7 @@ func commonFlags() []cli.Flag {
 		&cli.UintFlag{Name: "max-unwind-rows", Value: bpf.DefaultMaxUnwindRows, Usage: "capacity of the CFI unwind table, in `ROWS` of 8 bytes (files beyond it are walked by frame pointers; docs/unwind.md)"},
 		&cli.StringFlag{Name: "probe-placement", Value: "auto", Usage: "`WHERE` is auto (each probe on the first instruction the kernel emulates: fast) or entry (at the function entry)"},
 		&cli.StringFlag{Name: "return-probes", Value: "auto", Usage: "`HOW` allocator calls are seen to end: exit (probes on their ret instructions: plant no copy of the result on the stack), uretprobe (about 3x cheaper), auto (exit for lsan run, uretprobe for lsan -p)"},
+		&cli.UintFlag{Name: "fork-copy-limit", Usage: "with --snapshot fork: when the target rewrites more than `MIB` of its memory while its copy is scanned (each such page is copied), the scan stops and the check stops the target instead", DefaultText: "half the memory available, and of the room under the target's memory cgroup limit"},
 		&cli.StringFlag{Name: "snapshot", Value: "fork", Usage: "`HOW` a check freezes the target: fork (paused only to fork a copy-on-write copy, scanned while it runs on; a block found unreferenced in a copy is reported when the next check confirms it; the last check stops the target; stop where forking cannot be done safely) or stop (stopped for every whole scan); lsan run always stops at the exit"},
 		&cli.StringFlag{Name: "unwind", Value: "auto", Usage: "`HOW` stacks are unwound: auto (CFI tables, frame pointers where a module has none), fp, cfi"},
 		&cli.UintFlag{Name: "sample-rate", Value: 1, Usage: "track 1 in `N` allocations (reports say they are sampled)"},
@@ -305,6 +306,7 @@ func configFromFlags(c *cli.Context, targetExe string) (session.Config, func(), 
 	default:
 		return cfg, noop, usageError{fmt.Errorf("--snapshot %q: want fork or stop", c.String("snapshot"))}
 	}
+	cfg.Scan.CopyLimit = uint64(c.Uint("fork-copy-limit")) << 20
 	if cfg.Tracer.SampleRate == 0 {
 		return cfg, noop, usageError{fmt.Errorf("--sample-rate must be at least 1")}
 	}
