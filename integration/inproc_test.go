@@ -14,8 +14,9 @@ import (
 
 // TestInprocChurnSignals: the in-process recorder on a busy program (six
 // threads churning malloc, realloc, calloc and free; twenty short-lived
-// threads; a SIGALRM handler allocating every 200 us in the middle of
-// those calls) records every block exactly: in outstanding mode, 30
+// threads; a SIGALRM handler allocating every 200 us in the middle of the
+// malloc and free calls of three of the churners, where glibc holds no
+// lock: see testdata/churn_signals.c) records every block exactly: in outstanding mode, 30
 // blocks of 48 bytes from the churners, 20 of 96 from the short-lived
 // threads and one 16-byte block per signal handled (the count the program
 // prints) are live at exit, four runs. In leaks mode the churners' and

@@ -1,10 +1,19 @@
-// A busy program for the in-process recorder: 6 threads churn through
-// malloc/realloc/calloc/free and each leaks exactly 5 blocks of 48 bytes
-// (thread_leak); a SIGALRM handler, firing every 200 us on whatever
-// thread runs, allocates in the middle of those calls and leaks one
-// 16-byte block per signal (handler_leak); 20 short-lived threads each
-// leak one 96-byte block (short_leak). It prints how many signals ran
-// the handler, so a test can expect that many blocks exactly.
+// A busy program for the in-process recorder: 6 threads churn through the
+// allocator and each leaks exactly 5 blocks of 48 bytes (thread_leak); a
+// SIGALRM handler, firing every 200 us, allocates in the middle of the
+// churn of three of them and leaks one 16-byte block per signal
+// (handler_leak); 20 short-lived threads each leak one 96-byte block
+// (short_leak). It prints how many signals ran the handler, so a test can
+// expect that many blocks exactly.
+//
+// glibc's malloc is not async-signal-safe: a handler that allocates while
+// the code it interrupted holds its arena's lock waits for that lock
+// forever (seen: a hang once in a few runs). So the handler runs only on
+// the three "signalled" threads, and only once they are warmed up: they
+// churn with malloc/free pairs of sizes whose tcache bins never empty nor
+// fill, served without the lock, and the handler's 16-byte class is one
+// they never touch. The other three churn through malloc, realloc, calloc
+// and free with SIGALRM blocked.
 //
 // The sizes end 8 bytes or more before the next chunk's header: glibc's
 // main arena (in libc's data, a root) points at the header of its top
@@ -38,9 +47,18 @@ static void on_alarm(int sig)
 	handled++;
 }
 
-static void *churn(void *arg)
+static void block_alarm(int how)
 {
-	unsigned seed = (unsigned)(long)arg;
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGALRM);
+	pthread_sigmask(how, &set, NULL);
+}
+
+// churn_any goes through malloc, realloc, calloc and free (SIGALRM
+// blocked: any of them may take the arena lock).
+static void churn_any(unsigned seed)
+{
 	void *pool[64] = {0};
 	for (int i = 0; i < ROUNDS; i++) {
 		int k = rand_r(&seed) % 64;
@@ -59,7 +77,40 @@ static void *churn(void *arg)
 	}
 	for (int k = 0; k < 64; k++)
 		free(pool[k]);
-	for (int i = 0; i < 5; i++) {
+}
+
+// churn_signalled frees a block and allocates one of the same class at
+// once, so each class's tcache bin holds at most one chunk: every call
+// after the first of each class is served without the arena lock, and
+// the handler may run in any of them (inside the recorder's record too).
+static void churn_signalled(unsigned seed)
+{
+	static const size_t sizes[] = {40, 72, 104, 200, 296}; // never the handler's 16
+	void *pool[5];
+	for (int c = 0; c < 5; c++) {
+		pool[c] = malloc(sizes[c]);
+		free(pool[c]);
+		pool[c] = malloc(sizes[c]);
+	}
+	block_alarm(SIG_UNBLOCK);
+	for (int i = 0; i < ROUNDS; i++) {
+		int c = rand_r(&seed) % 5;
+		free(pool[c]);
+		pool[c] = malloc(sizes[c]);
+	}
+	block_alarm(SIG_BLOCK);
+	for (int c = 0; c < 5; c++)
+		free(pool[c]);
+}
+
+static void *churn(void *arg)
+{
+	long i = (long)arg;
+	if (i % 2)
+		churn_signalled((unsigned)i);
+	else
+		churn_any((unsigned)i);
+	for (int j = 0; j < 5; j++) {
 		void *volatile p = thread_leak();
 		memset(p, 2, 48);
 		p = NULL;
@@ -89,6 +140,9 @@ int main(void)
 	sa.sa_handler = on_alarm;
 	sa.sa_flags = SA_RESTART;
 	sigaction(SIGALRM, &sa, NULL);
+	// Every thread starts with SIGALRM blocked (it inherits this mask);
+	// the signalled churners unblock it once warmed up.
+	block_alarm(SIG_BLOCK);
 	struct itimerval it = {{0, 200}, {0, 200}};
 	setitimer(ITIMER_REAL, &it, NULL);
 	pthread_t t[THREADS];
@@ -103,9 +157,6 @@ int main(void)
 		pthread_join(t[i], NULL);
 	struct itimerval off = {0};
 	setitimer(ITIMER_REAL, &off, NULL);
-	// A signal already pending runs its handler now, before the dead
-	// stack it leaves is cleared.
-	usleep(2000);
 	clear_stack();
 	printf("handled %d\n", (int)handled);
 	fflush(stdout);
