@@ -111,6 +111,7 @@ static void exit_check(void);
 static void request_rows(void);
 static void put(uint8_t kind, uint8_t fn, uint64_t addr, uint64_t size, uint64_t when, uint64_t *frame);
 static uint64_t now_ns(void);
+static void make_cache_key(void);
 
 static void resolve(void)
 {
@@ -127,6 +128,7 @@ static void resolve(void)
 	real_valloc = next("valloc");
 	real_pvalloc = next("pvalloc");
 	resolving = 0;
+	make_cache_key();
 	__atomic_store_n(&real_free, (void (*)(void *))next("free"), __ATOMIC_RELEASE);
 	map_shared();
 }
@@ -362,6 +364,11 @@ enum { KIND_NONE, KIND_RSP, KIND_RBP, KIND_PLT, KIND_EXPRESSION, KIND_SIGNAL, KI
 
 struct frame {
 	uint64_t pc, sp, bp, lo, hi;
+	// bp_at is where bp was read (0: logged already). In code without
+	// frame pointers rbp holds data that differs from call to call; a
+	// walk depends on it only where a frame's CFA or the frame-pointer
+	// chain uses it, so only then is it logged (use_bp).
+	uint64_t bp_at;
 };
 
 static int readable(const struct frame *f, uint64_t addr)
@@ -369,31 +376,97 @@ static int readable(const struct frame *f, uint64_t addr)
 	return addr >= f->lo && addr + 8 <= f->hi && !(addr & 7);
 }
 
-// step unwinds one frame: 1 when f now holds the caller, 0 at the
-// outermost frame, or a cut marker.
-// The row of each return address is kept per thread: the same call
-// sites allocate again and again, and a lookup is two binary searches.
+// ---- per-thread caches ----
+//
+// The row of each return address, and whole walks: the same call sites
+// allocate again and again. They live in memory mapped on a thread's first
+// walk and unmapped at its exit, not in TLS: static TLS comes out of every
+// thread's stack, and a thread asked for with a small stack (16 KiB) could
+// not be created. Only the outer record of a thread writes them (t_depth
+// 1): a signal handler's would tear an entry the interrupted one is
+// writing, so each entry's key is cleared while it is written.
+
+// The row cache: a lookup is two binary searches otherwise.
 #define ROW_CACHE 1024
 struct row_cache_entry {
 	uint64_t pc; // 0 while being written
 	uint32_t seq; // the mapping list's sequence count it was found with
 	struct unwind_row row;
 };
-static TLS struct row_cache_entry t_rows[ROW_CACHE];
+
+// The walk cache. A walk is a function of the interposed function's frame
+// address, of the words it reads on the stack (return addresses, saved
+// rbp values: their addresses follow from the words read before) and of
+// the rows (the mapping list's sequence count). So a walk that starts at
+// the same frame and reads the same words at the same addresses gives the
+// same stack: replaying its reads, independent loads, costs a fraction of
+// walking (row lookups, a branch per frame) and hashing and interning the
+// result. Walks through a signal frame (whose registers come from the
+// frame, not from the rows) or longer than WALK_READS reads are not kept.
+#define WALK_CACHE 256
+#define WALK_READS 48
+struct walk_log {
+	uint32_t n; // reads made; more than WALK_READS: not kept
+	uint32_t uncacheable;
+	uint64_t addr[WALK_READS], val[WALK_READS];
+};
+struct walk_entry {
+	uint64_t frame; // 0 while being written
+	uint32_t pid, seq;
+	uint32_t have_rows; // the walk had the process's mapping list
+	uint32_t stack;     // the interned stack (slot + 1)
+	struct walk_log log;
+};
+
+struct thread_cache {
+	struct row_cache_entry rows[ROW_CACHE];
+	struct walk_entry walks[WALK_CACHE];
+};
+static TLS struct thread_cache *t_cache;
+static pthread_key_t cache_key; // its destructor unmaps a thread's cache
+static int have_cache_key;
+
+static void drop_cache(void *c)
+{
+	if (c == t_cache)
+		t_cache = NULL;
+	munmap(c, sizeof(struct thread_cache));
+}
+
+static void make_cache_key(void) { have_cache_key = pthread_key_create(&cache_key, drop_cache) == 0; }
+
 static TLS int t_depth; // records in progress on this thread (2: a signal handler's, nested)
 
-static struct unwind_row lookup_row(const struct proc_maps *pm, uint32_t seq, uint64_t pc)
+// thread_cache returns this thread's caches, mapped on first use (by the
+// outer record only); NULL when there are none.
+static struct thread_cache *thread_cache(void)
 {
-	struct row_cache_entry *e = &t_rows[(pc ^ (pc >> 8)) & (ROW_CACHE - 1)];
-	if (e->pc == pc && e->seq == seq)
+	if (likely(t_cache != NULL))
+		return t_cache;
+	if (t_depth != 1 || !have_cache_key)
+		return NULL;
+	void *m = mmap(NULL, sizeof(struct thread_cache), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (m == MAP_FAILED)
+		return NULL;
+	if (pthread_setspecific(cache_key, m) != 0) {
+		munmap(m, sizeof(struct thread_cache));
+		return NULL;
+	}
+	t_cache = m;
+	return m;
+}
+
+static struct unwind_row lookup_row(struct thread_cache *tc, const struct proc_maps *pm, uint32_t seq, uint64_t pc)
+{
+	struct row_cache_entry *e = tc ? &tc->rows[(pc ^ (pc >> 8)) & (ROW_CACHE - 1)] : NULL;
+	if (e && e->pc == pc && e->seq == seq)
 		return e->row;
 	const struct unwind_mapping *m = find_mapping(pm, pc);
 	struct unwind_row row = {0};
 	if (m)
 		row = find_row(m, pc - m->bias);
-	if (t_depth == 1) {
-		// Only the outer record writes: a signal handler's would tear
-		// an entry the interrupted one is writing. pc goes last.
+	if (e && t_depth == 1) {
+		// pc goes last.
 		e->pc = 0;
 		__atomic_signal_fence(__ATOMIC_SEQ_CST);
 		e->seq = seq;
@@ -404,18 +477,46 @@ static struct unwind_row lookup_row(const struct proc_maps *pm, uint32_t seq, ui
 	return row;
 }
 
-static uint64_t step(struct frame *f, const struct proc_maps *pm, uint32_t seq, int mode)
+// logged_read reads a stack word the walk depends on, and logs it.
+static inline uint64_t logged_read(struct walk_log *lg, uint64_t addr)
+{
+	uint64_t v = *(uint64_t *)addr;
+	if (lg->n < WALK_READS) {
+		lg->addr[lg->n] = addr;
+		lg->val[lg->n] = v;
+	}
+	lg->n++;
+	return v;
+}
+
+static inline void use_bp(struct frame *f, struct walk_log *lg)
+{
+	if (!f->bp_at)
+		return;
+	if (lg->n < WALK_READS) {
+		lg->addr[lg->n] = f->bp_at;
+		lg->val[lg->n] = f->bp;
+	}
+	lg->n++;
+	f->bp_at = 0;
+}
+
+// step unwinds one frame: 1 when f now holds the caller, 0 at the
+// outermost frame, or a cut marker.
+static uint64_t step(struct frame *f, struct thread_cache *tc, const struct proc_maps *pm, uint32_t seq, int mode,
+		     struct walk_log *lg)
 {
 	uint64_t pc = f->pc - 1; // every frame here is a return address
 	struct unwind_row row = {0};
 	if (pm)
-		row = lookup_row(pm, seq, pc);
+		row = lookup_row(tc, pm, seq, pc);
 	uint64_t cfa;
 	switch (row.kind) {
 	case KIND_RSP:
 		cfa = f->sp + row.cfa_offset;
 		break;
 	case KIND_RBP:
+		use_bp(f, lg);
 		cfa = f->bp + row.cfa_offset;
 		if (cfa <= f->sp)
 			return MARK_BAD_FRAME;
@@ -433,7 +534,9 @@ static uint64_t step(struct frame *f, const struct proc_maps *pm, uint32_t seq, 
 		uint64_t uc = f->sp + 40;
 		if (!readable(f, uc + 80) || !readable(f, uc + 128))
 			return MARK_READ;
+		lg->uncacheable = 1;
 		f->bp = *(uint64_t *)(uc + 80);
+		f->bp_at = 0;
 		f->sp = *(uint64_t *)(uc + 120);
 		f->pc = *(uint64_t *)(uc + 128) + 1; // not a return address
 		return 1;
@@ -442,28 +545,32 @@ static uint64_t step(struct frame *f, const struct proc_maps *pm, uint32_t seq, 
 		if (mode == 2 && pm)
 			return MARK_NO_TABLE;
 		// Frame pointers.
+		use_bp(f, lg);
 		if (f->bp == 0)
 			return 0;
 		if (f->bp < f->sp || !readable(f, f->bp) || !readable(f, f->bp + 8))
 			return MARK_BAD_FRAME;
-		uint64_t saved_bp = ((uint64_t *)f->bp)[0], ra = ((uint64_t *)f->bp)[1];
+		// The chain tests the saved rbp: it is used, so logged.
+		uint64_t saved_bp = logged_read(lg, f->bp), ra = logged_read(lg, f->bp + 8);
 		if (saved_bp && saved_bp <= f->bp)
 			return MARK_BAD_FRAME;
 		if (pm && !find_mapping(pm, ra - 1))
 			return MARK_BAD_FRAME;
 		f->sp = f->bp + 16;
 		f->bp = saved_bp;
+		f->bp_at = 0;
 		f->pc = ra;
 		return ra ? 1 : 0;
 	}
 	if (!readable(f, cfa - 8))
 		return MARK_READ;
-	uint64_t ra = *(uint64_t *)(cfa - 8);
+	uint64_t ra = logged_read(lg, cfa - 8);
 	if (row.rbp_offset8) {
 		uint64_t at = cfa + (int64_t)row.rbp_offset8 * 8;
 		if (!readable(f, at))
 			return MARK_READ;
 		f->bp = *(uint64_t *)at;
+		f->bp_at = at;
 	}
 	f->sp = cfa;
 	f->pc = ra;
@@ -473,19 +580,15 @@ static uint64_t step(struct frame *f, const struct proc_maps *pm, uint32_t seq, 
 // walk fills pcs with the return addresses from the interposed
 // function's caller outward. frame is the interposed function's own frame
 // pointer (the shim keeps frame pointers): its saved rbp and return
-// address start the walk.
-static uint32_t walk(uint64_t *pcs, uint64_t *frame, uint32_t pid, uint32_t tid)
+// address start the walk. lg logs the stack words it read.
+static uint32_t walk(uint64_t *pcs, uint64_t *frame, uint64_t hi, struct thread_cache *tc, const struct proc_maps *pm,
+		     uint32_t seq, int mode, struct walk_log *lg)
 {
-	struct frame f = {.pc = frame[1], .sp = (uint64_t)(frame + 2), .bp = frame[0]};
+	struct frame f = {.sp = (uint64_t)(frame + 2), .hi = hi};
+	f.bp = frame[0];
+	f.bp_at = (uint64_t)frame;
+	f.pc = logged_read(lg, (uint64_t)(frame + 1));
 	f.lo = f.sp;
-	f.hi = stack_top(pid, tid);
-	if (!f.hi)
-		f.hi = f.sp + (1 << 20);
-	int mode = shared->unwind_mode;
-	struct proc_maps *pm = mode ? maps_of(pid) : NULL;
-	uint32_t seq = pm ? __atomic_load_n(&pm->seq, __ATOMIC_ACQUIRE) : 0;
-	if (seq & 1)
-		pm = NULL; // lsan is rewriting it: frame pointers this once
 	uint32_t n = 0;
 	while (f.pc) {
 		if (n == MAX_DEPTH) {
@@ -493,7 +596,7 @@ static uint32_t walk(uint64_t *pcs, uint64_t *frame, uint32_t pid, uint32_t tid)
 			break;
 		}
 		pcs[n++] = f.pc;
-		uint64_t r = step(&f, mode == 0 ? NULL : pm, seq, mode);
+		uint64_t r = step(&f, tc, mode == 0 ? NULL : pm, seq, mode, lg);
 		if (r == 0)
 			break;
 		if (r != 1) {
@@ -503,12 +606,77 @@ static uint32_t walk(uint64_t *pcs, uint64_t *frame, uint32_t pid, uint32_t tid)
 			break;
 		}
 	}
+	return n;
+}
+
+static uint32_t intern(const uint64_t *pcs, uint32_t n, uint32_t pid);
+
+static struct walk_entry *walk_slot(struct thread_cache *tc, uint64_t *frame)
+{
+	uint64_t k = (uint64_t)frame ^ frame[1];
+	return &tc->walks[(k ^ (k >> 12) ^ (k >> 24)) & (WALK_CACHE - 1)];
+}
+
+// replays tells whether e's walk reads the same words now.
+static int replays(const struct walk_entry *e, uint64_t *frame, uint32_t pid, uint32_t seq, int have_rows)
+{
+	if (e->frame != (uint64_t)frame || e->pid != pid || e->seq != seq || e->have_rows != (uint32_t)have_rows)
+		return 0;
+	uint64_t diff = 0;
+	for (uint32_t i = 0; i < e->log.n; i++)
+		diff |= *(const uint64_t *)e->log.addr[i] ^ e->log.val[i];
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	// Still the same entry: a nested record may have begun rewriting it.
+	return diff == 0 && e->frame == (uint64_t)frame;
+}
+
+static void keep_walk(struct walk_entry *e, uint64_t *frame, uint32_t pid, uint32_t seq, int have_rows,
+		      uint32_t stack, const struct walk_log *lg)
+{
+	e->frame = 0;
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	e->pid = pid;
+	e->seq = seq;
+	e->have_rows = have_rows;
+	e->stack = stack;
+	e->log.n = lg->n;
+	memcpy(e->log.addr, lg->addr, lg->n * 8);
+	memcpy(e->log.val, lg->val, lg->n * 8);
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	e->frame = (uint64_t)frame;
+}
+
+// stack_of returns the interned allocation stack of the interposed
+// function whose frame is frame (0: none, the table is full).
+static uint32_t stack_of(uint64_t *frame, uint32_t pid, uint32_t tid)
+{
+	uint64_t hi = stack_top(pid, tid);
+	if (!hi)
+		hi = (uint64_t)frame + (1 << 20);
+	int mode = shared->unwind_mode;
+	struct proc_maps *pm = mode ? maps_of(pid) : NULL;
+	uint32_t seq = pm ? __atomic_load_n(&pm->seq, __ATOMIC_ACQUIRE) : 0;
+	if (seq & 1)
+		pm = NULL; // lsan is rewriting it: frame pointers this once
+	struct thread_cache *tc = thread_cache();
+	struct walk_entry *e = tc ? walk_slot(tc, frame) : NULL;
+	if (e && replays(e, frame, pid, seq, pm != NULL))
+		return e->stack;
+	uint64_t pcs[MAX_DEPTH];
+	struct walk_log lg;
+	lg.n = 0;
+	lg.uncacheable = 0;
+	uint32_t n = walk(pcs, frame, hi, tc, pm, seq, mode, &lg);
 	if (pm && __atomic_load_n(&pm->seq, __ATOMIC_ACQUIRE) != seq) {
 		// The rows changed under the walk: keep what was read before
 		// the first frame that may have used them.
 		n = n > 1 ? 1 : n;
+		lg.uncacheable = 1;
 	}
-	return n;
+	uint32_t stack = n ? intern(pcs, n, pid) : 0;
+	if (e && stack && t_depth == 1 && !lg.uncacheable && lg.n <= WALK_READS)
+		keep_walk(e, frame, pid, seq, pm != NULL, stack, &lg);
+	return stack;
 }
 
 static uint64_t hash_stack(const uint64_t *pcs, uint32_t n, uint32_t pid)
@@ -597,11 +765,9 @@ static void put(uint8_t kind, uint8_t fn, uint64_t addr, uint64_t size, uint64_t
 		// walk: rdtscp waits for what precedes it to complete.
 		when = now_after();
 		if (frame) {
-			uint64_t pcs[MAX_DEPTH];
 			t_depth++;
-			uint32_t n = walk(pcs, frame, pid, tid);
+			stack = stack_of(frame, pid, tid);
 			t_depth--;
-			stack = n ? intern(pcs, n, pid) : 0;
 		}
 	}
 	struct rec *s = &r->slots[pos & (RING_SLOTS - 1)];
