@@ -65,6 +65,29 @@ func TestInprocChurnSignals(t *testing.T) {
 }
 
 // TestInprocFallback: where the in-process recorder cannot see every
+// TestInprocSmallStack: a thread asked for with the smallest stack POSIX
+// allows is created under lsan run as without it (the recorder keeps its
+// per-thread caches out of static TLS, which comes out of each thread's
+// stack), and its 40-byte leak is reported exactly.
+func TestInprocSmallStack(t *testing.T) {
+	requireRoot(t)
+	bin := filepath.Join(t.TempDir(), "smallstack")
+	src := filepath.Join(repoRoot, "integration", "testdata", "smallstack.c")
+	if out, err := exec.Command("gcc", "-O2", "-g", "-pthread", "-o", bin, src).CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, out)
+	}
+	code, stdout, stderr := runLSan(t, nil, "run", "--format", "json", "--", bin)
+	if !strings.Contains(stdout, "pthread_create: 0") || !strings.Contains(stderr, "recording in process") {
+		t.Fatalf("exit status %d:\n%s\n%s", code, stdout, stderr)
+	}
+	reps := jsonReportsIn(t, stdout)
+	got := groupsByFunction(reps[len(reps)-1], true)
+	want := []expectGroup{{Kind: "direct", Function: "small_stack_leak", Bytes: 40, Count: 1}}
+	if d := diffGroups(got, want); d != "" || code != 23 {
+		t.Errorf("exit status %d:\n%s\n%s", code, d, stderr)
+	}
+}
+
 // allocation, lsan says why in one line and records with uprobes, and the
 // report is still exact: a static binary (nothing can be preloaded), an
 // allocator with an API the recorder does not interpose (jemalloc's
