@@ -4,7 +4,7 @@ package inproc
 // TestLayout compiles a C probe of the header and compares every offset.
 const (
 	magic   = 0x31504e494e41534c // "LSANINP1"
-	version = 1
+	version = 2
 
 	rings     = 64
 	ringSlots = 65536
@@ -27,12 +27,15 @@ const (
 	maxRows = 1 << 22
 	rowSize = 8
 
+	genSlots = 1 << 16
+
 	headerSize = 4096
 	ringsOff   = headerSize
 	stacksOff  = ringsOff + rings*ringSize
 	procsOff   = stacksOff + stackSlots*stackSize
 	rowsOff    = procsOff + procSlots*procMapsSize
-	sharedSize = rowsOff + maxRows*rowSize
+	gensOff    = rowsOff + maxRows*rowSize
+	sharedSize = gensOff + genSlots*4
 )
 
 // Header field offsets (struct header).
@@ -54,7 +57,9 @@ const (
 	hUseTSC     = 76
 	hDeadAfter  = 80
 	hProcsGen   = 88
+	hImages     = 92
 	hHeartbeat  = 256
+	hEpochMS    = 264
 	hDisabled   = 512
 	hCounters   = 768
 	hLifecycle  = 1024
@@ -68,9 +73,11 @@ const (
 	rSeq   = 0
 	rKind  = 4
 	rFn    = 5
+	rImage = 6
 	rPID   = 8
 	rTID   = 12
 	rStack = 16
+	rGen   = 20
 	rAddr  = 24
 	rSize  = 32
 	rTime  = 40

@@ -32,6 +32,11 @@ int main(void) {
 	P("rAddr", offsetof(struct rec, addr));
 	P("rSize", offsetof(struct rec, size));
 	P("rTime", offsetof(struct rec, time));
+	P("rImage", offsetof(struct rec, image));
+	P("rGen", offsetof(struct rec, gen));
+	P("hImages", offsetof(struct header, images));
+	P("hEpochMS", offsetof(struct header, epoch_ms));
+	P("gensOff", GENS_OFF);
 	P("stackSize", sizeof(struct stack_entry));
 	P("procMapsSize", sizeof(struct proc_maps));
 	P("mappingSize", sizeof(struct unwind_mapping));
@@ -71,7 +76,7 @@ int main(void) {
 	want := map[string]uint64{
 		"ringSize": ringSize, "ringConsumed": ringConsumed, "ringHeader": ringHeader, "recSize": recSize,
 		"rKind": rKind, "rFn": rFn, "rPID": rPID, "rTID": rTID, "rStack": rStack, "rAddr": rAddr,
-		"rSize": rSize, "rTime": rTime, "stackSize": stackSize, "procMapsSize": procMapsSize,
+		"rSize": rSize, "rTime": rTime, "rImage": rImage, "rGen": rGen, "hImages": hImages, "hEpochMS": hEpochMS, "gensOff": gensOff, "stackSize": stackSize, "procMapsSize": procMapsSize,
 		"mappingSize": mappingSize, "rowSize": rowSize, "hHeartbeat": hHeartbeat, "hUnwindMode": hUnwindMode, "hProcsGen": hProcsGen, "hUseTSC": hUseTSC, "hDeadAfter": hDeadAfter,
 		"hCounters": hCounters, "hDisabled": hDisabled, "hLifecycle": hLifecycle, "hUrgent": hUrgent, "hMapsDone": hMapsDone, "hExitDone": hExitDone, "hMaxRows": hMaxRows, "hProcSlots": hProcSlots,
 		"stacksOff": stacksOff, "procsOff": procsOff, "rowsOff": rowsOff, "sharedSize": sharedSize,

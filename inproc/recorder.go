@@ -28,8 +28,6 @@ import (
 type Options struct {
 	// Unwind is how the shim walks stacks (--unwind).
 	Unwind bpf.UnwindMode
-	// MaxFreed bounds the freed ranges kept per process (0: 65536).
-	MaxFreed int
 	// Lifecycle: the library announces the process's exit (Exits, then
 	// ExitDone) and its new code (RowsRequested is called, then the
 	// library goes on): no BPF program follows the process.
@@ -54,20 +52,21 @@ type Counters struct {
 	Inflight uint64
 	// Waits: times a thread found its ring full and waited for lsan.
 	Waits uint64
-	// FreedDropped: freed ranges forgotten (MaxFreed).
-	FreedDropped uint64
 }
 
 type liveBlock struct {
-	time uint64
 	// sizeFn holds the size in its low 56 bits (no allocation can be
 	// larger) and the function in its top 8: 24 bytes a block, not 32.
-	sizeFn     uint64
+	sizeFn uint64
+	// ms is when it was allocated, in milliseconds from the recorder's
+	// start, to a drain pass (rec.time); gen orders it among its
+	// address's events.
+	ms, gen    uint32
 	stack, tid uint32
 }
 
-func newLiveBlock(size, time uint64, stack, tid uint32, fn uint8) liveBlock {
-	return liveBlock{time: time, sizeFn: min(size, maxBlockSize) | uint64(fn)<<56, stack: stack, tid: tid}
+func newLiveBlock(size uint64, ms, gen, stack, tid uint32, fn uint8) liveBlock {
+	return liveBlock{sizeFn: min(size, maxBlockSize) | uint64(fn)<<56, ms: ms, gen: gen, stack: stack, tid: tid}
 }
 
 const maxBlockSize = 1<<56 - 1
@@ -75,18 +74,23 @@ const maxBlockSize = 1<<56 - 1
 func (b liveBlock) size() uint64 { return b.sizeFn & maxBlockSize }
 func (b liveBlock) fn() uint8    { return uint8(b.sizeFn >> 56) }
 
+// genBefore tells whether generation a was taken before b (the counters
+// wrap; two events of one address in flight are never 2^31 apart).
+func genBefore(a, b uint32) bool { return int32(a-b) < 0 }
+
+// tomb is a free seen before the allocation it ends (another thread's
+// ring drained first): its generation, and the drain pass that read it.
+type tomb struct{ gen, pass uint32 }
+
 // process is what the recorder knows of one process.
 type process struct {
 	live *blockTable
-	// since: the start of its program image; older records are the
-	// image's before an execve.
-	since uint64
-	// tombs are frees seen before the allocation they end (another
-	// thread's ring drained first): address -> time of the free.
-	tombs map[uint64]uint64
-	freed []bpf.FreedRange
-	// next is where the next freed range goes once freed is full.
-	next int
+	// image is the number of its newest program image (rec.image):
+	// records of older ones are the images' before an execve. closed:
+	// that image has no recorder (Blocks), its records are dropped too.
+	image           uint16
+	started, closed bool
+	tombs           map[uint64]tomb
 }
 
 // Recorder drains the shared memory of the processes one lsan run
@@ -97,13 +101,14 @@ type Recorder struct {
 	mem   []byte
 	clock *clock
 
-	mu        sync.Mutex
-	procs     map[int]*process
-	consumed  [rings]uint64
-	allocs    uint64
-	frees     uint64
-	inflight  uint64
-	freedLost uint64
+	mu       sync.Mutex
+	start    uint64 // CLOCK_MONOTONIC at New: rec.time counts from it
+	pass     uint32 // drain passes made (tomb.pass)
+	procs    map[int]*process
+	consumed [rings]uint64
+	allocs   uint64
+	frees    uint64
+	inflight uint64
 	// funcIndex maps the shim's fn to the tracer's table (Block.Fn).
 	funcIndex []uint16
 	funcAddrs map[int][]uint64 // by pid: the shim's functions' addresses
@@ -129,9 +134,6 @@ type Recorder struct {
 // New creates the shared memory and starts draining it. It is a memfd:
 // nothing is left behind, whichever way lsan ends.
 func New(opts Options) (*Recorder, error) {
-	if opts.MaxFreed == 0 {
-		opts.MaxFreed = 1 << 16
-	}
 	fd, err := unix.MemfdCreate("lsan-inproc", unix.MFD_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("in-process recorder: shared memory: %w", err)
@@ -139,7 +141,7 @@ func New(opts Options) (*Recorder, error) {
 	f := os.NewFile(uintptr(fd), "lsan-inproc")
 	r := &Recorder{opts: opts, file: f, procs: map[int]*process{}, funcAddrs: map[int][]uint64{},
 		procMap: map[int]int{}, stop: make(chan struct{}), clock: newClock(),
-		exits: make(chan int, 64), rowsWanted: map[int]bool{}}
+		exits: make(chan int, 64), rowsWanted: map[int]bool{}, start: monotonicNow()}
 	if err := f.Truncate(sharedSize); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("in-process recorder: shared memory: %w", err)
@@ -179,7 +181,7 @@ func (r *Recorder) writeHeader() {
 		*r.u32(hLifecycle) = 1
 	}
 	*r.u64(hDeadAfter) = r.clock.ticks(deadAfter)
-	atomic.StoreUint64(r.u64(hHeartbeat), r.clock.now())
+	r.beat()
 	// The magic last: the shim trusts nothing before it.
 	atomic.StoreUint64(r.u64(hMagic), magic)
 }
@@ -316,7 +318,7 @@ func (r *Recorder) drainLoop() {
 		r.rowsWanted = map[int]bool{}
 		r.mu.Unlock()
 		r.answerRows(wanted)
-		atomic.StoreUint64(r.u64(hHeartbeat), r.clock.now())
+		r.beat()
 		if passes++; passes%1024 == 0 {
 			r.clock.resample()
 		}
@@ -326,19 +328,25 @@ func (r *Recorder) drainLoop() {
 	}
 }
 
+// beat tells the threads lsan is alive, and the time records carry.
+func (r *Recorder) beat() {
+	atomic.StoreUint64(r.u64(hEpochMS), (monotonicNow()-r.start)/uint64(time.Millisecond))
+	atomic.StoreUint64(r.u64(hHeartbeat), r.clock.now())
+}
+
 // drain applies every published record.
 func (r *Recorder) drain() (n int, complete bool) { return r.drainAtLeast(1) }
 
 // drainAtLeast applies the published records of every ring that holds
 // at least min. complete says whether every ring was read to the position
-// it had reserved when the pass began: then no record yet to come can
-// carry a time before the pass began, and the frees held for allocations
-// not seen yet can be dropped.
+// it had reserved when the pass began. An allocation's slot is reserved
+// before it takes its generation, and a free's after: the allocation a
+// tomb could cancel was reserved before the tomb was read, so once a
+// complete pass that began later is done, the tomb has nothing left to
+// cancel.
 func (r *Recorder) drainAtLeast(min int) (n int, complete bool) {
-	// Less a margin: a record's time may be read a little early (rdtsc is
-	// not ordered with what precedes it), and CPUs' counters agree to
-	// within a margin.
-	begin := r.clock.now() - r.clock.ticks(time.Millisecond)
+	r.pass++
+	pass := r.pass
 	complete = true
 	for i := 0; i < rings; i++ {
 		base := ringsOff + i*ringSize
@@ -349,12 +357,17 @@ func (r *Recorder) drainAtLeast(min int) (n int, complete bool) {
 			continue
 		}
 		for pos < reserved {
-			slot := base + ringHeader + int(pos%ringSlots)*recSize
-			if atomic.LoadUint32(r.u32(slot+rSeq)) != uint32(pos+1) {
+			rec := r.record(base, pos)
+			if atomic.LoadUint32(&rec.seq) != uint32(pos+1) {
 				complete = false
 				break
 			}
-			r.apply(slot)
+			if pos+1 < reserved && r.cancelled(rec, r.record(base, pos+1), pos+2) {
+				pos += 2
+				n += 2
+				continue
+			}
+			r.apply(rec)
 			pos++
 			n++
 		}
@@ -364,13 +377,13 @@ func (r *Recorder) drainAtLeast(min int) (n int, complete bool) {
 		}
 	}
 	if complete {
-		r.dropTombs(begin)
+		r.dropTombs(pass)
 	}
 	return n, complete
 }
 
-func newProcess(since uint64) *process {
-	return &process{live: newBlockTable(), tombs: map[uint64]uint64{}, since: since}
+func newProcess() *process {
+	return &process{live: newBlockTable(), tombs: map[uint64]tomb{}}
 }
 
 func (r *Recorder) proc(pid int) *process {
@@ -379,61 +392,99 @@ func (r *Recorder) proc(pid int) *process {
 	}
 	p := r.procs[pid]
 	if p == nil {
-		p = newProcess(0)
+		p = newProcess()
 		r.procs[pid] = p
 	}
 	r.last, r.lastPID = p, pid
 	return p
 }
 
-// apply orders the events of one address by their times: an allocation
-// is stamped after the allocator returned it, a free before the block was
-// released, so of two threads' events on one address the later in time
-// is the later in fact, whichever ring is read first.
-func (r *Recorder) apply(slot int) {
-	kind := r.mem[slot+rKind]
-	pid := int(*r.u32(slot + rPID))
-	addr := *r.u64(slot + rAddr)
-	at := *r.u64(slot + rTime)
+// rec is a record as it lies in the ring (struct rec in shim/layout.h;
+// TestLayout checks the offsets).
+type rec struct {
+	seq      uint32
+	kind, fn uint8
+	image    uint16
+	pid, tid uint32
+	stack    uint32
+	gen      uint32
+	addr     uint64
+	size     uint64
+	time     uint64
+}
+
+// record returns the record at position pos of the ring at base.
+func (r *Recorder) record(base int, pos uint64) *rec {
+	return (*rec)(unsafe.Pointer(&r.mem[base+ringHeader+int(pos%ringSlots)*recSize]))
+}
+
+// cancelled applies an allocation and the free of the same block right
+// after it in the same ring (a temporary buffer: the commonest pair) at
+// once, as nothing, where nothing else is known of the address: the
+// drain must keep up with a thread making a pair every 35 ns. nextSeq is
+// the sequence number next carries once published.
+func (r *Recorder) cancelled(a, next *rec, nextSeq uint64) bool {
+	if a.kind != recAlloc || atomic.LoadUint32(&next.seq) != uint32(nextSeq) || next.kind != recFree ||
+		next.addr != a.addr || next.pid != a.pid || next.image != a.image || !genBefore(a.gen, next.gen) {
+		return false
+	}
+	p := r.proc(int(a.pid))
+	if !p.current(a.image) {
+		return false
+	}
+	if _, ok := p.tombs[a.addr]; ok {
+		return false
+	}
+	if _, ok := p.live.get(a.addr); ok {
+		return false
+	}
+	r.allocs++
+	r.frees++
+	return true
+}
+
+// apply orders the events of one address by their generations: an
+// allocation takes one after the allocator returned the block, a free
+// before it released it, so of two threads' events on one address the
+// higher number is the later in fact, whichever ring is read first.
+func (r *Recorder) apply(rec *rec) {
+	kind, addr, gen, image := rec.kind, rec.addr, rec.gen, rec.image
+	pid := int(rec.pid)
 	p := r.proc(pid)
 	switch kind {
 	case recAlloc:
 		r.allocs++
-		if at < p.since {
-			return // the program image before an execve
+		if !p.current(image) {
+			return // a program image before an execve
 		}
 		if len(p.tombs) > 0 {
-			if tomb, ok := p.tombs[addr]; ok && tomb > at {
+			if t, ok := p.tombs[addr]; ok && genBefore(gen, t.gen) {
 				return // freed already
 			}
 		}
-		if old, ok := p.live.get(addr); ok && old.time > at {
+		if old, ok := p.live.get(addr); ok && genBefore(gen, old.gen) {
 			return // a later block at this address is known
 		}
-		p.live.put(addr, newLiveBlock(*r.u64(slot + rSize), at, *r.u32(slot + rStack), *r.u32(slot + rTID), r.mem[slot+rFn]))
+		p.live.put(addr, newLiveBlock(rec.size, uint32(rec.time), gen, rec.stack, rec.tid, rec.fn))
 	case recFree:
 		r.frees++
+		if !p.current(image) {
+			return
+		}
 		if old, ok := p.live.get(addr); ok {
-			if old.time < at {
+			if genBefore(old.gen, gen) {
 				p.live.del(addr)
-				r.noteFreed(p, bpf.FreedRange{Addr: addr, Size: old.size(), TimeNS: at})
 			}
 			return
 		}
-		if at < p.since {
-			return
-		}
-		if tomb, ok := p.tombs[addr]; !ok || tomb < at {
-			p.tombs[addr] = at
+		if t, ok := p.tombs[addr]; !ok || genBefore(t.gen, gen) {
+			p.tombs[addr] = tomb{gen: gen, pass: r.pass}
 		}
 	case recStart:
 		// A new program image (execve) or the first: what the process
 		// held before it is gone. Other threads' rings may have been read
 		// first: what came after it stays.
-		if at > p.since {
-			p.forgetBefore(at)
-			delete(r.funcAddrs, pid)
-		}
+		p.current(image)
 	case recMaps:
 		r.rowsWanted[pid] = true
 	case recExit:
@@ -478,43 +529,32 @@ func (r *Recorder) bump(off int) {
 	_, _, _ = unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(word)), futexWake, math.MaxInt32, 0, 0, 0)
 }
 
-// forgetBefore drops what the process held before its image started.
-func (p *process) forgetBefore(at uint64) {
-	p.since = at
-	var old []uint64
-	p.live.each(func(addr uint64, b liveBlock) {
-		if b.time < at {
-			old = append(old, addr)
+// current tells whether a record of program image image is to be
+// applied: a newer image than any seen so far forgets what the process
+// held (an execve replaced it), an older one's records come late.
+func (p *process) current(image uint16) bool {
+	if !p.started || int16(image-p.image) > 0 {
+		if p.started {
+			p.forget()
 		}
-	})
-	for _, addr := range old {
-		p.live.del(addr)
+		p.image, p.started, p.closed = image, true, false
+		return true
 	}
-	for addr, t := range p.tombs {
-		if t < at {
-			delete(p.tombs, addr)
-		}
-	}
-	p.freed = nil
-	p.next = 0
+	return image == p.image && !p.closed
 }
 
-func (r *Recorder) noteFreed(p *process, fr bpf.FreedRange) {
-	if len(p.freed) < r.opts.MaxFreed {
-		p.freed = append(p.freed, fr)
-		return
-	}
-	p.freed[p.next] = fr
-	p.next = (p.next + 1) % len(p.freed)
-	r.freedLost++
+// forget drops what the process held.
+func (p *process) forget() {
+	p.live = newBlockTable()
+	clear(p.tombs)
 }
 
-// dropTombs forgets frees older than before: every allocation they could
-// cancel has been applied.
-func (r *Recorder) dropTombs(before uint64) {
+// dropTombs forgets the frees read before drain pass pass: every
+// allocation they could cancel has been applied (drainAtLeast).
+func (r *Recorder) dropTombs(pass uint32) {
 	for _, p := range r.procs {
-		for addr, at := range p.tombs {
-			if at <= before {
+		for addr, t := range p.tombs {
+			if t.pass < pass {
 				delete(p.tombs, addr)
 			}
 		}
@@ -536,8 +576,10 @@ func (r *Recorder) Blocks(pid int) ([]bpf.Block, error) {
 	}
 	if !r.Loaded(pid) && processExists(pid) {
 		// A program image the shim is not in (LD_PRELOAD cleared before
-		// an execve): what was recorded belonged to the one before.
-		p.forgetBefore(r.clock.now())
+		// an execve): what was recorded belonged to the one before,
+		// whose records still to come are dropped too.
+		p.forget()
+		p.closed = true
 		return nil, nil
 	}
 	out := make([]bpf.Block, 0, p.live.n)
@@ -546,14 +588,14 @@ func (r *Recorder) Blocks(pid int) ([]bpf.Block, error) {
 		if int(b.fn()) < len(r.funcIndex) {
 			fn = r.funcIndex[b.fn()]
 		}
-		out = append(out, bpf.Block{PID: pid, Addr: addr, Size: b.size(), TimestampNS: r.clock.ns(b.time),
+		out = append(out, bpf.Block{PID: pid, Addr: addr, Size: b.size(), TimestampNS: r.start + uint64(b.ms)*uint64(time.Millisecond),
 			StackID: uint64(b.stack), TID: b.tid, Fn: fn})
 	})
 	return out, nil
 }
 
 // ReleaseBlocks forgets pid's live set, read by its last check (at its
-// exit): a million blocks take 64 MiB here. Records still to come for pid
+// exit): a million blocks take 48 MiB here. Records still to come for pid
 // rebuild it.
 func (r *Recorder) ReleaseBlocks(pid int) {
 	r.mu.Lock()
@@ -573,19 +615,11 @@ func (r *Recorder) unpublished() uint64 {
 	return n
 }
 
-// Freed returns the ranges pid freed that the recorder remembers.
-func (r *Recorder) Freed(pid int) ([]bpf.FreedRange, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if p := r.procs[pid]; p != nil {
-		out := make([]bpf.FreedRange, len(p.freed))
-		for i, f := range p.freed {
-			out[i] = bpf.FreedRange{Addr: f.Addr, Size: f.Size, TimeNS: r.clock.ns(f.TimeNS)}
-		}
-		return out, nil
-	}
-	return nil, nil
-}
+// Freed returns nothing: the recorder serves lsan run, whose roots are
+// LSan's, where freed memory is never a root (the attach mode's reason to
+// remember freed ranges), so none are kept: the drain keeps up with a
+// thread freeing every 20 ns.
+func (r *Recorder) Freed(pid int) ([]bpf.FreedRange, error) { return nil, nil }
 
 // Stack is b's allocation stack: the shim's function, then the return
 // addresses from its caller outward.
@@ -663,7 +697,6 @@ func (r *Recorder) Counters() Counters {
 		StacksDropped: atomic.LoadUint64(r.u64(hCounters + 8*cStacksFull)),
 		Waits:         atomic.LoadUint64(r.u64(hCounters + 8*cWaits)),
 		Inflight:      r.inflight,
-		FreedDropped:  r.freedLost,
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"math/rand"
 	"testing"
+	"unsafe"
 )
 
 // TestBlockTable runs random inserts and deletes against a Go map.
@@ -17,7 +18,7 @@ func TestBlockTable(t *testing.T) {
 			tab.del(addr)
 			delete(want, addr)
 		} else {
-			tab.put(addr, newLiveBlock(uint64(i), 0, 0, 0, 0))
+			tab.put(addr, newLiveBlock(uint64(i), 0, 0, 0, 0, 0))
 			want[addr] = uint64(i)
 		}
 	}
@@ -42,8 +43,10 @@ func TestBlockTable(t *testing.T) {
 }
 
 type event struct {
-	kind       byte
-	addr, time uint64
+	kind  byte
+	addr  uint64
+	gen   uint32
+	image uint16
 }
 
 // TestApplyOrder: one address allocated by one thread, freed by a
@@ -51,52 +54,103 @@ type event struct {
 // ends as the third's live block, whatever the order; a free whose
 // allocation is read later cancels it.
 func TestApplyOrder(t *testing.T) {
+	// Every order in which two threads' rings can be read: the block of
+	// generation 3 lives, whatever came first.
 	seqs := [][]event{
-		{{recAlloc, 0x1000, 1}, {recFree, 0x1000, 2}, {recAlloc, 0x1000, 3}},
-		{{recAlloc, 0x1000, 3}, {recFree, 0x1000, 2}, {recAlloc, 0x1000, 1}},
-		{{recFree, 0x1000, 2}, {recAlloc, 0x1000, 3}, {recAlloc, 0x1000, 1}},
-		{{recFree, 0x1000, 2}, {recAlloc, 0x1000, 1}, {recAlloc, 0x1000, 3}},
-		{{recAlloc, 0x1000, 1}, {recAlloc, 0x1000, 3}, {recFree, 0x1000, 2}},
+		{{recAlloc, 0x1000, 1, 1}, {recFree, 0x1000, 2, 1}, {recAlloc, 0x1000, 3, 1}},
+		{{recAlloc, 0x1000, 3, 1}, {recFree, 0x1000, 2, 1}, {recAlloc, 0x1000, 1, 1}},
+		{{recFree, 0x1000, 2, 1}, {recAlloc, 0x1000, 3, 1}, {recAlloc, 0x1000, 1, 1}},
+		{{recFree, 0x1000, 2, 1}, {recAlloc, 0x1000, 1, 1}, {recAlloc, 0x1000, 3, 1}},
+		{{recAlloc, 0x1000, 1, 1}, {recAlloc, 0x1000, 3, 1}, {recFree, 0x1000, 2, 1}},
+		// Generations wrap.
+		{{recAlloc, 0x1000, 3, 1}, {recFree, 0x1000, 0xffffffff, 1}, {recAlloc, 0x1000, 0xfffffffe, 1}},
 	}
 	for i, seq := range seqs {
-		r := &Recorder{procs: map[int]*process{}, mem: make([]byte, recSize), opts: Options{MaxFreed: 8}, clock: &clock{}}
+		r := &Recorder{procs: map[int]*process{}, mem: make([]byte, recSize), clock: &clock{}}
 		for _, e := range seq {
 			putRecord(r.mem, e)
-			r.apply(0)
+			r.apply((*rec)(unsafe.Pointer(&r.mem[0])))
 		}
 		b, ok := r.procs[7].live.get(0x1000)
-		if !ok || b.time != 3 || r.procs[7].live.n != 1 {
-			t.Errorf("order %d: live %v %v (%d blocks), want the block of time 3", i, b, ok, r.procs[7].live.n)
+		if !ok || b.gen != 3 || r.procs[7].live.n != 1 {
+			t.Errorf("order %d: live %v %v (%d blocks), want the block of generation 3", i, b, ok, r.procs[7].live.n)
 		}
 	}
 	// Freed before its allocation was read: nothing lives.
-	r := &Recorder{procs: map[int]*process{}, mem: make([]byte, recSize), opts: Options{MaxFreed: 8}, clock: &clock{}}
-	for _, e := range []event{{recFree, 0x2000, 5}, {recAlloc, 0x2000, 4}} {
+	r := &Recorder{procs: map[int]*process{}, mem: make([]byte, recSize), clock: &clock{}}
+	for _, e := range []event{{recFree, 0x2000, 5, 1}, {recAlloc, 0x2000, 4, 1}} {
 		putRecord(r.mem, e)
-		r.apply(0)
+		r.apply((*rec)(unsafe.Pointer(&r.mem[0])))
 	}
 	if n := r.procs[7].live.n; n != 0 {
 		t.Errorf("%d blocks live after a free read before its allocation", n)
 	}
-	// A program image's start read after a record of the image: that
-	// block stays, an older one goes.
-	for _, e := range []event{{recAlloc, 0x3000, 9}, {recAlloc, 0x4000, 2}, {recStart, 0, 6}, {recAlloc, 0x5000, 3}} {
+	// A new program image's record read before a late one of the image
+	// before it: what the old image held goes, its late records too.
+	for _, e := range []event{{recAlloc, 0x4000, 9, 1}, {recAlloc, 0x3000, 1, 2}, {recStart, 0, 0, 2}, {recAlloc, 0x5000, 10, 1}} {
 		putRecord(r.mem, e)
-		r.apply(0)
+		r.apply((*rec)(unsafe.Pointer(&r.mem[0])))
 	}
 	if _, ok := r.procs[7].live.get(0x3000); !ok || r.procs[7].live.n != 1 {
-		t.Errorf("after an image start: %d blocks, want the one of time 9", r.procs[7].live.n)
+		t.Errorf("after an image start: %d blocks, want the new image's one", r.procs[7].live.n)
 	}
-	r.dropTombs(5)
+	r.dropTombs(1)
 	if n := len(r.procs[7].tombs); n != 0 {
-		t.Errorf("%d frees held after the watermark passed them", n)
+		t.Errorf("%d frees held after a later complete pass", n)
 	}
 }
 
 func putRecord(mem []byte, e event) {
 	mem[rKind] = e.kind
+	binary.LittleEndian.PutUint16(mem[rImage:], e.image)
 	binary.LittleEndian.PutUint32(mem[rPID:], 7)
+	binary.LittleEndian.PutUint32(mem[rGen:], e.gen)
 	binary.LittleEndian.PutUint64(mem[rAddr:], e.addr)
 	binary.LittleEndian.PutUint64(mem[rSize:], 16)
-	binary.LittleEndian.PutUint64(mem[rTime:], e.time)
+}
+
+// TestRecordView: the Go view of a record has the C layout's offsets.
+func TestRecordView(t *testing.T) {
+	var x rec
+	got := map[string]uintptr{"seq": unsafe.Offsetof(x.seq), "kind": unsafe.Offsetof(x.kind), "fn": unsafe.Offsetof(x.fn),
+		"image": unsafe.Offsetof(x.image), "pid": unsafe.Offsetof(x.pid), "tid": unsafe.Offsetof(x.tid),
+		"stack": unsafe.Offsetof(x.stack), "gen": unsafe.Offsetof(x.gen), "addr": unsafe.Offsetof(x.addr),
+		"size": unsafe.Offsetof(x.size), "time": unsafe.Offsetof(x.time), "sizeof": unsafe.Sizeof(x)}
+	want := map[string]uintptr{"seq": rSeq, "kind": rKind, "fn": rFn, "image": rImage, "pid": rPID, "tid": rTID,
+		"stack": rStack, "gen": rGen, "addr": rAddr, "size": rSize, "time": rTime, "sizeof": recSize}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s at %d, want %d", k, got[k], v)
+		}
+	}
+}
+
+// TestDrainPairs: an allocation and the free of its block right after it
+// in a ring leave nothing, counted; the same pair where an older block of
+// the address is live frees that one too, as applying both one by one
+// does; an allocation followed by another address's free is applied as
+// usual.
+func TestDrainPairs(t *testing.T) {
+	r := &Recorder{procs: map[int]*process{}, mem: make([]byte, sharedSize), clock: &clock{}}
+	base := ringsOff
+	events := []event{
+		{recAlloc, 0x1000, 1, 1}, {recFree, 0x1000, 2, 1}, // a pair: nothing
+		{recAlloc, 0x2000, 1, 1},                          // 0x2000 lives, gen 1
+		{recAlloc, 0x2000, 3, 1}, {recFree, 0x2000, 4, 1}, // replaces it, then frees it
+		{recAlloc, 0x3000, 1, 1}, {recFree, 0x4000, 1, 1}, // not a pair: 0x3000 lives, a tomb for 0x4000
+	}
+	for i, e := range events {
+		slot := r.mem[base+ringHeader+i*recSize:]
+		putRecord(slot, e)
+		binary.LittleEndian.PutUint32(slot[rSeq:], uint32(i+1))
+	}
+	*r.u64(base + ringReserve) = uint64(len(events))
+	if n, complete := r.drainAtLeast(1); n != len(events) || !complete {
+		t.Fatalf("drained %d (complete %v), want %d", n, complete, len(events))
+	}
+	p := r.procs[7]
+	_, live3 := p.live.get(0x3000)
+	if p.live.n != 1 || !live3 || r.allocs != 4 || r.frees != 3 {
+		t.Errorf("%d live (0x3000: %v), %d allocs, %d frees; want 0x3000 alone, 4 and 3", p.live.n, live3, r.allocs, r.frees)
+	}
 }

@@ -418,7 +418,7 @@ func (s *Session) counters() (bpf.Counters, error) {
 	}
 	rc := s.rec.Counters()
 	c.Allocs, c.Frees = rc.Allocs, rc.Frees
-	c.StacksDropped, c.FreedDropped = rc.StacksDropped, rc.FreedDropped
+	c.StacksDropped = rc.StacksDropped
 	return c, nil
 }
 

@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #define LSAN_INPROC_MAGIC 0x31504e494e41534cULL // "LSANINP1"
-#define LSAN_INPROC_VERSION 1
+#define LSAN_INPROC_VERSION 2
 
 // Rings: every thread writes to ring tid % RINGS, reserving a slot with an
 // atomic add (several threads, and a signal handler in the middle of its
@@ -18,6 +18,12 @@
 // Stacks: an open-addressing table, deduplicated by hash.
 #define STACK_SLOTS (1 << 16)
 #define MAX_DEPTH 64 // the BPF tracer's MAX_STACK_DEPTH
+
+// Generations: events on one address are ordered by a counter per address
+// hash, taken with an atomic add after an allocation is obtained and before
+// a free releases it (so a free always holds a lower number than the
+// allocation that gets its block next, whatever the threads and rings).
+#define GEN_SLOTS (1 << 16)
 
 // Unwind rows: the BPF unwinder's format (bpf/unwind.h), mirrored here by
 // lsan whenever it loads them into the BPF maps.
@@ -38,13 +44,13 @@ enum rec_kind {
 struct rec {
 	uint32_t seq;
 	uint8_t kind;
-	uint8_t fn; // index in the shim's function table (fn_names)
-	uint16_t _pad;
+	uint8_t fn;     // index in the shim's function table (fn_names)
+	uint16_t image; // the program image that wrote it (header.images when it started)
 	uint32_t pid, tid;
 	uint32_t stack; // stack slot + 1; 0: none
-	uint32_t _pad2;
+	uint32_t gen;   // the address's generation (GEN_SLOTS)
 	uint64_t addr, size;
-	uint64_t time; // after the allocator returned, before it freed (header.use_tsc says in what)
+	uint64_t time; // header.epoch_ms when written: an age, good to a drain pass
 };
 
 struct ring {
@@ -104,10 +110,11 @@ struct header {
 	uint32_t use_tsc;     // times are TSC ticks (lsan found the TSC the kernel's clock), else CLOCK_MONOTONIC ns
 	uint64_t dead_after;  // a heartbeat older than this (in the records' clock): lsan is gone
 	uint32_t procs_gen;   // lsan: bumped when a process gets a mapping slot
-	uint32_t _pad;
+	uint32_t images;      // program images started: each takes the next number
 	uint8_t _line1[256 - 96];
 	uint64_t heartbeat; // lsan: the time (in the records' clock) of its last drain
-	uint8_t _line2[256 - 8];
+	uint64_t epoch_ms;  // lsan: milliseconds from its start to its last drain (rec.time)
+	uint8_t _line2[256 - 16];
 	uint64_t disabled; // a thread took lsan for dead: recording stopped
 	uint8_t _line3[256 - 8];
 	uint64_t counters[C_COUNTERS];
@@ -129,6 +136,7 @@ struct header {
 #define STACKS_OFF (RINGS_OFF + (uint64_t)RINGS * sizeof(struct ring))
 #define PROCS_OFF (STACKS_OFF + (uint64_t)STACK_SLOTS * sizeof(struct stack_entry))
 #define ROWS_OFF (PROCS_OFF + (uint64_t)PROC_SLOTS * sizeof(struct proc_maps))
-#define SHARED_SIZE (ROWS_OFF + (uint64_t)MAX_ROWS * sizeof(struct unwind_row))
+#define GENS_OFF (ROWS_OFF + (uint64_t)MAX_ROWS * sizeof(struct unwind_row))
+#define SHARED_SIZE (GENS_OFF + (uint64_t)GEN_SLOTS * sizeof(uint32_t))
 
 #endif

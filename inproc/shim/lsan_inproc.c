@@ -3,7 +3,7 @@
 // calls the real ones, and writes each block's birth and death, with the
 // allocation stack, into memory shared with lsan (layout.h), which keeps
 // the live set and runs the usual checks. No kernel trap per call: a
-// record costs an atomic add, a clock read and a stack walk.
+// record costs two atomic adds and a stack walk (often a replay of one).
 //
 // Rules the code keeps:
 //   - it never allocates through the allocator it wraps (dlsym's own needs
@@ -11,9 +11,9 @@
 //   - every record path is safe in a signal handler that interrupts it in
 //     the same thread: slots are reserved with an atomic add and
 //     published by their seq word; stacks are interned with CAS;
-//   - a free is stamped before the block is released, an allocation after
-//     it is obtained, so lsan can order events of different threads on
-//     the same address by time;
+//   - a free takes its address's generation before the block is released,
+//     an allocation after it is obtained, so lsan can order events of
+//     different threads on the same address (GEN_SLOTS);
 //   - if lsan stops draining (it died), recording stops instead of the
 //     program waiting forever, and a counter says so.
 // Without a BPF tracer (header.lifecycle) it also tells lsan of the
@@ -109,7 +109,7 @@ static void *next(const char *name) { return dlsym(RTLD_NEXT, name); }
 static void map_shared(void);
 static void exit_check(void);
 static void request_rows(void);
-static void put(uint8_t kind, uint8_t fn, uint64_t addr, uint64_t size, uint64_t when, uint64_t *frame);
+static void put(uint8_t kind, uint8_t fn, uint64_t addr, uint64_t size, uint32_t gen, uint64_t *frame);
 static uint64_t now_ns(void);
 static void make_cache_key(void);
 
@@ -175,16 +175,19 @@ static uint64_t now_ns(void)
 	return monotonic_ns();
 }
 
-// now_after is the clock read after everything before it executed
-// (rdtscp): an allocation is stamped after the allocator returned.
-static uint64_t now_after(void)
+// next_gen takes addr's next generation. The atomic add orders it: taken
+// before a free releases the block and after an allocation obtained it,
+// a free's number is below that of the allocation that gets the block
+// next, whichever threads and rings they go through. (A clock would need
+// a serializing read, rdtscp: twice the cost of this.)
+static inline uint32_t next_gen(uint64_t addr)
 {
-	if (likely(shared && shared->use_tsc)) {
-		unsigned aux;
-		return __builtin_ia32_rdtscp(&aux);
-	}
-	return monotonic_ns();
+	uint32_t *gens = (uint32_t *)((char *)shared + GENS_OFF);
+	uint64_t slot = ((addr >> 4) * 0x9e3779b97f4a7c15ULL) >> (64 - 16);
+	return __atomic_fetch_add(&gens[slot & (GEN_SLOTS - 1)], 1, __ATOMIC_SEQ_CST);
 }
+
+static uint16_t my_image; // this program image's number (header.images)
 
 static void count(int which, uint64_t n)
 {
@@ -233,9 +236,10 @@ static void map_shared(void)
 		return;
 	}
 	self_pid = syscall(SYS_getpid);
+	my_image = (uint16_t)(__atomic_fetch_add(&h->images, 1, __ATOMIC_SEQ_CST) + 1);
 	pthread_atfork(NULL, NULL, after_fork_in_child);
 	__atomic_store_n(&shared, h, __ATOMIC_RELEASE);
-	put(REC_START, 0, 0, 0, now_ns(), NULL);
+	put(REC_START, 0, 0, 0, 0, NULL);
 	if (h->lifecycle) {
 		// Registered first, it runs last of the atexit handlers, as
 		// LSan's check does.
@@ -723,7 +727,7 @@ static uint32_t intern(const uint64_t *pcs, uint32_t n, uint32_t pid)
 // full for longer than header.dead_after (2 s) after the last beat takes
 // lsan for dead.
 
-static void put(uint8_t kind, uint8_t fn, uint64_t addr, uint64_t size, uint64_t when, uint64_t *frame)
+static void put(uint8_t kind, uint8_t fn, uint64_t addr, uint64_t size, uint32_t gen, uint64_t *frame)
 {
 	struct header *h = shared;
 	if (!h || h->disabled)
@@ -761,9 +765,10 @@ static void put(uint8_t kind, uint8_t fn, uint64_t addr, uint64_t size, uint64_t
 	t_holding++;
 	uint32_t stack = 0;
 	if (kind == REC_ALLOC) {
-		// After the slot (lsan's watermark relies on it), before the
-		// walk: rdtscp waits for what precedes it to complete.
-		when = now_after();
+		// After the slot: a free read before this record must find it
+		// reserved before the drain pass that drops the free's tombstone
+		// (inproc/recorder.go, drainAtLeast).
+		gen = next_gen(addr);
 		if (frame) {
 			t_depth++;
 			stack = stack_of(frame, pid, tid);
@@ -778,7 +783,9 @@ static void put(uint8_t kind, uint8_t fn, uint64_t addr, uint64_t size, uint64_t
 	s->stack = stack;
 	s->addr = addr;
 	s->size = size;
-	s->time = when;
+	s->gen = gen;
+	s->image = my_image;
+	s->time = __atomic_load_n(&h->epoch_ms, __ATOMIC_RELAXED);
 	__atomic_store_n(&s->seq, (uint32_t)(pos + 1), __ATOMIC_RELEASE);
 	t_holding--;
 }
@@ -792,14 +799,14 @@ static inline void record_alloc(int fn, void *p, size_t size, uint64_t *frame)
 		put(REC_ALLOC, fn, (uint64_t)p, size, 0, frame);
 }
 
-// A free's record carries the time before the release.
-static inline void record_free(int fn, void *p, uint64_t when)
+// A free's record carries the generation taken before the release (stamp).
+static inline void record_free(int fn, void *p, uint32_t gen)
 {
 	if (p && RECORDING())
-		put(REC_FREE, fn, (uint64_t)p, 0, when, NULL);
+		put(REC_FREE, fn, (uint64_t)p, 0, gen, NULL);
 }
 
-static inline uint64_t stamp(void) { return RECORDING() ? now_ns() : 0; }
+static inline uint32_t stamp(void *p) { return p && RECORDING() ? next_gen((uint64_t)p) : 0; }
 
 // ---- the process's lifecycle (header.lifecycle) ----
 
@@ -817,7 +824,7 @@ static void answer_after(uint8_t kind, uint32_t *done)
 {
 	struct header *h = shared;
 	uint32_t before = __atomic_load_n(done, __ATOMIC_ACQUIRE);
-	put(kind, 0, 0, 0, now_ns(), NULL);
+	put(kind, 0, 0, 0, 0, NULL);
 	__atomic_fetch_add(&h->urgent, 1, __ATOMIC_RELEASE);
 	while (__atomic_load_n(done, __ATOMIC_ACQUIRE) == before && lsan_alive(h)) {
 		struct timespec ts = {0, 10 * 1000 * 1000};
@@ -898,7 +905,7 @@ static inline void release(int fn, void *p)
 		return;
 	if (unlikely(!real_free))
 		resolve();
-	uint64_t t = stamp();
+	uint32_t t = stamp(p);
 	record_free(fn, p, t);
 	real_free(p);
 }
@@ -953,7 +960,7 @@ EXPORT NOINLINE void *calloc(size_t n, size_t size)
 
 // realloc's old block is released inside the call: its record carries the
 // time before the call and is written only if the call succeeded.
-static void *do_realloc(int fn, void *old, size_t size, void *p, uint64_t t, uint64_t *frame)
+static void *do_realloc(int fn, void *old, size_t size, void *p, uint32_t t, uint64_t *frame)
 {
 	if (p && old) {
 		record_free(fn, old, t);
@@ -975,7 +982,7 @@ EXPORT NOINLINE void *realloc(void *old, size_t size)
 	}
 	if (unlikely(!real_realloc))
 		resolve();
-	uint64_t t = stamp();
+	uint32_t t = stamp(old);
 	void *p = real_realloc(old, size);
 	return do_realloc(FN_REALLOC, old, size, p, t, FRAME());
 }
@@ -984,7 +991,7 @@ EXPORT NOINLINE void *reallocarray(void *old, size_t n, size_t size)
 {
 	if (unlikely(!real_reallocarray))
 		resolve();
-	uint64_t t = stamp();
+	uint32_t t = stamp(old);
 	void *p = real_reallocarray(old, n, size);
 	return do_realloc(FN_REALLOCARRAY, old, n * size, p, t, FRAME());
 }
