@@ -54,7 +54,6 @@ const (
 	hMaxRows    = 64
 	hProcSlots  = 68
 	hUnwindMode = 72
-	hUseTSC     = 76
 	hDeadAfter  = 80
 	hProcsGen   = 88
 	hImages     = 92

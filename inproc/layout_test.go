@@ -44,7 +44,6 @@ int main(void) {
 	P("hHeartbeat", offsetof(struct header, heartbeat));
 	P("hUnwindMode", offsetof(struct header, unwind_mode));
 	P("hProcsGen", offsetof(struct header, procs_gen));
-	P("hUseTSC", offsetof(struct header, use_tsc));
 	P("hDeadAfter", offsetof(struct header, dead_after));
 	P("hCounters", offsetof(struct header, counters));
 	P("hMaxRows", offsetof(struct header, max_rows));
@@ -77,7 +76,7 @@ int main(void) {
 		"ringSize": ringSize, "ringConsumed": ringConsumed, "ringHeader": ringHeader, "recSize": recSize,
 		"rKind": rKind, "rFn": rFn, "rPID": rPID, "rTID": rTID, "rStack": rStack, "rAddr": rAddr,
 		"rSize": rSize, "rTime": rTime, "rImage": rImage, "rGen": rGen, "hImages": hImages, "hEpochMS": hEpochMS, "gensOff": gensOff, "stackSize": stackSize, "procMapsSize": procMapsSize,
-		"mappingSize": mappingSize, "rowSize": rowSize, "hHeartbeat": hHeartbeat, "hUnwindMode": hUnwindMode, "hProcsGen": hProcsGen, "hUseTSC": hUseTSC, "hDeadAfter": hDeadAfter,
+		"mappingSize": mappingSize, "rowSize": rowSize, "hHeartbeat": hHeartbeat, "hUnwindMode": hUnwindMode, "hProcsGen": hProcsGen, "hDeadAfter": hDeadAfter,
 		"hCounters": hCounters, "hDisabled": hDisabled, "hLifecycle": hLifecycle, "hUrgent": hUrgent, "hMapsDone": hMapsDone, "hExitDone": hExitDone, "hMaxRows": hMaxRows, "hProcSlots": hProcSlots,
 		"stacksOff": stacksOff, "procsOff": procsOff, "rowsOff": rowsOff, "sharedSize": sharedSize,
 	}

@@ -96,10 +96,9 @@ type process struct {
 // Recorder drains the shared memory of the processes one lsan run
 // started.
 type Recorder struct {
-	opts  Options
-	file  *os.File // the memfd
-	mem   []byte
-	clock *clock
+	opts Options
+	file *os.File // the memfd
+	mem  []byte
 
 	mu       sync.Mutex
 	start    uint64 // CLOCK_MONOTONIC at New: rec.time counts from it
@@ -140,7 +139,7 @@ func New(opts Options) (*Recorder, error) {
 	}
 	f := os.NewFile(uintptr(fd), "lsan-inproc")
 	r := &Recorder{opts: opts, file: f, procs: map[int]*process{}, funcAddrs: map[int][]uint64{},
-		procMap: map[int]int{}, stop: make(chan struct{}), clock: newClock(),
+		procMap: map[int]int{}, stop: make(chan struct{}),
 		exits: make(chan int, 64), rowsWanted: map[int]bool{}, start: monotonicNow()}
 	if err := f.Truncate(sharedSize); err != nil {
 		f.Close()
@@ -174,13 +173,10 @@ func (r *Recorder) writeHeader() {
 	*r.u32(hMaxRows) = maxRows
 	*r.u32(hProcSlots) = procSlots
 	*r.u32(hUnwindMode) = unwindMode(r.opts.Unwind)
-	if r.clock.tsc {
-		*r.u32(hUseTSC) = 1
-	}
 	if r.opts.Lifecycle {
 		*r.u32(hLifecycle) = 1
 	}
-	*r.u64(hDeadAfter) = r.clock.ticks(deadAfter)
+	*r.u64(hDeadAfter) = uint64(deadAfter)
 	r.beat()
 	// The magic last: the shim trusts nothing before it.
 	atomic.StoreUint64(r.u64(hMagic), magic)
@@ -300,7 +296,6 @@ func (r *Recorder) drainLoop() {
 		nap        = 100 * time.Microsecond
 	)
 	lastFlush := time.Now()
-	passes := 0
 	for {
 		select {
 		case <-r.stop:
@@ -319,9 +314,6 @@ func (r *Recorder) drainLoop() {
 		r.mu.Unlock()
 		r.answerRows(wanted)
 		r.beat()
-		if passes++; passes%1024 == 0 {
-			r.clock.resample()
-		}
 		if n == 0 {
 			time.Sleep(nap)
 		}
@@ -331,7 +323,7 @@ func (r *Recorder) drainLoop() {
 // beat tells the threads lsan is alive, and the time records carry.
 func (r *Recorder) beat() {
 	atomic.StoreUint64(r.u64(hEpochMS), (monotonicNow()-r.start)/uint64(time.Millisecond))
-	atomic.StoreUint64(r.u64(hHeartbeat), r.clock.now())
+	atomic.StoreUint64(r.u64(hHeartbeat), monotonicNow())
 }
 
 // drain applies every published record.

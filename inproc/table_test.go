@@ -66,7 +66,7 @@ func TestApplyOrder(t *testing.T) {
 		{{recAlloc, 0x1000, 3, 1}, {recFree, 0x1000, 0xffffffff, 1}, {recAlloc, 0x1000, 0xfffffffe, 1}},
 	}
 	for i, seq := range seqs {
-		r := &Recorder{procs: map[int]*process{}, mem: make([]byte, recSize), clock: &clock{}}
+		r := &Recorder{procs: map[int]*process{}, mem: make([]byte, recSize)}
 		for _, e := range seq {
 			putRecord(r.mem, e)
 			r.apply((*rec)(unsafe.Pointer(&r.mem[0])))
@@ -77,7 +77,7 @@ func TestApplyOrder(t *testing.T) {
 		}
 	}
 	// Freed before its allocation was read: nothing lives.
-	r := &Recorder{procs: map[int]*process{}, mem: make([]byte, recSize), clock: &clock{}}
+	r := &Recorder{procs: map[int]*process{}, mem: make([]byte, recSize)}
 	for _, e := range []event{{recFree, 0x2000, 5, 1}, {recAlloc, 0x2000, 4, 1}} {
 		putRecord(r.mem, e)
 		r.apply((*rec)(unsafe.Pointer(&r.mem[0])))
@@ -131,7 +131,7 @@ func TestRecordView(t *testing.T) {
 // does; an allocation followed by another address's free is applied as
 // usual.
 func TestDrainPairs(t *testing.T) {
-	r := &Recorder{procs: map[int]*process{}, mem: make([]byte, sharedSize), clock: &clock{}}
+	r := &Recorder{procs: map[int]*process{}, mem: make([]byte, sharedSize)}
 	base := ringsOff
 	events := []event{
 		{recAlloc, 0x1000, 1, 1}, {recFree, 0x1000, 2, 1}, // a pair: nothing

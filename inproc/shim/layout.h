@@ -107,12 +107,12 @@ struct header {
 	uint64_t rings_off, stacks_off, procs_off, rows_off;
 	uint32_t max_rows, proc_slots;
 	uint32_t unwind_mode; // 0 fp, 1 auto, 2 cfi (bpf/unwind.h)
-	uint32_t use_tsc;     // times are TSC ticks (lsan found the TSC the kernel's clock), else CLOCK_MONOTONIC ns
-	uint64_t dead_after;  // a heartbeat older than this (in the records' clock): lsan is gone
+	uint32_t _pad0;
+	uint64_t dead_after;  // a heartbeat older than this (ns): lsan is gone
 	uint32_t procs_gen;   // lsan: bumped when a process gets a mapping slot
 	uint32_t images;      // program images started: each takes the next number
 	uint8_t _line1[256 - 96];
-	uint64_t heartbeat; // lsan: the time (in the records' clock) of its last drain
+	uint64_t heartbeat; // lsan: CLOCK_MONOTONIC at its last drain
 	uint64_t epoch_ms;  // lsan: milliseconds from its start to its last drain (rec.time)
 	uint8_t _line2[256 - 16];
 	uint64_t disabled; // a thread took lsan for dead: recording stopped

@@ -157,22 +157,13 @@ static uint64_t room[RINGS]; // per ring: positions below this have room (see pu
 static int self_pid; // refreshed in a forked child (after_fork_in_child)
 static struct proc_maps *my_maps;
 
-static uint64_t monotonic_ns(void)
+// now_ns is CLOCK_MONOTONIC, lsan's heartbeat clock: read only where a
+// thread waits (for room in its ring, or for lsan's answer).
+static uint64_t now_ns(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
-}
-
-// now_ns is the records' clock: the TSC where the kernel keeps time with
-// it (synchronized across CPUs, and cheaper than clock_gettime), else
-// CLOCK_MONOTONIC; lsan converts. rdtsc may read early, never late: right
-// for a free, stamped before the block is released.
-static uint64_t now_ns(void)
-{
-	if (likely(shared && shared->use_tsc))
-		return __builtin_ia32_rdtsc();
-	return monotonic_ns();
 }
 
 // next_gen takes addr's next generation. The atomic add orders it: taken
