@@ -535,7 +535,13 @@ func wordWindows(addrs []uint64) []wordWindow {
 
 // readWindows reads windows in batches and stores the words they hold.
 func readWindows(rd *reader, windows []wordWindow, addrs, words []uint64, ok []bool) error {
-	buf := alignedBuffer(readBufSize)
+	// As big as the windows need, up to readBufSize: a few words (the TLS
+	// layout, a handful of headers) must not cost zeroing 4 MiB.
+	need := 0
+	for _, w := range windows {
+		need += int(w.size())
+	}
+	buf := alignedBuffer(min(readBufSize, max(need, 4096)))
 	var batch []taggedSpan
 	var pieces []piece
 	total := 0

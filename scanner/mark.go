@@ -108,7 +108,6 @@ func (m *marker) newWorker(rd *reader) *scanWorker {
 	w := &scanWorker{
 		m:     m,
 		rd:    rd,
-		buf:   alignedBuffer(readBufSize),
 		candW: make([]uint64, candidatesMax),
 		candK: make([]int32, candidatesMax),
 	}
@@ -117,6 +116,20 @@ func (m *marker) newWorker(rd *reader) *scanWorker {
 		w.next = make([]uint64, candidatesMax)
 	}
 	return w
+}
+
+// growBuffer gives the worker a read buffer of at least n bytes (at most
+// readBufSize, which batches never exceed): grown as batches need it, so
+// that a check of a small process does not zero 4 MiB per worker.
+func (w *scanWorker) growBuffer(n int) {
+	if len(w.buf) >= min(n, readBufSize) {
+		return
+	}
+	size := 64 << 10
+	for size < n && size < readBufSize {
+		size *= 4
+	}
+	w.buf = alignedBuffer(min(size, readBufSize))
 }
 
 // isReached tells whether sorted block k was reached.
@@ -787,6 +800,11 @@ func (w *scanWorker) readBatch(p *batchPlan) ([]byte, []piece, error) {
 	// of it that cannot be read is counted only where a segment needed it
 	// (countUncovered).
 	unreadable := w.rd.unreadableBytes
+	need := 0
+	for _, r := range p.reads {
+		need += int(r.size())
+	}
+	w.growBuffer(need)
 	var err error
 	w.pieces, err = w.rd.read(w.buf, p.reads, w.pieces[:0])
 	if p.window {
