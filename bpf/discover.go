@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/lsan-project/lsan/internal/procmaps"
 )
@@ -158,6 +159,30 @@ func (e *elfInfo) localFunc(name string) (elf.Symbol, bool) {
 	return s, ok
 }
 
+// readELFInfos reads the objects' ELF information side by side (libc's
+// symbol table alone takes milliseconds, and lsan run waits for it with
+// the command held): nil where an object is no ELF file, is unreadable,
+// or is lsan's in-process recorder, which interposes the allocator (what
+// it calls is the real one).
+func readELFInfos(objs []*MappedObject) []*elfInfo {
+	infos := make([]*elfInfo, len(objs))
+	var wg sync.WaitGroup
+	for i, obj := range objs {
+		if strings.HasPrefix(filepath.Base(obj.Path), RecorderLibraryPrefix) {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if info, err := readELFInfo(obj); err == nil {
+				infos[i] = info
+			}
+		}()
+	}
+	wg.Wait()
+	return infos
+}
+
 func readELFInfo(obj *MappedObject) (*elfInfo, error) {
 	f, err := elf.Open(obj.OpenPath)
 	if err != nil {
@@ -286,16 +311,13 @@ func DiscoverAllocator(pid int, funcs []AllocatorFunc, override string) (*Alloca
 	exePath, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
 	var infos []*elfInfo
 	var exe *elfInfo
-	for _, obj := range objs {
-		if strings.HasPrefix(filepath.Base(obj.Path), RecorderLibraryPrefix) {
-			continue // it interposes the allocator; what it calls is the real one
-		}
-		info, err := readELFInfo(obj)
-		if err != nil {
-			continue // not an ELF file (a mapped data file) or unreadable
+	for i, info := range readELFInfos(objs) {
+		if info == nil {
+			continue // not an ELF file (a mapped data file), unreadable, or lsan's recorder
 		}
 		defer info.file.Close()
 		infos = append(infos, info)
+		obj := objs[i]
 		if obj.Path == exePath || strings.TrimSuffix(obj.Path, " (deleted)") == strings.TrimSuffix(exePath, " (deleted)") {
 			exe = info
 		}
