@@ -398,8 +398,8 @@ struct row_cache_entry {
 // walking (row lookups, a branch per frame) and hashing and interning the
 // result. Walks through a signal frame (whose registers come from the
 // frame, not from the rows) or longer than WALK_READS reads are not kept.
-#define WALK_CACHE 256
-#define WALK_READS 48
+#define WALK_CACHE 512
+#define WALK_READS 24
 struct walk_log {
 	uint32_t n; // reads made; more than WALK_READS: not kept
 	uint32_t uncacheable;
@@ -415,7 +415,8 @@ struct walk_entry {
 
 struct thread_cache {
 	struct row_cache_entry rows[ROW_CACHE];
-	struct walk_entry walks[WALK_CACHE];
+	struct walk_entry walks[WALK_CACHE]; // two ways a set
+	uint8_t victim[WALK_CACHE / 2];      // per set: the way to replace next
 };
 static TLS struct thread_cache *t_cache;
 static pthread_key_t cache_key; // its destructor unmaps a thread's cache
@@ -606,10 +607,13 @@ static uint32_t walk(uint64_t *pcs, uint64_t *frame, uint64_t hi, struct thread_
 
 static uint32_t intern(const uint64_t *pcs, uint32_t n, uint32_t pid);
 
-static struct walk_entry *walk_slot(struct thread_cache *tc, uint64_t *frame)
+// walk_set is the set of frame's walks: two ways, as one function called
+// from two callers at the same depth (the same frame and return address,
+// another chain above) would evict itself in one.
+static uint32_t walk_set(uint64_t *frame)
 {
 	uint64_t k = (uint64_t)frame ^ frame[1];
-	return &tc->walks[(k ^ (k >> 12) ^ (k >> 24)) & (WALK_CACHE - 1)];
+	return (uint32_t)(k ^ (k >> 12) ^ (k >> 24)) & (WALK_CACHE / 2 - 1);
 }
 
 // replays tells whether e's walk reads the same words now.
@@ -654,9 +658,17 @@ static uint32_t stack_of(uint64_t *frame, uint32_t pid, uint32_t tid)
 	if (seq & 1)
 		pm = NULL; // lsan is rewriting it: frame pointers this once
 	struct thread_cache *tc = thread_cache();
-	struct walk_entry *e = tc ? walk_slot(tc, frame) : NULL;
-	if (e && replays(e, frame, pid, seq, pm != NULL))
-		return e->stack;
+	uint32_t set = walk_set(frame);
+	if (tc) {
+		for (int way = 0; way < 2; way++) {
+			struct walk_entry *e = &tc->walks[2 * set + way];
+			if (replays(e, frame, pid, seq, pm != NULL)) {
+				if (t_depth == 1)
+					tc->victim[set] = !way;
+				return e->stack;
+			}
+		}
+	}
 	uint64_t pcs[MAX_DEPTH];
 	struct walk_log lg;
 	lg.n = 0;
@@ -669,8 +681,11 @@ static uint32_t stack_of(uint64_t *frame, uint32_t pid, uint32_t tid)
 		lg.uncacheable = 1;
 	}
 	uint32_t stack = n ? intern(pcs, n, pid) : 0;
-	if (e && stack && t_depth == 1 && !lg.uncacheable && lg.n <= WALK_READS)
-		keep_walk(e, frame, pid, seq, pm != NULL, stack, &lg);
+	if (tc && stack && t_depth == 1 && !lg.uncacheable && lg.n <= WALK_READS) {
+		int way = tc->victim[set];
+		keep_walk(&tc->walks[2 * set + way], frame, pid, seq, pm != NULL, stack, &lg);
+		tc->victim[set] = !way;
+	}
 	return stack;
 }
 
