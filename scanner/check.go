@@ -123,6 +123,11 @@ func frozenPhase(f *freezer, snapshot SnapshotFunc, opts Options) (a *analysis, 
 		if err != nil && !errors.Is(err, ErrTargetExited) && processGone(pid) {
 			err = fmt.Errorf("%w (%v)", ErrTargetExited, err)
 		}
+		if err == nil && !a.stats.Forked && processGone(pid) {
+			// Killed while stopped: what was read may be partial (a
+			// scan can end before the kernel takes the memory away).
+			a, err = nil, fmt.Errorf("%w during the check", ErrTargetExited)
+		}
 	}()
 	return scanFrozen(pid, f, snapshot, opts)
 }
