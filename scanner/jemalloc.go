@@ -234,12 +234,26 @@ func jemallocStaleSlots(rd *reader, maps []mapping, threadPointers []uint64) []s
 			if !c.plausible() {
 				continue
 			}
-			if s := c.staleSlots(); s.end > s.start && s.size() < cacheBinMaxSpan {
+			if s := c.staleSlots(); s.end > s.start && s.size() < cacheBinMaxSpan && !inThreadArea(maps, threadPointers, s) {
 				stale = append(stale, s)
 			}
 		}
 	}
 	return normalize(stale)
+}
+
+// inThreadArea tells whether s touches a mapping that holds a thread
+// pointer (a thread's stack and static TLS). A tcache's stacks never lie
+// there; a bin decoded from TLS words that only look like one could
+// otherwise take a thread's TLS out of the roots (seen once: a block held
+// only by a __thread variable reported as leaked).
+func inThreadArea(maps []mapping, threadPointers []uint64, s span) bool {
+	for _, tp := range threadPointers {
+		if i := mappingAt(maps, tp-1); i >= 0 && s.start < maps[i].end && maps[i].start < s.end {
+			return true
+		}
+	}
+	return false
 }
 
 // readRange reads one range fully into buf, or returns nil.
