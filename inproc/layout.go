@@ -72,7 +72,6 @@ const (
 	rSeq   = 0
 	rKind  = 4
 	rFn    = 5
-	rImage = 6
 	rPID   = 8
 	rTID   = 12
 	rStack = 16
@@ -80,6 +79,7 @@ const (
 	rAddr  = 24
 	rSize  = 32
 	rTime  = 40
+	rImage = 44
 )
 
 // Record kinds (enum rec_kind).

@@ -88,7 +88,7 @@ type process struct {
 	// image is the number of its newest program image (rec.image):
 	// records of older ones are the images' before an execve. closed:
 	// that image has no recorder (Blocks), its records are dropped too.
-	image           uint16
+	image           uint32
 	started, closed bool
 	tombs           map[uint64]tomb
 }
@@ -396,13 +396,14 @@ func (r *Recorder) proc(pid int) *process {
 type rec struct {
 	seq      uint32
 	kind, fn uint8
-	image    uint16
+	_        uint16
 	pid, tid uint32
 	stack    uint32
 	gen      uint32
 	addr     uint64
 	size     uint64
-	time     uint64
+	time     uint32
+	image    uint32
 }
 
 // record returns the record at position pos of the ring at base.
@@ -457,7 +458,7 @@ func (r *Recorder) apply(rec *rec) {
 		if old, ok := p.live.get(addr); ok && genBefore(gen, old.gen) {
 			return // a later block at this address is known
 		}
-		p.live.put(addr, newLiveBlock(rec.size, uint32(rec.time), gen, rec.stack, rec.tid, rec.fn))
+		p.live.put(addr, newLiveBlock(rec.size, rec.time, gen, rec.stack, rec.tid, rec.fn))
 	case recFree:
 		r.frees++
 		if !p.current(image) {
@@ -524,8 +525,8 @@ func (r *Recorder) bump(off int) {
 // current tells whether a record of program image image is to be
 // applied: a newer image than any seen so far forgets what the process
 // held (an execve replaced it), an older one's records come late.
-func (p *process) current(image uint16) bool {
-	if !p.started || int16(image-p.image) > 0 {
+func (p *process) current(image uint32) bool {
+	if !p.started || int32(image-p.image) > 0 {
 		if p.started {
 			p.forget()
 		}

@@ -46,7 +46,7 @@ type event struct {
 	kind  byte
 	addr  uint64
 	gen   uint32
-	image uint16
+	image uint32
 }
 
 // TestApplyOrder: one address allocated by one thread, freed by a
@@ -102,7 +102,7 @@ func TestApplyOrder(t *testing.T) {
 
 func putRecord(mem []byte, e event) {
 	mem[rKind] = e.kind
-	binary.LittleEndian.PutUint16(mem[rImage:], e.image)
+	binary.LittleEndian.PutUint32(mem[rImage:], e.image)
 	binary.LittleEndian.PutUint32(mem[rPID:], 7)
 	binary.LittleEndian.PutUint32(mem[rGen:], e.gen)
 	binary.LittleEndian.PutUint64(mem[rAddr:], e.addr)
@@ -152,5 +152,22 @@ func TestDrainPairs(t *testing.T) {
 	_, live3 := p.live.get(0x3000)
 	if p.live.n != 1 || !live3 || r.allocs != 4 || r.frees != 3 {
 		t.Errorf("%d live (0x3000: %v), %d allocs, %d frees; want 0x3000 alone, 4 and 3", p.live.n, live3, r.allocs, r.frees)
+	}
+}
+
+// TestImageOrder: a process's next program image may come 40,000 images
+// (other processes' execs) after its last, and the counter wraps: newer
+// is newer all the same, and what the old image held is gone.
+func TestImageOrder(t *testing.T) {
+	for _, c := range []struct{ old, new uint32 }{{5, 40005}, {0xfffffff0, 3}} {
+		r := &Recorder{procs: map[int]*process{}, mem: make([]byte, recSize)}
+		for _, e := range []event{{recAlloc, 0x8000, 1, c.old}, {recAlloc, 0x9000, 1, c.new}, {recAlloc, 0xa000, 2, c.old}} {
+			putRecord(r.mem, e)
+			r.apply((*rec)(unsafe.Pointer(&r.mem[0])))
+		}
+		_, ok := r.procs[7].live.get(0x9000)
+		if !ok || r.procs[7].live.n != 1 || r.procs[7].image != c.new {
+			t.Errorf("images %d then %d: %d blocks, image %d; want the new image's block alone", c.old, c.new, r.procs[7].live.n, r.procs[7].image)
+		}
 	}
 }

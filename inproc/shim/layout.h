@@ -44,13 +44,14 @@ enum rec_kind {
 struct rec {
 	uint32_t seq;
 	uint8_t kind;
-	uint8_t fn;     // index in the shim's function table (fn_names)
-	uint16_t image; // the program image that wrote it (header.images when it started)
+	uint8_t fn; // index in the shim's function table (fn_names)
+	uint16_t _pad;
 	uint32_t pid, tid;
 	uint32_t stack; // stack slot + 1; 0: none
 	uint32_t gen;   // the address's generation (GEN_SLOTS)
 	uint64_t addr, size;
-	uint64_t time; // header.epoch_ms when written: an age, good to a drain pass
+	uint32_t time;  // header.epoch_ms when written: an age, good to a drain pass
+	uint32_t image; // the program image that wrote it (header.images when it started)
 };
 
 struct ring {

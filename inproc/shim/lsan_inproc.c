@@ -178,7 +178,7 @@ static inline uint32_t next_gen(uint64_t addr)
 	return __atomic_fetch_add(&gens[slot & (GEN_SLOTS - 1)], 1, __ATOMIC_SEQ_CST);
 }
 
-static uint16_t my_image; // this program image's number (header.images)
+static uint32_t my_image; // this program image's number (header.images)
 
 static void count(int which, uint64_t n)
 {
@@ -227,7 +227,7 @@ static void map_shared(void)
 		return;
 	}
 	self_pid = syscall(SYS_getpid);
-	my_image = (uint16_t)(__atomic_fetch_add(&h->images, 1, __ATOMIC_SEQ_CST) + 1);
+	my_image = __atomic_fetch_add(&h->images, 1, __ATOMIC_SEQ_CST) + 1;
 	pthread_atfork(NULL, NULL, after_fork_in_child);
 	__atomic_store_n(&shared, h, __ATOMIC_RELEASE);
 	put(REC_START, 0, 0, 0, 0, NULL);
@@ -791,7 +791,7 @@ static void put(uint8_t kind, uint8_t fn, uint64_t addr, uint64_t size, uint32_t
 	s->size = size;
 	s->gen = gen;
 	s->image = my_image;
-	s->time = __atomic_load_n(&h->epoch_ms, __ATOMIC_RELAXED);
+	s->time = (uint32_t)__atomic_load_n(&h->epoch_ms, __ATOMIC_RELAXED);
 	__atomic_store_n(&s->seq, (uint32_t)(pos + 1), __ATOMIC_RELEASE);
 	t_holding--;
 }
