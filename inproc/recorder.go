@@ -375,7 +375,7 @@ func (r *Recorder) drainAtLeast(min int) (n int, complete bool) {
 }
 
 func newProcess() *process {
-	return &process{live: newBlockTable(), tombs: map[uint64]tomb{}}
+	return &process{live: newBlockTable()}
 }
 
 func (r *Recorder) proc(pid int) *process {
@@ -471,6 +471,9 @@ func (r *Recorder) apply(rec *rec) {
 			return
 		}
 		if t, ok := p.tombs[addr]; !ok || genBefore(t.gen, gen) {
+			if p.tombs == nil {
+				p.tombs = map[uint64]tomb{}
+			}
 			p.tombs[addr] = tomb{gen: gen, pass: r.pass}
 		}
 	case recStart:
@@ -585,6 +588,19 @@ func (r *Recorder) Blocks(pid int) ([]bpf.Block, error) {
 			StackID: uint64(b.stack), TID: b.tid, Fn: fn})
 	})
 	return out, nil
+}
+
+// Forget drops what the recorder holds of pid, a process that exited
+// (or is about to, past its check) or is not followed: its live set would
+// stay until lsan exits otherwise, a build's thousands of processes'
+// included. Records of it still to come make a small entry again.
+func (r *Recorder) Forget(pid int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.procs, pid)
+	if r.lastPID == pid {
+		r.last, r.lastPID = nil, 0
+	}
 }
 
 // ReleaseBlocks forgets pid's live set, read by its last check (at its

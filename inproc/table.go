@@ -13,8 +13,11 @@ type blockTable struct {
 }
 
 func newBlockTable() *blockTable {
-	const initial = 1 << 10
-	return &blockTable{keys: make([]uint64, initial), vals: make([]liveBlock, initial), mask: initial - 1, shift: 64 - 10}
+	// Small: a process that allocates little (or a dead one whose last
+	// frees arrive after lsan forgot it) costs little.
+	const initialBits = 4
+	const initial = 1 << initialBits
+	return &blockTable{keys: make([]uint64, initial), vals: make([]liveBlock, initial), mask: initial - 1, shift: 64 - initialBits}
 }
 
 func (t *blockTable) slot(addr uint64) uint64 {

@@ -210,6 +210,10 @@ func (f *family) checkAtExit(pid int, res *RunResult) {
 func (f *family) checkAnnouncedExit(pid int, res *RunResult) {
 	defer f.root.rec.ExitDone()
 	v := f.viewFor(pid)
+	if v != f.root {
+		// A child, checked below or not followed: done with it.
+		defer f.root.rec.Forget(pid)
+	}
 	if v == nil {
 		return
 	}
@@ -251,6 +255,9 @@ func (f *family) forget(pid int) {
 	}
 	delete(f.children, pid)
 	f.root.tracer.RemoveProcess(pid)
+	if f.root.rec != nil {
+		f.root.rec.Forget(pid)
+	}
 }
 
 // release stops following the children still running when the command
