@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -149,12 +148,7 @@ func TestFleetNginxComm(t *testing.T) {
 // exact bytes and objects; the master's report has none.
 func TestFleetRespawnedWorkerLeak(t *testing.T) {
 	requireRoot(t)
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "respawn")
-	src := filepath.Join(repoRoot, "integration", "testdata", "respawn.c")
-	if out, err := exec.Command("gcc", "-O0", "-g", "-fno-omit-frame-pointer", "-o", bin, src).CombinedOutput(); err != nil {
-		t.Fatalf("gcc: %v\n%s", err, out)
-	}
+	bin := buildTestdata(t, "respawn", "-O0", "-g", "-fno-omit-frame-pointer")
 	p := testproc.Start(t, exec.Command(bin))
 	first := readWorker(t, p.Out)
 	a := attachMany(t, []int{p.Pid(), first}, "--comm", "respawn", "--format", "json", "-i", "1h")

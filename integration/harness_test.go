@@ -423,3 +423,16 @@ func startGroup(t *testing.T, cmd *exec.Cmd) {
 		cmd.Wait()
 	})
 }
+
+// buildTestdata compiles integration/testdata/NAME.c with gcc and flags
+// into the test's temporary directory and returns the binary's path.
+func buildTestdata(t *testing.T, name string, flags ...string) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), name)
+	src := filepath.Join(repoRoot, "integration", "testdata", name+".c")
+	args := append(append([]string{}, flags...), "-o", bin, src)
+	if out, err := exec.Command("gcc", args...).CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, out)
+	}
+	return bin
+}

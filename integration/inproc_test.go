@@ -25,11 +25,7 @@ import (
 // missed 3 of 70 on this program): at most two.
 func TestInprocChurnSignals(t *testing.T) {
 	requireRoot(t)
-	bin := filepath.Join(t.TempDir(), "churn_signals")
-	src := filepath.Join(repoRoot, "integration", "testdata", "churn_signals.c")
-	if out, err := exec.Command("gcc", "-O2", "-g", "-pthread", "-o", bin, src).CombinedOutput(); err != nil {
-		t.Fatalf("gcc: %v\n%s", err, out)
-	}
+	bin := buildTestdata(t, "churn_signals", "-O2", "-g", "-pthread")
 	for run := 0; run < 5; run++ {
 		mode := "outstanding"
 		if run == 4 {
@@ -71,11 +67,7 @@ func TestInprocChurnSignals(t *testing.T) {
 // stack), and its 40-byte leak is reported exactly.
 func TestInprocSmallStack(t *testing.T) {
 	requireRoot(t)
-	bin := filepath.Join(t.TempDir(), "smallstack")
-	src := filepath.Join(repoRoot, "integration", "testdata", "smallstack.c")
-	if out, err := exec.Command("gcc", "-O2", "-g", "-pthread", "-o", bin, src).CombinedOutput(); err != nil {
-		t.Fatalf("gcc: %v\n%s", err, out)
-	}
+	bin := buildTestdata(t, "smallstack", "-O2", "-g", "-pthread")
 	code, stdout, stderr := runLSan(t, nil, "run", "--format", "json", "--", bin)
 	if !strings.Contains(stdout, "pthread_create: 0") || !strings.Contains(stderr, "recording in process") {
 		t.Fatalf("exit status %d:\n%s\n%s", code, stdout, stderr)

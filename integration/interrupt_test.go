@@ -5,7 +5,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,11 +18,7 @@ import (
 // one line, and the target runs on, neither stopped nor traced.
 func TestSecondInterruptAborts(t *testing.T) {
 	requireRoot(t)
-	bin := filepath.Join(t.TempDir(), "bigheap")
-	src := filepath.Join(repoRoot, "integration", "testdata", "bigheap.c")
-	if out, err := exec.Command("gcc", "-O2", "-o", bin, src).CombinedOutput(); err != nil {
-		t.Fatalf("gcc: %v\n%s", err, out)
-	}
+	bin := buildTestdata(t, "bigheap", "-O2")
 	p := testproc.Start(t, exec.Command(bin))
 	p.Expect(t, "ready")
 	a := attach(t, p.Pid(), "-i", "1h")

@@ -6,7 +6,6 @@ import (
 	"math/rand"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -20,11 +19,7 @@ import (
 // busy program that counts the SIGCHLDs it gets and the children it reaps.
 func startForkTarget(t *testing.T) *testproc.Proc {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "forktarget")
-	src := filepath.Join(repoRoot, "integration", "testdata", "forktarget.c")
-	if out, err := exec.Command("gcc", "-O1", "-g", "-pthread", "-o", bin, src).CombinedOutput(); err != nil {
-		t.Fatalf("gcc: %v\n%s", err, out)
-	}
+	bin := buildTestdata(t, "forktarget", "-O1", "-g", "-pthread")
 	p := testproc.Start(t, exec.Command(bin))
 	p.Expect(t, "ready")
 	return p
@@ -182,11 +177,7 @@ func leftovers(pid int) (problems []string, zombies int) {
 // copy behind.
 func TestForkCopyLimit(t *testing.T) {
 	requireRoot(t)
-	bin := filepath.Join(t.TempDir(), "rewriter")
-	src := filepath.Join(repoRoot, "integration", "testdata", "rewriter.c")
-	if out, err := exec.Command("gcc", "-O2", "-pthread", "-o", bin, src).CombinedOutput(); err != nil {
-		t.Fatalf("gcc: %v\n%s", err, out)
-	}
+	bin := buildTestdata(t, "rewriter", "-O2", "-pthread")
 	p := testproc.Start(t, exec.Command(bin, "512"))
 	p.Expect(t, "ready")
 	for _, c := range []struct {

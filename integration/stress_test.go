@@ -65,9 +65,30 @@ func TestStressKnownLeak(t *testing.T) {
 
 // TestStressLeakFreeForLSan: the same program built with clang
 // -fsanitize=leak has no leak at exit: what the stress test holds lsan to.
+// LeakSanitizer's runtime itself crashes now and then on this program's
+// thread churn (seen in CI: SEGV in __lsan::CurrentThreadContext from the
+// calloc interceptor); a run it crashed in says nothing, so it is run
+// again, three runs at most. A leak report fails at once.
 func TestStressLeakFreeForLSan(t *testing.T) {
 	requireRoot(t)
 	buildLSanExamples(t)
+	for run := 1; ; run++ {
+		out, err := runLSanStress(t)
+		crashed := strings.Contains(out, "LeakSanitizer:DEADLYSIGNAL")
+		if crashed && run < 3 {
+			t.Logf("LSan build, run %d: LeakSanitizer crashed; running it again:\n%s", run, out)
+			continue
+		}
+		if err != nil || strings.Contains(out, "LeakSanitizer") {
+			t.Fatalf("LSan build: %v\n%s", err, out)
+		}
+		return
+	}
+}
+
+// runLSanStress runs the stress program built with LSan for a second and
+// ends it with SIGTERM (it then verifies and frees everything).
+func runLSanStress(t *testing.T) (string, error) {
 	cmd := exec.Command(filepath.Join(repoRoot, "examples", "bin", "lsan", "stress"))
 	cmd.Env = append(os.Environ(), "LSAN_OPTIONS=exitcode=23")
 	var out strings.Builder
@@ -77,9 +98,8 @@ func TestStressLeakFreeForLSan(t *testing.T) {
 	}
 	time.Sleep(time.Second)
 	cmd.Process.Signal(syscall.SIGTERM)
-	if err := cmd.Wait(); err != nil || strings.Contains(out.String(), "LeakSanitizer") {
-		t.Fatalf("LSan build: %v\n%s", err, out.String())
-	}
+	err := cmd.Wait()
+	return out.String(), err
 }
 
 // stressProc is the running stress program and what it printed.

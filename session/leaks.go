@@ -39,7 +39,7 @@ func (s *Session) checkLeaksStopped() error {
 	if r, ok := s.allocs.(releaser); ok {
 		// The process is exiting: its live set is in bs now, and the
 		// memory it took goes back before the scan needs its own (a
-		// million blocks: 64 MiB; the collection takes a few ms, the
+		// million blocks: 48 MiB; the collection takes a few ms, the
 		// heap holding few pointers).
 		r.ReleaseBlocks(s.cfg.PID)
 		debug.FreeOSMemory()
