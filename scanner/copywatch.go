@@ -1,7 +1,6 @@
 package scanner
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -48,10 +47,11 @@ type copyWatch struct {
 // check's own Options.Cancel).
 func watchCopy(pid int, bound uint64, outer <-chan struct{}) *copyWatch {
 	w := &copyWatch{cancel: make(chan struct{}), stop: make(chan struct{}), bound: bound}
+	// The copy's memory at the fork; where it cannot be read yet, the
+	// first reading that succeeds stands for it (an unreadable copy is
+	// the scan's to find).
 	base, err := privateBytes(pid)
-	if err != nil {
-		base = 0 // read again below; an unreadable copy is caught by the scan
-	}
+	haveBase := err == nil
 	w.done.Add(1)
 	go func() {
 		defer w.done.Done()
@@ -67,7 +67,13 @@ func watchCopy(pid int, bound uint64, outer <-chan struct{}) *copyWatch {
 			case <-tick.C:
 			}
 			now, err := privateBytes(pid)
-			if err != nil || now <= base {
+			if err != nil {
+				continue
+			}
+			if !haveBase {
+				base, haveBase = now, true
+			}
+			if now <= base {
 				continue
 			}
 			if now-base > bound {
@@ -106,14 +112,14 @@ func privateBytes(pid int) (uint64, error) {
 	return (clean + dirty) << 10, nil
 }
 
-// kbField reads a "Key:   123 kB" line.
+// kbField reads a "Key:   123 kB" line (/proc's status, meminfo,
+// smaps_rollup).
 func kbField(data []byte, key string) (uint64, error) {
-	for _, line := range bytes.Split(data, []byte("\n")) {
-		if v, ok := bytes.CutPrefix(line, []byte(key+":")); ok {
-			return strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(string(v)), " kB"), 10, 64)
-		}
+	v := statusField(data, key)
+	if v == "" {
+		return 0, fmt.Errorf("no %s", key)
 	}
-	return 0, fmt.Errorf("no %s", key)
+	return strconv.ParseUint(strings.TrimSuffix(v, " kB"), 10, 64)
 }
 
 // copyBound is how much a copy of pid may cost when Options.CopyLimit

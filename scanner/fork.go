@@ -177,7 +177,7 @@ func statusField(status []byte, key string) string {
 // rewrites every page while the copy exists, and each is copied.
 func cgroupTooTight(pid int, status []byte) string {
 	room, ok := cgroupRoom(pid)
-	anonKB, err := strconv.ParseUint(strings.TrimSuffix(statusField(status, "RssAnon"), " kB"), 10, 64)
+	anonKB, err := kbField(status, "RssAnon")
 	if !ok || err != nil {
 		return ""
 	}
