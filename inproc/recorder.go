@@ -322,8 +322,9 @@ func (r *Recorder) drainLoop() {
 
 // beat tells the threads lsan is alive, and the time records carry.
 func (r *Recorder) beat() {
-	atomic.StoreUint64(r.u64(hEpochMS), (monotonicNow()-r.start)/uint64(time.Millisecond))
-	atomic.StoreUint64(r.u64(hHeartbeat), monotonicNow())
+	now := monotonicNow()
+	atomic.StoreUint64(r.u64(hEpochMS), (now-r.start)/uint64(time.Millisecond))
+	atomic.StoreUint64(r.u64(hHeartbeat), now)
 }
 
 // drain applies every published record.
@@ -590,8 +591,9 @@ func (r *Recorder) Blocks(pid int) ([]bpf.Block, error) {
 	return out, nil
 }
 
-// Forget drops what the recorder holds of pid, a process that exited
-// (or is about to, past its check) or is not followed: its live set would
+// Forget drops what the recorder holds of pid, a process that exited,
+// whose exit check has read its blocks, or that is not followed (a
+// million blocks take 48 MiB here): its live set would
 // stay until lsan exits otherwise, a build's thousands of processes'
 // included. Records of it still to come make a small entry again.
 func (r *Recorder) Forget(pid int) {
@@ -600,17 +602,6 @@ func (r *Recorder) Forget(pid int) {
 	delete(r.procs, pid)
 	if r.lastPID == pid {
 		r.last, r.lastPID = nil, 0
-	}
-}
-
-// ReleaseBlocks forgets pid's live set, read by its last check (at its
-// exit): a million blocks take 48 MiB here. Records still to come for pid
-// rebuild it.
-func (r *Recorder) ReleaseBlocks(pid int) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if p := r.procs[pid]; p != nil {
-		p.live = newBlockTable()
 	}
 }
 

@@ -36,12 +36,12 @@ func (s *Session) checkLeaksStopped() error {
 	if err != nil {
 		return fmt.Errorf("leak check: %w", err)
 	}
-	if r, ok := s.allocs.(releaser); ok {
+	if r, ok := s.allocs.(forgetter); ok {
 		// The process is exiting: its live set is in bs now, and the
 		// memory it took goes back before the scan needs its own (a
 		// million blocks: 48 MiB; the collection takes a few ms, the
 		// heap holding few pointers).
-		r.ReleaseBlocks(s.cfg.PID)
+		r.Forget(s.cfg.PID)
 		debug.FreeOSMemory()
 	}
 	if len(bs) > 0 {

@@ -101,11 +101,11 @@ type allocations interface {
 	FuncAddr(b bpf.Block) uint64
 }
 
-// releaser is allocations that hold a process's live set in lsan's own
-// memory (the in-process recorder) and can let go of it once the check at
-// the process's exit has read it.
-type releaser interface {
-	ReleaseBlocks(pid int)
+// forgetter is allocations that hold processes' live sets in lsan's own
+// memory (the in-process recorder) and can drop one once the check at the
+// process's exit has read it.
+type forgetter interface {
+	Forget(pid int)
 }
 
 // tracer is what a session asks of whatever follows its processes: the
