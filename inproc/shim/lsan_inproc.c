@@ -473,28 +473,30 @@ static struct unwind_row lookup_row(struct thread_cache *tc, const struct proc_m
 	return row;
 }
 
+// log_word notes that the walk used the word val at addr.
+static inline void log_word(struct walk_log *lg, uint64_t addr, uint64_t val)
+{
+	if (lg->n < WALK_READS) {
+		lg->addr[lg->n] = addr;
+		lg->val[lg->n] = val;
+	}
+	lg->n++;
+}
+
 // logged_read reads a stack word the walk depends on, and logs it.
 static inline uint64_t logged_read(struct walk_log *lg, uint64_t addr)
 {
 	uint64_t v = *(uint64_t *)addr;
-	if (lg->n < WALK_READS) {
-		lg->addr[lg->n] = addr;
-		lg->val[lg->n] = v;
-	}
-	lg->n++;
+	log_word(lg, addr, v);
 	return v;
 }
 
 static inline void use_bp(struct frame *f, struct walk_log *lg)
 {
-	if (!f->bp_at)
-		return;
-	if (lg->n < WALK_READS) {
-		lg->addr[lg->n] = f->bp_at;
-		lg->val[lg->n] = f->bp;
+	if (f->bp_at) {
+		log_word(lg, f->bp_at, f->bp);
+		f->bp_at = 0;
 	}
-	lg->n++;
-	f->bp_at = 0;
 }
 
 // step unwinds one frame: 1 when f now holds the caller, 0 at the
