@@ -29,15 +29,25 @@ const (
 	stressLeaks, stressLeakSize = 3, 777
 )
 
+// stressSnapshot is the snapshot mode of attach i: the stress tests
+// alternate, so that both give their verdicts on the same busy program.
+func stressSnapshot(i int) string {
+	if i%2 == 0 {
+		return "fork"
+	}
+	return "stop"
+}
+
 func TestStressNoFalseLeaks(t *testing.T) {
 	requireRoot(t)
 	lsan(t)
 	p := startStress(t)
 	for i := 0; i < stressAttaches; i++ {
-		code, stdout, stderr := runLSan(t, nil, "-p", strconv.Itoa(p.pid()), "-i", "300ms", "-n", "1", "--format", "json")
+		mode := stressSnapshot(i)
+		code, stdout, stderr := runLSan(t, nil, "-p", strconv.Itoa(p.pid()), "-i", "300ms", "-n", "1", "--format", "json", "--snapshot", mode)
 		rep := lastJSON(t, stdout)
-		if code != 0 || len(rep.Leaks) != 0 || !rep.Complete {
-			t.Fatalf("attach %d: exit status %d, %d leak group(s), complete=%v\n%s\n%s", i, code, len(rep.Leaks), rep.Complete, stdout, stderr)
+		if code != 0 || len(rep.Leaks) != 0 || !rep.Complete || rep.Stats.Snapshot != mode {
+			t.Fatalf("attach %d: exit status %d, %d leak group(s), complete=%v, snapshot %q (want %s)\n%s\n%s", i, code, len(rep.Leaks), rep.Complete, rep.Stats.Snapshot, mode, stdout, stderr)
 		}
 		p.requireRunning(t, i)
 	}
@@ -49,14 +59,15 @@ func TestStressKnownLeak(t *testing.T) {
 	lsan(t)
 	p := startStress(t)
 	for i := 0; i < stressLeakAttaches; i++ {
-		a := attach(t, p.pid(), "-i", "1h", "--format", "json")
+		mode := stressSnapshot(i)
+		a := attach(t, p.pid(), "-i", "1h", "--format", "json", "--snapshot", mode)
 		p.leak(t)
 		code := a.stop(t)
 		rep := lastJSON(t, a.stdout.String())
 		got := groupsByFunction(parseReports(t, a.stdout.String())[len(parseReports(t, a.stdout.String()))-1], true)
 		want := []expectGroup{{Kind: "direct", Function: "stress_leak_site", Bytes: stressLeaks * stressLeakSize, Count: stressLeaks}}
-		if d := diffGroups(got, want); d != "" || code != 23 || !rep.Complete {
-			t.Fatalf("attach %d: exit status %d, complete=%v:\n%s\n%s", i, code, rep.Complete, d, a.stderr.String())
+		if d := diffGroups(got, want); d != "" || code != 23 || !rep.Complete || rep.Stats.Snapshot != mode {
+			t.Fatalf("attach %d: exit status %d, complete=%v, snapshot %q (want %s):\n%s\n%s", i, code, rep.Complete, rep.Stats.Snapshot, mode, d, a.stderr.String())
 		}
 		p.requireRunning(t, i)
 	}
@@ -229,6 +240,9 @@ func (p *stressProc) output() string {
 type stressReport struct {
 	Leaks    []json.RawMessage `json:"leaks"`
 	Complete bool              `json:"complete"`
+	Stats    struct {
+		Snapshot string `json:"snapshot"`
+	} `json:"stats"`
 }
 
 func lastJSON(t *testing.T, stdout string) stressReport {

@@ -96,7 +96,8 @@ type Stats struct {
 	Snapshot string `json:"snapshot,omitempty"`
 	// Unconfirmed counts the blocks a fork snapshot found unreferenced
 	// for the first time: held back, reported at the next check if they
-	// are still unreferenced then.
+	// are still unreferenced then (in the last check, which takes a
+	// second snapshot at once to confirm its first: not reported).
 	Unconfirmed int `json:"unconfirmed_blocks,omitempty"`
 }
 

@@ -207,7 +207,9 @@ func writeNotes(w *bufio.Writer, r *Report) {
 	if r.Hidden > 0 {
 		fmt.Fprintf(w, "lsan: %d group(s) hidden: %s\n", r.Hidden, r.HiddenWhy)
 	}
-	if n := r.Stats.Unconfirmed; n > 0 {
+	if n := r.Stats.Unconfirmed; n > 0 && r.Final {
+		fmt.Fprintf(w, "lsan: %d block(s) unreferenced in the last snapshot but not in the one just before: not reported (unconfirmed)\n", n)
+	} else if n > 0 {
 		fmt.Fprintf(w, "lsan: %d block(s) unreferenced in this snapshot for the first time: reported if still unreferenced at the next check\n", n)
 	}
 	w.WriteString("\n")

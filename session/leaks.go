@@ -75,11 +75,7 @@ func (s *Session) scanAndReport(final bool, known []bpf.Block) error {
 		tracked = bs
 		return scanner.Snapshot{Blocks: s.scanBlocks(bs), Freed: toRanges(freed, forkedAt), Reused: reused}, nil
 	}
-	opts := s.scanOptions()
-	// The last check's verdict stands alone, with nothing after it to
-	// confirm a copy's: the target is stopped for it.
-	opts.Fork = opts.Fork && !final
-	res, err := scanner.CheckSnapshot(s.cfg.PID, snapshot, opts)
+	res, err := scanner.CheckSnapshot(s.cfg.PID, snapshot, s.scanOptions())
 	if err != nil {
 		if errors.Is(err, scanner.ErrTargetExited) {
 			return ErrTargetExited
@@ -92,7 +88,14 @@ func (s *Session) scanAndReport(final bool, known []bpf.Block) error {
 	s.refreshMappings()
 	r := s.newReport(final)
 	classes, used := s.applySuppressions(res, tracked)
-	unconfirmed := s.confirmLeaks(tracked, classes, res.Stats.Forked, final)
+	unconfirmed := s.confirmLeaks(tracked, classes, res.Stats.Forked)
+	if final && unconfirmed > 0 && !s.confirming {
+		// No later check will confirm what this copy found: a second
+		// copy, taken now, does.
+		s.confirming = true
+		defer func() { s.confirming = false }()
+		return s.scanAndReport(final, nil)
+	}
 	r.Suppressed = used
 	r.Groups = report.BuildGroups(s.leakEntries(tracked, classes), s.cfg.ReportObjects)
 	s.attachPCs(r, tracked)
@@ -179,12 +182,12 @@ func (l leakedSet) has(id blockID) bool {
 // while allocator calls may be half done, and its blocks and freed ranges
 // are read from the tracer after the target ran on: a block can look
 // unreferenced in one copy for reasons that are gone in the next. A real
-// leak stays unreferenced, so it is reported one check later. A check of
-// the stopped target (the last one, or a fallback) is exact and reports
-// everything it finds.
-func (s *Session) confirmLeaks(tracked []bpf.Block, classes []scanner.Class, forked, final bool) int {
+// leak stays unreferenced, so it is reported one check later (the last
+// check takes its second copy at once: scanAndReport). A check of the
+// stopped target (a fallback) is exact and reports everything it finds.
+func (s *Session) confirmLeaks(tracked []bpf.Block, classes []scanner.Class, forked bool) int {
 	// Only a later fork check asks what this one found.
-	keep := !final && s.scanOptions().Fork
+	keep := s.scanOptions().Fork
 	var leaked leakedSet
 	held := 0
 	for i, b := range tracked {

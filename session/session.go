@@ -166,6 +166,8 @@ type Session struct {
 	// leakedBefore: the blocks the previous check found leaked, which
 	// confirm those a fork snapshot finds (confirmLeaks).
 	leakedBefore leakedSet
+	// confirming is set while the last check scans its second copy.
+	confirming bool
 }
 
 // ErrTargetExited reports that the target exited before a check.
