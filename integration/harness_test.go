@@ -254,10 +254,11 @@ type jsonReport struct {
 		Bytes   uint64 `json:"bytes"`
 	} `json:"suppressed"`
 	Stats struct {
-		Blocks   int     `json:"blocks"`
-		Allocs   uint64  `json:"allocs_since_attach"`
-		PausedMS float64 `json:"paused_ms"`
-		Snapshot string  `json:"snapshot"`
+		Blocks    int     `json:"blocks"`
+		Allocs    uint64  `json:"allocs_since_attach"`
+		PausedMS  float64 `json:"paused_ms"`
+		Snapshot  string  `json:"snapshot"`
+		Snapshots int     `json:"snapshots"`
 		// UnwindTableBytes: kernel memory of the CFI rows loaded.
 		UnwindTableBytes uint64 `json:"unwind_table_bytes"`
 		// Unconfirmed: blocks a fork snapshot held back (first seen

@@ -119,6 +119,10 @@ func liveLeaks(t *testing.T, ex example, extra ...string) ([]expectGroup, string
 	if code != wantCode {
 		t.Errorf("lsan exit status %d, want %d\n%s", code, wantCode, a.stderr.String())
 	}
+	// A fork check that finds leaks confirms them with a second copy.
+	if wantSnapshots := map[bool]int{true: 2, false: 1}[len(got) > 0]; last.Stats.Snapshot == "fork" && last.Stats.Snapshots != wantSnapshots {
+		t.Errorf("fork check: %d snapshot(s), want %d", last.Stats.Snapshots, wantSnapshots)
+	}
 	return got, last.Stats.Snapshot
 }
 

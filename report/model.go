@@ -99,6 +99,10 @@ type Stats struct {
 	// are still unreferenced then (in the last check, which takes a
 	// second snapshot at once to confirm its first: not reported).
 	Unconfirmed int `json:"unconfirmed_blocks,omitempty"`
+	// Snapshots is how many times the check froze the target: 2 when the
+	// last check of a fork-mode run took a second copy to confirm the
+	// first (PausedMS and CheckMS then cover both).
+	Snapshots int `json:"snapshots,omitempty"`
 }
 
 // Dropped counts what lsan lost since attach, by cause.

@@ -89,12 +89,17 @@ func (s *Session) scanAndReport(final bool, known []bpf.Block) error {
 	r := s.newReport(final)
 	classes, used := s.applySuppressions(res, tracked)
 	unconfirmed := s.confirmLeaks(tracked, classes, res.Stats.Forked)
-	if final && unconfirmed > 0 && !s.confirming {
+	if final && unconfirmed > 0 && s.firstCopy == nil {
 		// No later check will confirm what this copy found: a second
-		// copy, taken now, does.
-		s.confirming = true
-		defer func() { s.confirming = false }()
+		// copy, taken now, does. The report is the second's, its pause
+		// and time the two checks'.
+		s.firstCopy = &firstCopy{start: start, paused: res.Stats.Paused}
+		defer func() { s.firstCopy = nil }()
 		return s.scanAndReport(final, nil)
+	}
+	paused, snapshots := res.Stats.Paused, 1
+	if s.firstCopy != nil {
+		start, paused, snapshots = s.firstCopy.start, paused+s.firstCopy.paused, 2
 	}
 	r.Suppressed = used
 	r.Groups = report.BuildGroups(s.leakEntries(tracked, classes), s.cfg.ReportObjects)
@@ -102,8 +107,9 @@ func (s *Session) scanAndReport(final bool, known []bpf.Block) error {
 	r.Stats = report.Stats{
 		Blocks:       len(tracked),
 		ScannedBytes: res.Stats.ScannedBytes,
-		PausedMS:     ms(res.Stats.Paused),
+		PausedMS:     ms(paused),
 		CheckMS:      ms(time.Since(start)),
+		Snapshots:    snapshots,
 		Threads:      res.Stats.Threads,
 		ExitedStacks: res.Stats.ExitedStacks,
 		FreedBytes:   res.Stats.FreedBytes,

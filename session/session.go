@@ -166,8 +166,15 @@ type Session struct {
 	// leakedBefore: the blocks the previous check found leaked, which
 	// confirm those a fork snapshot finds (confirmLeaks).
 	leakedBefore leakedSet
-	// confirming is set while the last check scans its second copy.
-	confirming bool
+	// firstCopy is set while the last check scans its second copy.
+	firstCopy *firstCopy
+}
+
+// firstCopy is what the last check's first copy cost, counted in the
+// report of the second.
+type firstCopy struct {
+	start  time.Time
+	paused time.Duration
 }
 
 // ErrTargetExited reports that the target exited before a check.
