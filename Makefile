@@ -54,6 +54,13 @@ test: build examples
 	# (docs/unwind.md, known limits).
 	$(GO) test -count=1 -timeout 20m $$($(GO) list ./... | grep -v /integration)
 	$(GO) test -count=1 -timeout 40m ./integration
+	# Checks of lsan -p fork the target by default; the attach-mode tests
+	# that do not set the mode themselves run again with the target
+	# stopped for every check (TestLeakExamples and the stress tests run
+	# both modes in the pass above).
+	LSAN_SNAPSHOT=stop $(GO) test -count=1 -timeout 20m -run '$(STOP_MODE_TESTS)' ./integration
+
+STOP_MODE_TESTS = ^(TestRedisNoFalseLeaks|TestNginxNoFalseLeaks|TestSuppressionsOnExamples|TestLSanOptionsSuppressions|TestPrintSuppressions|TestReturnProbeCopies|TestUnwindAttachMode|TestSmallInodeLibc|TestChrootSelf|TestChrootStarted|TestOwnMountNamespace|TestTimelineAttach|TestSecondInterruptAborts|TestFleetTwoPrograms)$$
 
 # Pure logic only: no root, no BPF.
 test-unit:

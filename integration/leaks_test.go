@@ -43,7 +43,7 @@ func TestLeakExamples(t *testing.T) {
 				t.Errorf("lsan --snapshot fork, one check: snapshot %q, want fork", snapshot)
 			}
 			if d := diffGroups(forkLeaks(t, ex), want); d != "" {
-				t.Errorf("lsan --snapshot fork, eight checks, vs expected.json:\n%s", d)
+				t.Errorf("lsan --snapshot fork, %d checks, vs expected.json:\n%s", forkChecks, d)
 			}
 			if !ex.LSanParity || ex.AttachLeaks != nil {
 				return
@@ -55,23 +55,26 @@ func TestLeakExamples(t *testing.T) {
 	}
 }
 
-// forkLeaks runs eight checks of forks of the example, a check every
-// 250 ms from the attach. The leaks of the seventh, made after the
-// example's "done" and confirmed by the one before, must be the last's
-// (confirmed by its second copy); no check may report anything the last
-// does not.
+// forkChecks is how many checks forkLeaks runs.
+const forkChecks = 8
+
+// forkLeaks runs forkChecks checks of forks of the example, a check every
+// 250 ms from the attach. The leaks of the one before the last, made after
+// the example's "done" and confirmed by the one before it, must be the
+// last's (confirmed by its second copy); no check may report anything the
+// last does not.
 func forkLeaks(t *testing.T, ex example) []expectGroup {
 	t.Helper()
 	p := startExample(t, ex)
-	args := append([]string{"--format", "json", "-i", "250ms", "-n", "8", "--snapshot", "fork"}, ex.Run.LSanArgs...)
+	args := append([]string{"--format", "json", "-i", "250ms", "-n", strconv.Itoa(forkChecks), "--snapshot", "fork"}, ex.Run.LSanArgs...)
 	a := attach(t, p.Pid(), args...)
 	p.trigger(t)
 	code := a.wait(t)
 	reps := parseReports(t, a.stdout.String())
-	if len(reps) != 8 {
-		t.Fatalf("%d reports, want 8\n%s", len(reps), a.stderr.String())
+	if len(reps) != forkChecks {
+		t.Fatalf("%d reports, want %d\n%s", len(reps), forkChecks, a.stderr.String())
 	}
-	final := reps[7]
+	final := reps[forkChecks-1]
 	got := groupsByFunction(final, true)
 	for i, r := range reps {
 		if r.Stats.Snapshot != "fork" {
@@ -87,8 +90,8 @@ func forkLeaks(t *testing.T, ex example) []expectGroup {
 			}
 		}
 	}
-	if d := diffGroups(groupsByFunction(reps[6], true), got); d != "" {
-		t.Errorf("seventh check vs the last:\n%s", d)
+	if d := diffGroups(groupsByFunction(reps[forkChecks-2], true), got); d != "" {
+		t.Errorf("check %d vs the last:\n%s", forkChecks-2, d)
 	}
 	wantCode := 0
 	if len(got) > 0 {
