@@ -133,6 +133,9 @@ type elfInfo struct {
 	soname  string
 	needed  []string
 	static  bool
+	// hash finds the exported functions by name; where it is nil (no
+	// .gnu.hash, or a static executable's .symtab) defined holds them all.
+	hash    *gnuHashTable
 	defined map[string]elf.Symbol
 	file    *elf.File
 	// local are the functions of .symtab, local ones included, read on
@@ -198,6 +201,10 @@ func readELFInfo(obj *MappedObject) (*elfInfo, error) {
 	}
 	info.needed, _ = f.DynString(elf.DT_NEEDED)
 	info.static = f.Section(".dynamic") == nil
+	if hash, ok := newGNUHashTable(f); ok && !info.static {
+		info.hash = hash
+		return info, nil
+	}
 	dyn, _ := f.DynamicSymbols()
 	addDefinitions(info.defined, dyn)
 	if info.static {
@@ -209,26 +216,48 @@ func readELFInfo(obj *MappedObject) (*elfInfo, error) {
 	return info, nil
 }
 
+// definition returns the function the object defines under name.
+func (e *elfInfo) definition(name string) (elf.Symbol, bool) {
+	if e.hash == nil {
+		s, ok := e.defined[name]
+		return s, ok
+	}
+	var def elf.Symbol
+	found := false
+	e.hash.lookup(name, func(s elf.Symbol) {
+		if isDefinition(s) && (!found || replaces(def)) {
+			def, found = s, true
+		}
+	})
+	return def, found
+}
+
 // addDefinitions keeps the global or weak functions that the object
 // defines (not the undefined references to other objects).
 func addDefinitions(into map[string]elf.Symbol, syms []elf.Symbol) {
 	for _, s := range syms {
-		typ, bind := elf.ST_TYPE(s.Info), elf.ST_BIND(s.Info)
-		if s.Section == elf.SHN_UNDEF || s.Value == 0 {
+		if !isDefinition(s) {
 			continue
 		}
-		if typ != elf.STT_FUNC && typ != elf.STT_GNU_IFUNC {
-			continue
-		}
-		if bind != elf.STB_GLOBAL && bind != elf.STB_WEAK {
-			continue
-		}
-		if old, ok := into[s.Name]; ok && elf.ST_BIND(old.Info) == elf.STB_GLOBAL {
+		if old, ok := into[s.Name]; ok && !replaces(old) {
 			continue
 		}
 		into[s.Name] = s
 	}
 }
+
+// isDefinition tells whether s is a global or weak function the object
+// defines.
+func isDefinition(s elf.Symbol) bool {
+	typ, bind := elf.ST_TYPE(s.Info), elf.ST_BIND(s.Info)
+	return s.Section != elf.SHN_UNDEF && s.Value != 0 &&
+		(typ == elf.STT_FUNC || typ == elf.STT_GNU_IFUNC) &&
+		(bind == elf.STB_GLOBAL || bind == elf.STB_WEAK)
+}
+
+// replaces tells whether a later definition of the same name takes the
+// place of old: only a weak one gives way.
+func replaces(old elf.Symbol) bool { return elf.ST_BIND(old.Info) != elf.STB_GLOBAL }
 
 // searchOrder orders objects the way the dynamic linker searches them for
 // a symbol: the executable, LD_PRELOAD libraries, then DT_NEEDED
@@ -384,7 +413,7 @@ func matchesObject(e *elfInfo, name string) bool {
 // bind finds the first object in order that defines name.
 func bind(order []*elfInfo, name string) (Binding, bool) {
 	for _, e := range order {
-		s, ok := e.defined[name]
+		s, ok := e.definition(name)
 		if !ok {
 			continue
 		}
