@@ -129,10 +129,10 @@ func loadBias(obj *MappedObject, f *elf.File) (uint64, error) {
 
 // elfInfo is what discovery needs from one object.
 type elfInfo struct {
-	obj     *MappedObject
-	soname  string
-	needed  []string
-	static  bool
+	obj    *MappedObject
+	soname string
+	needed []string
+	static bool
 	// hash finds the exported functions by name; where it is nil (no
 	// .gnu.hash, or a static executable's .symtab) defined holds them all.
 	hash    *gnuHashTable
