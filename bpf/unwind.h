@@ -137,7 +137,8 @@ struct unwind_state {
 	__u32 n;        // frames stored in stack_scratch
 	__u8 is_return; // pc is a return address: look up pc - 1
 	__u8 done;
-	__u16 _pad;
+	__u8 uprobes_read; // tramp and ri are read (unwind_real_return)
+	__u8 _pad;
 	// tramp is the uretprobe trampoline's address in this process (0:
 	// none mapped); ri the next pending return instance (a kernel
 	// pointer), whose orig_ret_vaddr is what the next trampoline found on
@@ -168,8 +169,16 @@ static __always_inline void unwind_uretprobes(struct unwind_state *s)
 // trampoline into the one it replaced, consuming the return instance (and
 // those chained to it: a tail call from one probed function into another
 // shares one trampoline slot). Anything else is returned as it is.
+// The trampoline lies in no mapping with rows, so the walk asks only
+// about return addresses outside them: the kernel reads it takes (five)
+// are made for the first such address of a stack, which most stacks
+// never have.
 static __always_inline __u64 unwind_real_return(struct unwind_state *s, __u64 ra)
 {
+	if (!s->uprobes_read) {
+		unwind_uretprobes(s);
+		s->uprobes_read = 1;
+	}
 	if (!s->tramp || ra != s->tramp || !s->ri)
 		return ra;
 	struct return_instance *ri = (struct return_instance *)s->ri;
@@ -294,9 +303,13 @@ static __always_inline long unwind_fp_frame(struct unwind_state *s, struct stack
 		return unwind_cut(s, st, UNWIND_MARK_BAD_FRAME, UNWIND_COUNTER_BAD_FRAME);
 	if (bpf_probe_read_user(saved, sizeof(saved), (void *)bp))
 		return unwind_cut(s, st, UNWIND_MARK_READ, UNWIND_COUNTER_READ);
-	saved[1] = unwind_real_return(s, saved[1]);
-	if ((saved[0] && saved[0] <= bp) || !unwind_find_mapping(maps, saved[1] - 1))
+	if (saved[0] && saved[0] <= bp)
 		return unwind_cut(s, st, UNWIND_MARK_BAD_FRAME, UNWIND_COUNTER_BAD_FRAME);
+	if (!unwind_find_mapping(maps, saved[1] - 1)) {
+		saved[1] = unwind_real_return(s, saved[1]);
+		if (!unwind_find_mapping(maps, saved[1] - 1))
+			return unwind_cut(s, st, UNWIND_MARK_BAD_FRAME, UNWIND_COUNTER_BAD_FRAME);
+	}
 	unwind_count(UNWIND_COUNTER_FP_FRAMES);
 	s->bp = saved[0];
 	s->pc = saved[1];
@@ -326,11 +339,19 @@ __attribute__((noinline)) int unwind_step(struct unwind_state *s)
 		unwind_count(UNWIND_COUNTER_COMPLETE);
 		return 1;
 	}
-	st->pcs[n & (MAX_STACK_DEPTH - 1)] = s->pc;
-	s->n = n + 1;
-
 	__u64 pc = s->pc - s->is_return;
 	struct unwind_mapping *m = unwind_find_mapping(maps, pc);
+	if (!m && s->is_return) {
+		// The uretprobe trampoline stands for the real return address.
+		__u64 ra = unwind_real_return(s, s->pc);
+		if (ra != s->pc) {
+			s->pc = ra;
+			pc = ra - 1;
+			m = unwind_find_mapping(maps, pc);
+		}
+	}
+	st->pcs[n & (MAX_STACK_DEPTH - 1)] = s->pc;
+	s->n = n + 1;
 	struct unwind_row row = {.kind = UNWIND_KIND_NONE};
 	// No mapping: code that is not file-backed (a JIT) or a module mapped
 	// since the loader last looked; as code without rows.
@@ -374,7 +395,7 @@ __attribute__((noinline)) int unwind_step(struct unwind_state *s)
 		s->bp = bp;
 	}
 	s->sp = cfa;
-	s->pc = unwind_real_return(s, ra);
+	s->pc = ra; // the uretprobe trampoline's is replaced at the next step
 	s->is_return = 1;
 	return 0;
 }
@@ -413,27 +434,25 @@ static __always_inline long unwind_user_stack(struct pt_regs *ctx, struct stack 
 		// instruction.
 		.is_return = 1,
 	};
-	unwind_uretprobes(&s);
 	if (at_exit) {
 		if (bpf_probe_read_user(&ra, sizeof(ra), (void *)sp))
 			return 0;
-		ra = unwind_real_return(&s, ra);
 		sp += 8;
 	}
 	if (unwind_mode == UNWIND_MODE_FP)
-		return fp_stack(ctx, st, ra, at_exit);
+		return fp_stack(ctx, st, at_exit ? unwind_real_return(&s, ra) : 0, at_exit);
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct unwind_mappings *maps = bpf_map_lookup_elem(&unwind_procs, &tgid);
 	if (!maps) {
 		unwind_count(UNWIND_COUNTER_NO_PROCESS);
-		return fp_stack(ctx, st, ra, at_exit);
+		return fp_stack(ctx, st, at_exit ? unwind_real_return(&s, ra) : 0, at_exit);
 	}
 	struct target *t = bpf_map_lookup_elem(&targets, &tgid);
 	if (t && t->generation != maps->generation) {
 		// The process exec'd and the loader has not read its new
 		// mappings yet: the old image's rows would give junk. The call
 		// site (ip at the return probe) is still exact.
-		st->pcs[0] = at_exit ? ra : PT_REGS_IP(ctx);
+		st->pcs[0] = at_exit ? unwind_real_return(&s, ra) : PT_REGS_IP(ctx);
 		st->pcs[1] = UNWIND_MARK_STALE;
 		unwind_count(UNWIND_COUNTER_STALE);
 		return 2 * sizeof(__u64);
