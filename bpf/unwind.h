@@ -16,6 +16,10 @@
 // Steps of the binary search over one module's rows: 2^24 rows is far
 // more than the largest object here has (libxul-sized files have ~1M).
 #define UNWIND_ROW_STEPS 24
+// Bytes of stack read at once (unwind_read): a stack-read helper call
+// costs ~100 ns however little it copies, and a few frames' words
+// usually lie within this many bytes. A power of two.
+#define UNWIND_WINDOW 512
 // bpf_loop runs one frame per iteration; one more than the depth, so
 // that a stack deeper than MAX_STACK_DEPTH is seen to be cut.
 #define UNWIND_STEPS (MAX_STACK_DEPTH + 1)
@@ -117,6 +121,21 @@ struct {
 	__type(value, __u64);
 } unwind_counters SEC(".maps");
 
+// unwind_scratch holds the window of the stack the walk reads from; its
+// place and size are in the walk's state (struct unwind_state).
+struct unwind_scratch {
+	__u8 win[UNWIND_WINDOW + 8]; // + 8: a word read at the last offset the mask allows
+};
+
+#if defined(__TARGET_ARCH_x86)
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct unwind_scratch);
+} unwind_scratch SEC(".maps");
+#endif
+
 // libbpf 1.1's helper list predates bpf_loop (kernel 5.17).
 static long (*unwind_bpf_loop)(__u32 nr_loops, void *callback_fn, void *callback_ctx,
 			       __u64 flags) = (void *)181;
@@ -138,12 +157,19 @@ struct unwind_state {
 	__u8 is_return; // pc is a return address: look up pc - 1
 	__u8 done;
 	__u8 uprobes_read; // tramp and ri are read (unwind_real_return)
-	__u8 _pad;
+	// win_short: a window ran past the end of the stack's mapping; later
+	// ones end at their page's end.
+	__u8 win_short;
 	// tramp is the uretprobe trampoline's address in this process (0:
 	// none mapped); ri the next pending return instance (a kernel
 	// pointer), whose orig_ret_vaddr is what the next trampoline found on
 	// the stack stands for.
 	__u64 tramp, ri;
+	// The stack bytes [win_base, win_base + win_len) are in
+	// unwind_scratch's window.
+	__u64 win_base;
+	__u32 win_len;
+	__u32 _pad2;
 };
 
 // unwind_uretprobes reads where the current thread's uretprobe trampoline
@@ -262,20 +288,57 @@ static __always_inline long unwind_cut(struct unwind_state *s, struct stack *st,
 	return 1;
 }
 
-static __always_inline long unwind_read(__u64 *dst, __u64 addr)
+// unwind_fill reads a new window holding the word at addr and takes the
+// word from it. The window starts at most 64 bytes below addr (a frame's
+// saved registers lie just below its return address), never below the
+// frame's rsp (the stack below it need not be mapped), and runs
+// UNWIND_WINDOW bytes up; where that fails (past the top of the stack's
+// mapping) it runs to the end of addr's page. A word that reads as
+// nothing else is read alone.
+static __noinline long unwind_fill(struct unwind_state *s, struct unwind_scratch *sc, __u64 *dst,
+				   __u64 addr)
 {
-	return bpf_probe_read_user(dst, sizeof(*dst), (void *)addr);
+	__u64 base = addr >= s->sp + 64 ? addr - 64 : (addr >= s->sp ? s->sp : addr);
+	__u32 len = UNWIND_WINDOW;
+	if (s->win_short || bpf_probe_read_user(sc->win, UNWIND_WINDOW, (void *)base)) {
+		s->win_short = 1;
+		base = addr;
+		__u64 left = 4096 - (addr & 4095);
+		len = left < UNWIND_WINDOW ? left : UNWIND_WINDOW;
+		if (len < 8 || bpf_probe_read_user(sc->win, len & (2 * UNWIND_WINDOW - 1), (void *)base)) {
+			s->win_len = 0;
+			return bpf_probe_read_user(dst, sizeof(*dst), (void *)addr);
+		}
+	}
+	s->win_base = base;
+	s->win_len = len;
+	*dst = *(__u64 *)&sc->win[(addr - base) & (UNWIND_WINDOW - 1)];
+	return 0;
+}
+
+// unwind_read reads the stack word at addr, from the window when it
+// holds it.
+static __always_inline long unwind_read(struct unwind_state *s, struct unwind_scratch *sc,
+					__u64 *dst, __u64 addr)
+{
+	__u64 off = addr - s->win_base;
+	if (addr >= s->win_base && off + sizeof(*dst) <= s->win_len) {
+		*dst = *(__u64 *)&sc->win[off & (UNWIND_WINDOW - 1)];
+		return 0;
+	}
+	return unwind_fill(s, sc, dst, addr);
 }
 
 // unwind_signal_frame restores the registers a signal interrupted, from
 // the ucontext the kernel put at rsp (__restore_rt runs with it there).
-static __always_inline long unwind_signal_frame(struct unwind_state *s, struct stack *st)
+static __always_inline long unwind_signal_frame(struct unwind_state *s, struct stack *st,
+					       struct unwind_scratch *sc)
 {
 	// struct ucontext: uc_mcontext at 40; in it rbp at 80, rsp at 120,
 	// rip at 128.
 	__u64 bp, sp, ip;
-	if (unwind_read(&bp, s->sp + 40 + 80) || unwind_read(&sp, s->sp + 40 + 120) ||
-	    unwind_read(&ip, s->sp + 40 + 128))
+	if (unwind_read(s, sc, &bp, s->sp + 40 + 80) || unwind_read(s, sc, &sp, s->sp + 40 + 120) ||
+	    unwind_read(s, sc, &ip, s->sp + 40 + 128))
 		return unwind_cut(s, st, UNWIND_MARK_READ, UNWIND_COUNTER_READ);
 	s->bp = bp;
 	s->sp = sp;
@@ -290,7 +353,7 @@ static __always_inline long unwind_signal_frame(struct unwind_state *s, struct s
 // return address lies in a mapping the loader knows, else the stack is cut
 // (never a junk frame).
 static __always_inline long unwind_fp_frame(struct unwind_state *s, struct stack *st,
-					    struct unwind_mappings *maps)
+					    struct unwind_mappings *maps, struct unwind_scratch *sc)
 {
 	__u64 bp = s->bp, saved[2];
 	if (bp == 0) {
@@ -301,7 +364,7 @@ static __always_inline long unwind_fp_frame(struct unwind_state *s, struct stack
 	}
 	if (bp < s->sp || (bp & 7))
 		return unwind_cut(s, st, UNWIND_MARK_BAD_FRAME, UNWIND_COUNTER_BAD_FRAME);
-	if (bpf_probe_read_user(saved, sizeof(saved), (void *)bp))
+	if (unwind_read(s, sc, &saved[0], bp) || unwind_read(s, sc, &saved[1], bp + 8))
 		return unwind_cut(s, st, UNWIND_MARK_READ, UNWIND_COUNTER_READ);
 	if (saved[0] && saved[0] <= bp)
 		return unwind_cut(s, st, UNWIND_MARK_BAD_FRAME, UNWIND_COUNTER_BAD_FRAME);
@@ -329,7 +392,8 @@ __attribute__((noinline)) int unwind_step(struct unwind_state *s)
 	__u32 zero = 0, tgid = bpf_get_current_pid_tgid() >> 32;
 	struct stack *st = bpf_map_lookup_elem(&stack_scratch, &zero);
 	struct unwind_mappings *maps = bpf_map_lookup_elem(&unwind_procs, &tgid);
-	if (!st || !maps)
+	struct unwind_scratch *sc = bpf_map_lookup_elem(&unwind_scratch, &zero);
+	if (!st || !maps || !sc)
 		return 1;
 	__u32 n = s->n;
 	if (n >= MAX_STACK_DEPTH)
@@ -371,7 +435,7 @@ __attribute__((noinline)) int unwind_step(struct unwind_state *s)
 		cfa = s->sp + 8 + (((s->pc & 15) >= 11) ? 8 : 0);
 		break;
 	case UNWIND_KIND_SIGNAL:
-		return unwind_signal_frame(s, st);
+		return unwind_signal_frame(s, st, sc);
 	case UNWIND_KIND_END:
 		s->done = 1;
 		unwind_count(UNWIND_COUNTER_COMPLETE);
@@ -380,17 +444,17 @@ __attribute__((noinline)) int unwind_step(struct unwind_state *s)
 		return unwind_cut(s, st, UNWIND_MARK_EXPRESSION, UNWIND_COUNTER_EXPRESSION);
 	default:
 		if (unwind_mode == UNWIND_MODE_AUTO)
-			return unwind_fp_frame(s, st, maps);
+			return unwind_fp_frame(s, st, maps, sc);
 		return unwind_cut(s, st, UNWIND_MARK_NO_TABLE, UNWIND_COUNTER_NO_TABLE);
 	}
 	if (cfa <= s->sp && row.kind == UNWIND_KIND_RBP)
 		return unwind_cut(s, st, UNWIND_MARK_BAD_FRAME, UNWIND_COUNTER_BAD_FRAME);
 	__u64 ra;
-	if (unwind_read(&ra, cfa - 8))
+	if (unwind_read(s, sc, &ra, cfa - 8))
 		return unwind_cut(s, st, UNWIND_MARK_READ, UNWIND_COUNTER_READ);
 	if (row.rbp_offset8) {
 		__u64 bp;
-		if (unwind_read(&bp, cfa + (__s64)row.rbp_offset8 * 8))
+		if (unwind_read(s, sc, &bp, cfa + (__s64)row.rbp_offset8 * 8))
 			return unwind_cut(s, st, UNWIND_MARK_READ, UNWIND_COUNTER_READ);
 		s->bp = bp;
 	}
