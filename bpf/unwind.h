@@ -20,8 +20,8 @@
 // costs ~100 ns however little it copies, and a few frames' words
 // usually lie within this many bytes. A power of two.
 #define UNWIND_WINDOW 512
-// bpf_loop runs one frame per iteration; one more than the depth, so
-// that a stack deeper than MAX_STACK_DEPTH is seen to be cut.
+// The walk takes one frame per step; one more than the depth, so that a
+// stack deeper than MAX_STACK_DEPTH is seen to be cut.
 #define UNWIND_STEPS (MAX_STACK_DEPTH + 1)
 
 // How stacks are taken (--unwind): set by the loader.
@@ -136,10 +136,6 @@ struct {
 } unwind_scratch SEC(".maps");
 #endif
 
-// libbpf 1.1's helper list predates bpf_loop (kernel 5.17).
-static long (*unwind_bpf_loop)(__u32 nr_loops, void *callback_fn, void *callback_ctx,
-			       __u64 flags) = (void *)181;
-
 static __always_inline void unwind_count(enum unwind_counter which)
 {
 	__u64 *c = bpf_map_lookup_elem(&unwind_counters, &which);
@@ -149,8 +145,8 @@ static __always_inline void unwind_count(enum unwind_counter which)
 
 #if defined(__TARGET_ARCH_x86)
 
-// The walk's state, shared with each bpf_loop iteration. Scalars only:
-// unwind_step, a global function, sees it as plain memory.
+// The walk's state, passed to each step. Scalars only: unwind_step, a
+// global function, sees it as plain memory.
 struct unwind_state {
 	__u64 pc, sp, bp;
 	__u32 n;        // frames stored in stack_scratch
@@ -384,16 +380,12 @@ static __always_inline long unwind_fp_frame(struct unwind_state *s, struct stack
 // unwind_step records the current frame and steps to its caller; it
 // returns 1 when the walk is over. A global function: the verifier checks
 // it once, with its state unknown, instead of once per frame and per path
-// through the searches (which exceeds its budget).
-__attribute__((noinline)) int unwind_step(struct unwind_state *s)
+// through the searches (which exceeds its budget). Its pointers are the
+// walk's (unwind_user_stack looks them up once a stack).
+__attribute__((noinline)) int unwind_step(struct unwind_state *s, struct unwind_mappings *maps,
+					  struct stack *st, struct unwind_scratch *sc)
 {
-	if (!s)
-		return 1;
-	__u32 zero = 0, tgid = bpf_get_current_pid_tgid() >> 32;
-	struct stack *st = bpf_map_lookup_elem(&stack_scratch, &zero);
-	struct unwind_mappings *maps = bpf_map_lookup_elem(&unwind_procs, &tgid);
-	struct unwind_scratch *sc = bpf_map_lookup_elem(&unwind_scratch, &zero);
-	if (!st || !maps || !sc)
+	if (!s || !maps || !st || !sc)
 		return 1;
 	__u32 n = s->n;
 	if (n >= MAX_STACK_DEPTH)
@@ -464,11 +456,6 @@ __attribute__((noinline)) int unwind_step(struct unwind_state *s)
 	return 0;
 }
 
-static long unwind_frame(__u32 i, void *data)
-{
-	return unwind_step(data) ? 1 : 0;
-}
-
 // fp_stack is bpf_get_stack's frame-pointer walk. At an exit site its
 // first frame is the allocator's own instruction, and %rbp is already the
 // caller's, so the caller's frame is missing: frame 0 becomes the call
@@ -524,7 +511,13 @@ static __always_inline long unwind_user_stack(struct pt_regs *ctx, struct stack 
 	s.pc = at_exit ? ra : PT_REGS_IP(ctx);
 	s.sp = sp;
 	unwind_count(UNWIND_COUNTER_STACKS);
-	unwind_bpf_loop(UNWIND_STEPS, unwind_frame, &s, 0);
+	__u32 zero = 0;
+	struct unwind_scratch *sc = bpf_map_lookup_elem(&unwind_scratch, &zero);
+	if (!sc)
+		return 0;
+	for (int i = 0; i < UNWIND_STEPS; i++)
+		if (unwind_step(&s, maps, st, sc))
+			break;
 	return (long)s.n * sizeof(__u64);
 }
 
