@@ -163,8 +163,9 @@ type tracerUnwindRow struct {
 }
 
 type tracerUnwindScratch struct {
-	_   structs.HostLayout
-	Win [520]uint8
+	_     structs.HostLayout
+	Cache [2048]uint64
+	Win   [520]uint8
 }
 
 // Names of all BPF objects in the ELF.

@@ -20,6 +20,9 @@
 // costs ~100 ns however little it copies, and a few frames' words
 // usually lie within this many bytes. A power of two.
 #define UNWIND_WINDOW 512
+// Entries of the per-CPU row cache (unwind_lookup): 2^UNWIND_CACHE_BITS.
+#define UNWIND_CACHE_BITS 11
+#define UNWIND_CACHE_SLOTS (1 << UNWIND_CACHE_BITS)
 // The walk takes one frame per step; one more than the depth, so that a
 // stack deeper than MAX_STACK_DEPTH is seen to be cut.
 #define UNWIND_STEPS (MAX_STACK_DEPTH + 1)
@@ -121,9 +124,13 @@ struct {
 	__type(value, __u64);
 } unwind_counters SEC(".maps");
 
-// unwind_scratch holds the window of the stack the walk reads from; its
-// place and size are in the walk's state (struct unwind_state).
+// unwind_scratch holds the row cache and the window of the stack the walk
+// reads from (its place and size are in the walk's state, struct
+// unwind_state).
 struct unwind_scratch {
+	// The row cache (unwind_lookup): the index of a row in unwind_rows
+	// (high 32 bits) and of its mapping in the process's list (low).
+	__u64 cache[UNWIND_CACHE_SLOTS];
 	__u8 win[UNWIND_WINDOW + 8]; // + 8: a word read at the last offset the mask allows
 };
 
@@ -219,10 +226,12 @@ static __always_inline __u64 unwind_real_return(struct unwind_state *s, __u64 ra
 	return orig;
 }
 
-// unwind_find_mapping returns the mapping holding pc, or NULL.
-static __always_inline struct unwind_mapping *unwind_find_mapping(struct unwind_mappings *maps,
-								   __u64 pc)
+// unwind_find_mapping_index returns the index of the mapping holding pc,
+// or UNWIND_MAX_MAPPINGS when none does. A global function.
+__attribute__((noinline)) int unwind_find_mapping_index(struct unwind_mappings *maps, __u64 pc)
 {
+	if (!maps)
+		return UNWIND_MAX_MAPPINGS;
 	__u32 lo = 0, cnt = maps->n;
 	if (cnt > UNWIND_MAX_MAPPINGS)
 		cnt = UNWIND_MAX_MAPPINGS;
@@ -237,24 +246,36 @@ static __always_inline struct unwind_mapping *unwind_find_mapping(struct unwind_
 		}
 	}
 	if (lo == 0)
-		return NULL;
-	struct unwind_mapping *m = &maps->m[(lo - 1) & (UNWIND_MAX_MAPPINGS - 1)];
-	return pc < m->end ? m : NULL;
+		return UNWIND_MAX_MAPPINGS;
+	__u32 i = (lo - 1) & (UNWIND_MAX_MAPPINGS - 1);
+	return pc < maps->m[i].end ? i : UNWIND_MAX_MAPPINGS;
 }
 
-// unwind_find_row copies the row in effect at vaddr into *row; it leaves
-// *row alone (kind NONE) when the module has none there.
-static __always_inline void unwind_find_row(struct unwind_mapping *m, __u64 vaddr,
-					    struct unwind_row *row)
+// unwind_find_mapping returns the mapping holding pc, or NULL.
+static __always_inline struct unwind_mapping *unwind_find_mapping(struct unwind_mappings *maps,
+								   __u64 pc)
+{
+	__u32 i = unwind_find_mapping_index(maps, pc);
+	return i < UNWIND_MAX_MAPPINGS ? &maps->m[i] : NULL;
+}
+
+// No row (unwind_find_row).
+#define UNWIND_NO_ROW 0xffffffffU
+
+// unwind_find_row copies the row in effect at vaddr into *row and returns
+// its index in unwind_rows; it leaves *row alone (kind NONE) and returns
+// UNWIND_NO_ROW when the module has none there.
+static __always_inline __u32 unwind_find_row(struct unwind_mapping *m, __u64 vaddr,
+					     struct unwind_row *row)
 {
 	if (vaddr > 0xffffffffULL)
-		return;
+		return UNWIND_NO_ROW;
 	__u32 first = m->first_row, lo = first, cnt = m->nrows;
 	for (int i = 0; i < UNWIND_ROW_STEPS + 1 && cnt > 0; i++) {
 		__u32 half = cnt / 2, mid = lo + half;
 		struct unwind_row *r = bpf_map_lookup_elem(&unwind_rows, &mid);
 		if (!r)
-			return;
+			return UNWIND_NO_ROW;
 		if (r->pc <= (__u32)vaddr) {
 			lo = mid + 1;
 			cnt -= half + 1;
@@ -263,11 +284,71 @@ static __always_inline void unwind_find_row(struct unwind_mapping *m, __u64 vadd
 		}
 	}
 	if (lo == first)
-		return;
+		return UNWIND_NO_ROW;
 	__u32 idx = lo - 1;
 	struct unwind_row *r = bpf_map_lookup_elem(&unwind_rows, &idx);
-	if (r)
-		*row = *r;
+	if (!r)
+		return UNWIND_NO_ROW;
+	*row = *r;
+	return idx;
+}
+
+// unwind_row_holds tells whether row idx of m's module is the one the
+// search above finds for vaddr: the last of the module's rows starting at
+// or below it (rows are sorted). If so it copies it into *row.
+static __always_inline int unwind_row_holds(struct unwind_mapping *m, __u32 idx, __u64 vaddr,
+					    struct unwind_row *row)
+{
+	__u32 k = idx - m->first_row; // wraps for idx below the module's rows
+	if (vaddr > 0xffffffffULL || k >= m->nrows)
+		return 0;
+	struct unwind_row *r = bpf_map_lookup_elem(&unwind_rows, &idx);
+	if (!r || r->pc > (__u32)vaddr)
+		return 0;
+	if (k + 1 < m->nrows) {
+		__u32 next = idx + 1;
+		struct unwind_row *after = bpf_map_lookup_elem(&unwind_rows, &next);
+		if (!after || after->pc <= (__u32)vaddr)
+			return 0;
+	}
+	*row = *r;
+	return 1;
+}
+
+// unwind_lookup finds the mapping holding pc (its index;
+// UNWIND_MAX_MAPPINGS: none) and copies the
+// row in effect there into *row (left alone when there is none). The
+// per-CPU cache remembers, for a hash of pc, the mapping and row the last
+// search found; they are checked against the process's mappings and the
+// module's rows before they are used (unwind_row_holds), so an entry left
+// by another process, another pc with the same hash, or mappings and
+// rows that changed since is a miss, never a wrong row. A hit costs a
+// mapping and two rows read instead of the two binary searches (~8 and
+// ~15 steps for libc).
+// A global function, like unwind_step (verified once).
+__attribute__((noinline)) int unwind_lookup(struct unwind_mappings *maps, struct unwind_scratch *sc,
+					    __u64 pc, struct unwind_row *row)
+{
+	if (!maps || !sc || !row)
+		return UNWIND_MAX_MAPPINGS;
+	__u32 slot = ((pc * 0x9e3779b97f4a7c15ULL) >> (64 - UNWIND_CACHE_BITS)) &
+		     (UNWIND_CACHE_SLOTS - 1);
+	__u64 e = sc->cache[slot];
+	__u32 mi = e & (UNWIND_MAX_MAPPINGS - 1);
+	struct unwind_mapping *m = &maps->m[mi];
+	if (mi < maps->n && m->start <= pc && pc < m->end) {
+		if (unwind_row_holds(m, e >> 32, pc - m->bias, row))
+			return mi;
+	} else {
+		mi = unwind_find_mapping_index(maps, pc);
+		if (mi >= UNWIND_MAX_MAPPINGS)
+			return UNWIND_MAX_MAPPINGS;
+		m = &maps->m[mi];
+	}
+	__u32 idx = unwind_find_row(m, pc - m->bias, row);
+	if (idx != UNWIND_NO_ROW)
+		sc->cache[slot] = (__u64)idx << 32 | mi;
+	return mi;
 }
 
 // unwind_cut ends the stack with a marker frame and counts why.
@@ -277,6 +358,9 @@ static __always_inline long unwind_cut(struct unwind_state *s, struct stack *st,
 	__u32 n = s->n;
 	if (n >= MAX_STACK_DEPTH)
 		n = MAX_STACK_DEPTH - 1; // the marker replaces the last frame
+	// Opaque to clang, which would otherwise drop the mask (it knows n
+	// is below the depth) where the verifier cannot tell.
+	asm volatile("" : "+r"(n));
 	st->pcs[n & (MAX_STACK_DEPTH - 1)] = marker;
 	s->n = n + 1;
 	s->done = 1;
@@ -291,9 +375,12 @@ static __always_inline long unwind_cut(struct unwind_state *s, struct stack *st,
 // UNWIND_WINDOW bytes up; where that fails (past the top of the stack's
 // mapping) it runs to the end of addr's page. A word that reads as
 // nothing else is read alone.
-static __noinline long unwind_fill(struct unwind_state *s, struct unwind_scratch *sc, __u64 *dst,
-				   __u64 addr)
+// A global function (verified once, not at each read).
+__attribute__((noinline)) int unwind_fill(struct unwind_state *s, struct unwind_scratch *sc,
+					  __u64 *dst, __u64 addr)
 {
+	if (!s || !sc || !dst)
+		return -1;
 	__u64 base = addr >= s->sp + 64 ? addr - 64 : (addr >= s->sp ? s->sp : addr);
 	__u32 len = UNWIND_WINDOW;
 	if (s->win_short || bpf_probe_read_user(sc->win, UNWIND_WINDOW, (void *)base)) {
@@ -396,23 +483,21 @@ __attribute__((noinline)) int unwind_step(struct unwind_state *s, struct unwind_
 		return 1;
 	}
 	__u64 pc = s->pc - s->is_return;
-	struct unwind_mapping *m = unwind_find_mapping(maps, pc);
-	if (!m && s->is_return) {
+	struct unwind_row row = {.kind = UNWIND_KIND_NONE};
+	// No mapping: code that is not file-backed (a JIT) or a module mapped
+	// since the loader last looked; as code without rows.
+	int found = unwind_lookup(maps, sc, pc, &row) < UNWIND_MAX_MAPPINGS;
+	if (!found && s->is_return) {
 		// The uretprobe trampoline stands for the real return address.
 		__u64 ra = unwind_real_return(s, s->pc);
 		if (ra != s->pc) {
 			s->pc = ra;
 			pc = ra - 1;
-			m = unwind_find_mapping(maps, pc);
+			unwind_lookup(maps, sc, pc, &row);
 		}
 	}
 	st->pcs[n & (MAX_STACK_DEPTH - 1)] = s->pc;
 	s->n = n + 1;
-	struct unwind_row row = {.kind = UNWIND_KIND_NONE};
-	// No mapping: code that is not file-backed (a JIT) or a module mapped
-	// since the loader last looked; as code without rows.
-	if (m)
-		unwind_find_row(m, pc - m->bias, &row);
 
 	__u64 cfa;
 	switch (row.kind) {
@@ -453,6 +538,18 @@ __attribute__((noinline)) int unwind_step(struct unwind_state *s, struct unwind_
 	s->sp = cfa;
 	s->pc = ra; // the uretprobe trampoline's is replaced at the next step
 	s->is_return = 1;
+	return 0;
+}
+
+// unwind_walk takes the frames from s on. A global function too: the
+// loop is verified once, not at each of the places the probes take a
+// stack (the verifier would go through its iterations at each of them).
+__attribute__((noinline)) int unwind_walk(struct unwind_state *s, struct unwind_mappings *maps,
+					  struct stack *st, struct unwind_scratch *sc)
+{
+	for (int i = 0; i < UNWIND_STEPS; i++)
+		if (unwind_step(s, maps, st, sc))
+			break;
 	return 0;
 }
 
@@ -515,9 +612,7 @@ static __always_inline long unwind_user_stack(struct pt_regs *ctx, struct stack 
 	struct unwind_scratch *sc = bpf_map_lookup_elem(&unwind_scratch, &zero);
 	if (!sc)
 		return 0;
-	for (int i = 0; i < UNWIND_STEPS; i++)
-		if (unwind_step(&s, maps, st, sc))
-			break;
+	unwind_walk(&s, maps, st, sc);
 	return (long)s.n * sizeof(__u64);
 }
 
