@@ -571,8 +571,10 @@ static __always_inline long fp_stack(struct pt_regs *ctx, struct stack *st, __u6
 // bytes, like bpf_get_stack (which it is in fp mode, and for processes
 // without tables). at_exit: the program runs at an exit site of the
 // allocator (a ret or a tail jump, exits.go), where [rsp] is the return
-// address; the walk starts from the state the return leads to.
-static __always_inline long unwind_user_stack(struct pt_regs *ctx, struct stack *st, int at_exit)
+// address; the walk starts from the state the return leads to. t is the
+// current process's target.
+static __always_inline long unwind_user_stack(struct pt_regs *ctx, struct stack *st,
+					      struct target *t, int at_exit)
 {
 	__u64 ra = 0, sp = PT_REGS_SP(ctx);
 	struct unwind_state s = {
@@ -595,8 +597,7 @@ static __always_inline long unwind_user_stack(struct pt_regs *ctx, struct stack 
 		unwind_count(UNWIND_COUNTER_NO_PROCESS);
 		return fp_stack(ctx, st, at_exit ? unwind_real_return(&s, ra) : 0, at_exit);
 	}
-	struct target *t = bpf_map_lookup_elem(&targets, &tgid);
-	if (t && t->generation != maps->generation) {
+	if (t->generation != maps->generation) {
 		// The process exec'd and the loader has not read its new
 		// mappings yet: the old image's rows would give junk. The call
 		// site (ip at the return probe) is still exact.
@@ -618,7 +619,8 @@ static __always_inline long unwind_user_stack(struct pt_regs *ctx, struct stack 
 
 #else
 
-static __always_inline long unwind_user_stack(struct pt_regs *ctx, struct stack *st, int at_exit)
+static __always_inline long unwind_user_stack(struct pt_regs *ctx, struct stack *st,
+					      struct target *t, int at_exit)
 {
 	// CFI rows are compiled for x86-64 only; arm64 keeps frame pointers
 	// in its ABI's common builds (and has no exit sites).
