@@ -162,6 +162,12 @@ type tracerUnwindRow struct {
 	RbpOffset8 int8
 }
 
+type tracerUnwindScratch struct {
+	_     structs.HostLayout
+	Cache [2048]uint64
+	Win   [520]uint8
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -179,6 +185,7 @@ const (
 	tracerMapUnwindCounters  = "unwind_counters"
 	tracerMapUnwindProcs     = "unwind_procs"
 	tracerMapUnwindRows      = "unwind_rows"
+	tracerMapUnwindScratch   = "unwind_scratch"
 	tracerProgAllocEnter     = "alloc_enter"
 	tracerProgAllocExit      = "alloc_exit"
 	tracerProgAllocReturn    = "alloc_return"
@@ -272,6 +279,7 @@ type tracerMapSpecs struct {
 	UnwindCounters *ebpf.MapSpec `ebpf:"unwind_counters"`
 	UnwindProcs    *ebpf.MapSpec `ebpf:"unwind_procs"`
 	UnwindRows     *ebpf.MapSpec `ebpf:"unwind_rows"`
+	UnwindScratch  *ebpf.MapSpec `ebpf:"unwind_scratch"`
 }
 
 // tracerVariableSpecs contains global variables before they are loaded into the kernel.
@@ -325,6 +333,7 @@ type tracerMaps struct {
 	UnwindCounters *ebpf.Map `ebpf:"unwind_counters"`
 	UnwindProcs    *ebpf.Map `ebpf:"unwind_procs"`
 	UnwindRows     *ebpf.Map `ebpf:"unwind_rows"`
+	UnwindScratch  *ebpf.Map `ebpf:"unwind_scratch"`
 }
 
 func (m *tracerMaps) Close() error {
@@ -342,6 +351,7 @@ func (m *tracerMaps) Close() error {
 		m.UnwindCounters,
 		m.UnwindProcs,
 		m.UnwindRows,
+		m.UnwindScratch,
 	)
 }
 

@@ -16,8 +16,15 @@
 // Steps of the binary search over one module's rows: 2^24 rows is far
 // more than the largest object here has (libxul-sized files have ~1M).
 #define UNWIND_ROW_STEPS 24
-// bpf_loop runs one frame per iteration; one more than the depth, so
-// that a stack deeper than MAX_STACK_DEPTH is seen to be cut.
+// Bytes of stack read at once (unwind_read): a stack-read helper call
+// costs ~100 ns however little it copies, and a few frames' words
+// usually lie within this many bytes. A power of two.
+#define UNWIND_WINDOW 512
+// Entries of the per-CPU row cache (unwind_lookup): 2^UNWIND_CACHE_BITS.
+#define UNWIND_CACHE_BITS 11
+#define UNWIND_CACHE_SLOTS (1 << UNWIND_CACHE_BITS)
+// The walk takes one frame per step; one more than the depth, so that a
+// stack deeper than MAX_STACK_DEPTH is seen to be cut.
 #define UNWIND_STEPS (MAX_STACK_DEPTH + 1)
 
 // How stacks are taken (--unwind): set by the loader.
@@ -117,9 +124,24 @@ struct {
 	__type(value, __u64);
 } unwind_counters SEC(".maps");
 
-// libbpf 1.1's helper list predates bpf_loop (kernel 5.17).
-static long (*unwind_bpf_loop)(__u32 nr_loops, void *callback_fn, void *callback_ctx,
-			       __u64 flags) = (void *)181;
+// unwind_scratch holds the row cache and the window of the stack the walk
+// reads from (its place and size are in the walk's state, struct
+// unwind_state).
+struct unwind_scratch {
+	// The row cache (unwind_lookup): the index of a row in unwind_rows
+	// (high 32 bits) and of its mapping in the process's list (low).
+	__u64 cache[UNWIND_CACHE_SLOTS];
+	__u8 win[UNWIND_WINDOW + 8]; // + 8: a word read at the last offset the mask allows
+};
+
+#if defined(__TARGET_ARCH_x86)
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct unwind_scratch);
+} unwind_scratch SEC(".maps");
+#endif
 
 static __always_inline void unwind_count(enum unwind_counter which)
 {
@@ -130,19 +152,27 @@ static __always_inline void unwind_count(enum unwind_counter which)
 
 #if defined(__TARGET_ARCH_x86)
 
-// The walk's state, shared with each bpf_loop iteration. Scalars only:
-// unwind_step, a global function, sees it as plain memory.
+// The walk's state, passed to each step. Scalars only: unwind_step, a
+// global function, sees it as plain memory.
 struct unwind_state {
 	__u64 pc, sp, bp;
 	__u32 n;        // frames stored in stack_scratch
 	__u8 is_return; // pc is a return address: look up pc - 1
 	__u8 done;
-	__u16 _pad;
+	__u8 uprobes_read; // tramp and ri are read (unwind_real_return)
+	// win_short: a window ran past the end of the stack's mapping; later
+	// ones end at their page's end.
+	__u8 win_short;
 	// tramp is the uretprobe trampoline's address in this process (0:
 	// none mapped); ri the next pending return instance (a kernel
 	// pointer), whose orig_ret_vaddr is what the next trampoline found on
 	// the stack stands for.
 	__u64 tramp, ri;
+	// The stack bytes [win_base, win_base + win_len) are in
+	// unwind_scratch's window.
+	__u64 win_base;
+	__u32 win_len;
+	__u32 _pad2;
 };
 
 // unwind_uretprobes reads where the current thread's uretprobe trampoline
@@ -168,8 +198,16 @@ static __always_inline void unwind_uretprobes(struct unwind_state *s)
 // trampoline into the one it replaced, consuming the return instance (and
 // those chained to it: a tail call from one probed function into another
 // shares one trampoline slot). Anything else is returned as it is.
+// The trampoline lies in no mapping with rows, so the walk asks only
+// about return addresses outside them: the kernel reads it takes (five)
+// are made for the first such address of a stack, which most stacks
+// never have.
 static __always_inline __u64 unwind_real_return(struct unwind_state *s, __u64 ra)
 {
+	if (!s->uprobes_read) {
+		unwind_uretprobes(s);
+		s->uprobes_read = 1;
+	}
 	if (!s->tramp || ra != s->tramp || !s->ri)
 		return ra;
 	struct return_instance *ri = (struct return_instance *)s->ri;
@@ -188,10 +226,12 @@ static __always_inline __u64 unwind_real_return(struct unwind_state *s, __u64 ra
 	return orig;
 }
 
-// unwind_find_mapping returns the mapping holding pc, or NULL.
-static __always_inline struct unwind_mapping *unwind_find_mapping(struct unwind_mappings *maps,
-								   __u64 pc)
+// unwind_find_mapping_index returns the index of the mapping holding pc,
+// or UNWIND_MAX_MAPPINGS when none does. A global function.
+__attribute__((noinline)) int unwind_find_mapping_index(struct unwind_mappings *maps, __u64 pc)
 {
+	if (!maps)
+		return UNWIND_MAX_MAPPINGS;
 	__u32 lo = 0, cnt = maps->n;
 	if (cnt > UNWIND_MAX_MAPPINGS)
 		cnt = UNWIND_MAX_MAPPINGS;
@@ -206,24 +246,36 @@ static __always_inline struct unwind_mapping *unwind_find_mapping(struct unwind_
 		}
 	}
 	if (lo == 0)
-		return NULL;
-	struct unwind_mapping *m = &maps->m[(lo - 1) & (UNWIND_MAX_MAPPINGS - 1)];
-	return pc < m->end ? m : NULL;
+		return UNWIND_MAX_MAPPINGS;
+	__u32 i = (lo - 1) & (UNWIND_MAX_MAPPINGS - 1);
+	return pc < maps->m[i].end ? i : UNWIND_MAX_MAPPINGS;
 }
 
-// unwind_find_row copies the row in effect at vaddr into *row; it leaves
-// *row alone (kind NONE) when the module has none there.
-static __always_inline void unwind_find_row(struct unwind_mapping *m, __u64 vaddr,
-					    struct unwind_row *row)
+// unwind_find_mapping returns the mapping holding pc, or NULL.
+static __always_inline struct unwind_mapping *unwind_find_mapping(struct unwind_mappings *maps,
+								   __u64 pc)
+{
+	__u32 i = unwind_find_mapping_index(maps, pc);
+	return i < UNWIND_MAX_MAPPINGS ? &maps->m[i] : NULL;
+}
+
+// No row (unwind_find_row).
+#define UNWIND_NO_ROW 0xffffffffU
+
+// unwind_find_row copies the row in effect at vaddr into *row and returns
+// its index in unwind_rows; it leaves *row alone (kind NONE) and returns
+// UNWIND_NO_ROW when the module has none there.
+static __always_inline __u32 unwind_find_row(struct unwind_mapping *m, __u64 vaddr,
+					     struct unwind_row *row)
 {
 	if (vaddr > 0xffffffffULL)
-		return;
+		return UNWIND_NO_ROW;
 	__u32 first = m->first_row, lo = first, cnt = m->nrows;
 	for (int i = 0; i < UNWIND_ROW_STEPS + 1 && cnt > 0; i++) {
 		__u32 half = cnt / 2, mid = lo + half;
 		struct unwind_row *r = bpf_map_lookup_elem(&unwind_rows, &mid);
 		if (!r)
-			return;
+			return UNWIND_NO_ROW;
 		if (r->pc <= (__u32)vaddr) {
 			lo = mid + 1;
 			cnt -= half + 1;
@@ -232,11 +284,71 @@ static __always_inline void unwind_find_row(struct unwind_mapping *m, __u64 vadd
 		}
 	}
 	if (lo == first)
-		return;
+		return UNWIND_NO_ROW;
 	__u32 idx = lo - 1;
 	struct unwind_row *r = bpf_map_lookup_elem(&unwind_rows, &idx);
-	if (r)
-		*row = *r;
+	if (!r)
+		return UNWIND_NO_ROW;
+	*row = *r;
+	return idx;
+}
+
+// unwind_row_holds tells whether row idx of m's module is the one the
+// search above finds for vaddr: the last of the module's rows starting at
+// or below it (rows are sorted). If so it copies it into *row.
+static __always_inline int unwind_row_holds(struct unwind_mapping *m, __u32 idx, __u64 vaddr,
+					    struct unwind_row *row)
+{
+	__u32 k = idx - m->first_row; // wraps for idx below the module's rows
+	if (vaddr > 0xffffffffULL || k >= m->nrows)
+		return 0;
+	struct unwind_row *r = bpf_map_lookup_elem(&unwind_rows, &idx);
+	if (!r || r->pc > (__u32)vaddr)
+		return 0;
+	if (k + 1 < m->nrows) {
+		__u32 next = idx + 1;
+		struct unwind_row *after = bpf_map_lookup_elem(&unwind_rows, &next);
+		if (!after || after->pc <= (__u32)vaddr)
+			return 0;
+	}
+	*row = *r;
+	return 1;
+}
+
+// unwind_lookup finds the mapping holding pc (its index;
+// UNWIND_MAX_MAPPINGS: none) and copies the
+// row in effect there into *row (left alone when there is none). The
+// per-CPU cache remembers, for a hash of pc, the mapping and row the last
+// search found; they are checked against the process's mappings and the
+// module's rows before they are used (unwind_row_holds), so an entry left
+// by another process, another pc with the same hash, or mappings and
+// rows that changed since is a miss, never a wrong row. A hit costs a
+// mapping and two rows read instead of the two binary searches (~8 and
+// ~15 steps for libc).
+// A global function, like unwind_step (verified once).
+__attribute__((noinline)) int unwind_lookup(struct unwind_mappings *maps, struct unwind_scratch *sc,
+					    __u64 pc, struct unwind_row *row)
+{
+	if (!maps || !sc || !row)
+		return UNWIND_MAX_MAPPINGS;
+	__u32 slot = ((pc * 0x9e3779b97f4a7c15ULL) >> (64 - UNWIND_CACHE_BITS)) &
+		     (UNWIND_CACHE_SLOTS - 1);
+	__u64 e = sc->cache[slot];
+	__u32 mi = e & (UNWIND_MAX_MAPPINGS - 1);
+	struct unwind_mapping *m = &maps->m[mi];
+	if (mi < maps->n && m->start <= pc && pc < m->end) {
+		if (unwind_row_holds(m, e >> 32, pc - m->bias, row))
+			return mi;
+	} else {
+		mi = unwind_find_mapping_index(maps, pc);
+		if (mi >= UNWIND_MAX_MAPPINGS)
+			return UNWIND_MAX_MAPPINGS;
+		m = &maps->m[mi];
+	}
+	__u32 idx = unwind_find_row(m, pc - m->bias, row);
+	if (idx != UNWIND_NO_ROW)
+		sc->cache[slot] = (__u64)idx << 32 | mi;
+	return mi;
 }
 
 // unwind_cut ends the stack with a marker frame and counts why.
@@ -246,6 +358,9 @@ static __always_inline long unwind_cut(struct unwind_state *s, struct stack *st,
 	__u32 n = s->n;
 	if (n >= MAX_STACK_DEPTH)
 		n = MAX_STACK_DEPTH - 1; // the marker replaces the last frame
+	// Opaque to clang, which would otherwise drop the mask (it knows n
+	// is below the depth) where the verifier cannot tell.
+	asm volatile("" : "+r"(n));
 	st->pcs[n & (MAX_STACK_DEPTH - 1)] = marker;
 	s->n = n + 1;
 	s->done = 1;
@@ -253,20 +368,60 @@ static __always_inline long unwind_cut(struct unwind_state *s, struct stack *st,
 	return 1;
 }
 
-static __always_inline long unwind_read(__u64 *dst, __u64 addr)
+// unwind_fill reads a new window holding the word at addr and takes the
+// word from it. The window starts at most 64 bytes below addr (a frame's
+// saved registers lie just below its return address), never below the
+// frame's rsp (the stack below it need not be mapped), and runs
+// UNWIND_WINDOW bytes up; where that fails (past the top of the stack's
+// mapping) it runs to the end of addr's page. A word that reads as
+// nothing else is read alone.
+// A global function (verified once, not at each read).
+__attribute__((noinline)) int unwind_fill(struct unwind_state *s, struct unwind_scratch *sc,
+					  __u64 *dst, __u64 addr)
 {
-	return bpf_probe_read_user(dst, sizeof(*dst), (void *)addr);
+	if (!s || !sc || !dst)
+		return -1;
+	__u64 base = addr >= s->sp + 64 ? addr - 64 : (addr >= s->sp ? s->sp : addr);
+	__u32 len = UNWIND_WINDOW;
+	if (s->win_short || bpf_probe_read_user(sc->win, UNWIND_WINDOW, (void *)base)) {
+		s->win_short = 1;
+		base = addr;
+		__u64 left = 4096 - (addr & 4095);
+		len = left < UNWIND_WINDOW ? left : UNWIND_WINDOW;
+		if (len < 8 || bpf_probe_read_user(sc->win, len & (2 * UNWIND_WINDOW - 1), (void *)base)) {
+			s->win_len = 0;
+			return bpf_probe_read_user(dst, sizeof(*dst), (void *)addr);
+		}
+	}
+	s->win_base = base;
+	s->win_len = len;
+	*dst = *(__u64 *)&sc->win[(addr - base) & (UNWIND_WINDOW - 1)];
+	return 0;
+}
+
+// unwind_read reads the stack word at addr, from the window when it
+// holds it.
+static __always_inline long unwind_read(struct unwind_state *s, struct unwind_scratch *sc,
+					__u64 *dst, __u64 addr)
+{
+	__u64 off = addr - s->win_base;
+	if (addr >= s->win_base && off + sizeof(*dst) <= s->win_len) {
+		*dst = *(__u64 *)&sc->win[off & (UNWIND_WINDOW - 1)];
+		return 0;
+	}
+	return unwind_fill(s, sc, dst, addr);
 }
 
 // unwind_signal_frame restores the registers a signal interrupted, from
 // the ucontext the kernel put at rsp (__restore_rt runs with it there).
-static __always_inline long unwind_signal_frame(struct unwind_state *s, struct stack *st)
+static __always_inline long unwind_signal_frame(struct unwind_state *s, struct stack *st,
+					       struct unwind_scratch *sc)
 {
 	// struct ucontext: uc_mcontext at 40; in it rbp at 80, rsp at 120,
 	// rip at 128.
 	__u64 bp, sp, ip;
-	if (unwind_read(&bp, s->sp + 40 + 80) || unwind_read(&sp, s->sp + 40 + 120) ||
-	    unwind_read(&ip, s->sp + 40 + 128))
+	if (unwind_read(s, sc, &bp, s->sp + 40 + 80) || unwind_read(s, sc, &sp, s->sp + 40 + 120) ||
+	    unwind_read(s, sc, &ip, s->sp + 40 + 128))
 		return unwind_cut(s, st, UNWIND_MARK_READ, UNWIND_COUNTER_READ);
 	s->bp = bp;
 	s->sp = sp;
@@ -281,7 +436,7 @@ static __always_inline long unwind_signal_frame(struct unwind_state *s, struct s
 // return address lies in a mapping the loader knows, else the stack is cut
 // (never a junk frame).
 static __always_inline long unwind_fp_frame(struct unwind_state *s, struct stack *st,
-					    struct unwind_mappings *maps)
+					    struct unwind_mappings *maps, struct unwind_scratch *sc)
 {
 	__u64 bp = s->bp, saved[2];
 	if (bp == 0) {
@@ -292,11 +447,15 @@ static __always_inline long unwind_fp_frame(struct unwind_state *s, struct stack
 	}
 	if (bp < s->sp || (bp & 7))
 		return unwind_cut(s, st, UNWIND_MARK_BAD_FRAME, UNWIND_COUNTER_BAD_FRAME);
-	if (bpf_probe_read_user(saved, sizeof(saved), (void *)bp))
+	if (unwind_read(s, sc, &saved[0], bp) || unwind_read(s, sc, &saved[1], bp + 8))
 		return unwind_cut(s, st, UNWIND_MARK_READ, UNWIND_COUNTER_READ);
-	saved[1] = unwind_real_return(s, saved[1]);
-	if ((saved[0] && saved[0] <= bp) || !unwind_find_mapping(maps, saved[1] - 1))
+	if (saved[0] && saved[0] <= bp)
 		return unwind_cut(s, st, UNWIND_MARK_BAD_FRAME, UNWIND_COUNTER_BAD_FRAME);
+	if (!unwind_find_mapping(maps, saved[1] - 1)) {
+		saved[1] = unwind_real_return(s, saved[1]);
+		if (!unwind_find_mapping(maps, saved[1] - 1))
+			return unwind_cut(s, st, UNWIND_MARK_BAD_FRAME, UNWIND_COUNTER_BAD_FRAME);
+	}
 	unwind_count(UNWIND_COUNTER_FP_FRAMES);
 	s->bp = saved[0];
 	s->pc = saved[1];
@@ -308,15 +467,12 @@ static __always_inline long unwind_fp_frame(struct unwind_state *s, struct stack
 // unwind_step records the current frame and steps to its caller; it
 // returns 1 when the walk is over. A global function: the verifier checks
 // it once, with its state unknown, instead of once per frame and per path
-// through the searches (which exceeds its budget).
-__attribute__((noinline)) int unwind_step(struct unwind_state *s)
+// through the searches (which exceeds its budget). Its pointers are the
+// walk's (unwind_user_stack looks them up once a stack).
+__attribute__((noinline)) int unwind_step(struct unwind_state *s, struct unwind_mappings *maps,
+					  struct stack *st, struct unwind_scratch *sc)
 {
-	if (!s)
-		return 1;
-	__u32 zero = 0, tgid = bpf_get_current_pid_tgid() >> 32;
-	struct stack *st = bpf_map_lookup_elem(&stack_scratch, &zero);
-	struct unwind_mappings *maps = bpf_map_lookup_elem(&unwind_procs, &tgid);
-	if (!st || !maps)
+	if (!s || !maps || !st || !sc)
 		return 1;
 	__u32 n = s->n;
 	if (n >= MAX_STACK_DEPTH)
@@ -326,16 +482,22 @@ __attribute__((noinline)) int unwind_step(struct unwind_state *s)
 		unwind_count(UNWIND_COUNTER_COMPLETE);
 		return 1;
 	}
-	st->pcs[n & (MAX_STACK_DEPTH - 1)] = s->pc;
-	s->n = n + 1;
-
 	__u64 pc = s->pc - s->is_return;
-	struct unwind_mapping *m = unwind_find_mapping(maps, pc);
 	struct unwind_row row = {.kind = UNWIND_KIND_NONE};
 	// No mapping: code that is not file-backed (a JIT) or a module mapped
 	// since the loader last looked; as code without rows.
-	if (m)
-		unwind_find_row(m, pc - m->bias, &row);
+	int found = unwind_lookup(maps, sc, pc, &row) < UNWIND_MAX_MAPPINGS;
+	if (!found && s->is_return) {
+		// The uretprobe trampoline stands for the real return address.
+		__u64 ra = unwind_real_return(s, s->pc);
+		if (ra != s->pc) {
+			s->pc = ra;
+			pc = ra - 1;
+			unwind_lookup(maps, sc, pc, &row);
+		}
+	}
+	st->pcs[n & (MAX_STACK_DEPTH - 1)] = s->pc;
+	s->n = n + 1;
 
 	__u64 cfa;
 	switch (row.kind) {
@@ -350,7 +512,7 @@ __attribute__((noinline)) int unwind_step(struct unwind_state *s)
 		cfa = s->sp + 8 + (((s->pc & 15) >= 11) ? 8 : 0);
 		break;
 	case UNWIND_KIND_SIGNAL:
-		return unwind_signal_frame(s, st);
+		return unwind_signal_frame(s, st, sc);
 	case UNWIND_KIND_END:
 		s->done = 1;
 		unwind_count(UNWIND_COUNTER_COMPLETE);
@@ -359,29 +521,36 @@ __attribute__((noinline)) int unwind_step(struct unwind_state *s)
 		return unwind_cut(s, st, UNWIND_MARK_EXPRESSION, UNWIND_COUNTER_EXPRESSION);
 	default:
 		if (unwind_mode == UNWIND_MODE_AUTO)
-			return unwind_fp_frame(s, st, maps);
+			return unwind_fp_frame(s, st, maps, sc);
 		return unwind_cut(s, st, UNWIND_MARK_NO_TABLE, UNWIND_COUNTER_NO_TABLE);
 	}
 	if (cfa <= s->sp && row.kind == UNWIND_KIND_RBP)
 		return unwind_cut(s, st, UNWIND_MARK_BAD_FRAME, UNWIND_COUNTER_BAD_FRAME);
 	__u64 ra;
-	if (unwind_read(&ra, cfa - 8))
+	if (unwind_read(s, sc, &ra, cfa - 8))
 		return unwind_cut(s, st, UNWIND_MARK_READ, UNWIND_COUNTER_READ);
 	if (row.rbp_offset8) {
 		__u64 bp;
-		if (unwind_read(&bp, cfa + (__s64)row.rbp_offset8 * 8))
+		if (unwind_read(s, sc, &bp, cfa + (__s64)row.rbp_offset8 * 8))
 			return unwind_cut(s, st, UNWIND_MARK_READ, UNWIND_COUNTER_READ);
 		s->bp = bp;
 	}
 	s->sp = cfa;
-	s->pc = unwind_real_return(s, ra);
+	s->pc = ra; // the uretprobe trampoline's is replaced at the next step
 	s->is_return = 1;
 	return 0;
 }
 
-static long unwind_frame(__u32 i, void *data)
+// unwind_walk takes the frames from s on. A global function too: the
+// loop is verified once, not at each of the places the probes take a
+// stack (the verifier would go through its iterations at each of them).
+__attribute__((noinline)) int unwind_walk(struct unwind_state *s, struct unwind_mappings *maps,
+					  struct stack *st, struct unwind_scratch *sc)
 {
-	return unwind_step(data) ? 1 : 0;
+	for (int i = 0; i < UNWIND_STEPS; i++)
+		if (unwind_step(s, maps, st, sc))
+			break;
+	return 0;
 }
 
 // fp_stack is bpf_get_stack's frame-pointer walk. At an exit site its
@@ -402,8 +571,10 @@ static __always_inline long fp_stack(struct pt_regs *ctx, struct stack *st, __u6
 // bytes, like bpf_get_stack (which it is in fp mode, and for processes
 // without tables). at_exit: the program runs at an exit site of the
 // allocator (a ret or a tail jump, exits.go), where [rsp] is the return
-// address; the walk starts from the state the return leads to.
-static __always_inline long unwind_user_stack(struct pt_regs *ctx, struct stack *st, int at_exit)
+// address; the walk starts from the state the return leads to. t is the
+// current process's target.
+static __always_inline long unwind_user_stack(struct pt_regs *ctx, struct stack *st,
+					      struct target *t, int at_exit)
 {
 	__u64 ra = 0, sp = PT_REGS_SP(ctx);
 	struct unwind_state s = {
@@ -413,27 +584,24 @@ static __always_inline long unwind_user_stack(struct pt_regs *ctx, struct stack 
 		// instruction.
 		.is_return = 1,
 	};
-	unwind_uretprobes(&s);
 	if (at_exit) {
 		if (bpf_probe_read_user(&ra, sizeof(ra), (void *)sp))
 			return 0;
-		ra = unwind_real_return(&s, ra);
 		sp += 8;
 	}
 	if (unwind_mode == UNWIND_MODE_FP)
-		return fp_stack(ctx, st, ra, at_exit);
+		return fp_stack(ctx, st, at_exit ? unwind_real_return(&s, ra) : 0, at_exit);
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct unwind_mappings *maps = bpf_map_lookup_elem(&unwind_procs, &tgid);
 	if (!maps) {
 		unwind_count(UNWIND_COUNTER_NO_PROCESS);
-		return fp_stack(ctx, st, ra, at_exit);
+		return fp_stack(ctx, st, at_exit ? unwind_real_return(&s, ra) : 0, at_exit);
 	}
-	struct target *t = bpf_map_lookup_elem(&targets, &tgid);
-	if (t && t->generation != maps->generation) {
+	if (t->generation != maps->generation) {
 		// The process exec'd and the loader has not read its new
 		// mappings yet: the old image's rows would give junk. The call
 		// site (ip at the return probe) is still exact.
-		st->pcs[0] = at_exit ? ra : PT_REGS_IP(ctx);
+		st->pcs[0] = at_exit ? unwind_real_return(&s, ra) : PT_REGS_IP(ctx);
 		st->pcs[1] = UNWIND_MARK_STALE;
 		unwind_count(UNWIND_COUNTER_STALE);
 		return 2 * sizeof(__u64);
@@ -441,13 +609,18 @@ static __always_inline long unwind_user_stack(struct pt_regs *ctx, struct stack 
 	s.pc = at_exit ? ra : PT_REGS_IP(ctx);
 	s.sp = sp;
 	unwind_count(UNWIND_COUNTER_STACKS);
-	unwind_bpf_loop(UNWIND_STEPS, unwind_frame, &s, 0);
+	__u32 zero = 0;
+	struct unwind_scratch *sc = bpf_map_lookup_elem(&unwind_scratch, &zero);
+	if (!sc)
+		return 0;
+	unwind_walk(&s, maps, st, sc);
 	return (long)s.n * sizeof(__u64);
 }
 
 #else
 
-static __always_inline long unwind_user_stack(struct pt_regs *ctx, struct stack *st, int at_exit)
+static __always_inline long unwind_user_stack(struct pt_regs *ctx, struct stack *st,
+					      struct target *t, int at_exit)
 {
 	// CFI rows are compiled for x86-64 only; arm64 keeps frame pointers
 	// in its ABI's common builds (and has no exit sites).
