@@ -343,7 +343,7 @@ func acceptArrayCookieEnds(rd *reader, x *blockIndex, blocks []Block) error {
 	var ks []int
 	var addrs []uint64
 	for k, i := range x.orig {
-		b := x.bounds[k]
+		b := x.boundsOf(k)
 		if blocks[i].Size == arrayCookieSize && b.end == b.start+arrayCookieSize && x.scanEnd[k] > b.end {
 			ks = append(ks, k)
 			addrs = append(addrs, b.start)
@@ -358,7 +358,7 @@ func acceptArrayCookieEnds(rd *reader, x *blockIndex, blocks []Block) error {
 	}
 	for j, k := range ks {
 		if ok[j] && words[j] == 0 {
-			x.bounds[k].end++
+			x.ends[k]++
 		}
 	}
 	return nil
@@ -592,30 +592,12 @@ func leUint64(b []byte) uint64 {
 		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
 }
 
-// result turns the analysis into the caller's order and classifies.
+// result turns the analysis into the caller's order and classifies. It
+// releases the index, once read: classifying takes memory of its own.
 func (a *analysis) result() *Result {
-	n := len(a.blocks)
-	reach := make([]bool, n)
-	var dups map[int32]int32
-	canon := -1
-	// The target runs again: the reached bits are read only now.
-	for k, i := range a.ix.orig {
-		if a.ix.flags[k]&flagDuplicate != 0 && canon >= 0 {
-			if dups == nil {
-				dups = map[int32]int32{}
-			}
-			dups[i] = a.ix.orig[canon]
-			reach[i] = a.ix.isReached(canon)
-			continue
-		}
-		canon = k
-		reach[i] = a.ix.isReached(k)
-	}
-	edges := make([]Edge, len(a.edges))
-	for j, e := range a.edges {
-		edges[j] = Edge{From: a.ix.orig[e.From], To: a.ix.orig[e.To]}
-	}
-	edges = dedupEdges(edges)
+	reach, dups := a.reachedInCallerOrder()
+	edges := a.edgesInCallerOrder()
+	a.ix.release()
 	res := &Result{
 		Blocks:     a.blocks,
 		Edges:      edges,
@@ -637,6 +619,38 @@ func (a *analysis) result() *Result {
 		}
 	}
 	return res
+}
+
+// reachedInCallerOrder reads the reached bits (the target runs again:
+// they are read only now) into the caller's order, and maps each block
+// listed again at the same address to its first listing.
+func (a *analysis) reachedInCallerOrder() (reach []bool, dups map[int32]int32) {
+	reach = make([]bool, len(a.blocks))
+	canon := -1
+	for k, i := range a.ix.orig {
+		if a.ix.flags[k]&flagDuplicate != 0 && canon >= 0 {
+			if dups == nil {
+				dups = map[int32]int32{}
+			}
+			dups[i] = a.ix.orig[canon]
+			reach[i] = a.ix.isReached(canon)
+			continue
+		}
+		canon = k
+		reach[i] = a.ix.isReached(k)
+	}
+	return reach, dups
+}
+
+// edgesInCallerOrder turns the edges' sorted indices into the caller's,
+// in place (a million leaked blocks can hold a million edges).
+func (a *analysis) edgesInCallerOrder() []Edge {
+	for j, e := range a.edges {
+		a.edges[j] = Edge{From: a.ix.orig[e.From], To: a.ix.orig[e.To]}
+	}
+	edges := dedupEdges(a.edges)
+	a.edges = nil
+	return edges
 }
 
 // firstError returns the first non-nil error: workers that fail together

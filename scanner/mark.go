@@ -759,8 +759,13 @@ func (m *marker) collect() {
 	for i, w := range m.workers {
 		m.work = append(m.work, w.work...)
 		w.work = w.work[:0]
-		m.edges = append(m.edges, w.edges...)
-		w.edges = w.edges[:0]
+		if len(m.edges) == 0 {
+			// Taken, not copied: one block can point to a million others.
+			m.edges, w.edges = w.edges, m.edges[:0]
+		} else {
+			m.edges = append(m.edges, w.edges...)
+			w.edges = w.edges[:0]
+		}
 		m.rootBytes += w.rootBytes
 		m.blockBytes += w.blockBytes
 		w.rootBytes, w.blockBytes = 0, 0

@@ -308,8 +308,8 @@ func TestGivenUsableSize(t *testing.T) {
 	if got := ix.scanEnd[0] - ix.starts[0]; got != 40 {
 		t.Errorf("usable %d, want the given 40", got)
 	}
-	if ix.bounds[0].trap != heap+32 {
-		t.Errorf("trap %#x, want %#x", ix.bounds[0].trap, heap+32)
+	if trap := ix.trapOf(0); trap != heap+32 {
+		t.Errorf("trap %#x, want %#x", trap, heap+32)
 	}
 	// Usable < Size is ignored: the header (zeroes here) is read and
 	// fails, so the size comes from the request.
