@@ -94,7 +94,7 @@ func (s *Session) scanAndReport(final bool, known []bpf.Block) error {
 	classes, used := s.applySuppressions(res, tracked)
 	unconfirmed := s.confirmLeaks(tracked, classes, res.Stats.Forked, final)
 	r.Suppressed = used
-	r.Groups = report.BuildGroups(s.leakEntries(tracked, classes), s.cfg.ReportObjects)
+	r.Groups = s.leakGroups(tracked, classes)
 	s.attachPCs(r, tracked)
 	r.Stats = report.Stats{
 		Blocks:       len(tracked),
@@ -340,14 +340,9 @@ func bornBy(bs []bpf.Block, forkedAt uint64) []bpf.Block {
 	return out
 }
 
-func (s *Session) leakEntries(tracked []bpf.Block, classes []scanner.Class) []report.Entry {
-	n := 0
-	for _, c := range classes {
-		if c == scanner.Direct || c == scanner.Indirect {
-			n++
-		}
-	}
-	entries := make([]report.Entry, 0, n)
+// leakGroups groups the leaked blocks by kind and stack.
+func (s *Session) leakGroups(tracked []bpf.Block, classes []scanner.Class) []report.Group {
+	g := report.NewGrouper(s.cfg.ReportObjects)
 	for i, b := range tracked {
 		var kind report.Kind
 		switch classes[i] {
@@ -358,9 +353,9 @@ func (s *Session) leakEntries(tracked []bpf.Block, classes []scanner.Class) []re
 		default:
 			continue
 		}
-		entries = append(entries, report.Entry{Kind: kind, Key: stackKey(b), Addr: b.Addr, Size: s.lsanSize(b)})
+		g.Add(report.Entry{Kind: kind, Key: stackKey(b), Addr: b.Addr, Size: s.lsanSize(b)})
 	}
-	return entries
+	return g.Groups()
 }
 
 // applySuppressions hides the leaks whose stack matches a rule. As in
