@@ -183,6 +183,9 @@ func scanFrozen(pid int, f *freezer, snapshot SnapshotFunc, opts Options) (a *an
 		return nil, fmt.Errorf("snapshot of tracked blocks: %w", err)
 	}
 	blocks := snap.Blocks
+	if snap.Usable != nil && len(snap.Usable) != len(blocks) {
+		return nil, fmt.Errorf("snapshot: %d usable sizes for %d blocks", len(snap.Usable), len(blocks))
+	}
 	t2 := time.Now()
 	a.stats.Snapshot = t2.Sub(t1)
 	a.blocks = blocks
@@ -205,7 +208,7 @@ func scanFrozen(pid int, f *freezer, snapshot SnapshotFunc, opts Options) (a *an
 	}
 	defer rd.close()
 
-	ix, bad, err := buildIndex(blocks, opts, rd)
+	ix, bad, err := buildIndex(blocks, snap.Usable, opts, rd)
 	if err != nil {
 		return nil, err
 	}
@@ -314,10 +317,11 @@ func rootBlocks(blocks []Block) []uint64 {
 	return out
 }
 
-// buildIndex computes every block's usable size and indexes the blocks.
-func buildIndex(blocks []Block, opts Options, rd *reader) (*blockIndex, int, error) {
+// buildIndex computes every block's usable size and indexes the blocks;
+// usable holds the usable sizes the tracer gave (Snapshot.Usable).
+func buildIndex(blocks []Block, usable []uint64, opts Options, rd *reader) (*blockIndex, int, error) {
 	x := newSortedIndex(len(blocks), func(i int) uint64 { return blocks[i].Addr })
-	sz := &sizer{blocks: blocks, opts: opts, x: x}
+	sz := &sizer{blocks: blocks, usable: usable, opts: opts, x: x}
 	unknown := sz.setKnownSizes()
 	bad, err := sz.setSizesFromHeaders(rd, unknown)
 	if err == nil && opts.ExactBounds {
@@ -367,6 +371,7 @@ func acceptArrayCookieEnds(rd *reader, x *blockIndex, blocks []Block) error {
 // sizer sets the sorted blocks' sizes in the index.
 type sizer struct {
 	blocks []Block
+	usable []uint64 // Snapshot.Usable: nil, or parallel to blocks
 	opts   Options
 	x      *blockIndex
 }
@@ -386,28 +391,37 @@ func (s *sizer) setKnownSizes() []int32 {
 	unknown := make([][]int32, parts)
 	forEachPart(parts, func(p int) {
 		for k := p * sizePart; k < min(n, (p+1)*sizePart); k++ {
-			b := s.blocks[s.x.orig[k]]
-			usable, glibcChunk, ok := s.knownUsable(k, b)
+			i := s.x.orig[k]
+			usable, glibcChunk, ok := s.knownUsable(k, s.blocks[i], s.given(i))
 			if !ok {
 				unknown[p] = append(unknown[p], int32(k))
 				continue
 			}
-			s.set(k, b, usable, glibcChunk)
+			s.set(k, s.blocks[i], usable, glibcChunk)
 		}
 	})
 	return slices.Concat(unknown...)
 }
 
+// given is the usable size the tracer gave for block i (0: none).
+func (s *sizer) given(i int32) uint64 {
+	if s.usable == nil {
+		return 0
+	}
+	return s.usable[i]
+}
+
 // knownUsable returns block k's usable size when it is known without its
-// chunk header; ok is false when the header must be read.
-func (s *sizer) knownUsable(k int, b Block) (usable uint64, glibcChunk, ok bool) {
+// chunk header (given: the tracer's, 0 if none); ok is false when the
+// header must be read.
+func (s *sizer) knownUsable(k int, b Block, given uint64) (usable uint64, glibcChunk, ok bool) {
 	alloc := b.allocator(s.opts)
 	switch {
-	case b.Usable != 0 && b.Usable >= b.Size:
+	case given != 0 && given >= b.Size:
 		// A glibc heap chunk's usable size is 8 bytes short of a
 		// multiple of 16 (an mmapped chunk's is 16 short).
-		glibcChunk = alloc == Glibc && (b.Usable+glibcSizeSz)%glibcAlign == 0
-		return b.Usable, glibcChunk, true
+		glibcChunk = alloc == Glibc && (given+glibcSizeSz)%glibcAlign == 0
+		return given, glibcChunk, true
 	case alloc == Glibc:
 		if glibcTiled(s.x.starts, k, b.Size) {
 			return glibcUsableFromRequest(b.Size), true, true

@@ -94,7 +94,7 @@ func (w *world) link(from, slot, to int, off uint64) {
 func (w *world) run(t *testing.T, opts Options) *Result {
 	t.Helper()
 	rd := newReader(w.mem, nil)
-	ix, _, err := buildIndex(w.blocks, opts, rd)
+	ix, _, err := buildIndex(w.blocks, nil, opts, rd)
 	if err != nil {
 		t.Fatal(err)
 	}

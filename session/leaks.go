@@ -36,16 +36,17 @@ func (s *Session) checkLeaksStopped() error {
 	if err != nil {
 		return fmt.Errorf("leak check: %w", err)
 	}
+	t := s.track(bs)
 	if r, ok := s.allocs.(forgetter); ok {
-		// The process is exiting: its live set is in bs now, and the
+		// The process is exiting: its live set is in t now, and the
 		// memory it took goes back before the scan needs its own (a
 		// million blocks: 48 MiB; the collection takes a few ms, the
 		// heap holding few pointers).
 		r.Forget(s.cfg.PID)
 		debug.FreeOSMemory()
 	}
-	if len(bs) > 0 {
-		return s.scanAndReport(true, bs)
+	if len(t.blocks) > 0 {
+		return s.scanAndReport(true, t)
 	}
 	s.lastLeak = false
 	r := s.newReport(true)
@@ -55,12 +56,12 @@ func (s *Session) checkLeaksStopped() error {
 
 // scanAndReport runs the scan; known holds the blocks already read from
 // the tracer (nil: read them while the target is frozen).
-func (s *Session) scanAndReport(final bool, known []bpf.Block) error {
+func (s *Session) scanAndReport(final bool, known *trackedSet) error {
 	start := time.Now()
-	var tracked []bpf.Block
+	var tracked *trackedSet
 	snapshot := func(forkedAt uint64) (scanner.Snapshot, error) {
-		bs := known
-		if bs == nil {
+		var bs []bpf.Block
+		if known == nil {
 			var err error
 			if bs, err = s.allocs.Blocks(s.cfg.PID); err != nil {
 				return scanner.Snapshot{}, err
@@ -71,9 +72,11 @@ func (s *Session) scanAndReport(final bool, known []bpf.Block) error {
 			return scanner.Snapshot{}, err
 		}
 		reused := reusedSince(bs, freed, forkedAt)
-		bs = bornBy(bs, forkedAt)
-		tracked = bs
-		return scanner.Snapshot{Blocks: s.scanBlocks(bs), Freed: toRanges(freed, forkedAt), Reused: reused}, nil
+		tracked = known
+		if tracked == nil {
+			tracked = s.track(bornBy(bs, forkedAt))
+		}
+		return scanner.Snapshot{Blocks: tracked.blocks, Freed: toRanges(freed, forkedAt), Reused: reused}, nil
 	}
 	opts := s.scanOptions()
 	// The last check's verdict stands alone, with nothing after it to
@@ -95,9 +98,9 @@ func (s *Session) scanAndReport(final bool, known []bpf.Block) error {
 	unconfirmed := s.confirmLeaks(tracked, classes, res.Stats.Forked, final)
 	r.Suppressed = used
 	r.Groups = s.leakGroups(tracked, classes)
-	s.attachPCs(r, tracked)
+	s.attachPCs(r, tracked.stacks)
 	r.Stats = report.Stats{
-		Blocks:       len(tracked),
+		Blocks:       len(tracked.blocks),
 		ScannedBytes: res.Stats.ScannedBytes,
 		PausedMS:     ms(res.Stats.Paused),
 		CheckMS:      ms(time.Since(start)),
@@ -182,16 +185,16 @@ func (l leakedSet) has(id blockID) bool {
 // leak stays unreferenced, so it is reported one check later. A check of
 // the stopped target (the last one, or a fallback) is exact and reports
 // everything it finds.
-func (s *Session) confirmLeaks(tracked []bpf.Block, classes []scanner.Class, forked, final bool) int {
+func (s *Session) confirmLeaks(tracked *trackedSet, classes []scanner.Class, forked, final bool) int {
 	// Only a later fork check asks what this one found.
 	keep := !final && s.scanOptions().Fork
 	var leaked leakedSet
 	held := 0
-	for i, b := range tracked {
+	for i := range tracked.blocks {
 		if classes[i] != scanner.Direct && classes[i] != scanner.Indirect {
 			continue
 		}
-		id := blockID{b.Addr, b.TimestampNS}
+		id := tracked.id(i)
 		if keep {
 			leaked = append(leaked, id)
 		}
@@ -213,21 +216,6 @@ func (s *Session) noteForkFallback(why string) {
 	}
 	s.forkFallback = why
 	s.cfg.Log("lsan: checks stop pid %d for the whole scan instead of scanning a copy: %s", s.cfg.PID, why)
-}
-
-// scanBlocks turns the tracked blocks into the scanner's, marking as roots
-// the dynamic linker's allocations (see linkerAllocated).
-func (s *Session) scanBlocks(bs []bpf.Block) []scanner.Block {
-	out := make([]scanner.Block, len(bs))
-	byStack := map[uint64]bool{}
-	kinds := s.allocatorKinds()
-	for i, b := range bs {
-		out[i] = scanner.Block{Addr: b.Addr, Size: s.lsanSize(b), Root: s.linkerAllocated(b, byStack)}
-		if int(b.Fn) < len(kinds) {
-			out[i].Allocator = kinds[b.Fn]
-		}
-	}
-	return out
 }
 
 // allocatorKinds says, per allocator function (Block.Fn), which allocator
@@ -254,26 +242,22 @@ func (s *Session) allocatorKinds() []scanner.Allocator {
 // linkerAllocated tells whether the dynamic linker allocated b (its
 // caller is in ld.so): DTVs and dynamic TLS blocks, referenced from
 // thread descriptors and linker memory that is no root. LSan treats
-// these as reachable (use_ld_allocations); so does lsan.
-func (s *Session) linkerAllocated(b bpf.Block, byStack map[uint64]bool) bool {
+// these as reachable (use_ld_allocations); so does lsan. It is asked
+// once per stack (trackedBuilder).
+func (s *Session) linkerAllocated(b bpf.Block) bool {
 	if b.StackID == 0 || s.proc == nil {
 		return false
 	}
-	if v, ok := byStack[b.StackID]; ok {
-		return v
+	pcs := s.allocs.Stack(b)
+	if len(pcs) == 0 {
+		return false
 	}
-	v := false
-	if pcs := s.allocs.Stack(b); len(pcs) > 0 {
-		caller := pcs[0]
-		if s.allocs.FuncAddr(b) != 0 && len(pcs) > 1 {
-			caller = pcs[1]
-		}
-		if m, ok := s.proc.Module(caller - 1); ok {
-			v = isDynamicLinker(m.Path)
-		}
+	caller := pcs[0]
+	if s.allocs.FuncAddr(b) != 0 && len(pcs) > 1 {
+		caller = pcs[1]
 	}
-	byStack[b.StackID] = v
-	return v
+	m, ok := s.proc.Module(caller - 1)
+	return ok && isDynamicLinker(m.Path)
 }
 
 // isDynamicLinker tells the dynamic linker by its file name: glibc's
@@ -341,9 +325,9 @@ func bornBy(bs []bpf.Block, forkedAt uint64) []bpf.Block {
 }
 
 // leakGroups groups the leaked blocks by kind and stack.
-func (s *Session) leakGroups(tracked []bpf.Block, classes []scanner.Class) []report.Group {
+func (s *Session) leakGroups(tracked *trackedSet, classes []scanner.Class) []report.Group {
 	g := report.NewGrouper(s.cfg.ReportObjects)
-	for i, b := range tracked {
+	for i, b := range tracked.blocks {
 		var kind report.Kind
 		switch classes[i] {
 		case scanner.Direct:
@@ -353,7 +337,7 @@ func (s *Session) leakGroups(tracked []bpf.Block, classes []scanner.Class) []rep
 		default:
 			continue
 		}
-		g.Add(report.Entry{Kind: kind, Key: stackKey(b), Addr: b.Addr, Size: s.lsanSize(b)})
+		g.Add(report.Entry{Kind: kind, Key: stackKey(tracked.stacks[b.Tag]), Addr: b.Addr, Size: b.Size})
 	}
 	return g.Groups()
 }
@@ -361,21 +345,21 @@ func (s *Session) leakGroups(tracked []bpf.Block, classes []scanner.Class) []rep
 // applySuppressions hides the leaks whose stack matches a rule. As in
 // LSan, a suppressed block then counts as a root, so what only it reaches
 // is no leak either; that can expose new direct leaks, so it repeats.
-func (s *Session) applySuppressions(res *scanner.Result, tracked []bpf.Block) ([]scanner.Class, []report.SuppressedRule) {
+func (s *Session) applySuppressions(res *scanner.Result, tracked *trackedSet) ([]scanner.Class, []report.SuppressedRule) {
 	classes := res.Classes
 	if s.cfg.Suppressions == nil || len(s.cfg.Suppressions.Rules) == 0 {
 		return classes, nil
 	}
 	s.cfg.Suppressions.ResetCounts()
-	ignored := make([]bool, len(tracked))
-	matchByKey := map[uint64]*suppressions.Rule{}
+	ignored := make([]bool, len(tracked.blocks))
+	rules := s.stackRules(tracked)
 	for pass := 0; pass < maxSuppressionPasses; pass++ {
 		changed := false
-		for i, b := range tracked {
+		for i, b := range tracked.blocks {
 			if ignored[i] || (classes[i] != scanner.Direct && classes[i] != scanner.Indirect) {
 				continue
 			}
-			rule := s.ruleFor(b, matchByKey)
+			rule := rules.of(b.Tag)
 			if rule == nil {
 				continue
 			}
@@ -400,16 +384,28 @@ func (s *Session) applySuppressions(res *scanner.Result, tracked []bpf.Block) ([
 	return classes, used
 }
 
-// ruleFor finds the rule matching a block's stack, once per stack.
-func (s *Session) ruleFor(b bpf.Block, cache map[uint64]*suppressions.Rule) *suppressions.Rule {
-	key := stackKey(b)
-	if r, ok := cache[key]; ok {
-		return r
+// stackRules finds the rule matching each stack of tracked, once per
+// stack, when a leaked block asks.
+type stackRules struct {
+	s      *Session
+	stacks []bpf.Block
+	rules  []*suppressions.Rule
+	known  []bool
+}
+
+func (s *Session) stackRules(tracked *trackedSet) *stackRules {
+	n := len(tracked.stacks)
+	return &stackRules{s: s, stacks: tracked.stacks, rules: make([]*suppressions.Rule, n), known: make([]bool, n)}
+}
+
+// of returns the rule matching the stack tag names (nil: none).
+func (sr *stackRules) of(tag uint32) *suppressions.Rule {
+	if !sr.known[tag] {
+		b := sr.stacks[tag]
+		frames := report.SymbolizeStack(sr.s.blockPCs(b), sr.s.allocatorName(b), sr.s.symbolizePC)
+		sr.rules[tag], sr.known[tag] = sr.s.cfg.Suppressions.Match(frames), true
 	}
-	frames := report.SymbolizeStack(s.blockPCs(b), s.allocatorName(b), s.symbolizePC)
-	r := s.cfg.Suppressions.Match(frames)
-	cache[key] = r
-	return r
+	return sr.rules[tag]
 }
 
 func (s *Session) symbolizePC(pc uint64) []symbolize.Frame {
