@@ -98,7 +98,7 @@ func threadGroupOf(pid int) int {
 type analysis struct {
 	blocks []Block
 	ix     *blockIndex
-	edges  []Edge // sorted indices
+	edges  []Edge // sorted indices, duplicates possible
 	stats  Stats
 }
 
@@ -270,7 +270,7 @@ func scanFrozen(pid int, f *freezer, snapshot SnapshotFunc, opts Options) (a *an
 		return nil, err
 	}
 	a.stats.Unreachable = time.Since(t4)
-	a.edges = m.edges
+	a.edges = m.edges.slice()
 	a.stats.RootBytes = m.rootBytes
 	a.stats.BlockBytes = m.blockBytes
 	a.stats.ScannedBytes = rd.readBytes

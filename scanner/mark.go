@@ -3,6 +3,7 @@ package scanner
 import (
 	"encoding/binary"
 	"fmt"
+	"iter"
 	"math/bits"
 	"runtime"
 	"runtime/debug"
@@ -49,7 +50,7 @@ type marker struct {
 	segs  []taggedSpan
 
 	leakPhase bool
-	edges     []Edge // sorted indices while scanning
+	edges     edgeList // sorted indices
 
 	workers []*scanWorker
 
@@ -84,7 +85,7 @@ type scanWorker struct {
 	localSeg []taggedSpan
 
 	work                  []int32
-	edges                 []Edge
+	edges                 edgeList
 	rootBytes, blockBytes uint64
 }
 
@@ -446,7 +447,6 @@ func (m *marker) scanUnreachable() error {
 		}
 		lo = k
 	}
-	m.edges = dedupEdges(m.edges)
 	return nil
 }
 
@@ -534,19 +534,40 @@ func (m *marker) chunks(s taggedSpan) []batchPlan {
 }
 
 // mergeReads turns sorted segments into the ranges to read.
+// The slice is sized exactly: a thousand blocks side by side are one
+// range, and a check plans batches for a million leaked blocks.
 func mergeReads(segs []taggedSpan) []taggedSpan {
-	reads := make([]taggedSpan, 0, len(segs))
-	for _, s := range segs {
-		if n := len(reads); n > 0 {
-			last := &reads[n-1]
-			if s.start >= last.end && s.start-last.end <= mergeGap {
-				last.end = max(last.end, s.end)
-				continue
-			}
-		}
-		reads = append(reads, taggedSpan{s.span, 0})
+	n := 0
+	for range mergedSpans(segs) {
+		n++
+	}
+	reads := make([]taggedSpan, 0, n)
+	for s := range mergedSpans(segs) {
+		reads = append(reads, taggedSpan{s, 0})
 	}
 	return reads
+}
+
+// mergedSpans yields the ranges to read for sorted segments: neighbours
+// closer than mergeGap are one range.
+func mergedSpans(segs []taggedSpan) iter.Seq[span] {
+	return func(yield func(span) bool) {
+		if len(segs) == 0 {
+			return
+		}
+		cur := segs[0].span
+		for _, s := range segs[1:] {
+			if s.start >= cur.end && s.start-cur.end <= mergeGap {
+				cur.end = max(cur.end, s.end)
+				continue
+			}
+			if !yield(cur) {
+				return
+			}
+			cur = s.span
+		}
+		yield(cur)
+	}
 }
 
 // scanSegments reads and scans segments sorted by address, in batches
@@ -759,13 +780,7 @@ func (m *marker) collect() {
 	for i, w := range m.workers {
 		m.work = append(m.work, w.work...)
 		w.work = w.work[:0]
-		if len(m.edges) == 0 {
-			// Taken, not copied: one block can point to a million others.
-			m.edges, w.edges = w.edges, m.edges[:0]
-		} else {
-			m.edges = append(m.edges, w.edges...)
-			w.edges = w.edges[:0]
-		}
+		m.edges.take(&w.edges)
 		m.rootBytes += w.rootBytes
 		m.blockBytes += w.blockBytes
 		w.rootBytes, w.blockBytes = 0, 0
@@ -1088,7 +1103,7 @@ func (w *scanWorker) resolve() {
 // reached.
 func (w *scanWorker) hit(k, tag int32, v uint64) {
 	if w.m.leakPhase {
-		w.edges = append(w.edges, Edge{From: tag, To: k})
+		w.edges.add(Edge{From: tag, To: k})
 		return
 	}
 	if !w.m.ix.markReached(int(k)) {
@@ -1166,6 +1181,48 @@ func sortIndices(ks, scratch []int32) []int32 {
 		copy(ks, src)
 	}
 	return scratch
+}
+
+// edgeList collects edges in chunks that are never copied: one block can
+// point to a million others, and a slice grown by append leaves its
+// earlier arrays behind, together several times its final size.
+type edgeList struct {
+	chunks [][]Edge
+	n      int
+}
+
+// Chunks grow from edgeChunkMin to edgeChunkMax edges: a small check
+// takes little.
+const (
+	edgeChunkMin = 64
+	edgeChunkMax = 8 << 10
+)
+
+func (l *edgeList) add(e Edge) {
+	k := len(l.chunks)
+	if k == 0 || len(l.chunks[k-1]) == cap(l.chunks[k-1]) {
+		l.chunks = append(l.chunks, make([]Edge, 0, min(max(l.n, edgeChunkMin), edgeChunkMax)))
+		k++
+	}
+	l.chunks[k-1] = append(l.chunks[k-1], e)
+	l.n++
+}
+
+// take moves from's edges to l.
+func (l *edgeList) take(from *edgeList) {
+	l.chunks = append(l.chunks, from.chunks...)
+	l.n += from.n
+	*from = edgeList{}
+}
+
+// slice returns the edges in one slice, and empties l.
+func (l *edgeList) slice() []Edge {
+	out := make([]Edge, 0, l.n)
+	for _, c := range l.chunks {
+		out = append(out, c...)
+	}
+	*l = edgeList{}
+	return out
 }
 
 // dedupEdges sorts edges and drops duplicates.

@@ -423,3 +423,34 @@ func TestBlockSize(t *testing.T) {
 		t.Errorf("Block takes %d bytes, want 24", got)
 	}
 }
+
+// edgeList keeps every edge, in order, across its chunks and the lists
+// it takes.
+func TestEdgeList(t *testing.T) {
+	var a, b edgeList
+	var want []Edge
+	for i := range int32(3 * edgeChunkMax) {
+		e := Edge{From: i, To: i + 1}
+		if i%3 == 0 {
+			b.add(e)
+			continue
+		}
+		a.add(e)
+		want = append(want, e)
+	}
+	for i := range int32(3 * edgeChunkMax) {
+		if i%3 == 0 {
+			want = append(want, Edge{From: i, To: i + 1})
+		}
+	}
+	a.take(&b)
+	if b.n != 0 || len(b.chunks) != 0 {
+		t.Errorf("taken list still holds %d edges", b.n)
+	}
+	if got := a.slice(); !slices.Equal(got, want) {
+		t.Errorf("got %d edges, want %d (or in another order)", len(got), len(want))
+	}
+	if a.n != 0 {
+		t.Errorf("slice left %d edges", a.n)
+	}
+}
