@@ -98,7 +98,7 @@ func threadGroupOf(pid int) int {
 type analysis struct {
 	blocks []Block
 	ix     *blockIndex
-	edges  []Edge // sorted indices, duplicates possible
+	edges  edgeList // sorted indices
 	stats  Stats
 }
 
@@ -270,7 +270,7 @@ func scanFrozen(pid int, f *freezer, snapshot SnapshotFunc, opts Options) (a *an
 		return nil, err
 	}
 	a.stats.Unreachable = time.Since(t4)
-	a.edges = m.edges.slice()
+	a.edges = m.edges
 	a.stats.RootBytes = m.rootBytes
 	a.stats.BlockBytes = m.blockBytes
 	a.stats.ScannedBytes = rd.readBytes
@@ -607,11 +607,13 @@ func leUint64(b []byte) uint64 {
 }
 
 // result turns the analysis into the caller's order and classifies. It
-// releases the index, once read: classifying takes memory of its own.
+// releases the index once read, before the edges are gathered and the
+// blocks classified in memory of their own.
 func (a *analysis) result() *Result {
 	reach, dups := a.reachedInCallerOrder()
-	edges := a.edgesInCallerOrder()
+	a.edgesInCallerOrder()
 	a.ix.release()
+	edges := dedupEdges(a.edges.slice())
 	res := &Result{
 		Blocks:     a.blocks,
 		Edges:      edges,
@@ -658,13 +660,12 @@ func (a *analysis) reachedInCallerOrder() (reach []bool, dups map[int32]int32) {
 
 // edgesInCallerOrder turns the edges' sorted indices into the caller's,
 // in place (a million leaked blocks can hold a million edges).
-func (a *analysis) edgesInCallerOrder() []Edge {
-	for j, e := range a.edges {
-		a.edges[j] = Edge{From: a.ix.orig[e.From], To: a.ix.orig[e.To]}
+func (a *analysis) edgesInCallerOrder() {
+	for _, c := range a.edges.chunks {
+		for j, e := range c {
+			c[j] = Edge{From: a.ix.orig[e.From], To: a.ix.orig[e.To]}
+		}
 	}
-	edges := dedupEdges(a.edges)
-	a.edges = nil
-	return edges
 }
 
 // firstError returns the first non-nil error: workers that fail together

@@ -106,7 +106,7 @@ func (w *world) run(t *testing.T, opts Options) *Result {
 	if err := m.scanUnreachable(); err != nil {
 		t.Fatal(err)
 	}
-	a := &analysis{blocks: w.blocks, ix: ix, edges: m.edges.slice()}
+	a := &analysis{blocks: w.blocks, ix: ix, edges: m.edges}
 	a.stats.ScannedBytes = rd.readBytes
 	a.stats.UnreadableBytes = rd.unreadableBytes
 	return a.result()
