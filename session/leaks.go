@@ -32,18 +32,9 @@ func (s *Session) checkLeaks(final bool) error {
 // none, there is nothing to scan for (short-lived children often have
 // none).
 func (s *Session) checkLeaksStopped() error {
-	bs, err := s.allocs.Blocks(s.cfg.PID)
+	t, err := s.exitBlocks()
 	if err != nil {
 		return fmt.Errorf("leak check: %w", err)
-	}
-	t := s.track(bs)
-	if r, ok := s.allocs.(forgetter); ok {
-		// The process is exiting: its live set is in t now, and the
-		// memory it took goes back before the scan needs its own (a
-		// million blocks: 48 MiB; the collection takes a few ms, the
-		// heap holding few pointers).
-		r.Forget(s.cfg.PID)
-		debug.FreeOSMemory()
 	}
 	if len(t.blocks) > 0 {
 		return s.scanAndReport(true, t)
@@ -53,6 +44,35 @@ func (s *Session) checkLeaksStopped() error {
 	s.lastLost = r.Dropped.Lost()
 	return s.symbolizeAndWrite(r)
 }
+
+// exitBlocks reads the blocks of a process at its exit, once. The
+// in-process recorder hands its live set over (Take), returning the
+// memory as it is read; the BPF tracer's blocks are read whole, and the
+// memory they took (a million blocks: 48 MiB) goes back before the scan
+// needs its own: the collection takes a few ms, the heap holding few
+// pointers.
+func (s *Session) exitBlocks() (*trackedSet, error) {
+	if r, ok := s.allocs.(taker); ok {
+		live := r.Take(s.cfg.PID)
+		tb := s.newTrackedBuilder(live.Len())
+		live.Each(tb.add)
+		return tb.done(), nil
+	}
+	bs, err := s.allocs.Blocks(s.cfg.PID)
+	if err != nil {
+		return nil, err
+	}
+	n := len(bs)
+	t := s.track(bs)
+	if n >= freeOSMemoryAfter {
+		debug.FreeOSMemory()
+	}
+	return t, nil
+}
+
+// freeOSMemoryAfter: exitBlocks returns the memory of at least this many
+// blocks (not of every short-lived child's few).
+const freeOSMemoryAfter = 64 << 10
 
 // scanAndReport runs the scan; known holds the blocks already read from
 // the tracer (nil: read them while the target is frozen).
