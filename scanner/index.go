@@ -101,6 +101,8 @@ func newSortedIndex(n int, addr func(i int) uint64) *blockIndex {
 	// Fresh memory costs a page fault per 4 KiB page (several µs each in
 	// a VM): the big arrays come from huge pages, the sort's scratch too.
 	arena := &hugeArena{}
+	arena.reserve(2*hugeBytes[uint64](n) + hugeBytes[uint64](n+1) + hugeBytes[uint64](n/64+1) +
+		hugeBytes[int32](n) + hugeBytes[uint8](n))
 	x := &blockIndex{
 		arena:   arena,
 		starts:  hugeAlloc[uint64](arena, n),
@@ -259,6 +261,7 @@ func (x *blockIndex) buildClusters() {
 	for i, c := range x.clusters {
 		x.clusterStarts[i] = c.start
 	}
+	x.arena.reserve(hugeBytes[granule](total+1) + hugeBytes[uint64]((total+1)/64+1))
 	x.granules = hugeAlloc[granule](x.arena, total+1)
 	x.doneGranules = hugeAlloc[uint64](x.arena, (total+1)/64+1)
 	x.fillGranules()
