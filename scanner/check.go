@@ -384,7 +384,9 @@ const sizePart = 1 << 16
 // glibc heap layout, or computed — and returns, in sorted order, the
 // positions of the others, whose glibc chunk headers must be read. It is
 // one pass over the blocks (each caller's record is read once, at random:
-// the snapshot comes in no order), in parallel parts.
+// the snapshot comes in no order), in parallel parts. Only the fields it
+// needs are read: of the 24-byte records, a quarter straddle two cache
+// lines, but only an eighth of their sizes and allocators do.
 func (s *sizer) setKnownSizes() []int32 {
 	n := s.x.n()
 	parts := (n + sizePart - 1) / sizePart
@@ -392,12 +394,14 @@ func (s *sizer) setKnownSizes() []int32 {
 	forEachPart(parts, func(p int) {
 		for k := p * sizePart; k < min(n, (p+1)*sizePart); k++ {
 			i := s.x.orig[k]
-			usable, glibcChunk, ok := s.knownUsable(k, s.blocks[i], s.given(i))
+			b := &s.blocks[i]
+			size := b.Size
+			usable, glibcChunk, ok := s.knownUsable(k, size, b.allocator(s.opts), s.given(i))
 			if !ok {
 				unknown[p] = append(unknown[p], int32(k))
 				continue
 			}
-			s.set(k, s.blocks[i], usable, glibcChunk)
+			s.set(k, size, usable, glibcChunk)
 		}
 	})
 	return slices.Concat(unknown...)
@@ -414,30 +418,29 @@ func (s *sizer) given(i int32) uint64 {
 // knownUsable returns block k's usable size when it is known without its
 // chunk header (given: the tracer's, 0 if none); ok is false when the
 // header must be read.
-func (s *sizer) knownUsable(k int, b Block, given uint64) (usable uint64, glibcChunk, ok bool) {
-	alloc := b.allocator(s.opts)
+func (s *sizer) knownUsable(k int, size uint64, alloc Allocator, given uint64) (usable uint64, glibcChunk, ok bool) {
 	switch {
-	case given != 0 && given >= b.Size:
+	case given != 0 && given >= size:
 		// A glibc heap chunk's usable size is 8 bytes short of a
 		// multiple of 16 (an mmapped chunk's is 16 short).
 		glibcChunk = alloc == Glibc && (given+glibcSizeSz)%glibcAlign == 0
 		return given, glibcChunk, true
 	case alloc == Glibc:
-		if glibcTiled(s.x.starts, k, b.Size) {
-			return glibcUsableFromRequest(b.Size), true, true
+		if glibcTiled(s.x.starts, k, size) {
+			return glibcUsableFromRequest(size), true, true
 		}
 		return 0, false, false
 	case alloc == Jemalloc:
-		return jemallocUsable(b.Size), false, true
+		return jemallocUsable(size), false, true
 	}
-	return unknownUsable(b.Size), false, true
+	return unknownUsable(size), false, true
 }
 
-// set sets block k's sizes in the index.
-func (s *sizer) set(k int, b Block, usable uint64, glibcChunk bool) {
+// set sets the sizes of block k, of the requested size.
+func (s *sizer) set(k int, size, usable uint64, glibcChunk bool) {
 	accept := usable
 	if s.opts.ExactBounds {
-		accept = max(b.Size, 1) // LSan counts malloc(0) as one byte
+		accept = max(size, 1) // LSan counts malloc(0) as one byte
 	}
 	s.x.setSizes(k, accept, usable, glibcChunk)
 }
@@ -454,13 +457,13 @@ func (s *sizer) setSizesFromHeaders(rd *reader, ks []int32) (bad int, err error)
 		return 0, err
 	}
 	for i, k := range ks {
-		b := s.blocks[s.x.orig[k]]
-		c, ok := decodeGlibcHeader(headers[i], b.Size)
+		size := s.blocks[s.x.orig[k]].Size
+		c, ok := decodeGlibcHeader(headers[i], size)
 		if readOK[i] && ok {
-			s.set(int(k), b, c.usable, !c.mmapped)
+			s.set(int(k), size, c.usable, !c.mmapped)
 			continue
 		}
-		s.set(int(k), b, glibcUsableFromRequest(b.Size), true)
+		s.set(int(k), size, glibcUsableFromRequest(size), true)
 		bad++
 	}
 	return bad, nil
