@@ -47,10 +47,8 @@ func (s *Session) checkLeaksStopped() error {
 
 // exitBlocks reads the blocks of a process at its exit, once. The
 // in-process recorder hands its live set over (Take), returning the
-// memory as it is read; the BPF tracer's blocks are read whole, and the
-// memory they took (a million blocks: 48 MiB) goes back before the scan
-// needs its own: the collection takes a few ms, the heap holding few
-// pointers.
+// memory as it is read; the BPF tracer's blocks are read whole (see
+// returnMemory).
 func (s *Session) exitBlocks() (*trackedSet, error) {
 	if r, ok := s.allocs.(taker); ok {
 		live := r.Take(s.cfg.PID)
@@ -63,16 +61,24 @@ func (s *Session) exitBlocks() (*trackedSet, error) {
 		return nil, err
 	}
 	n := len(bs)
-	t := s.track(bs)
-	if n >= freeOSMemoryAfter {
-		debug.FreeOSMemory()
-	}
+	t := s.track(bs, 0)
+	returnMemory(n)
 	return t, nil
 }
 
-// freeOSMemoryAfter: exitBlocks returns the memory of at least this many
-// blocks (not of every short-lived child's few).
-const freeOSMemoryAfter = 64 << 10
+// returnMemory gives the kernel back the memory of n blocks read from the
+// tracer and turned into the scanner's records (a million of them: 48
+// MiB), before the scan needs memory of its own, when there were many:
+// the collection takes a few ms, the heap holding few pointers.
+func returnMemory(n int) {
+	if n >= returnMemoryAfter {
+		debug.FreeOSMemory()
+	}
+}
+
+// returnMemoryAfter: returnMemory acts for at least this many blocks (not
+// for every short-lived child's few).
+const returnMemoryAfter = 64 << 10
 
 // scanAndReport runs the scan; known holds the blocks already read from
 // the tracer (nil: read them while the target is frozen).
@@ -94,7 +100,8 @@ func (s *Session) scanAndReport(final bool, known *trackedSet) error {
 		reused := reusedSince(bs, freed, forkedAt)
 		tracked = known
 		if tracked == nil {
-			tracked = s.track(bornBy(bs, forkedAt))
+			tracked = s.track(bs, forkedAt)
+			returnMemory(len(bs))
 		}
 		return scanner.Snapshot{Blocks: tracked.blocks, Freed: toRanges(freed, forkedAt), Reused: reused}, nil
 	}
@@ -327,21 +334,12 @@ func reusedSince(bs []bpf.Block, freed []bpf.FreedRange, forkedAt uint64) []scan
 	return out
 }
 
-// bornBy keeps the blocks allocated by forkedAt (all when 0): those
-// allocated after a fork snapshot are not in the copy. A block freed
-// after it is not in bs either; its memory is untracked in the copy,
-// hence a root: conservative, never a false leak.
-func bornBy(bs []bpf.Block, forkedAt uint64) []bpf.Block {
-	if forkedAt == 0 {
-		return bs
-	}
-	out := bs[:0:0]
-	for _, b := range bs {
-		if b.TimestampNS <= forkedAt {
-			out = append(out, b)
-		}
-	}
-	return out
+// bornBy tells whether b was allocated by forkedAt (always when 0): a
+// block allocated after a fork snapshot is not in the copy. A block freed
+// after it is not in the tracer's blocks either; its memory is untracked
+// in the copy, hence a root: conservative, never a false leak.
+func bornBy(b bpf.Block, forkedAt uint64) bool {
+	return forkedAt == 0 || b.TimestampNS <= forkedAt
 }
 
 // leakGroups groups the leaked blocks by kind and stack.

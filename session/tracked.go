@@ -58,11 +58,14 @@ func (s *Session) newTrackedBuilder(n int) *trackedBuilder {
 	return tb
 }
 
-// track turns the tracer's blocks into a trackedSet.
-func (s *Session) track(bs []bpf.Block) *trackedSet {
+// track turns the tracer's blocks allocated by forkedAt (see bornBy)
+// into a trackedSet.
+func (s *Session) track(bs []bpf.Block, forkedAt uint64) *trackedSet {
 	tb := s.newTrackedBuilder(len(bs))
 	for _, b := range bs {
-		tb.add(b)
+		if bornBy(b, forkedAt) {
+			tb.add(b)
+		}
 	}
 	return tb.done()
 }
