@@ -68,17 +68,18 @@ func (s *Session) exitBlocks() (*trackedSet, error) {
 
 // returnMemory gives the kernel back the memory of n blocks read from the
 // tracer and turned into the scanner's records (a million of them: 48
-// MiB), before the scan needs memory of its own, when there were many:
-// the collection takes a few ms, the heap holding few pointers.
+// MiB), before the scan needs memory of its own, when there were many.
 func returnMemory(n int) {
 	if n >= returnMemoryAfter {
 		debug.FreeOSMemory()
 	}
 }
 
-// returnMemoryAfter: returnMemory acts for at least this many blocks (not
-// for every short-lived child's few).
-const returnMemoryAfter = 64 << 10
+// returnMemoryAfter: returnMemory acts for at least this many blocks (12
+// MiB of them). The collection takes ~5 ms, the heap holding few
+// pointers; it may lengthen the pause of a stopped target, whose scan of
+// that many blocks takes 100 ms or more.
+const returnMemoryAfter = 256 << 10
 
 // scanAndReport runs the scan; known holds the blocks already read from
 // the tracer (nil: read them while the target is frozen).
