@@ -161,7 +161,8 @@ func (m *marker) markRoots(roots []span) error {
 	return f.flood()
 }
 
-// queue keeps reached blocks in m.work, for markRoots.
+// queue keeps reached blocks in m.work, which collect fills too (the
+// leak pass reaches none: it records edges).
 func (m *marker) queue(work []int32) { m.work = append(m.work, work...) }
 
 // flood scans reached blocks until no new block is reached, with an
