@@ -279,6 +279,11 @@ func (r *Recorder) Close() error {
 	}
 	close(r.stop)
 	r.done.Wait()
+	r.mu.Lock()
+	for pid := range r.procs {
+		r.forgetLocked(pid)
+	}
+	r.mu.Unlock()
 	r.file.Close()
 	return unix.Munmap(r.mem)
 }
@@ -542,6 +547,7 @@ func (p *process) current(image uint32) bool {
 
 // forget drops what the process held.
 func (p *process) forget() {
+	p.live.release()
 	p.live = newBlockTable()
 	clear(p.tombs)
 }
@@ -563,13 +569,26 @@ func (r *Recorder) dropTombs(pass uint32) {
 func (r *Recorder) Blocks(pid int) ([]bpf.Block, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	p := r.current(pid)
+	if p == nil {
+		return nil, nil
+	}
+	mk := r.blockMaker(pid)
+	out := make([]bpf.Block, 0, p.live.n)
+	p.live.each(func(addr uint64, b liveBlock) { out = append(out, mk.block(addr, b)) })
+	return out, nil
+}
+
+// current applies every published record and returns pid's process
+// (nil: none, or none recorded in its program image).
+func (r *Recorder) current(pid int) *process {
 	r.inflight = 0
 	if _, complete := r.drain(); !complete {
 		r.inflight = r.unpublished()
 	}
 	p := r.procs[pid]
 	if p == nil {
-		return nil, nil
+		return nil
 	}
 	if !r.Loaded(pid) && processExists(pid) {
 		// A program image the shim is not in (LD_PRELOAD cleared before
@@ -577,28 +596,86 @@ func (r *Recorder) Blocks(pid int) ([]bpf.Block, error) {
 		// whose records still to come are dropped too.
 		p.forget()
 		p.closed = true
-		return nil, nil
+		return nil
 	}
-	out := make([]bpf.Block, 0, p.live.n)
-	p.live.each(func(addr uint64, b liveBlock) {
-		fn := ^uint16(0)
-		if int(b.fn()) < len(r.funcIndex) {
-			fn = r.funcIndex[b.fn()]
-		}
-		out = append(out, bpf.Block{PID: pid, Addr: addr, Size: b.size(), TimestampNS: r.start + uint64(b.ms)*uint64(time.Millisecond),
-			StackID: uint64(b.stack), TID: b.tid, Fn: fn})
-	})
-	return out, nil
+	return p
+}
+
+// Take is Blocks for the check at pid's exit, which reads them once, then
+// Forget: the live set is handed over as it is, and its memory goes back
+// as Taken.Each walks it, so that the blocks' new home and their old one
+// are never both whole (a million blocks take 64 MiB here).
+func (r *Recorder) Take(pid int) *Taken {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t := &Taken{mk: r.blockMaker(pid)}
+	if p := r.current(pid); p != nil {
+		t.live = p.live
+		p.live = newBlockTable()
+	}
+	r.forgetLocked(pid)
+	return t
+}
+
+// Taken is a process's live set, handed over by Take.
+type Taken struct {
+	live *blockTable // nil: none
+	mk   blockMaker
+}
+
+// Len is the number of blocks.
+func (t *Taken) Len() int {
+	if t.live == nil {
+		return 0
+	}
+	return t.live.n
+}
+
+// Each calls f for every block, in no order, and frees the set as it
+// goes: it can be called once.
+func (t *Taken) Each(f func(bpf.Block)) {
+	if t.live == nil {
+		return
+	}
+	t.live.drain(func(addr uint64, b liveBlock) { f(t.mk.block(addr, b)) })
+	t.live = nil
+}
+
+// blockMaker turns the live set's entries into the tracer's blocks.
+type blockMaker struct {
+	pid       int
+	start     uint64
+	funcIndex []uint16
+}
+
+func (r *Recorder) blockMaker(pid int) blockMaker {
+	return blockMaker{pid: pid, start: r.start, funcIndex: r.funcIndex}
+}
+
+func (mk blockMaker) block(addr uint64, b liveBlock) bpf.Block {
+	fn := ^uint16(0)
+	if int(b.fn()) < len(mk.funcIndex) {
+		fn = mk.funcIndex[b.fn()]
+	}
+	return bpf.Block{PID: mk.pid, Addr: addr, Size: b.size(), TimestampNS: mk.start + uint64(b.ms)*uint64(time.Millisecond),
+		StackID: uint64(b.stack), TID: b.tid, Fn: fn}
 }
 
 // Forget drops what the recorder holds of pid, a process that exited,
 // whose exit check has read its blocks, or that is not followed (a
-// million blocks take 48 MiB here): its live set would
-// stay until lsan exits otherwise, a build's thousands of processes'
-// included. Records of it still to come make a small entry again.
+// million blocks take 64 MiB here): its live set would stay until lsan
+// exits otherwise, a build's thousands of processes' included. Records of
+// it still to come make a small entry again.
 func (r *Recorder) Forget(pid int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.forgetLocked(pid)
+}
+
+func (r *Recorder) forgetLocked(pid int) {
+	if p := r.procs[pid]; p != nil {
+		p.live.release()
+	}
 	delete(r.procs, pid)
 	if r.lastPID == pid {
 		r.last, r.lastPID = nil, 0

@@ -1,12 +1,21 @@
 package inproc
 
+import (
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
 // blockTable is the live set of one process: open addressing on the
 // block address, linear probing, deletion by backward shift. The drain
 // loop must keep up with a thread allocating every 20 ns; a Go map costs
 // several times what this does per insert and delete.
+//
+// A large table lives outside the Go heap (see slots): a million blocks
+// take 64 MiB, which must go back to the kernel when the table grows or
+// is dropped, not at some later collection.
 type blockTable struct {
-	keys  []uint64 // 0: empty (no block lives at address 0)
-	vals  []liveBlock
+	slots
 	n     int
 	mask  uint64
 	shift uint // 64 - log2(len(keys)): the product's high bits are the best mixed
@@ -17,7 +26,7 @@ func newBlockTable() *blockTable {
 	// frees arrive after lsan forgot it) costs little.
 	const initialBits = 4
 	const initial = 1 << initialBits
-	return &blockTable{keys: make([]uint64, initial), vals: make([]liveBlock, initial), mask: initial - 1, shift: 64 - initialBits}
+	return &blockTable{slots: newSlots(initial), mask: initial - 1, shift: 64 - initialBits}
 }
 
 func (t *blockTable) slot(addr uint64) uint64 {
@@ -78,18 +87,16 @@ func (t *blockTable) del(addr uint64) {
 	t.vals[i] = liveBlock{}
 }
 
+// grow doubles the table. The old slots go back to the kernel as they
+// are moved: a table of a million blocks grows from 32 to 64 MiB, not
+// to 96.
 func (t *blockTable) grow() {
-	keys, vals := t.keys, t.vals
-	t.keys = make([]uint64, 2*len(keys))
-	t.vals = make([]liveBlock, 2*len(vals))
+	old := t.slots
+	t.slots = newSlots(2 * len(old.keys))
 	t.mask = uint64(len(t.keys) - 1)
 	t.shift--
 	t.n = 0
-	for i, k := range keys {
-		if k != 0 {
-			t.put(k, vals[i])
-		}
-	}
+	old.drain(func(k uint64, v liveBlock) { t.put(k, v) })
 }
 
 // each calls f for every block.
@@ -98,5 +105,102 @@ func (t *blockTable) each(f func(addr uint64, b liveBlock)) {
 		if k != 0 {
 			f(k, t.vals[i])
 		}
+	}
+}
+
+// release frees the table's memory; the table must not be used after.
+func (t *blockTable) release() {
+	t.slots.free()
+	*t = blockTable{}
+}
+
+// slots are a table's arrays: on the Go heap while small, in anonymous
+// mappings of their own once large, which free returns at once and drain
+// returns as it goes.
+type slots struct {
+	keys []uint64 // 0: empty (no block lives at address 0)
+	vals []liveBlock
+	// maps are the mappings behind keys and vals (nil: the Go heap).
+	maps [2][]byte
+}
+
+// mappedSlots: tables of at least this many slots (1 MiB of them) are
+// mapped.
+const mappedSlots = 32 << 10
+
+func newSlots(n int) slots {
+	if n >= mappedSlots {
+		keys, kmem, err := mapArray[uint64](n)
+		if err == nil {
+			vals, vmem, err := mapArray[liveBlock](n)
+			if err == nil {
+				return slots{keys: keys, vals: vals, maps: [2][]byte{kmem, vmem}}
+			}
+			_ = unix.Munmap(kmem)
+		}
+	}
+	return slots{keys: make([]uint64, n), vals: make([]liveBlock, n)}
+}
+
+// mapArray maps n zeroed elements of T (which must hold no Go pointers).
+func mapArray[T any](n int) ([]T, []byte, error) {
+	var zero T
+	mem, err := unix.Mmap(-1, 0, n*int(unsafe.Sizeof(zero)), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return nil, nil, err
+	}
+	return unsafe.Slice((*T)(unsafe.Pointer(&mem[0])), n), mem, nil
+}
+
+// free returns the mappings; the slots must not be used after.
+func (s *slots) free() {
+	for _, m := range s.maps {
+		if m != nil {
+			_ = unix.Munmap(m)
+		}
+	}
+	*s = slots{}
+}
+
+// drainPart is how many slots drain walks before it returns their pages.
+const drainPart = 64 << 10
+
+// drain calls f for every entry, in slot order, returning the pages of
+// the slots walked to the kernel part by part, and frees the slots: the
+// entries' new home and their old one are never both whole.
+func (s *slots) drain(f func(addr uint64, b liveBlock)) {
+	for lo := 0; lo < len(s.keys); lo += drainPart {
+		hi := min(lo+drainPart, len(s.keys))
+		for i, k := range s.keys[lo:hi] {
+			if k != 0 {
+				f(k, s.vals[lo+i])
+			}
+		}
+		s.returnPages(lo, hi)
+	}
+	s.free()
+}
+
+// returnPages gives the kernel back the whole pages of slots [lo, hi) of
+// mapped slots; they read as zeroes after.
+func (s *slots) returnPages(lo, hi int) {
+	if s.maps[0] == nil {
+		return
+	}
+	returnRange(s.maps[0], lo*int(unsafe.Sizeof(uint64(0))), hi*int(unsafe.Sizeof(uint64(0))))
+	returnRange(s.maps[1], lo*int(unsafe.Sizeof(liveBlock{})), hi*int(unsafe.Sizeof(liveBlock{})))
+}
+
+// returnRange returns the pages of mem[from:to], where everything before
+// from is done with too: a page shared with the bytes after to goes with
+// the next range, or with the mapping.
+func returnRange(mem []byte, from, to int) {
+	page := unix.Getpagesize()
+	from &^= page - 1
+	if to < len(mem) {
+		to &^= page - 1
+	}
+	if from < to {
+		_ = unix.Madvise(mem[from:to], unix.MADV_DONTNEED)
 	}
 }

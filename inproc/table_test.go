@@ -5,6 +5,8 @@ import (
 	"math/rand"
 	"testing"
 	"unsafe"
+
+	"github.com/lsan-project/lsan/bpf"
 )
 
 // TestBlockTable runs random inserts and deletes against a Go map.
@@ -39,6 +41,38 @@ func TestBlockTable(t *testing.T) {
 	})
 	if seen != len(want) {
 		t.Errorf("each saw %d, want %d", seen, len(want))
+	}
+}
+
+// TestBlockTableMapped: a table large enough to live in mappings keeps
+// every block through its growths, and drain hands each over once.
+func TestBlockTableMapped(t *testing.T) {
+	tab := newBlockTable()
+	const n = 4 * mappedSlots
+	for i := uint64(1); i <= n; i++ {
+		tab.put(i*16, newLiveBlock(i, 0, 0, 0, 0, 0))
+	}
+	for i := uint64(1); i <= n; i += 2 {
+		tab.del(i * 16)
+	}
+	if tab.maps[0] == nil {
+		t.Fatalf("a table of %d slots is not mapped", len(tab.keys))
+	}
+	if tab.n != n/2 {
+		t.Fatalf("%d blocks, want %d", tab.n, n/2)
+	}
+	seen := map[uint64]bool{}
+	tab.drain(func(addr uint64, b liveBlock) {
+		if addr%32 != 0 || b.size() != addr/16 || seen[addr] {
+			t.Fatalf("drain: block %#x of size %d (seen before: %v)", addr, b.size(), seen[addr])
+		}
+		seen[addr] = true
+	})
+	if len(seen) != n/2 {
+		t.Errorf("drain saw %d blocks, want %d", len(seen), n/2)
+	}
+	if tab.keys != nil || tab.maps[0] != nil {
+		t.Error("drain did not free the slots")
 	}
 }
 
@@ -152,6 +186,38 @@ func TestDrainPairs(t *testing.T) {
 	_, live3 := p.live.get(0x3000)
 	if p.live.n != 1 || !live3 || r.allocs != 4 || r.frees != 3 {
 		t.Errorf("%d live (0x3000: %v), %d allocs, %d frees; want 0x3000 alone, 4 and 3", p.live.n, live3, r.allocs, r.frees)
+	}
+}
+
+// TestTake: the blocks Take hands over are the live set's, and the
+// recorder holds nothing of the process after.
+func TestTake(t *testing.T) {
+	const pid = 0x7ffffff0 // above any pid_max: no such process
+	r := &Recorder{procs: map[int]*process{}, mem: make([]byte, sharedSize)}
+	for _, e := range []event{{recAlloc, 0x1000, 1, 1}, {recAlloc, 0x2000, 2, 1}, {recFree, 0x1000, 3, 1}, {recAlloc, 0x3000, 4, 1}} {
+		putRecord(r.mem, e)
+		binary.LittleEndian.PutUint32(r.mem[rPID:], pid)
+		r.apply((*rec)(unsafe.Pointer(&r.mem[0])))
+	}
+	live := r.Take(pid)
+	if live.Len() != 2 {
+		t.Fatalf("Len %d, want 2", live.Len())
+	}
+	got := map[uint64]bool{}
+	live.Each(func(b bpf.Block) {
+		if b.PID != pid || b.Size != 16 {
+			t.Errorf("block %+v, want pid %d and size 16", b, pid)
+		}
+		got[b.Addr] = true
+	})
+	if len(got) != 2 || !got[0x2000] || !got[0x3000] {
+		t.Errorf("blocks %v, want 0x2000 and 0x3000", got)
+	}
+	if _, ok := r.procs[pid]; ok {
+		t.Error("the process is still held after Take")
+	}
+	if bs, _ := r.Blocks(pid); len(bs) != 0 {
+		t.Errorf("%d blocks after Take", len(bs))
 	}
 }
 

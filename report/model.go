@@ -219,29 +219,53 @@ type Entry struct {
 // BuildGroups groups entries by (kind, stack) and orders the groups as
 // LSan does: direct before indirect, then by bytes, largest first.
 func BuildGroups(entries []Entry, keepObjects bool) []Group {
-	type key struct {
-		kind Kind
-		key  uint64
-	}
-	index := map[key]int{}
-	var groups []Group
+	g := NewGrouper(keepObjects)
 	for _, e := range entries {
-		k := key{e.Kind, e.Key}
-		i, ok := index[k]
-		if !ok {
-			i = len(groups)
-			index[k] = i
-			groups = append(groups, Group{Kind: e.Kind, Key: e.Key})
-		}
-		g := &groups[i]
-		g.Bytes += e.Size
-		g.Count++
-		if keepObjects {
-			g.Objects = append(g.Objects, Object{Addr: e.Addr, Size: e.Size})
-		}
+		g.Add(e)
 	}
-	SortGroups(groups)
-	return groups
+	return g.Groups()
+}
+
+// Grouper groups entries by (kind, stack) as they come: a check that
+// finds a million leaked blocks need not list them first.
+type Grouper struct {
+	keepObjects bool
+	index       map[groupKey]int
+	groups      []Group
+}
+
+type groupKey struct {
+	kind Kind
+	key  uint64
+}
+
+// NewGrouper returns an empty Grouper; keepObjects keeps every entry's
+// address and size in its group's Objects.
+func NewGrouper(keepObjects bool) *Grouper {
+	return &Grouper{keepObjects: keepObjects, index: map[groupKey]int{}}
+}
+
+// Add counts e in its group.
+func (gr *Grouper) Add(e Entry) {
+	k := groupKey{e.Kind, e.Key}
+	i, ok := gr.index[k]
+	if !ok {
+		i = len(gr.groups)
+		gr.index[k] = i
+		gr.groups = append(gr.groups, Group{Kind: e.Kind, Key: e.Key})
+	}
+	g := &gr.groups[i]
+	g.Bytes += e.Size
+	g.Count++
+	if gr.keepObjects {
+		g.Objects = append(g.Objects, Object{Addr: e.Addr, Size: e.Size})
+	}
+}
+
+// Groups returns the groups, ordered as BuildGroups orders them.
+func (gr *Grouper) Groups() []Group {
+	SortGroups(gr.groups)
+	return gr.groups
 }
 
 // SortGroups orders groups: direct, indirect, outstanding; then bytes

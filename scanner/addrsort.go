@@ -46,6 +46,7 @@ func sortByAddress(n int, addr func(i int) uint64, starts []uint64, orig []int32
 	if n == 0 {
 		return
 	}
+	arena.reserve(2 * hugeBytes[addrIdx](n))
 	s := &addrSorter{
 		recs:   hugeAlloc[addrIdx](arena, n),
 		spare:  hugeAlloc[addrIdx](arena, n),

@@ -74,7 +74,7 @@ func BenchmarkSortByAddress(b *testing.B) {
 	const n = 1 << 20
 	for _, shuffled := range []bool{false, true} {
 		b.Run(fmt.Sprintf("shuffled=%v", shuffled), func(b *testing.B) {
-			blocks := glibcLikeBlocks(n, 1024, shuffled, false)
+			blocks, _ := glibcLikeBlocks(n, 1024, shuffled, false)
 			starts := make([]uint64, n)
 			orig := make([]int32, n)
 			b.ResetTimer()

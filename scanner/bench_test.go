@@ -19,7 +19,7 @@ import (
 
 // heapTarget runs testdata/heap.c and returns its blocks, with their
 // usable sizes (as a tracer could record them at allocation time).
-func heapTarget(b *testing.B, n, size, ptrs, leaked, window, stride int) (*exec.Cmd, []Block) {
+func heapTarget(b *testing.B, n, size, ptrs, leaked, window, stride int) (*exec.Cmd, Snapshot) {
 	b.Helper()
 	cmd := exec.Command(program(b, "heap"), strconv.Itoa(n), strconv.Itoa(size), strconv.Itoa(ptrs),
 		strconv.Itoa(leaked), strconv.Itoa(window), strconv.Itoa(stride))
@@ -52,18 +52,18 @@ func heapTarget(b *testing.B, n, size, ptrs, leaked, window, stride int) (*exec.
 	if _, err := io.ReadFull(r, raw); err != nil {
 		b.Fatal(err)
 	}
-	blocks := make([]Block, n)
-	for i := range blocks {
-		blocks[i] = Block{
-			Addr:   binary.LittleEndian.Uint64(raw[24*i:]),
-			Size:   binary.LittleEndian.Uint64(raw[24*i+8:]),
-			Usable: binary.LittleEndian.Uint64(raw[24*i+16:]), // malloc_usable_size
+	snap := Snapshot{Blocks: make([]Block, n), Usable: make([]uint64, n)}
+	for i := range snap.Blocks {
+		snap.Blocks[i] = Block{
+			Addr: binary.LittleEndian.Uint64(raw[24*i:]),
+			Size: binary.LittleEndian.Uint64(raw[24*i+8:]),
 		}
+		snap.Usable[i] = binary.LittleEndian.Uint64(raw[24*i+16:]) // malloc_usable_size
 	}
 	if line, err = r.ReadString('\n'); strings.TrimSpace(line) != "ready" {
 		b.Fatalf("heap said %q (%v)", line, err)
 	}
-	return cmd, blocks
+	return cmd, snap
 }
 
 // Scan throughput over a 1 GiB heap: 1 Mi blocks of 1 KiB, all reachable.
@@ -84,11 +84,11 @@ func BenchmarkScan1GiB(b *testing.B) {
 		{"sparse", 2, 0, false},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
-			cmd, blocks := heapTarget(b, 1<<20, 1024, tc.ptrs, 0, tc.window, 64)
+			cmd, snap := heapTarget(b, 1<<20, 1024, tc.ptrs, 0, tc.window, 64)
 			if !tc.usable {
-				blocks = withoutUsable(blocks)
+				snap = withoutUsable(snap)
 			}
-			benchCheck(b, cmd.Process.Pid, blocks, Options{Allocator: Glibc})
+			benchCheck(b, cmd.Process.Pid, snap, Options{Allocator: Glibc})
 		})
 	}
 }
@@ -107,8 +107,8 @@ func BenchmarkScanHeapSize(b *testing.B) {
 	}
 	for _, mib := range mibs {
 		b.Run(fmt.Sprintf("heap=%dMiB", mib), func(b *testing.B) {
-			cmd, blocks := heapTarget(b, mib<<10, 1024, 16, 0, 0, 64)
-			benchCheck(b, cmd.Process.Pid, withoutUsable(blocks), Options{Allocator: Glibc})
+			cmd, snap := heapTarget(b, mib<<10, 1024, 16, 0, 0, 64)
+			benchCheck(b, cmd.Process.Pid, withoutUsable(snap), Options{Allocator: Glibc})
 		})
 	}
 }
@@ -123,8 +123,8 @@ func BenchmarkCheckBlocks(b *testing.B) {
 	}
 	for _, n := range sizes {
 		b.Run(fmt.Sprintf("blocks=%d", n), func(b *testing.B) {
-			cmd, blocks := heapTarget(b, n, 64, 2, n/100, 0, 64)
-			benchCheck(b, cmd.Process.Pid, withoutUsable(blocks), Options{Allocator: Glibc})
+			cmd, snap := heapTarget(b, n, 64, 2, n/100, 0, 64)
+			benchCheck(b, cmd.Process.Pid, withoutUsable(snap), Options{Allocator: Glibc})
 		})
 	}
 }
@@ -132,25 +132,23 @@ func BenchmarkCheckBlocks(b *testing.B) {
 // A linked list of 1M nodes of 64 bytes, reachable only from its head:
 // the flood learns each node from the previous one.
 func BenchmarkLinkedList1M(b *testing.B) {
-	cmd, blocks := heapTarget(b, 1_000_000, 64, 1, 0, 0, 1<<30)
-	benchCheck(b, cmd.Process.Pid, withoutUsable(blocks), Options{Allocator: Glibc})
+	cmd, snap := heapTarget(b, 1_000_000, 64, 1, 0, 0, 1<<30)
+	benchCheck(b, cmd.Process.Pid, withoutUsable(snap), Options{Allocator: Glibc})
 }
 
 // withoutUsable drops the usable sizes: the scanner reads the headers.
-func withoutUsable(bs []Block) []Block {
-	for i := range bs {
-		bs[i].Usable = 0
-	}
-	return bs
+func withoutUsable(snap Snapshot) Snapshot {
+	snap.Usable = nil
+	return snap
 }
 
-func benchCheck(b *testing.B, pid int, blocks []Block, opts Options) {
-	snapshot := func() ([]Block, error) { return blocks, nil }
+func benchCheck(b *testing.B, pid int, snap Snapshot, opts Options) {
+	snapshot := func(uint64) (Snapshot, error) { return snap, nil }
 	// One check to warm up (and fault the target's untouched pages in).
-	if _, err := Check(pid, snapshot, opts); err != nil {
+	if _, err := CheckSnapshot(pid, snapshot, opts); err != nil {
 		b.Fatal(err)
 	}
-	heap := heapMappings(b, pid, blocks)
+	heap := heapMappings(b, pid, snap.Blocks)
 	copyBufs := baselineBuffers(b)
 	// After the buffers' pages are in: lsan's peak counts the checks only.
 	base := resetPeakRSS()
@@ -160,7 +158,7 @@ func benchCheck(b *testing.B, pid int, blocks []Block, opts Options) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		res, err := Check(pid, snapshot, opts)
+		res, err := CheckSnapshot(pid, snapshot, opts)
 		if err != nil {
 			b.Fatal(err)
 		}

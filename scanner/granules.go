@@ -74,7 +74,7 @@ func (x *blockIndex) fillClusterPart(c cluster, from, to int32) {
 	table := x.granules[c.base+from : c.base+to]
 	for g := range table {
 		gStart := c.start + uint64(from+int32(g))<<c.shift
-		for k < n && x.bounds[k].end <= gStart {
+		for k < n && x.ends[k] <= gStart {
 			k++
 		}
 		if c.shift > maxGranShift {
@@ -93,7 +93,7 @@ func (x *blockIndex) firstEndingAfter(a uint64) int {
 	lo, hi := 0, x.n()
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
-		if x.bounds[m].end <= a {
+		if x.ends[m] <= a {
 			lo = m + 1
 		} else {
 			hi = m
@@ -125,7 +125,7 @@ func (x *blockIndex) blockInGranule(k int, gStart, size uint64) (start, end, tra
 	if x.flags[k]&flagDuplicate != 0 {
 		return 0, 0, noTrap // matches nothing: its original comes first
 	}
-	b := x.bounds[k]
+	b := x.boundsOf(k)
 	clip := func(a uint64) uint16 {
 		switch {
 		case a <= gStart:

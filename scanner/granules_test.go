@@ -25,7 +25,8 @@ func indexOf(bs []testBlock) *blockIndex {
 // referenceFind is the lookup done the simple way: a search of the sorted
 // block records.
 func referenceFind(x *blockIndex, w uint64) int {
-	for k, b := range x.bounds[:x.n()] {
+	for k := range x.n() {
+		b := x.boundsOf(k)
 		if x.flags[k]&flagDuplicate == 0 && b.start <= w && w < b.end && w != b.trap {
 			return k
 		}
@@ -101,6 +102,22 @@ func TestGranuleTableExact(t *testing.T) {
 		}
 	}
 	checkAgainstReference(t, x, base-64, base+600)
+}
+
+// A block cut by the next one keeps its trap when the trap is still
+// inside: the index stores it as a distance from the scanned end.
+func TestTrapSurvivesCut(t *testing.T) {
+	const base = 0x5555_0000_0000
+	x := indexOf([]testBlock{{base, 40, 40, true}, {base + 36, 8, 8, false}})
+	if got := x.trapOf(0); got != base+32 {
+		t.Fatalf("trap %#x, want %#x", got, uint64(base+32))
+	}
+	for w, want := range map[uint64]int{base + 31: 0, base + 32: -1, base + 35: 0, base + 36: 1} {
+		if got := x.find(w); got != want {
+			t.Errorf("find(base+%d) = %d, want %d", w-base, got, want)
+		}
+	}
+	checkAgainstReference(t, x, base-64, base+64)
 }
 
 // Clusters far apart, and a cluster of blocks so sparse that its granules

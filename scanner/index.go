@@ -23,11 +23,20 @@ func maybeUserPointer(w uint64) bool {
 // Per-block flags.
 const (
 	flagDuplicate uint8 = 1 << iota // same address as the previous block: never matched, takes its class
+
+	// The other bits hold where the block's trap is: that many bytes
+	// before its scanned end (0: no trap). A trap is the last usable word
+	// when the block is set, 8 bytes before the end; cutting the end
+	// leaves it only if it is still inside, so it is 1 to 8 bytes before
+	// the end at most, and needs no word of its own.
+	trapShift       = 1
+	trapMask  uint8 = 0xf << trapShift
 )
 
 // bounds is a block's accepted range: a pointer w points into the block
 // if start <= w < end and w != trap. The granule table (granules.go)
-// answers most words without reading it.
+// answers most words without reading it; the index keeps the fields in
+// separate arrays (boundsOf).
 type bounds struct {
 	start, end uint64
 	// trap is an address inside the block that is not taken as a pointer
@@ -41,13 +50,15 @@ type bounds struct {
 // block does this word point into" quickly: it is the scan's hot path.
 type blockIndex struct {
 	starts []uint64 // block start, ascending
-	bounds []bounds // by sorted position, plus a sentinel that matches nothing
+	// ends are the ends of the accepted ranges, by sorted position, plus
+	// a sentinel that matches nothing; ascending too (settleDuplicates).
+	ends []uint64
 	// reached has one bit per sorted block, set (atomically) once the scan
 	// reaches it: 128 KiB for a million blocks, so it stays in cache.
 	reached []uint64
 	scanEnd []uint64 // end of the bytes scanned when the block is reached
 	orig    []int32  // index of the block in the caller's slice
-	flags   []uint8
+	flags   []uint8  // flagDuplicate, and the trap (see trapShift)
 
 	// Every block lies in [lo, lo+span): one compare rejects most words.
 	lo, span uint64
@@ -61,8 +72,8 @@ type blockIndex struct {
 	// granule's entry names is reached (see markDoneGranules).
 	doneGranules []uint64
 
-	// arena holds the big arrays (bounds, granule tables); release
-	// returns them.
+	// arena holds the big arrays (the per-block ones, the granule
+	// tables); release returns them.
 	arena *hugeArena
 }
 
@@ -90,10 +101,12 @@ func newSortedIndex(n int, addr func(i int) uint64) *blockIndex {
 	// Fresh memory costs a page fault per 4 KiB page (several µs each in
 	// a VM): the big arrays come from huge pages, the sort's scratch too.
 	arena := &hugeArena{}
+	arena.reserve(2*hugeBytes[uint64](n) + hugeBytes[uint64](n+1) + hugeBytes[uint64](n/64+1) +
+		hugeBytes[int32](n) + hugeBytes[uint8](n))
 	x := &blockIndex{
 		arena:   arena,
 		starts:  hugeAlloc[uint64](arena, n),
-		bounds:  hugeAlloc[bounds](arena, n+1),
+		ends:    hugeAlloc[uint64](arena, n+1),
 		reached: hugeAlloc[uint64](arena, n/64+1), // +1: the sentinel's bit
 		scanEnd: hugeAlloc[uint64](arena, n),
 		orig:    hugeAlloc[int32](arena, n),
@@ -102,9 +115,34 @@ func newSortedIndex(n int, addr func(i int) uint64) *blockIndex {
 	scratch := &hugeArena{}
 	defer scratch.release()
 	sortByAddress(n, addr, x.starts, x.orig, scratch)
-	// The sentinel: no word is >= its start and < its end.
-	x.bounds[n] = bounds{start: ^uint64(0), end: ^uint64(0)}
+	// The sentinel: no word is >= its end.
+	x.ends[n] = ^uint64(0)
 	return x
+}
+
+// boundsOf returns sorted block k's accepted range and trap.
+func (x *blockIndex) boundsOf(k int) bounds {
+	return bounds{start: x.starts[k], end: x.ends[k], trap: x.trapOf(k)}
+}
+
+// trapOf returns sorted block k's trap (0: none).
+func (x *blockIndex) trapOf(k int) uint64 {
+	back := uint64(x.flags[k]&trapMask) >> trapShift
+	if back == 0 {
+		return 0
+	}
+	return x.scanEnd[k] - back
+}
+
+// setBounds stores sorted block k's end, trap and scanned end (b.start
+// is starts[k]). The trap must lie 1 to 8 bytes before scanEnd, or be 0.
+func (x *blockIndex) setBounds(k int, b bounds, scanEnd uint64) {
+	var back uint8
+	if b.trap != 0 {
+		back = uint8(scanEnd - b.trap)
+	}
+	x.ends[k], x.scanEnd[k] = b.end, scanEnd
+	x.flags[k] = x.flags[k]&^trapMask | back<<trapShift
 }
 
 // setSizes sets the block at sorted position k to accept pointers into
@@ -123,7 +161,7 @@ func (x *blockIndex) setSizes(k int, accept, usable uint64, glibcChunk bool) {
 	if k+1 < len(x.starts) && x.starts[k+1] > start {
 		b, scanEnd = cutAt(b, scanEnd, x.starts[k+1])
 	}
-	x.bounds[k], x.scanEnd[k] = b, scanEnd
+	x.setBounds(k, b, scanEnd)
 }
 
 // cutAt ends a block's ranges at next, where the next block starts: the
@@ -171,14 +209,14 @@ func (x *blockIndex) settleDuplicates() {
 			k++
 		}
 		if k < n {
-			x.bounds[orig], x.scanEnd[orig] = cutAt(x.bounds[orig], x.scanEnd[orig], x.starts[k])
+			b, scanEnd := cutAt(x.boundsOf(orig), x.scanEnd[orig], x.starts[k])
+			x.setBounds(orig, b, scanEnd)
 		}
 		// A duplicate gets its original's end, which keeps ends sorted
 		// (the lookups rely on it); lookups stop at the original, which
 		// comes first.
 		for d := orig + 1; d < k; d++ {
-			x.bounds[d] = bounds{start: x.starts[d], end: x.bounds[orig].end}
-			x.scanEnd[d] = x.starts[d]
+			x.setBounds(d, bounds{start: x.starts[d], end: x.ends[orig]}, x.starts[d])
 		}
 	}
 }
@@ -209,8 +247,8 @@ func (x *blockIndex) buildClusters() {
 			begin = k
 			clusterEnd = x.starts[k]
 		}
-		clusterEnd = max(clusterEnd, x.bounds[k].end)
-		hi = max(hi, x.bounds[k].end)
+		clusterEnd = max(clusterEnd, x.ends[k])
+		hi = max(hi, x.ends[k])
 	}
 	// LSan's pointer filter, folded into the range test: no pointer below
 	// 16 KiB or past the 47-bit user address space.
@@ -223,6 +261,7 @@ func (x *blockIndex) buildClusters() {
 	for i, c := range x.clusters {
 		x.clusterStarts[i] = c.start
 	}
+	x.arena.reserve(hugeBytes[granule](total+1) + hugeBytes[uint64]((total+1)/64+1))
 	x.granules = hugeAlloc[granule](x.arena, total+1)
 	x.doneGranules = hugeAlloc[uint64](x.arena, (total+1)/64+1)
 	x.fillGranules()
@@ -269,7 +308,7 @@ func (x *blockIndex) resolveSlow(w uint64, k int) int32 {
 	// that block): binary search the first block that ends after w.
 	lo, hi := k, n
 	for step := 0; lo < hi && step < 4; step++ { // most often it is the next one
-		if x.bounds[lo].end > w {
+		if x.ends[lo] > w {
 			hi = lo
 			break
 		}
@@ -277,7 +316,7 @@ func (x *blockIndex) resolveSlow(w uint64, k int) int32 {
 	}
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
-		if x.bounds[m].end <= w {
+		if x.ends[m] <= w {
 			lo = m + 1
 		} else {
 			hi = m
@@ -286,8 +325,7 @@ func (x *blockIndex) resolveSlow(w uint64, k int) int32 {
 	if lo >= n {
 		return -1
 	}
-	b := &x.bounds[lo]
-	if b.start > w || w >= b.end || w == b.trap {
+	if x.starts[lo] > w || w >= x.ends[lo] || w == x.trapOf(lo) {
 		return -1
 	}
 	return int32(lo)

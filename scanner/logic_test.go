@@ -94,7 +94,7 @@ func (w *world) link(from, slot, to int, off uint64) {
 func (w *world) run(t *testing.T, opts Options) *Result {
 	t.Helper()
 	rd := newReader(w.mem, nil)
-	ix, _, err := buildIndex(w.blocks, opts, rd)
+	ix, _, err := buildIndex(w.blocks, nil, opts, rd)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,6 +171,33 @@ func TestLongListFloodFill(t *testing.T) {
 	res := w.run(t, Options{})
 	if res.Stats.Reachable != n {
 		t.Fatalf("%d reachable, want %d", res.Stats.Reachable, n)
+	}
+}
+
+// One block pointing to many more than the flood's list holds: the list
+// is full, and sweeps find the blocks left out of it, then those the
+// first found behind their cursor.
+func TestFanOutFloodFill(t *testing.T) {
+	w := newWorld()
+	const n, back = 20_000, 1_000
+	for i := 0; i < back; i++ { // reached only from the fan's blocks, behind them
+		w.alloc(heap+uint64(i)*32, 32)
+	}
+	fan := make([]int, n)
+	for i := range fan {
+		fan[i] = w.alloc(heap+0x10_0000+uint64(i)*32, 32)
+		if i < back {
+			w.link(fan[i], 0, i, 0)
+		}
+	}
+	hub := w.alloc(heap+0x100_0000, 8*n)
+	for i, b := range fan {
+		w.link(hub, i, b, 0)
+	}
+	w.root(0x1000_0000, w.blocks[hub].Addr)
+	res := w.run(t, Options{})
+	if res.Stats.Reachable != len(w.blocks) {
+		t.Fatalf("%d reachable, want %d", res.Stats.Reachable, len(w.blocks))
 	}
 }
 

@@ -3,6 +3,7 @@ package scanner
 import (
 	"encoding/binary"
 	"fmt"
+	"iter"
 	"math/bits"
 	"runtime"
 	"runtime/debug"
@@ -49,7 +50,7 @@ type marker struct {
 	segs  []taggedSpan
 
 	leakPhase bool
-	edges     []Edge // sorted indices while scanning
+	edges     edgeList // sorted indices
 
 	workers []*scanWorker
 
@@ -84,7 +85,7 @@ type scanWorker struct {
 	localSeg []taggedSpan
 
 	work                  []int32
-	edges                 []Edge
+	edges                 edgeList
 	rootBytes, blockBytes uint64
 }
 
@@ -147,15 +148,22 @@ func (m *marker) markWords(ws []uint64) {
 
 // markRoots scans the root ranges (sorted, disjoint) and floods from them.
 func (m *marker) markRoots(roots []span) error {
+	f := m.newFlooder()
+	f.addAll(m.work)
+	m.work = m.work[:0]
 	m.segs = m.segs[:0]
 	for _, r := range roots {
 		m.segs = append(m.segs, taggedSpan{r, -1})
 	}
-	if err := m.scanSegments(m.segs); err != nil {
+	if err := m.scanSegments(m.segs, f.addAll); err != nil {
 		return err
 	}
-	return m.flood()
+	return f.flood()
 }
+
+// queue keeps reached blocks in m.work, which collect fills too (the
+// leak pass reaches none: it records edges).
+func (m *marker) queue(work []int32) { m.work = append(m.work, work...) }
 
 // flood scans reached blocks until no new block is reached, with an
 // explicit work list (a long list must not recurse).
@@ -168,14 +176,11 @@ func (m *marker) markRoots(roots []span) error {
 // Sweeps alternate direction, so lists built in either order go in one.
 // When few blocks wait, they are taken from a list instead of by walking
 // the bitmap.
-func (m *marker) flood() error {
-	f := &flooder{m: m, bits: make([]uint64, (m.ix.n()+63)/64)}
-	f.addAll(m.work)
-	m.work = m.work[:0]
+func (f *flooder) flood() error {
 	forward := true
 	for f.count > 0 {
 		var err error
-		if f.count < m.ix.n()/64+64 {
+		if f.count < f.few && !f.listFull {
 			err = f.listRound()
 		} else {
 			err = f.sweep(forward)
@@ -193,12 +198,24 @@ type flooder struct {
 	m     *marker
 	bits  []uint64 // by sorted index
 	count int
+	// few: below this many blocks waiting, they are taken from the list.
+	few int
 	// list holds the blocks added since it was last emptied; some may
-	// have been scanned already (their bit is clear).
-	list  []int32
-	spare []int32 // the other list buffer
-	segs  []taggedSpan
-	ks    []int32 // the blocks of the batch being cut
+	// have been scanned already (their bit is clear). It holds 2*few at
+	// most: when more come (a block pointing to a million others), it is
+	// full, and only a sweep finds the blocks left out — the bitmap has
+	// them, a list of them all would take 4 bytes each.
+	list     []int32
+	listFull bool
+	spare    []int32 // the other list buffer
+	segs     []taggedSpan
+	ks       []int32   // the blocks of the batch being cut
+	freeSegs []*segBuf // sweeps' segment buffers no batch uses
+}
+
+func (m *marker) newFlooder() *flooder {
+	n := m.ix.n()
+	return &flooder{m: m, bits: make([]uint64, (n+63)/64), few: n/64 + 64}
 }
 
 func (f *flooder) addAll(ks []int32) {
@@ -207,8 +224,17 @@ func (f *flooder) addAll(ks []int32) {
 		if f.bits[k/64]&bit == 0 {
 			f.bits[k/64] |= bit
 			f.count++
-			f.list = append(f.list, k)
+			f.listAdd(k)
 		}
+	}
+}
+
+func (f *flooder) listAdd(k int32) {
+	if len(f.list) == 2*f.few {
+		f.listFull = true
+	}
+	if !f.listFull {
+		f.list = append(f.list, k)
 	}
 }
 
@@ -239,10 +265,7 @@ func (f *flooder) listRound() error {
 	for _, k := range batch {
 		f.segs = m.appendBlock(f.segs, k)
 	}
-	err := m.scanSegments(f.segs)
-	f.addAll(m.work)
-	m.work = m.work[:0]
-	return err
+	return m.scanSegments(f.segs, f.addAll)
 }
 
 // sweep walks the bitmap once, forward or backward, handing batches to
@@ -255,7 +278,9 @@ func (f *flooder) sweep(forward bool) error {
 		cursor = n
 	}
 	var pending []batchPlan // cut but not yet handed out
-	f.list = f.list[:0]
+	// The sweep finds every block waiting now: the list starts again,
+	// with the blocks added behind the cursor.
+	f.list, f.listFull = f.list[:0], false
 	next := func() *batchPlan {
 		for len(pending) == 0 {
 			if (forward && cursor >= n) || (!forward && cursor <= 0) {
@@ -267,9 +292,40 @@ func (f *flooder) sweep(forward bool) error {
 		pending = pending[1:]
 		return p
 	}
-	err := m.runPool(next, f.addAll)
+	err := m.runPool(next, f.batchDone)
 	m.collect()
 	return err
+}
+
+// segBuf holds the segments of one batch a sweep cut, shared by the plans
+// made of them. Once the last is done it is used again, not left to the
+// collector: a sweep over a million reached blocks cuts 24 MiB of them.
+type segBuf struct {
+	segs  []taggedSpan
+	plans int // plans not done yet
+}
+
+// newSegBuf returns an empty buffer, used before if one is free.
+func (f *flooder) newSegBuf() *segBuf {
+	n := len(f.freeSegs)
+	if n == 0 {
+		return &segBuf{}
+	}
+	b := f.freeSegs[n-1]
+	f.freeSegs = f.freeSegs[:n-1]
+	b.segs = b.segs[:0]
+	return b
+}
+
+// batchDone files the blocks a sweep's batch reached, and frees its
+// segments' buffer once the buffer's last batch is done.
+func (f *flooder) batchDone(p *batchPlan, work []int32) {
+	f.addAll(work)
+	if b := p.buf; b != nil {
+		if b.plans--; b.plans == 0 {
+			f.freeSegs = append(f.freeSegs, b)
+		}
+	}
 }
 
 // cutBatch collects the waiting blocks from the cursor on until they fill
@@ -316,18 +372,30 @@ func (f *flooder) cutBatch(cursor *int, forward bool) []batchPlan {
 	if !forward {
 		slices.Reverse(ks)
 	}
-	f.segs = f.segs[:0]
+	buf := f.newSegBuf()
+	// One segment a block, but for large ones split into their pages:
+	// grown once, not step by step.
+	buf.segs = slices.Grow(buf.segs, len(ks))
 	for _, k := range ks {
-		f.segs = m.appendBlock(f.segs, k)
+		buf.segs = m.appendBlock(buf.segs, k)
 	}
-	if win.open && win.worth() && len(f.segs) > 0 && withinOneMapping(m.maps, win.span) {
-		return []batchPlan{{
-			segs:   slices.Clone(f.segs),
+	var plans []batchPlan
+	if win.open && win.worth() && len(buf.segs) > 0 && withinOneMapping(m.maps, win.span) {
+		plans = []batchPlan{{
+			segs:   buf.segs,
 			reads:  []taggedSpan{{win.span, 0}},
 			window: true,
 		}}
+	} else {
+		plans = m.planBatches(buf.segs)
 	}
-	return m.planBatches(slices.Clone(f.segs))
+	for i := range plans {
+		plans[i].buf = buf
+	}
+	if buf.plans = len(plans); buf.plans == 0 {
+		f.freeSegs = append(f.freeSegs, buf)
+	}
+	return plans
 }
 
 // windowBatch accumulates the blocks of a batch that may be read as one
@@ -441,12 +509,11 @@ func (m *marker) scanUnreachable() error {
 			}
 			m.segs = m.appendBlock(m.segs, int32(k))
 		}
-		if err := m.scanSegments(m.segs); err != nil {
+		if err := m.scanSegments(m.segs, m.queue); err != nil {
 			return err
 		}
 		lo = k
 	}
-	m.edges = dedupEdges(m.edges)
 	return nil
 }
 
@@ -478,6 +545,8 @@ type batchPlan struct {
 	segs, reads []taggedSpan
 	// window: reads is one range spanning all segs, gaps included.
 	window bool
+	// buf holds segs, when a sweep cut them (nil otherwise).
+	buf *segBuf
 }
 
 // planBatches groups segments sorted by address into reads that fit a
@@ -534,24 +603,46 @@ func (m *marker) chunks(s taggedSpan) []batchPlan {
 }
 
 // mergeReads turns sorted segments into the ranges to read.
+// The slice is sized exactly: a thousand blocks side by side are one
+// range, and a check plans batches for a million leaked blocks.
 func mergeReads(segs []taggedSpan) []taggedSpan {
-	reads := make([]taggedSpan, 0, len(segs))
-	for _, s := range segs {
-		if n := len(reads); n > 0 {
-			last := &reads[n-1]
-			if s.start >= last.end && s.start-last.end <= mergeGap {
-				last.end = max(last.end, s.end)
-				continue
-			}
-		}
-		reads = append(reads, taggedSpan{s.span, 0})
+	n := 0
+	for range mergedSpans(segs) {
+		n++
+	}
+	reads := make([]taggedSpan, 0, n)
+	for s := range mergedSpans(segs) {
+		reads = append(reads, taggedSpan{s, 0})
 	}
 	return reads
 }
 
+// mergedSpans yields the ranges to read for sorted segments: neighbours
+// closer than mergeGap are one range.
+func mergedSpans(segs []taggedSpan) iter.Seq[span] {
+	return func(yield func(span) bool) {
+		if len(segs) == 0 {
+			return
+		}
+		cur := segs[0].span
+		for _, s := range segs[1:] {
+			if s.start >= cur.end && s.start-cur.end <= mergeGap {
+				cur.end = max(cur.end, s.end)
+				continue
+			}
+			if !yield(cur) {
+				return
+			}
+			cur = s.span
+		}
+		yield(cur)
+	}
+}
+
 // scanSegments reads and scans segments sorted by address, in batches
-// shared among the workers.
-func (m *marker) scanSegments(segs []taggedSpan) error {
+// shared among the workers; reached is told the blocks each batch reached
+// (on this goroutine; it must not keep the slice).
+func (m *marker) scanSegments(segs []taggedSpan, reached func(work []int32)) error {
 	plans := m.planBatches(segs)
 	i := 0
 	err := m.runPool(func() *batchPlan {
@@ -560,7 +651,7 @@ func (m *marker) scanSegments(segs []taggedSpan) error {
 		}
 		i++
 		return &plans[i-1]
-	}, func(work []int32) { m.work = append(m.work, work...) })
+	}, func(_ *batchPlan, work []int32) { reached(work) })
 	m.collect()
 	return err
 }
@@ -575,17 +666,18 @@ type batchJob struct {
 // workerDone is what a worker reports after a batch.
 type workerDone struct {
 	w     *scanWorker
+	plan  *batchPlan
 	work  []int32 // the blocks the batch reached, to be scanned later
 	err   error
 	panic any
 }
 
 // runPool runs batches on the workers until next has none left (next and
-// done run on the calling goroutine only; done is told the blocks each
-// finished batch reached, and must not keep the slice). With one core the
-// batches run inline. A worker's panic is raised again here, where
-// Check's recover sees it.
-func (m *marker) runPool(nextBatch func() *batchPlan, done func(work []int32)) error {
+// done run on the calling goroutine only; done is told each finished
+// batch and the blocks it reached, and must not keep the slice). With one
+// core the batches run inline. A worker's panic is raised again here,
+// where Check's recover sees it.
+func (m *marker) runPool(nextBatch func() *batchPlan, done func(p *batchPlan, work []int32)) error {
 	// A cancelled check ends between batches: no batch is cut after it.
 	canceled := false
 	next := func() *batchPlan {
@@ -614,7 +706,7 @@ func (m *marker) canceled() bool {
 }
 
 // runBatches runs the batches next gives, inline or on workers.
-func (m *marker) runBatches(next func() *batchPlan, done func(work []int32)) error {
+func (m *marker) runBatches(next func() *batchPlan, done func(p *batchPlan, work []int32)) error {
 	n := min(runtime.GOMAXPROCS(0), maxWorkers)
 	// Batches run inline while they come one at a time (a list is
 	// flooded one block after the other): starting workers for each
@@ -632,7 +724,7 @@ func (m *marker) runBatches(next func() *batchPlan, done func(work []int32)) err
 		if err := w.do(first); err != nil {
 			return err
 		}
-		done(w.work)
+		done(first, w.work)
 		w.work = w.work[:0]
 		first = next()
 	}
@@ -647,7 +739,7 @@ func (m *marker) runBatches(next func() *batchPlan, done func(work []int32)) err
 const batchesQueued = 2
 
 // runParallel runs batches on n workers, starting with first and second.
-func (m *marker) runParallel(n int, first, second *batchPlan, next func() *batchPlan, done func([]int32)) error {
+func (m *marker) runParallel(n int, first, second *batchPlan, next func() *batchPlan, done func(*batchPlan, []int32)) error {
 	queued := []*batchPlan{first, second}
 	take := func() *batchPlan {
 		if len(queued) > 0 {
@@ -707,7 +799,7 @@ func (m *marker) runParallel(n int, first, second *batchPlan, next func() *batch
 				firstErr = r.err
 			}
 		default:
-			done(r.work)
+			done(r.plan, r.work)
 		}
 		lists = append(lists, r.work[:0])
 	}
@@ -742,7 +834,7 @@ func (m *marker) workerLoop(w *scanWorker, in <-chan batchJob, out chan<- worker
 // worker goroutine would end the process. The blocks the batch reaches
 // go to the job's list, which the report hands back.
 func (w *scanWorker) run(job batchJob) (r workerDone) {
-	r.w = w
+	r.w, r.plan = w, job.plan
 	w.work = job.work[:0]
 	defer func() {
 		if v := recover(); v != nil {
@@ -759,8 +851,7 @@ func (m *marker) collect() {
 	for i, w := range m.workers {
 		m.work = append(m.work, w.work...)
 		w.work = w.work[:0]
-		m.edges = append(m.edges, w.edges...)
-		w.edges = w.edges[:0]
+		m.edges.take(&w.edges)
 		m.rootBytes += w.rootBytes
 		m.blockBytes += w.blockBytes
 		w.rootBytes, w.blockBytes = 0, 0
@@ -1083,7 +1174,7 @@ func (w *scanWorker) resolve() {
 // reached.
 func (w *scanWorker) hit(k, tag int32, v uint64) {
 	if w.m.leakPhase {
-		w.edges = append(w.edges, Edge{From: tag, To: k})
+		w.edges.add(Edge{From: tag, To: k})
 		return
 	}
 	if !w.m.ix.markReached(int(k)) {
@@ -1092,8 +1183,19 @@ func (w *scanWorker) hit(k, tag int32, v uint64) {
 	if w.inCurrent(k, v) {
 		w.local = append(w.local, k)
 	} else {
-		w.work = append(w.work, k)
+		w.work = appendDoubling(w.work, k)
 	}
+}
+
+// appendDoubling is append for a list that can take one entry per word
+// of a 4 MiB batch: append grows a large slice by a quarter at a time,
+// leaving four times its final size behind for the collector; doubling
+// leaves about its size.
+func appendDoubling(s []int32, v int32) []int32 {
+	if len(s) == cap(s) && len(s) >= 1<<10 {
+		s = slices.Grow(s, len(s))
+	}
+	return append(s, v)
 }
 
 // scanUnalignedBytes tests a word at every byte offset (use_unaligned).
@@ -1161,6 +1263,48 @@ func sortIndices(ks, scratch []int32) []int32 {
 		copy(ks, src)
 	}
 	return scratch
+}
+
+// edgeList collects edges in chunks that are never copied: one block can
+// point to a million others, and a slice grown by append leaves its
+// earlier arrays behind, together several times its final size.
+type edgeList struct {
+	chunks [][]Edge
+	n      int
+}
+
+// Chunks grow from edgeChunkMin to edgeChunkMax edges: a small check
+// takes little.
+const (
+	edgeChunkMin = 64
+	edgeChunkMax = 8 << 10
+)
+
+func (l *edgeList) add(e Edge) {
+	k := len(l.chunks)
+	if k == 0 || len(l.chunks[k-1]) == cap(l.chunks[k-1]) {
+		l.chunks = append(l.chunks, make([]Edge, 0, min(max(l.n, edgeChunkMin), edgeChunkMax)))
+		k++
+	}
+	l.chunks[k-1] = append(l.chunks[k-1], e)
+	l.n++
+}
+
+// take moves from's edges to l.
+func (l *edgeList) take(from *edgeList) {
+	l.chunks = append(l.chunks, from.chunks...)
+	l.n += from.n
+	*from = edgeList{}
+}
+
+// slice returns the edges in one slice, and empties l.
+func (l *edgeList) slice() []Edge {
+	out := make([]Edge, 0, l.n)
+	for _, c := range l.chunks {
+		out = append(out, c...)
+	}
+	*l = edgeList{}
+	return out
 }
 
 // dedupEdges sorts edges and drops duplicates.

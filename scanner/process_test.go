@@ -110,7 +110,7 @@ func TestUsableSizesMatchAllocator(t *testing.T) {
 			}
 			defer rd.close()
 			blocks := plainBlocks(tg.blocks)
-			ix, bad, err := buildIndex(blocks, Options{Allocator: tc.alloc}, rd)
+			ix, bad, err := buildIndex(blocks, nil, Options{Allocator: tc.alloc}, rd)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -6,15 +6,15 @@ import (
 	"time"
 )
 
-// Block is one tracked heap block as the allocation tracer recorded it.
+// Block is one tracked heap block as the allocation tracer recorded it:
+// 24 bytes, as a check holds every tracked block at once.
 type Block struct {
 	Addr uint64 // the pointer the allocator returned
 	Size uint64 // the requested size: what reports show
-	// Usable, if not 0, is the block's usable size as the tracer saw it
-	// (say, glibc's chunk size read from the header when malloc
-	// returned). Check then trusts it instead of computing it. It is
-	// ignored when smaller than Size.
-	Usable uint64
+	// Tag is the caller's, carried through untouched: lsan keeps there
+	// which allocation stack the block came from, so that it needs no
+	// other record of each block during a check.
+	Tag uint32
 	// Root makes the block a root: reachable whatever points to it, and
 	// scanned. LSan treats the dynamic linker's allocations so (DTVs and
 	// dynamic TLS blocks of threads live and cached).
@@ -33,6 +33,12 @@ type Range struct {
 // target is stopped.
 type Snapshot struct {
 	Blocks []Block
+	// Usable, if not nil, is parallel to Blocks: each block's usable size
+	// as the tracer saw it (say, glibc's chunk size read from the header
+	// when malloc returned), 0 where it did not. Check then trusts it
+	// instead of computing it. It is ignored when smaller than the
+	// block's Size.
+	Usable []uint64
 	// Freed is memory the target has freed and not been handed again
 	// (attach mode, where heap memory is otherwise a root). It is left out
 	// of the roots: stale pointers in freed chunks must not keep leaked

@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"slices"
 	"testing"
+	"unsafe"
 )
 
 func TestDecodeGlibcHeader(t *testing.T) {
@@ -164,7 +165,7 @@ func TestPlanRoots(t *testing.T) {
 	w := newWorld()
 	w.alloc(0x55d4c3000100, 0x100)  // in [heap]
 	w.alloc(0x7f0000280000, 0x1000) // in the anonymous mapping used as a coroutine stack
-	ix, _, err := buildIndex(w.blocks, Options{}, newReader(w.mem, nil))
+	ix, _, err := buildIndex(w.blocks, nil, Options{}, newReader(w.mem, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,18 +299,18 @@ func TestParseStatus(t *testing.T) {
 // A usable size the tracer provides is trusted: no header is read.
 func TestGivenUsableSize(t *testing.T) {
 	w := newWorld()
-	w.blocks = []Block{{Addr: heap, Size: 20, Usable: 40}, {Addr: heap + 0x100, Size: 20, Usable: 8}}
+	w.blocks = []Block{{Addr: heap, Size: 20}, {Addr: heap + 0x100, Size: 20}}
 	w.mem.mapRange(heap, heap+0x200)
 	rd := newReader(w.mem, nil)
-	ix, bad, err := buildIndex(w.blocks, Options{Allocator: Glibc}, rd)
+	ix, bad, err := buildIndex(w.blocks, []uint64{40, 8}, Options{Allocator: Glibc}, rd)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := ix.scanEnd[0] - ix.starts[0]; got != 40 {
 		t.Errorf("usable %d, want the given 40", got)
 	}
-	if ix.bounds[0].trap != heap+32 {
-		t.Errorf("trap %#x, want %#x", ix.bounds[0].trap, heap+32)
+	if trap := ix.trapOf(0); trap != heap+32 {
+		t.Errorf("trap %#x, want %#x", trap, heap+32)
 	}
 	// Usable < Size is ignored: the header (zeroes here) is read and
 	// fails, so the size comes from the request.
@@ -413,5 +414,43 @@ func TestFreedNotReused(t *testing.T) {
 	want := []span{{0x1010, 0x10c0}, {0x2000, 0x2080}, {0x20a0, 0x2100}}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("freedNotReused = %x, want %x", got, want)
+	}
+}
+
+// A check holds every tracked block at once: the record stays small.
+func TestBlockSize(t *testing.T) {
+	if got := unsafe.Sizeof(Block{}); got != 24 {
+		t.Errorf("Block takes %d bytes, want 24", got)
+	}
+}
+
+// edgeList keeps every edge, in order, across its chunks and the lists
+// it takes.
+func TestEdgeList(t *testing.T) {
+	var a, b edgeList
+	var want []Edge
+	for i := range int32(3 * edgeChunkMax) {
+		e := Edge{From: i, To: i + 1}
+		if i%3 == 0 {
+			b.add(e)
+			continue
+		}
+		a.add(e)
+		want = append(want, e)
+	}
+	for i := range int32(3 * edgeChunkMax) {
+		if i%3 == 0 {
+			want = append(want, Edge{From: i, To: i + 1})
+		}
+	}
+	a.take(&b)
+	if b.n != 0 || len(b.chunks) != 0 {
+		t.Errorf("taken list still holds %d edges", b.n)
+	}
+	if got := a.slice(); !slices.Equal(got, want) {
+		t.Errorf("got %d edges, want %d (or in another order)", len(got), len(want))
+	}
+	if a.n != 0 {
+		t.Errorf("slice left %d edges", a.n)
 	}
 }

@@ -32,20 +32,12 @@ func (s *Session) checkLeaks(final bool) error {
 // none, there is nothing to scan for (short-lived children often have
 // none).
 func (s *Session) checkLeaksStopped() error {
-	bs, err := s.allocs.Blocks(s.cfg.PID)
+	t, err := s.exitBlocks()
 	if err != nil {
 		return fmt.Errorf("leak check: %w", err)
 	}
-	if r, ok := s.allocs.(forgetter); ok {
-		// The process is exiting: its live set is in bs now, and the
-		// memory it took goes back before the scan needs its own (a
-		// million blocks: 48 MiB; the collection takes a few ms, the
-		// heap holding few pointers).
-		r.Forget(s.cfg.PID)
-		debug.FreeOSMemory()
-	}
-	if len(bs) > 0 {
-		return s.scanAndReport(true, bs)
+	if len(t.blocks) > 0 {
+		return s.scanAndReport(true, t)
 	}
 	s.lastLeak = false
 	r := s.newReport(true)
@@ -53,14 +45,50 @@ func (s *Session) checkLeaksStopped() error {
 	return s.symbolizeAndWrite(r)
 }
 
+// exitBlocks reads the blocks of a process at its exit, once. The
+// in-process recorder hands its live set over (Take), returning the
+// memory as it is read; the BPF tracer's blocks are read whole (see
+// returnMemory).
+func (s *Session) exitBlocks() (*trackedSet, error) {
+	if r, ok := s.allocs.(taker); ok {
+		live := r.Take(s.cfg.PID)
+		tb := s.newTrackedBuilder(live.Len())
+		live.Each(tb.add)
+		return tb.done(), nil
+	}
+	bs, err := s.allocs.Blocks(s.cfg.PID)
+	if err != nil {
+		return nil, err
+	}
+	n := len(bs)
+	t := s.track(bs, 0)
+	returnMemory(n)
+	return t, nil
+}
+
+// returnMemory gives the kernel back the memory of n blocks read from the
+// tracer and turned into the scanner's records (a million of them: 48
+// MiB), before the scan needs memory of its own, when there were many.
+func returnMemory(n int) {
+	if n >= returnMemoryAfter {
+		debug.FreeOSMemory()
+	}
+}
+
+// returnMemoryAfter: returnMemory acts for at least this many blocks (12
+// MiB of them). The collection takes ~5 ms, the heap holding few
+// pointers; it may lengthen the pause of a stopped target, whose scan of
+// that many blocks takes 100 ms or more.
+const returnMemoryAfter = 256 << 10
+
 // scanAndReport runs the scan; known holds the blocks already read from
 // the tracer (nil: read them while the target is frozen).
-func (s *Session) scanAndReport(final bool, known []bpf.Block) error {
+func (s *Session) scanAndReport(final bool, known *trackedSet) error {
 	start := time.Now()
-	var tracked []bpf.Block
+	var tracked *trackedSet
 	snapshot := func(forkedAt uint64) (scanner.Snapshot, error) {
-		bs := known
-		if bs == nil {
+		var bs []bpf.Block
+		if known == nil {
 			var err error
 			if bs, err = s.allocs.Blocks(s.cfg.PID); err != nil {
 				return scanner.Snapshot{}, err
@@ -71,9 +99,12 @@ func (s *Session) scanAndReport(final bool, known []bpf.Block) error {
 			return scanner.Snapshot{}, err
 		}
 		reused := reusedSince(bs, freed, forkedAt)
-		bs = bornBy(bs, forkedAt)
-		tracked = bs
-		return scanner.Snapshot{Blocks: s.scanBlocks(bs), Freed: toRanges(freed, forkedAt), Reused: reused}, nil
+		tracked = known
+		if tracked == nil {
+			tracked = s.track(bs, forkedAt)
+			returnMemory(len(bs))
+		}
+		return scanner.Snapshot{Blocks: tracked.blocks, Freed: toRanges(freed, forkedAt), Reused: reused}, nil
 	}
 	res, err := scanner.CheckSnapshot(s.cfg.PID, snapshot, s.scanOptions())
 	if err != nil {
@@ -102,10 +133,10 @@ func (s *Session) scanAndReport(final bool, known []bpf.Block) error {
 		start, paused, snapshots = s.firstCopy.start, paused+s.firstCopy.paused, 2
 	}
 	r.Suppressed = used
-	r.Groups = report.BuildGroups(s.leakEntries(tracked, classes), s.cfg.ReportObjects)
-	s.attachPCs(r, tracked)
+	r.Groups = s.leakGroups(tracked, classes)
+	s.attachPCs(r, tracked.stacks)
 	r.Stats = report.Stats{
-		Blocks:       len(tracked),
+		Blocks:       len(tracked.blocks),
 		ScannedBytes: res.Stats.ScannedBytes,
 		PausedMS:     ms(paused),
 		CheckMS:      ms(time.Since(start)),
@@ -191,16 +222,16 @@ func (l leakedSet) has(id blockID) bool {
 // leak stays unreferenced, so it is reported one check later (the last
 // check takes its second copy at once: scanAndReport). A check of the
 // stopped target (a fallback) is exact and reports everything it finds.
-func (s *Session) confirmLeaks(tracked []bpf.Block, classes []scanner.Class, forked bool) int {
+func (s *Session) confirmLeaks(tracked *trackedSet, classes []scanner.Class, forked bool) int {
 	// Only a later fork check asks what this one found.
 	keep := s.scanOptions().Fork
 	var leaked leakedSet
 	held := 0
-	for i, b := range tracked {
+	for i := range tracked.blocks {
 		if classes[i] != scanner.Direct && classes[i] != scanner.Indirect {
 			continue
 		}
-		id := blockID{b.Addr, b.TimestampNS}
+		id := tracked.id(i)
 		if keep {
 			leaked = append(leaked, id)
 		}
@@ -222,21 +253,6 @@ func (s *Session) noteForkFallback(why string) {
 	}
 	s.forkFallback = why
 	s.cfg.Log("lsan: checks stop pid %d for the whole scan instead of scanning a copy: %s", s.cfg.PID, why)
-}
-
-// scanBlocks turns the tracked blocks into the scanner's, marking as roots
-// the dynamic linker's allocations (see linkerAllocated).
-func (s *Session) scanBlocks(bs []bpf.Block) []scanner.Block {
-	out := make([]scanner.Block, len(bs))
-	byStack := map[uint64]bool{}
-	kinds := s.allocatorKinds()
-	for i, b := range bs {
-		out[i] = scanner.Block{Addr: b.Addr, Size: s.lsanSize(b), Root: s.linkerAllocated(b, byStack)}
-		if int(b.Fn) < len(kinds) {
-			out[i].Allocator = kinds[b.Fn]
-		}
-	}
-	return out
 }
 
 // allocatorKinds says, per allocator function (Block.Fn), which allocator
@@ -263,26 +279,22 @@ func (s *Session) allocatorKinds() []scanner.Allocator {
 // linkerAllocated tells whether the dynamic linker allocated b (its
 // caller is in ld.so): DTVs and dynamic TLS blocks, referenced from
 // thread descriptors and linker memory that is no root. LSan treats
-// these as reachable (use_ld_allocations); so does lsan.
-func (s *Session) linkerAllocated(b bpf.Block, byStack map[uint64]bool) bool {
+// these as reachable (use_ld_allocations); so does lsan. It is asked
+// once per stack (trackedBuilder).
+func (s *Session) linkerAllocated(b bpf.Block) bool {
 	if b.StackID == 0 || s.proc == nil {
 		return false
 	}
-	if v, ok := byStack[b.StackID]; ok {
-		return v
+	pcs := s.allocs.Stack(b)
+	if len(pcs) == 0 {
+		return false
 	}
-	v := false
-	if pcs := s.allocs.Stack(b); len(pcs) > 0 {
-		caller := pcs[0]
-		if s.allocs.FuncAddr(b) != 0 && len(pcs) > 1 {
-			caller = pcs[1]
-		}
-		if m, ok := s.proc.Module(caller - 1); ok {
-			v = isDynamicLinker(m.Path)
-		}
+	caller := pcs[0]
+	if s.allocs.FuncAddr(b) != 0 && len(pcs) > 1 {
+		caller = pcs[1]
 	}
-	byStack[b.StackID] = v
-	return v
+	m, ok := s.proc.Module(caller - 1)
+	return ok && isDynamicLinker(m.Path)
 }
 
 // isDynamicLinker tells the dynamic linker by its file name: glibc's
@@ -332,32 +344,18 @@ func reusedSince(bs []bpf.Block, freed []bpf.FreedRange, forkedAt uint64) []scan
 	return out
 }
 
-// bornBy keeps the blocks allocated by forkedAt (all when 0): those
-// allocated after a fork snapshot are not in the copy. A block freed
-// after it is not in bs either; its memory is untracked in the copy,
-// hence a root: conservative, never a false leak.
-func bornBy(bs []bpf.Block, forkedAt uint64) []bpf.Block {
-	if forkedAt == 0 {
-		return bs
-	}
-	out := bs[:0:0]
-	for _, b := range bs {
-		if b.TimestampNS <= forkedAt {
-			out = append(out, b)
-		}
-	}
-	return out
+// bornBy tells whether b was allocated by forkedAt (always when 0): a
+// block allocated after a fork snapshot is not in the copy. A block freed
+// after it is not in the tracer's blocks either; its memory is untracked
+// in the copy, hence a root: conservative, never a false leak.
+func bornBy(b bpf.Block, forkedAt uint64) bool {
+	return forkedAt == 0 || b.TimestampNS <= forkedAt
 }
 
-func (s *Session) leakEntries(tracked []bpf.Block, classes []scanner.Class) []report.Entry {
-	n := 0
-	for _, c := range classes {
-		if c == scanner.Direct || c == scanner.Indirect {
-			n++
-		}
-	}
-	entries := make([]report.Entry, 0, n)
-	for i, b := range tracked {
+// leakGroups groups the leaked blocks by kind and stack.
+func (s *Session) leakGroups(tracked *trackedSet, classes []scanner.Class) []report.Group {
+	g := report.NewGrouper(s.cfg.ReportObjects)
+	for i, b := range tracked.blocks {
 		var kind report.Kind
 		switch classes[i] {
 		case scanner.Direct:
@@ -367,29 +365,29 @@ func (s *Session) leakEntries(tracked []bpf.Block, classes []scanner.Class) []re
 		default:
 			continue
 		}
-		entries = append(entries, report.Entry{Kind: kind, Key: stackKey(b), Addr: b.Addr, Size: s.lsanSize(b)})
+		g.Add(report.Entry{Kind: kind, Key: stackKey(tracked.stacks[b.Tag]), Addr: b.Addr, Size: b.Size})
 	}
-	return entries
+	return g.Groups()
 }
 
 // applySuppressions hides the leaks whose stack matches a rule. As in
 // LSan, a suppressed block then counts as a root, so what only it reaches
 // is no leak either; that can expose new direct leaks, so it repeats.
-func (s *Session) applySuppressions(res *scanner.Result, tracked []bpf.Block) ([]scanner.Class, []report.SuppressedRule) {
+func (s *Session) applySuppressions(res *scanner.Result, tracked *trackedSet) ([]scanner.Class, []report.SuppressedRule) {
 	classes := res.Classes
 	if s.cfg.Suppressions == nil || len(s.cfg.Suppressions.Rules) == 0 {
 		return classes, nil
 	}
 	s.cfg.Suppressions.ResetCounts()
-	ignored := make([]bool, len(tracked))
-	matchByKey := map[uint64]*suppressions.Rule{}
+	ignored := make([]bool, len(tracked.blocks))
+	rules := s.stackRules(tracked)
 	for pass := 0; pass < maxSuppressionPasses; pass++ {
 		changed := false
-		for i, b := range tracked {
+		for i, b := range tracked.blocks {
 			if ignored[i] || (classes[i] != scanner.Direct && classes[i] != scanner.Indirect) {
 				continue
 			}
-			rule := s.ruleFor(b, matchByKey)
+			rule := rules.of(b.Tag)
 			if rule == nil {
 				continue
 			}
@@ -414,16 +412,28 @@ func (s *Session) applySuppressions(res *scanner.Result, tracked []bpf.Block) ([
 	return classes, used
 }
 
-// ruleFor finds the rule matching a block's stack, once per stack.
-func (s *Session) ruleFor(b bpf.Block, cache map[uint64]*suppressions.Rule) *suppressions.Rule {
-	key := stackKey(b)
-	if r, ok := cache[key]; ok {
-		return r
+// stackRules finds the rule matching each stack of tracked, once per
+// stack, when a leaked block asks.
+type stackRules struct {
+	s      *Session
+	stacks []bpf.Block
+	rules  []*suppressions.Rule
+	known  []bool
+}
+
+func (s *Session) stackRules(tracked *trackedSet) *stackRules {
+	n := len(tracked.stacks)
+	return &stackRules{s: s, stacks: tracked.stacks, rules: make([]*suppressions.Rule, n), known: make([]bool, n)}
+}
+
+// of returns the rule matching the stack tag names (nil: none).
+func (sr *stackRules) of(tag uint32) *suppressions.Rule {
+	if !sr.known[tag] {
+		b := sr.stacks[tag]
+		frames := report.SymbolizeStack(sr.s.blockPCs(b), sr.s.allocatorName(b), sr.s.symbolizePC)
+		sr.rules[tag], sr.known[tag] = sr.s.cfg.Suppressions.Match(frames), true
 	}
-	frames := report.SymbolizeStack(s.blockPCs(b), s.allocatorName(b), s.symbolizePC)
-	r := s.cfg.Suppressions.Match(frames)
-	cache[key] = r
-	return r
+	return sr.rules[tag]
 }
 
 func (s *Session) symbolizePC(pc uint64) []symbolize.Frame {

@@ -21,16 +21,16 @@ func (s *Session) checkOutstanding(final bool) error {
 	}
 	now := monotonicNow()
 	minAge := uint64(s.cfg.MinAge.Nanoseconds())
-	entries := make([]report.Entry, 0, len(blocks))
+	g := report.NewGrouper(s.cfg.ReportObjects)
 	for _, b := range blocks {
 		if minAge > 0 && (b.TimestampNS > now || now-b.TimestampNS < minAge) {
 			continue
 		}
-		entries = append(entries, report.Entry{Kind: report.Outstanding, Key: stackKey(b), Addr: b.Addr, Size: b.Size})
+		g.Add(report.Entry{Kind: report.Outstanding, Key: stackKey(b), Addr: b.Addr, Size: b.Size})
 	}
 	r := s.newReport(final)
 	r.Stats.Blocks = len(blocks)
-	r.Groups = report.BuildGroups(entries, s.cfg.ReportObjects)
+	r.Groups = g.Groups()
 	s.attachPCs(r, blocks)
 	r.Stats.CheckMS = float64(time.Since(start).Microseconds()) / 1000
 	err = s.symbolizeAndWrite(r)

@@ -101,11 +101,11 @@ type allocations interface {
 	FuncAddr(b bpf.Block) uint64
 }
 
-// forgetter is allocations that hold processes' live sets in lsan's own
-// memory (the in-process recorder) and can drop one once the check at the
-// process's exit has read it.
-type forgetter interface {
-	Forget(pid int)
+// taker is allocations that hold processes' live sets in lsan's own
+// memory (the in-process recorder) and can hand one over, forgetting it,
+// to the check at the process's exit.
+type taker interface {
+	Take(pid int) *inproc.Taken
 }
 
 // tracer is what a session asks of whatever follows its processes: the

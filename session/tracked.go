@@ -1,0 +1,105 @@
+package session
+
+import (
+	"github.com/lsan-project/lsan/bpf"
+	"github.com/lsan-project/lsan/scanner"
+)
+
+// trackedSet is what a leak check keeps of the tracked blocks, of which a
+// large program holds millions: the scanner's 24-byte records, whose Tag
+// names the block's allocation stack and allocator function, and one
+// block of each such stack, which holds what the report needs of them all
+// (the stack, the allocator's name, a suppression's verdict).
+type trackedSet struct {
+	blocks []scanner.Block
+	stacks []bpf.Block // by Tag
+	// born holds the blocks' allocation times where a check may scan a
+	// fork copy, whose leaks the next check confirms (blockID); nil
+	// otherwise.
+	born []uint64
+}
+
+// id names block i across checks (only where born is kept).
+func (t *trackedSet) id(i int) blockID {
+	id := blockID{addr: t.blocks[i].Addr}
+	if t.born != nil {
+		id.born = t.born[i]
+	}
+	return id
+}
+
+// trackedBuilder makes a trackedSet one block at a time.
+type trackedBuilder struct {
+	s     *Session
+	set   trackedSet
+	tags  map[stackFn]uint32
+	roots []bool // by Tag: the dynamic linker allocated the stack's blocks
+	kinds []scanner.Allocator
+	// Blocks come in runs of one stack (a loop's allocations): the last
+	// one's tag is at hand.
+	last    stackFn
+	lastTag uint32
+	hasLast bool
+}
+
+// stackFn is what a Tag stands for: an allocation stack and function.
+type stackFn struct {
+	stack uint64
+	fn    uint16
+}
+
+// newTrackedBuilder makes a builder for about n blocks.
+func (s *Session) newTrackedBuilder(n int) *trackedBuilder {
+	tb := &trackedBuilder{s: s, tags: map[stackFn]uint32{}, kinds: s.allocatorKinds()}
+	tb.set.blocks = make([]scanner.Block, 0, n)
+	if s.scanOptions().Fork {
+		tb.set.born = make([]uint64, 0, n)
+	}
+	return tb
+}
+
+// track turns the tracer's blocks allocated by forkedAt (see bornBy)
+// into a trackedSet.
+func (s *Session) track(bs []bpf.Block, forkedAt uint64) *trackedSet {
+	tb := s.newTrackedBuilder(len(bs))
+	for _, b := range bs {
+		if bornBy(b, forkedAt) {
+			tb.add(b)
+		}
+	}
+	return tb.done()
+}
+
+// add appends b. The scanner's record takes lsan's size, and is a root
+// when the dynamic linker allocated it (see linkerAllocated).
+func (tb *trackedBuilder) add(b bpf.Block) {
+	tag := tb.tagOf(b)
+	sb := scanner.Block{Addr: b.Addr, Size: tb.s.lsanSize(b), Tag: tag, Root: tb.roots[tag]}
+	if int(b.Fn) < len(tb.kinds) {
+		sb.Allocator = tb.kinds[b.Fn]
+	}
+	tb.set.blocks = append(tb.set.blocks, sb)
+	if tb.set.born != nil {
+		tb.set.born = append(tb.set.born, b.TimestampNS)
+	}
+}
+
+// tagOf returns the tag of b's stack and function, b's block becoming
+// the stack's if it is the first.
+func (tb *trackedBuilder) tagOf(b bpf.Block) uint32 {
+	k := stackFn{b.StackID, b.Fn}
+	if tb.hasLast && k == tb.last {
+		return tb.lastTag
+	}
+	tag, ok := tb.tags[k]
+	if !ok {
+		tag = uint32(len(tb.set.stacks))
+		tb.tags[k] = tag
+		tb.set.stacks = append(tb.set.stacks, b)
+		tb.roots = append(tb.roots, tb.s.linkerAllocated(b))
+	}
+	tb.last, tb.lastTag, tb.hasLast = k, tag, true
+	return tag
+}
+
+func (tb *trackedBuilder) done() *trackedSet { return &tb.set }
