@@ -262,20 +262,24 @@ static __always_inline __u64 capture_stack(struct pt_regs *ctx, struct target *t
 	struct stack *st = bpf_map_lookup_elem(&stack_scratch, &zero);
 	if (!st)
 		return 0;
-	long n = unwind_user_stack(ctx, st, t, at_exit);
+	__u64 id = 0, walk = 0;
+	long n = unwind_user_stack(ctx, st, t, at_exit, &id, &walk);
+	if (id)
+		return id; // the stack of a walk remembered, stored already
 	if (n <= 0) {
 		count(COUNTER_STACK_DROPPED);
 		return 0;
 	}
 	st->len = (__u32)n / sizeof(__u64);
-	__u64 id = hash_frames(st, st->len);
-	if (bpf_map_lookup_elem(&stacks, &id))
-		return id;
-	long err = bpf_map_update_elem(&stacks, &id, st, BPF_NOEXIST);
-	if (err && err != -17 /* EEXIST: another CPU stored it first */) {
-		count(COUNTER_STACK_DROPPED);
-		return 0;
+	id = hash_frames(st, st->len);
+	if (!bpf_map_lookup_elem(&stacks, &id)) {
+		long err = bpf_map_update_elem(&stacks, &id, st, BPF_NOEXIST);
+		if (err && err != -17 /* EEXIST: another CPU stored it first */) {
+			count(COUNTER_STACK_DROPPED);
+			return 0;
+		}
 	}
+	unwind_remember(walk, id);
 	return id;
 }
 

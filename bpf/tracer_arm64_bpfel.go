@@ -134,7 +134,8 @@ const (
 	tracerUnwindCounterUNWIND_COUNTER_FP_FRAMES  tracerUnwindCounter = 7
 	tracerUnwindCounterUNWIND_COUNTER_NO_PROCESS tracerUnwindCounter = 8
 	tracerUnwindCounterUNWIND_COUNTER_STALE      tracerUnwindCounter = 9
-	tracerUnwindCounterUNWIND_COUNTER_MAX        tracerUnwindCounter = 10
+	tracerUnwindCounterUNWIND_COUNTER_REPLAYS    tracerUnwindCounter = 10
+	tracerUnwindCounterUNWIND_COUNTER_MAX        tracerUnwindCounter = 11
 )
 
 type tracerUnwindMapping struct {
@@ -151,6 +152,8 @@ type tracerUnwindMappings struct {
 	N          uint32
 	Generation uint16
 	Pad        uint16
+	Serial     uint32
+	Pad2       uint32
 	M          [256]tracerUnwindMapping
 }
 

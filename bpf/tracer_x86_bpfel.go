@@ -134,7 +134,8 @@ const (
 	tracerUnwindCounterUNWIND_COUNTER_FP_FRAMES  tracerUnwindCounter = 7
 	tracerUnwindCounterUNWIND_COUNTER_NO_PROCESS tracerUnwindCounter = 8
 	tracerUnwindCounterUNWIND_COUNTER_STALE      tracerUnwindCounter = 9
-	tracerUnwindCounterUNWIND_COUNTER_MAX        tracerUnwindCounter = 10
+	tracerUnwindCounterUNWIND_COUNTER_REPLAYS    tracerUnwindCounter = 10
+	tracerUnwindCounterUNWIND_COUNTER_MAX        tracerUnwindCounter = 11
 )
 
 type tracerUnwindMapping struct {
@@ -151,6 +152,8 @@ type tracerUnwindMappings struct {
 	N          uint32
 	Generation uint16
 	Pad        uint16
+	Serial     uint32
+	Pad2       uint32
 	M          [256]tracerUnwindMapping
 }
 
@@ -165,7 +168,32 @@ type tracerUnwindRow struct {
 type tracerUnwindScratch struct {
 	_     structs.HostLayout
 	Cache [2048]uint64
+	Seq   uint32
+	Pad   uint32
 	Win   [520]uint8
+}
+
+type tracerUnwindWalks struct {
+	_ structs.HostLayout
+	W [64]struct {
+		_        structs.HostLayout
+		StackId  uint64
+		Check    uint64
+		Seq      uint32
+		Pad0     uint32
+		Pc       uint64
+		Sp       uint64
+		Bp       uint64
+		Tgid     uint32
+		Serial   uint32
+		Nwords   uint8
+		UsesBp   uint8
+		End      uint8
+		FpFrames uint8
+		Pad      uint32
+		Off      [24]int32
+		Val      [24]uint64
+	}
 }
 
 // Names of all BPF objects in the ELF.
@@ -186,6 +214,7 @@ const (
 	tracerMapUnwindProcs     = "unwind_procs"
 	tracerMapUnwindRows      = "unwind_rows"
 	tracerMapUnwindScratch   = "unwind_scratch"
+	tracerMapUnwindWalks     = "unwind_walks"
 	tracerProgAllocEnter     = "alloc_enter"
 	tracerProgAllocExit      = "alloc_exit"
 	tracerProgAllocReturn    = "alloc_return"
@@ -280,6 +309,7 @@ type tracerMapSpecs struct {
 	UnwindProcs    *ebpf.MapSpec `ebpf:"unwind_procs"`
 	UnwindRows     *ebpf.MapSpec `ebpf:"unwind_rows"`
 	UnwindScratch  *ebpf.MapSpec `ebpf:"unwind_scratch"`
+	UnwindWalks    *ebpf.MapSpec `ebpf:"unwind_walks"`
 }
 
 // tracerVariableSpecs contains global variables before they are loaded into the kernel.
@@ -334,6 +364,7 @@ type tracerMaps struct {
 	UnwindProcs    *ebpf.Map `ebpf:"unwind_procs"`
 	UnwindRows     *ebpf.Map `ebpf:"unwind_rows"`
 	UnwindScratch  *ebpf.Map `ebpf:"unwind_scratch"`
+	UnwindWalks    *ebpf.Map `ebpf:"unwind_walks"`
 }
 
 func (m *tracerMaps) Close() error {
@@ -352,6 +383,7 @@ func (m *tracerMaps) Close() error {
 		m.UnwindProcs,
 		m.UnwindRows,
 		m.UnwindScratch,
+		m.UnwindWalks,
 	)
 }
 

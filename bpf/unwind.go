@@ -126,6 +126,10 @@ type UnwindStats struct {
 	// image's tables were loaded (the call site and a marker).
 	CutStale uint64
 	FPFrames uint64
+	// Replays counts the walks the probe's walk cache answered: the same
+	// start and the same stack words as a walk it remembered (they are
+	// counted in Walks and the outcome fields too).
+	Replays uint64
 	// MapStops counts the times a process of lsan run stopped itself when
 	// it mapped new code (execve, the dynamic linker's hook) until its
 	// rows were loaded.
@@ -171,7 +175,10 @@ type unwinder struct {
 	modules map[unwind.FileID]*moduleRows
 	next    uint32
 	max     uint32
-	stats   UnwindStats
+	// serial numbers the mapping lists written to unwind_procs: the
+	// probe's walk cache keeps a walk with the list it was taken with.
+	serial uint32
+	stats  UnwindStats
 	// firstPID is the process the tracer attached to, pending the ones
 	// Track is attaching (see registering).
 	firstPID int
@@ -307,6 +314,8 @@ func (u *unwinder) addProcess(pid int) error {
 		}
 	}
 	sort.Slice(list.M[:list.N], func(i, j int) bool { return list.M[i].Start < list.M[j].Start })
+	u.serial++
+	list.Serial = u.serial
 	if u.procs != nil {
 		if err := u.procs.Put(uint32(pid), &list); err != nil {
 			return fmt.Errorf("unwind tables of pid %d: %w", pid, err)
@@ -447,6 +456,7 @@ func (t *Tracer) UnwindStats() UnwindStats {
 		tracerUnwindCounterUNWIND_COUNTER_BAD_FRAME:  &s.CutBad,
 		tracerUnwindCounterUNWIND_COUNTER_FP_FRAMES:  &s.FPFrames,
 		tracerUnwindCounterUNWIND_COUNTER_STALE:      &s.CutStale,
+		tracerUnwindCounterUNWIND_COUNTER_REPLAYS:    &s.Replays,
 	} {
 		var perCPU []uint64
 		if err := t.objs.UnwindCounters.Lookup(key, &perCPU); err != nil {

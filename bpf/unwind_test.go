@@ -1,6 +1,7 @@
 package bpf
 
 import (
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"sort"
@@ -88,6 +89,43 @@ func TestUnwindNoFramePointers(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestUnwindWalkCache: one malloc call site reached with the same stack
+// pointer through two callers, alternately and in runs. The walk cache
+// must answer the runs (Replays) and never give one caller's stack to
+// the other's allocation (the sizes say which caller made each). At
+// return probes and at exit probes (which read the return address
+// through the walk's window).
+func TestUnwindWalkCache(t *testing.T) {
+	requireBPF(t)
+	exe := buildNoFP(t, "testdata/walkcache.c")
+	for _, opts := range []Options{{Unwind: UnwindAuto}, {Unwind: UnwindCFI}, {Unwind: UnwindCFI, ExitProbes: true}} {
+		t.Run(fmt.Sprintf("%v,exit_probes=%v", opts.Unwind, opts.ExitProbes), func(t *testing.T) {
+			tg := startTarget(t, exe)
+			tr, blocks, st := traceTrigger(t, tg, exe, opts)
+			counts := map[string]int{}
+			for _, b := range blocks {
+				got := strings.Join(exeFrames(tr, st, b), " ")
+				want := "leaf via_a main"
+				if b.Size >= 2000 {
+					want = "leaf via_b main"
+				}
+				if got != want {
+					t.Errorf("block of %d bytes: stack %q, want %q", b.Size, got, want)
+				}
+				counts[got]++
+			}
+			if len(blocks) != 256 {
+				t.Errorf("%d blocks, want 256 (%v)", len(blocks), counts)
+			}
+			s := tr.UnwindStats()
+			if s.Replays < 100 || s.Cut() != 0 || s.Complete != s.Walks {
+				t.Errorf("unwind stats %+v: want every walk complete, the runs replayed", s)
+			}
+			t.Logf("stats: %+v", s)
+		})
+	}
 }
 
 // TestMarkers: every marker is named, at its value and at value - 1 (where
