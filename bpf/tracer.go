@@ -196,6 +196,9 @@ type Tracer struct {
 	stackCache map[uint64][]uint64
 	// orphans are the stacks no live block referenced at the last prune.
 	orphans map[uint64]bool
+	// stacksPruned counts the prunes that deleted stacks (the
+	// stacks_pruned map).
+	stacksPruned uint32
 	// recordingSince is when the first process was registered
 	// (CLOCK_MONOTONIC): recording began for every probe at once then.
 	recordingSince uint64

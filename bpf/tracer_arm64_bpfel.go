@@ -177,6 +177,7 @@ const (
 	tracerMapSampleCounter   = "sample_counter"
 	tracerMapStackScratch    = "stack_scratch"
 	tracerMapStacks          = "stacks"
+	tracerMapStacksPruned    = "stacks_pruned"
 	tracerMapStringScratch   = "string_scratch"
 	tracerMapTargets         = "targets"
 	tracerMapUnwindCounters  = "unwind_counters"
@@ -270,6 +271,7 @@ type tracerMapSpecs struct {
 	SampleCounter  *ebpf.MapSpec `ebpf:"sample_counter"`
 	StackScratch   *ebpf.MapSpec `ebpf:"stack_scratch"`
 	Stacks         *ebpf.MapSpec `ebpf:"stacks"`
+	StacksPruned   *ebpf.MapSpec `ebpf:"stacks_pruned"`
 	StringScratch  *ebpf.MapSpec `ebpf:"string_scratch"`
 	Targets        *ebpf.MapSpec `ebpf:"targets"`
 	UnwindCounters *ebpf.MapSpec `ebpf:"unwind_counters"`
@@ -323,6 +325,7 @@ type tracerMaps struct {
 	SampleCounter  *ebpf.Map `ebpf:"sample_counter"`
 	StackScratch   *ebpf.Map `ebpf:"stack_scratch"`
 	Stacks         *ebpf.Map `ebpf:"stacks"`
+	StacksPruned   *ebpf.Map `ebpf:"stacks_pruned"`
 	StringScratch  *ebpf.Map `ebpf:"string_scratch"`
 	Targets        *ebpf.Map `ebpf:"targets"`
 	UnwindCounters *ebpf.Map `ebpf:"unwind_counters"`
@@ -340,6 +343,7 @@ func (m *tracerMaps) Close() error {
 		m.SampleCounter,
 		m.StackScratch,
 		m.Stacks,
+		m.StacksPruned,
 		m.StringScratch,
 		m.Targets,
 		m.UnwindCounters,

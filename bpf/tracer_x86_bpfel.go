@@ -180,7 +180,7 @@ type tracerUnwindWalks struct {
 		StackId  uint64
 		Check    uint64
 		Seq      uint32
-		Pad0     uint32
+		Epoch    uint32
 		Pc       uint64
 		Sp       uint64
 		Bp       uint64
@@ -208,6 +208,7 @@ const (
 	tracerMapSampleCounter   = "sample_counter"
 	tracerMapStackScratch    = "stack_scratch"
 	tracerMapStacks          = "stacks"
+	tracerMapStacksPruned    = "stacks_pruned"
 	tracerMapStringScratch   = "string_scratch"
 	tracerMapTargets         = "targets"
 	tracerMapUnwindCounters  = "unwind_counters"
@@ -303,6 +304,7 @@ type tracerMapSpecs struct {
 	SampleCounter  *ebpf.MapSpec `ebpf:"sample_counter"`
 	StackScratch   *ebpf.MapSpec `ebpf:"stack_scratch"`
 	Stacks         *ebpf.MapSpec `ebpf:"stacks"`
+	StacksPruned   *ebpf.MapSpec `ebpf:"stacks_pruned"`
 	StringScratch  *ebpf.MapSpec `ebpf:"string_scratch"`
 	Targets        *ebpf.MapSpec `ebpf:"targets"`
 	UnwindCounters *ebpf.MapSpec `ebpf:"unwind_counters"`
@@ -358,6 +360,7 @@ type tracerMaps struct {
 	SampleCounter  *ebpf.Map `ebpf:"sample_counter"`
 	StackScratch   *ebpf.Map `ebpf:"stack_scratch"`
 	Stacks         *ebpf.Map `ebpf:"stacks"`
+	StacksPruned   *ebpf.Map `ebpf:"stacks_pruned"`
 	StringScratch  *ebpf.Map `ebpf:"string_scratch"`
 	Targets        *ebpf.Map `ebpf:"targets"`
 	UnwindCounters *ebpf.Map `ebpf:"unwind_counters"`
@@ -377,6 +380,7 @@ func (m *tracerMaps) Close() error {
 		m.SampleCounter,
 		m.StackScratch,
 		m.Stacks,
+		m.StacksPruned,
 		m.StringScratch,
 		m.Targets,
 		m.UnwindCounters,

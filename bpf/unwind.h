@@ -148,6 +148,16 @@ struct unwind_scratch {
 	__u8 win[UNWIND_WINDOW + 8]; // + 8: a word read at the last offset the mask allows
 };
 
+// How many times lsan deleted stored stacks (Tracer.PruneStacks counts
+// after it deleted them): the walk cache trusts a stack it remembers only
+// while the count is the one at its walk.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} stacks_pruned SEC(".maps");
+
 // One walk remembered: where it started, the stack words its outcome
 // depends on, and the stack it stored (unwind_replay).
 struct unwind_walk {
@@ -157,7 +167,10 @@ struct unwind_walk {
 	// wrote parts of (one preempted by the other on its CPU) fails it.
 	__u64 check;
 	__u32 seq;
-	__u32 _pad0;
+	// epoch: stacks_pruned's count when the walk began. The stack it
+	// stored is still there while the count is the same (lsan deletes
+	// stacks, then counts): a replay need not look it up.
+	__u32 epoch;
 	__u64 pc, sp;   // the walk's first pc and rsp
 	__u64 bp;       // its first rbp, when the walk used it (uses_bp)
 	__u32 tgid, serial;
@@ -670,7 +683,7 @@ __attribute__((noinline)) __u64 unwind_walk_sum(struct unwind_walk *w)
 		return 0;
 	__u64 h = 0xcbf29ce484222325ULL;
 	h = unwind_mix(h, w->stack_id);
-	h = unwind_mix(h, w->seq);
+	h = unwind_mix(h, (__u64)w->seq << 32 | w->epoch);
 	h = unwind_mix(h, w->pc);
 	h = unwind_mix(h, w->sp);
 	h = unwind_mix(h, w->bp);
@@ -776,8 +789,10 @@ static __always_inline long unwind_user_stack(struct pt_regs *ctx, struct stack 
 	__u32 slot = (((s.pc ^ (sp << 16) ^ tgid) * 0x9e3779b97f4a7c15ULL) >> (64 - UNWIND_WALK_BITS)) &
 		     (UNWIND_WALK_SLOTS - 1);
 	struct unwind_walk *w = &walks->w[slot];
-	if (w->tgid == tgid && w->serial == maps->serial && unwind_replay(&s, sc, w) &&
-	    bpf_map_lookup_elem(&stacks, &w->stack_id)) {
+	__u32 *pruned = bpf_map_lookup_elem(&stacks_pruned, &zero);
+	__u32 epoch = pruned ? *pruned : 0;
+	if (w->tgid == tgid && w->serial == maps->serial && w->epoch == epoch && pruned &&
+	    unwind_replay(&s, sc, w)) {
 		unwind_count(UNWIND_COUNTER_REPLAYS);
 		unwind_count(w->end);
 		if (w->fp_frames) {
@@ -793,6 +808,7 @@ static __always_inline long unwind_user_stack(struct pt_regs *ctx, struct stack 
 	__u32 seq = ++sc->seq;
 	w->stack_id = 0;
 	w->seq = seq;
+	w->epoch = epoch;
 	w->pc = s.pc;
 	w->sp = sp;
 	w->bp = s.bp;

@@ -2,6 +2,7 @@ package bpf
 
 import (
 	"fmt"
+	"io"
 	"os/exec"
 	"path/filepath"
 	"sort"
@@ -125,6 +126,50 @@ func TestUnwindWalkCache(t *testing.T) {
 			}
 			t.Logf("stats: %+v", s)
 		})
+	}
+}
+
+// TestUnwindWalkCachePrune: a walk the cache remembers whose stack
+// PruneStacks deleted (its blocks were all freed) is not replayed with
+// the deleted stack's id: the allocations after the prune have stacks.
+func TestUnwindWalkCachePrune(t *testing.T) {
+	requireBPF(t)
+	exe := buildNoFP(t, "testdata/walkcache.c")
+	tg := startTarget(t, exe)
+	tr, err := Attach(Options{PID: tg.Pid(), Unwind: UnwindCFI})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	round := func(cmd string) {
+		t.Helper()
+		if _, err := io.WriteString(tg.Stdin, cmd+"\n"); err != nil {
+			t.Fatal(err)
+		}
+		tg.Expect(t, "done")
+	}
+	round("free") // walks remembered, blocks freed: the stack is unreferenced
+	for i := 0; i < 2; i++ {
+		if _, err := tr.Blocks(tg.Pid()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tr.PruneStacks(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	round("keep") // the same walks
+	blocks, err := tr.Blocks(tg.Pid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := loadSymbols(t, tg.Pid(), exe)
+	for _, b := range blocks {
+		if got := strings.Join(exeFrames(tr, st, b), " "); got != "leaf via_a through_a main" {
+			t.Errorf("block of %d bytes: stack %q, want leaf via_a through_a main", b.Size, got)
+		}
+	}
+	if s := tr.UnwindStats(); len(blocks) != 64 || s.Replays == 0 {
+		t.Errorf("%d blocks (want 64), stats %+v (want replays)", len(blocks), s)
 	}
 }
 
