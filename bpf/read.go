@@ -246,7 +246,7 @@ func (t *Tracer) PruneStacks() (int, error) {
 		// (bpf/unwind.h): counted after the deletes, so that a walk it
 		// remembered before them is not replayed after.
 		t.stacksPruned++
-		if err := t.objs.StacksPruned.Put(uint32(0), t.stacksPruned); err != nil {
+		if err := t.objs.UnwindEpochs.Put(tracerUnwindEpochUNWIND_EPOCH_STACKS, t.stacksPruned); err != nil {
 			return deleted, fmt.Errorf("count pruned stacks: %w", err)
 		}
 	}

@@ -138,6 +138,14 @@ const (
 	tracerUnwindCounterUNWIND_COUNTER_MAX        tracerUnwindCounter = 11
 )
 
+type tracerUnwindEpoch uint32
+
+const (
+	tracerUnwindEpochUNWIND_EPOCH_STACKS   tracerUnwindEpoch = 0
+	tracerUnwindEpochUNWIND_EPOCH_MAPPINGS tracerUnwindEpoch = 1
+	tracerUnwindEpochUNWIND_EPOCH_MAX      tracerUnwindEpoch = 2
+)
+
 type tracerUnwindMapping struct {
 	_        structs.HostLayout
 	Start    uint64
@@ -152,8 +160,6 @@ type tracerUnwindMappings struct {
 	N          uint32
 	Generation uint16
 	Pad        uint16
-	Serial     uint32
-	Pad2       uint32
 	M          [256]tracerUnwindMapping
 }
 
@@ -177,10 +183,10 @@ const (
 	tracerMapSampleCounter   = "sample_counter"
 	tracerMapStackScratch    = "stack_scratch"
 	tracerMapStacks          = "stacks"
-	tracerMapStacksPruned    = "stacks_pruned"
 	tracerMapStringScratch   = "string_scratch"
 	tracerMapTargets         = "targets"
 	tracerMapUnwindCounters  = "unwind_counters"
+	tracerMapUnwindEpochs    = "unwind_epochs"
 	tracerMapUnwindProcs     = "unwind_procs"
 	tracerMapUnwindRows      = "unwind_rows"
 	tracerProgAllocEnter     = "alloc_enter"
@@ -271,10 +277,10 @@ type tracerMapSpecs struct {
 	SampleCounter  *ebpf.MapSpec `ebpf:"sample_counter"`
 	StackScratch   *ebpf.MapSpec `ebpf:"stack_scratch"`
 	Stacks         *ebpf.MapSpec `ebpf:"stacks"`
-	StacksPruned   *ebpf.MapSpec `ebpf:"stacks_pruned"`
 	StringScratch  *ebpf.MapSpec `ebpf:"string_scratch"`
 	Targets        *ebpf.MapSpec `ebpf:"targets"`
 	UnwindCounters *ebpf.MapSpec `ebpf:"unwind_counters"`
+	UnwindEpochs   *ebpf.MapSpec `ebpf:"unwind_epochs"`
 	UnwindProcs    *ebpf.MapSpec `ebpf:"unwind_procs"`
 	UnwindRows     *ebpf.MapSpec `ebpf:"unwind_rows"`
 }
@@ -325,10 +331,10 @@ type tracerMaps struct {
 	SampleCounter  *ebpf.Map `ebpf:"sample_counter"`
 	StackScratch   *ebpf.Map `ebpf:"stack_scratch"`
 	Stacks         *ebpf.Map `ebpf:"stacks"`
-	StacksPruned   *ebpf.Map `ebpf:"stacks_pruned"`
 	StringScratch  *ebpf.Map `ebpf:"string_scratch"`
 	Targets        *ebpf.Map `ebpf:"targets"`
 	UnwindCounters *ebpf.Map `ebpf:"unwind_counters"`
+	UnwindEpochs   *ebpf.Map `ebpf:"unwind_epochs"`
 	UnwindProcs    *ebpf.Map `ebpf:"unwind_procs"`
 	UnwindRows     *ebpf.Map `ebpf:"unwind_rows"`
 }
@@ -343,10 +349,10 @@ func (m *tracerMaps) Close() error {
 		m.SampleCounter,
 		m.StackScratch,
 		m.Stacks,
-		m.StacksPruned,
 		m.StringScratch,
 		m.Targets,
 		m.UnwindCounters,
+		m.UnwindEpochs,
 		m.UnwindProcs,
 		m.UnwindRows,
 	)

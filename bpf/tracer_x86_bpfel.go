@@ -138,6 +138,14 @@ const (
 	tracerUnwindCounterUNWIND_COUNTER_MAX        tracerUnwindCounter = 11
 )
 
+type tracerUnwindEpoch uint32
+
+const (
+	tracerUnwindEpochUNWIND_EPOCH_STACKS   tracerUnwindEpoch = 0
+	tracerUnwindEpochUNWIND_EPOCH_MAPPINGS tracerUnwindEpoch = 1
+	tracerUnwindEpochUNWIND_EPOCH_MAX      tracerUnwindEpoch = 2
+)
+
 type tracerUnwindMapping struct {
 	_        structs.HostLayout
 	Start    uint64
@@ -152,8 +160,6 @@ type tracerUnwindMappings struct {
 	N          uint32
 	Generation uint16
 	Pad        uint16
-	Serial     uint32
-	Pad2       uint32
 	M          [256]tracerUnwindMapping
 }
 
@@ -176,23 +182,26 @@ type tracerUnwindScratch struct {
 type tracerUnwindWalks struct {
 	_ structs.HostLayout
 	W [64]struct {
-		_        structs.HostLayout
-		StackId  uint64
-		Check    uint64
-		Seq      uint32
-		Epoch    uint32
-		Pc       uint64
-		Sp       uint64
-		Bp       uint64
-		Tgid     uint32
-		Serial   uint32
-		Nwords   uint8
-		UsesBp   uint8
-		End      uint8
-		FpFrames uint8
-		Pad      uint32
-		Off      [24]int32
-		Val      [24]uint64
+		_             structs.HostLayout
+		StackId       uint64
+		Check         uint64
+		Seq           uint32
+		Pad0          uint32
+		StacksEpoch   uint32
+		MappingsEpoch uint32
+		Pc            uint64
+		Sp            uint64
+		Bp            uint64
+		Tgid          uint32
+		Generation    uint16
+		Nwords        uint8
+		UsesBp        uint8
+		End           uint8
+		FpFrames      uint8
+		Pad           uint16
+		Off           [24]int32
+		_             [4]byte
+		Val           [24]uint64
 	}
 }
 
@@ -208,10 +217,10 @@ const (
 	tracerMapSampleCounter   = "sample_counter"
 	tracerMapStackScratch    = "stack_scratch"
 	tracerMapStacks          = "stacks"
-	tracerMapStacksPruned    = "stacks_pruned"
 	tracerMapStringScratch   = "string_scratch"
 	tracerMapTargets         = "targets"
 	tracerMapUnwindCounters  = "unwind_counters"
+	tracerMapUnwindEpochs    = "unwind_epochs"
 	tracerMapUnwindProcs     = "unwind_procs"
 	tracerMapUnwindRows      = "unwind_rows"
 	tracerMapUnwindScratch   = "unwind_scratch"
@@ -304,10 +313,10 @@ type tracerMapSpecs struct {
 	SampleCounter  *ebpf.MapSpec `ebpf:"sample_counter"`
 	StackScratch   *ebpf.MapSpec `ebpf:"stack_scratch"`
 	Stacks         *ebpf.MapSpec `ebpf:"stacks"`
-	StacksPruned   *ebpf.MapSpec `ebpf:"stacks_pruned"`
 	StringScratch  *ebpf.MapSpec `ebpf:"string_scratch"`
 	Targets        *ebpf.MapSpec `ebpf:"targets"`
 	UnwindCounters *ebpf.MapSpec `ebpf:"unwind_counters"`
+	UnwindEpochs   *ebpf.MapSpec `ebpf:"unwind_epochs"`
 	UnwindProcs    *ebpf.MapSpec `ebpf:"unwind_procs"`
 	UnwindRows     *ebpf.MapSpec `ebpf:"unwind_rows"`
 	UnwindScratch  *ebpf.MapSpec `ebpf:"unwind_scratch"`
@@ -360,10 +369,10 @@ type tracerMaps struct {
 	SampleCounter  *ebpf.Map `ebpf:"sample_counter"`
 	StackScratch   *ebpf.Map `ebpf:"stack_scratch"`
 	Stacks         *ebpf.Map `ebpf:"stacks"`
-	StacksPruned   *ebpf.Map `ebpf:"stacks_pruned"`
 	StringScratch  *ebpf.Map `ebpf:"string_scratch"`
 	Targets        *ebpf.Map `ebpf:"targets"`
 	UnwindCounters *ebpf.Map `ebpf:"unwind_counters"`
+	UnwindEpochs   *ebpf.Map `ebpf:"unwind_epochs"`
 	UnwindProcs    *ebpf.Map `ebpf:"unwind_procs"`
 	UnwindRows     *ebpf.Map `ebpf:"unwind_rows"`
 	UnwindScratch  *ebpf.Map `ebpf:"unwind_scratch"`
@@ -380,10 +389,10 @@ func (m *tracerMaps) Close() error {
 		m.SampleCounter,
 		m.StackScratch,
 		m.Stacks,
-		m.StacksPruned,
 		m.StringScratch,
 		m.Targets,
 		m.UnwindCounters,
+		m.UnwindEpochs,
 		m.UnwindProcs,
 		m.UnwindRows,
 		m.UnwindScratch,

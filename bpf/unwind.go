@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -139,6 +140,8 @@ type UnwindStats struct {
 type loadedMaps struct {
 	text       []byte
 	generation uint16
+	// mappings are those written to unwind_procs.
+	mappings []tracerUnwindMapping
 }
 
 // RowsMirror receives a copy of the unwind rows and mapping lists as the
@@ -175,10 +178,11 @@ type unwinder struct {
 	modules map[unwind.FileID]*moduleRows
 	next    uint32
 	max     uint32
-	// serial numbers the mapping lists written to unwind_procs: the
-	// probe's walk cache keeps a walk with the list it was taken with.
-	serial uint32
-	stats  UnwindStats
+	// written counts the mapping lists written to unwind_procs, in
+	// epochs (the probe's walk cache forgets its walks when it changes).
+	written uint32
+	epochs  *ebpf.Map
+	stats   UnwindStats
 	// firstPID is the process the tracer attached to, pending the ones
 	// Track is attaching (see registering).
 	firstPID int
@@ -314,10 +318,22 @@ func (u *unwinder) addProcess(pid int) error {
 		}
 	}
 	sort.Slice(list.M[:list.N], func(i, j int) bool { return list.M[i].Start < list.M[j].Start })
-	u.serial++
-	list.Serial = u.serial
+	mappings := slices.Clone(list.M[:list.N])
+	if old, ok := u.maps[pid]; ok && old.generation == target.Generation && slices.Equal(old.mappings, mappings) {
+		// Only mappings without code changed (a heap's mmap).
+		u.maps[pid] = loadedMaps{text: text, generation: target.Generation, mappings: mappings}
+		return nil
+	}
 	if u.procs != nil {
 		if err := u.procs.Put(uint32(pid), &list); err != nil {
+			return fmt.Errorf("unwind tables of pid %d: %w", pid, err)
+		}
+	}
+	if u.epochs != nil {
+		// After the write: a walk the probe remembers from before it is
+		// not replayed after (bpf/unwind.h, enum unwind_epoch).
+		u.written++
+		if err := u.epochs.Put(tracerUnwindEpochUNWIND_EPOCH_MAPPINGS, u.written); err != nil {
 			return fmt.Errorf("unwind tables of pid %d: %w", pid, err)
 		}
 	}
@@ -328,7 +344,7 @@ func (u *unwinder) addProcess(pid int) error {
 		}
 		u.mirror.Mappings(pid, ms)
 	}
-	u.maps[pid] = loadedMaps{text: text, generation: target.Generation}
+	u.maps[pid] = loadedMaps{text: text, generation: target.Generation, mappings: mappings}
 	return nil
 }
 

@@ -100,11 +100,6 @@ struct unwind_mappings {
 	__u32 n;
 	__u16 generation;
 	__u16 _pad;
-	// serial is the loader's number for this list, new at every write
-	// of any process's list: the walk cache's entries name the list they
-	// were walked with.
-	__u32 serial;
-	__u32 _pad2;
 	struct unwind_mapping m[UNWIND_MAX_MAPPINGS];
 };
 
@@ -148,15 +143,26 @@ struct unwind_scratch {
 	__u8 win[UNWIND_WINDOW + 8]; // + 8: a word read at the last offset the mask allows
 };
 
-// How many times lsan deleted stored stacks (Tracer.PruneStacks counts
-// after it deleted them): the walk cache trusts a stack it remembers only
-// while the count is the one at its walk.
+// Counts of what invalidates the walk cache's entries, each bumped by lsan
+// after the change: an entry is used only while both are what they were
+// when its walk began.
+enum unwind_epoch {
+	// Tracer.PruneStacks deleted stored stacks: a remembered walk's
+	// stack may be gone (a replay does not look it up).
+	UNWIND_EPOCH_STACKS = 0,
+	// The loader wrote a process's mapping list (unwind_procs): a
+	// remembered walk's modules or biases may be others now (a replay
+	// does not look the list up).
+	UNWIND_EPOCH_MAPPINGS = 1,
+	UNWIND_EPOCH_MAX = 2,
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
+	__uint(max_entries, UNWIND_EPOCH_MAX);
+	__type(key, enum unwind_epoch);
 	__type(value, __u32);
-} stacks_pruned SEC(".maps");
+} unwind_epochs SEC(".maps");
 
 // One walk remembered: where it started, the stack words its outcome
 // depends on, and the stack it stored (unwind_replay).
@@ -167,17 +173,18 @@ struct unwind_walk {
 	// wrote parts of (one preempted by the other on its CPU) fails it.
 	__u64 check;
 	__u32 seq;
-	// epoch: stacks_pruned's count when the walk began. The stack it
-	// stored is still there while the count is the same (lsan deletes
-	// stacks, then counts): a replay need not look it up.
-	__u32 epoch;
+	__u32 _pad0;
+	// The unwind_epochs counts when the walk began (before it looked up
+	// the mapping list and found or stored its stack).
+	__u32 stacks_epoch, mappings_epoch;
 	__u64 pc, sp;   // the walk's first pc and rsp
 	__u64 bp;       // its first rbp, when the walk used it (uses_bp)
-	__u32 tgid, serial;
+	__u32 tgid;
+	__u16 generation; // the process's program image (struct target)
 	__u8 nwords, uses_bp;
 	__u8 end;       // the counter that ended it (complete or a cut)
 	__u8 fp_frames; // frames it took by frame pointer
-	__u32 _pad;
+	__u16 _pad;
 	__s32 off[UNWIND_WALK_WORDS]; // word address - sp
 	__u64 val[UNWIND_WALK_WORDS];
 };
@@ -683,11 +690,12 @@ __attribute__((noinline)) __u64 unwind_walk_sum(struct unwind_walk *w)
 		return 0;
 	__u64 h = 0xcbf29ce484222325ULL;
 	h = unwind_mix(h, w->stack_id);
-	h = unwind_mix(h, (__u64)w->seq << 32 | w->epoch);
+	h = unwind_mix(h, w->seq);
+	h = unwind_mix(h, (__u64)w->stacks_epoch << 32 | w->mappings_epoch);
 	h = unwind_mix(h, w->pc);
 	h = unwind_mix(h, w->sp);
 	h = unwind_mix(h, w->bp);
-	h = unwind_mix(h, (__u64)w->tgid << 32 | w->serial);
+	h = unwind_mix(h, (__u64)w->tgid << 32 | w->generation);
 	h = unwind_mix(h, (__u64)w->nwords << 24 | (__u64)w->uses_bp << 16 | (__u64)w->end << 8 | w->fp_frames);
 	__u32 n = w->nwords;
 	for (int i = 0; i < UNWIND_WALK_WORDS && i < n; i++) {
@@ -698,11 +706,12 @@ __attribute__((noinline)) __u64 unwind_walk_sum(struct unwind_walk *w)
 }
 
 // unwind_replay tells whether the walk w, started at the same pc, rsp
-// (and rbp, when it used it) in the same process and mapping list (the
-// caller checks those two), found the same values in the stack words it
-// depended on: then this walk would take the same steps to the same
-// frames, and w's stack is this one. Comparing the words (read from the
-// window, which the walk would have read anyway) replaces the row
+// (and rbp, when it used it) in the same process and program image, with
+// the same mapping lists and stored stacks (the caller checks those),
+// found the same values in the stack words it depended on: then this
+// walk would take the same steps to the same frames, and w's stack is
+// this one. Comparing the words (read from the window, which the walk
+// would have read anyway) replaces the mapping list's lookup, the row
 // lookups, the frames' hash and the interning. A global function.
 __attribute__((noinline)) int unwind_replay(struct unwind_state *s, struct unwind_scratch *sc,
 					    struct unwind_walk *w)
@@ -754,45 +763,35 @@ static __always_inline long unwind_user_stack(struct pt_regs *ctx, struct stack 
 		.is_return = 1,
 		.sp = sp,
 	};
-	__u32 zero = 0, tgid = bpf_get_current_pid_tgid() >> 32;
-	struct unwind_mappings *maps = NULL;
+	__u32 zero = 0, one = 1, tgid = bpf_get_current_pid_tgid() >> 32;
 	struct unwind_scratch *sc = NULL;
 	struct unwind_walks *walks = NULL;
+	__u32 *stacks_epoch = NULL, *mappings_epoch = NULL;
 	if (unwind_mode != UNWIND_MODE_FP) {
 		sc = bpf_map_lookup_elem(&unwind_scratch, &zero);
 		walks = bpf_map_lookup_elem(&unwind_walks, &zero);
-		maps = bpf_map_lookup_elem(&unwind_procs, &tgid);
-		if (!maps)
-			unwind_count(UNWIND_COUNTER_NO_PROCESS);
+		stacks_epoch = bpf_map_lookup_elem(&unwind_epochs, &zero);
+		mappings_epoch = bpf_map_lookup_elem(&unwind_epochs, &one);
 	}
 	if (at_exit) {
 		// The return address, through the window the walk starts with.
-		if (maps && sc ? unwind_read(&s, sc, &ra, sp)
-			       : bpf_probe_read_user(&ra, sizeof(ra), (void *)sp))
+		if (sc ? unwind_read(&s, sc, &ra, sp) : bpf_probe_read_user(&ra, sizeof(ra), (void *)sp))
 			return 0;
 		sp += 8;
 	}
-	if (!maps || !sc || !walks)
+	if (!sc || !walks || !stacks_epoch || !mappings_epoch)
 		return fp_stack(ctx, st, at_exit ? unwind_real_return(&s, ra) : 0, at_exit);
-	if (t->generation != maps->generation) {
-		// The process exec'd and the loader has not read its new
-		// mappings yet: the old image's rows would give junk. The call
-		// site (ip at the return probe) is still exact.
-		st->pcs[0] = at_exit ? unwind_real_return(&s, ra) : PT_REGS_IP(ctx);
-		st->pcs[1] = UNWIND_MARK_STALE;
-		unwind_count(UNWIND_COUNTER_STALE);
-		return 2 * sizeof(__u64);
-	}
+	// Both counts before the mapping list is looked up and the stack
+	// found or stored (enum unwind_epoch).
+	__u32 se = *stacks_epoch, me = *mappings_epoch;
 	s.pc = at_exit ? ra : PT_REGS_IP(ctx);
 	s.sp = sp;
-	unwind_count(UNWIND_COUNTER_STACKS);
 	__u32 slot = (((s.pc ^ (sp << 16) ^ tgid) * 0x9e3779b97f4a7c15ULL) >> (64 - UNWIND_WALK_BITS)) &
 		     (UNWIND_WALK_SLOTS - 1);
 	struct unwind_walk *w = &walks->w[slot];
-	__u32 *pruned = bpf_map_lookup_elem(&stacks_pruned, &zero);
-	__u32 epoch = pruned ? *pruned : 0;
-	if (w->tgid == tgid && w->serial == maps->serial && w->epoch == epoch && pruned &&
-	    unwind_replay(&s, sc, w)) {
+	if (w->tgid == tgid && w->generation == t->generation && w->stacks_epoch == se &&
+	    w->mappings_epoch == me && unwind_replay(&s, sc, w)) {
+		unwind_count(UNWIND_COUNTER_STACKS);
 		unwind_count(UNWIND_COUNTER_REPLAYS);
 		unwind_count(w->end);
 		if (w->fp_frames) {
@@ -804,16 +803,32 @@ static __always_inline long unwind_user_stack(struct pt_regs *ctx, struct stack 
 		*id = w->stack_id;
 		return 0;
 	}
+	struct unwind_mappings *maps = bpf_map_lookup_elem(&unwind_procs, &tgid);
+	if (!maps) {
+		unwind_count(UNWIND_COUNTER_NO_PROCESS);
+		return fp_stack(ctx, st, at_exit ? unwind_real_return(&s, ra) : 0, at_exit);
+	}
+	if (t->generation != maps->generation) {
+		// The process exec'd and the loader has not read its new
+		// mappings yet: the old image's rows would give junk. The call
+		// site (ip at the return probe) is still exact.
+		st->pcs[0] = at_exit ? unwind_real_return(&s, ra) : PT_REGS_IP(ctx);
+		st->pcs[1] = UNWIND_MARK_STALE;
+		unwind_count(UNWIND_COUNTER_STALE);
+		return 2 * sizeof(__u64);
+	}
+	unwind_count(UNWIND_COUNTER_STACKS);
 	// Walk, and record the walk in w (unwind_remember completes it).
 	__u32 seq = ++sc->seq;
 	w->stack_id = 0;
 	w->seq = seq;
-	w->epoch = epoch;
+	w->stacks_epoch = se;
+	w->mappings_epoch = me;
 	w->pc = s.pc;
 	w->sp = sp;
 	w->bp = s.bp;
 	w->tgid = tgid;
-	w->serial = maps->serial;
+	w->generation = t->generation;
 	w->uses_bp = 0;
 	s.sp0 = sp;
 	s.rec_ok = 1;
