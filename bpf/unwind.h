@@ -749,10 +749,12 @@ static __always_inline long fp_stack(struct pt_regs *ctx, struct stack *st, __u6
 // without tables). at_exit: the program runs at an exit site of the
 // allocator (a ret or a tail jump, exits.go), where [rsp] is the return
 // address; the walk starts from the state the return leads to. t is the
-// current process's target.
+// current process's target, tgid its id. A stack the walk cache knows is
+// not stored again: *id is its id (and 0 returned). *walk names the
+// walk taken, for unwind_remember once its stack is stored.
 static __always_inline long unwind_user_stack(struct pt_regs *ctx, struct stack *st,
-					      struct target *t, int at_exit, __u64 *id,
-					      __u64 *walk)
+					      struct target *t, __u32 tgid, int at_exit,
+					      __u64 *id, __u64 *walk)
 {
 	__u64 ra = 0, sp = PT_REGS_SP(ctx);
 	struct unwind_state s = {
@@ -763,7 +765,7 @@ static __always_inline long unwind_user_stack(struct pt_regs *ctx, struct stack 
 		.is_return = 1,
 		.sp = sp,
 	};
-	__u32 zero = 0, one = 1, tgid = bpf_get_current_pid_tgid() >> 32;
+	__u32 zero = 0, one = 1;
 	struct unwind_scratch *sc = NULL;
 	struct unwind_walks *walks = NULL;
 	__u32 *stacks_epoch = NULL, *mappings_epoch = NULL;
@@ -861,8 +863,8 @@ static __always_inline void unwind_remember(__u64 walk, __u64 id)
 #else
 
 static __always_inline long unwind_user_stack(struct pt_regs *ctx, struct stack *st,
-					      struct target *t, int at_exit, __u64 *id,
-					      __u64 *walk)
+					      struct target *t, __u32 tgid, int at_exit,
+					      __u64 *id, __u64 *walk)
 {
 	// CFI rows are compiled for x86-64 only; arm64 keeps frame pointers
 	// in its ABI's common builds (and has no exit sites).
