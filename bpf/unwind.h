@@ -137,7 +137,8 @@ struct unwind_scratch {
 	// The row cache (unwind_lookup): the index of a row in unwind_rows
 	// (high 32 bits) and of its mapping in the process's list (low).
 	__u64 cache[UNWIND_CACHE_SLOTS];
-	// seq numbers the walks this CPU takes (struct unwind_walk).
+	// seq numbers the stacks this CPU takes with the window (struct
+	// unwind_walk).
 	__u32 seq;
 	__u32 _pad;
 	__u8 win[UNWIND_WINDOW + 8]; // + 8: a word read at the last offset the mask allows
@@ -788,6 +789,9 @@ static __always_inline long unwind_user_stack(struct pt_regs *ctx, struct stack 
 	__u32 se = *stacks_epoch, me = *mappings_epoch;
 	s.pc = at_exit ? ra : PT_REGS_IP(ctx);
 	s.sp = sp;
+	// This use of the scratch's window: another on this CPU before the
+	// walk ends (a preempting task's) changes the number.
+	__u32 seq = ++sc->seq;
 	__u32 slot = (((s.pc ^ (sp << 16) ^ tgid) * 0x9e3779b97f4a7c15ULL) >> (64 - UNWIND_WALK_BITS)) &
 		     (UNWIND_WALK_SLOTS - 1);
 	struct unwind_walk *w = &walks->w[slot];
@@ -821,7 +825,6 @@ static __always_inline long unwind_user_stack(struct pt_regs *ctx, struct stack 
 	}
 	unwind_count(UNWIND_COUNTER_STACKS);
 	// Walk, and record the walk in w (unwind_remember completes it).
-	__u32 seq = ++sc->seq;
 	w->stack_id = 0;
 	w->seq = seq;
 	w->stacks_epoch = se;
@@ -835,7 +838,9 @@ static __always_inline long unwind_user_stack(struct pt_regs *ctx, struct stack 
 	s.sp0 = sp;
 	s.rec_ok = 1;
 	unwind_walk(&s, maps, st, sc, w);
-	if (s.rec_ok) {
+	// A walk whose window another used meanwhile may have read its words:
+	// not kept.
+	if (s.rec_ok && sc->seq == seq) {
 		w->nwords = s.rec_n;
 		w->end = s.end;
 		w->fp_frames = s.fp_frames;
