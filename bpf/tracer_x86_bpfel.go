@@ -124,18 +124,19 @@ type tracerTarget struct {
 type tracerUnwindCounter uint32
 
 const (
-	tracerUnwindCounterUNWIND_COUNTER_STACKS     tracerUnwindCounter = 0
-	tracerUnwindCounterUNWIND_COUNTER_COMPLETE   tracerUnwindCounter = 1
-	tracerUnwindCounterUNWIND_COUNTER_NO_TABLE   tracerUnwindCounter = 2
-	tracerUnwindCounterUNWIND_COUNTER_EXPRESSION tracerUnwindCounter = 3
-	tracerUnwindCounterUNWIND_COUNTER_READ       tracerUnwindCounter = 4
-	tracerUnwindCounterUNWIND_COUNTER_DEPTH      tracerUnwindCounter = 5
-	tracerUnwindCounterUNWIND_COUNTER_BAD_FRAME  tracerUnwindCounter = 6
-	tracerUnwindCounterUNWIND_COUNTER_FP_FRAMES  tracerUnwindCounter = 7
-	tracerUnwindCounterUNWIND_COUNTER_NO_PROCESS tracerUnwindCounter = 8
-	tracerUnwindCounterUNWIND_COUNTER_STALE      tracerUnwindCounter = 9
-	tracerUnwindCounterUNWIND_COUNTER_REPLAYS    tracerUnwindCounter = 10
-	tracerUnwindCounterUNWIND_COUNTER_MAX        tracerUnwindCounter = 11
+	tracerUnwindCounterUNWIND_COUNTER_STACKS      tracerUnwindCounter = 0
+	tracerUnwindCounterUNWIND_COUNTER_COMPLETE    tracerUnwindCounter = 1
+	tracerUnwindCounterUNWIND_COUNTER_NO_TABLE    tracerUnwindCounter = 2
+	tracerUnwindCounterUNWIND_COUNTER_EXPRESSION  tracerUnwindCounter = 3
+	tracerUnwindCounterUNWIND_COUNTER_READ        tracerUnwindCounter = 4
+	tracerUnwindCounterUNWIND_COUNTER_DEPTH       tracerUnwindCounter = 5
+	tracerUnwindCounterUNWIND_COUNTER_BAD_FRAME   tracerUnwindCounter = 6
+	tracerUnwindCounterUNWIND_COUNTER_FP_FRAMES   tracerUnwindCounter = 7
+	tracerUnwindCounterUNWIND_COUNTER_NO_PROCESS  tracerUnwindCounter = 8
+	tracerUnwindCounterUNWIND_COUNTER_STALE       tracerUnwindCounter = 9
+	tracerUnwindCounterUNWIND_COUNTER_REPLAYS     tracerUnwindCounter = 10
+	tracerUnwindCounterUNWIND_COUNTER_TRAMPOLINES tracerUnwindCounter = 11
+	tracerUnwindCounterUNWIND_COUNTER_MAX         tracerUnwindCounter = 12
 )
 
 type tracerUnwindEpoch uint32

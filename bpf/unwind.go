@@ -131,6 +131,11 @@ type UnwindStats struct {
 	// start and the same stack words as a walk it remembered (they are
 	// counted in Walks and the outcome fields too).
 	Replays uint64
+	// Trampolines counts return addresses found replaced by the kernel's
+	// uretprobe trampoline (another tool's uretprobe on a function in the
+	// stack, or lsan's own at an exit probe): the walk takes the real
+	// ones from the kernel, and such walks are not replayed.
+	Trampolines uint64
 	// MapStops counts the times a process of lsan run stopped itself when
 	// it mapped new code (execve, the dynamic linker's hook) until its
 	// rows were loaded.
@@ -463,16 +468,17 @@ func (t *Tracer) UnwindStats() UnwindStats {
 	}
 	s := t.unwinder.loadStats()
 	for key, dst := range map[tracerUnwindCounter]*uint64{
-		tracerUnwindCounterUNWIND_COUNTER_STACKS:     &s.Walks,
-		tracerUnwindCounterUNWIND_COUNTER_COMPLETE:   &s.Complete,
-		tracerUnwindCounterUNWIND_COUNTER_NO_TABLE:   &s.CutNoTable,
-		tracerUnwindCounterUNWIND_COUNTER_EXPRESSION: &s.CutExpression,
-		tracerUnwindCounterUNWIND_COUNTER_READ:       &s.CutRead,
-		tracerUnwindCounterUNWIND_COUNTER_DEPTH:      &s.CutDepth,
-		tracerUnwindCounterUNWIND_COUNTER_BAD_FRAME:  &s.CutBad,
-		tracerUnwindCounterUNWIND_COUNTER_FP_FRAMES:  &s.FPFrames,
-		tracerUnwindCounterUNWIND_COUNTER_STALE:      &s.CutStale,
-		tracerUnwindCounterUNWIND_COUNTER_REPLAYS:    &s.Replays,
+		tracerUnwindCounterUNWIND_COUNTER_STACKS:      &s.Walks,
+		tracerUnwindCounterUNWIND_COUNTER_COMPLETE:    &s.Complete,
+		tracerUnwindCounterUNWIND_COUNTER_NO_TABLE:    &s.CutNoTable,
+		tracerUnwindCounterUNWIND_COUNTER_EXPRESSION:  &s.CutExpression,
+		tracerUnwindCounterUNWIND_COUNTER_READ:        &s.CutRead,
+		tracerUnwindCounterUNWIND_COUNTER_DEPTH:       &s.CutDepth,
+		tracerUnwindCounterUNWIND_COUNTER_BAD_FRAME:   &s.CutBad,
+		tracerUnwindCounterUNWIND_COUNTER_FP_FRAMES:   &s.FPFrames,
+		tracerUnwindCounterUNWIND_COUNTER_STALE:       &s.CutStale,
+		tracerUnwindCounterUNWIND_COUNTER_REPLAYS:     &s.Replays,
+		tracerUnwindCounterUNWIND_COUNTER_TRAMPOLINES: &s.Trampolines,
 	} {
 		var perCPU []uint64
 		if err := t.objs.UnwindCounters.Lookup(key, &perCPU); err != nil {

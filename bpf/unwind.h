@@ -73,7 +73,8 @@ enum unwind_counter {
 	UNWIND_COUNTER_NO_PROCESS = 8, // process without tables: frame-pointer stack
 	UNWIND_COUNTER_STALE = 9,      // cut: tables of the image before an execve
 	UNWIND_COUNTER_REPLAYS = 10,   // stacks taken from the walk cache (also in the above)
-	UNWIND_COUNTER_MAX = 11,
+	UNWIND_COUNTER_TRAMPOLINES = 11, // return addresses that were the uretprobe trampoline
+	UNWIND_COUNTER_MAX = 12,
 };
 
 // One row: package unwind's Row, 8 bytes.
@@ -286,6 +287,7 @@ static __always_inline __u64 unwind_real_return(struct unwind_state *s, __u64 ra
 	if (!s->tramp || ra != s->tramp)
 		return ra;
 	s->rec_ok = 0; // the kernel's return instances are no stack words
+	unwind_count(UNWIND_COUNTER_TRAMPOLINES);
 	if (!s->ri)
 		return ra;
 	struct return_instance *ri = (struct return_instance *)s->ri;

