@@ -32,6 +32,7 @@ func main() {
 	snapshot := flag.Bool("snapshot", true, "measure the target's pause per check, --snapshot stop vs fork")
 	kernelOps := flag.Int("kernel-ops", 100_000, "syscall loop iterations for lsan kernel's cost (0: skip)")
 	loops := flag.Bool("loop", true, "the probes' cost on a malloc+free loop, variant by variant")
+	deep := flag.Bool("deep", false, "also the stack variants on a loop whose stacks are deep and change at every allocation")
 	tracers := flag.Bool("tracers", true, "lsan run's tracers vs the command alone and preloaded LSan")
 	flag.Parse()
 	// The kernel's per-program run time: the BPF time per allocation.
@@ -41,6 +42,9 @@ func main() {
 	var err error
 	if *loops {
 		err = run(*pairs, *rounds)
+	}
+	if err == nil && *deep {
+		err = runDeep(*pairs, *rounds)
 	}
 	if err == nil && *tracers {
 		err = benchTracers(*rounds)
@@ -74,7 +78,7 @@ type variant struct {
 }
 
 func run(pairs, rounds int) error {
-	loop, err := buildLoop("-fno-omit-frame-pointer")
+	loop, err := buildLoop("mallocloop.c", "-fno-omit-frame-pointer")
 	if err != nil {
 		return err
 	}
@@ -96,7 +100,7 @@ func run(pairs, rounds int) error {
 	}
 	// Distributions' builds: no frame pointers. The figure the unwinder is
 	// held to: placed probes with CFI stacks vs entry probes.
-	noFP, err := buildLoop("-fomit-frame-pointer")
+	noFP, err := buildLoop("mallocloop.c", "-fomit-frame-pointer")
 	if err != nil {
 		return err
 	}
@@ -138,13 +142,33 @@ func runBlock(title, loop string, pairs, rounds int, variants []variant) error {
 	return nil
 }
 
-func buildLoop(fpFlag string) (string, error) {
+// runDeep is the CFI walk on stacks of 4 to 36 frames that change from one
+// allocation to the next (deeploop.c): the walk cache rarely answers, and
+// each walk reads several windows.
+func runDeep(pairs, rounds int) error {
+	deep, err := buildLoop("deeploop.c", "-fomit-frame-pointer")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(filepath.Dir(deep))
+	fp := bpf.UnwindFP
+	return runBlock("deep, varying stacks, -O2 -fomit-frame-pointer", deep, pairs/3, rounds, []variant{
+		{name: "untraced"},
+		{name: "traced, probes at entry", trace: true, opts: bpf.Options{Placement: bpf.PlaceEntry, Unwind: fp}},
+		{name: "placed, fp stacks", trace: true, opts: bpf.Options{Unwind: fp}},
+		{name: "placed, CFI stacks (auto)", trace: true, opts: bpf.Options{Unwind: bpf.UnwindAuto}},
+		{name: "placed, CFI stacks (cfi)", trace: true, opts: bpf.Options{Unwind: bpf.UnwindCFI}},
+		{name: "placed, without stacks", trace: true, opts: bpf.Options{SkipStacks: true}},
+	})
+}
+
+func buildLoop(name, fpFlag string) (string, error) {
 	dir, err := os.MkdirTemp("", "lsanbench")
 	if err != nil {
 		return "", err
 	}
-	out := filepath.Join(dir, "mallocloop")
-	src := filepath.Join(sourceDir(), "mallocloop.c")
+	out := filepath.Join(dir, strings.TrimSuffix(name, ".c"))
+	src := filepath.Join(sourceDir(), name)
 	// -O2 like real programs, with or without frame pointers.
 	cmd := exec.Command("gcc", "-O2", fpFlag, "-o", out, src)
 	if b, err := cmd.CombinedOutput(); err != nil {

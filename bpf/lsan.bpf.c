@@ -251,31 +251,36 @@ static __always_inline __u64 hash_frames(struct stack *st, __u32 n)
 #include "unwind.h"
 
 // capture_stack stores the user stack of the current call (t is its
-// process's target) and returns its id, or 0 when it could not be stored.
+// process's target, tgid its id) and returns its id, or 0 when it could not be stored.
 // The only place stacks are taken, so the unwinder can change here alone.
 // at_exit: the program stopped at an exit of the allocator (see
 // exits.go), not after its return; the stack is taken as it will be after
 // the return (unwind.h).
-static __always_inline __u64 capture_stack(struct pt_regs *ctx, struct target *t, int at_exit)
+static __always_inline __u64 capture_stack(struct pt_regs *ctx, struct target *t, __u32 tgid,
+					    int at_exit)
 {
 	__u32 zero = 0;
 	struct stack *st = bpf_map_lookup_elem(&stack_scratch, &zero);
 	if (!st)
 		return 0;
-	long n = unwind_user_stack(ctx, st, t, at_exit);
+	__u64 id = 0, walk = 0;
+	long n = unwind_user_stack(ctx, st, t, tgid, at_exit, &id, &walk);
+	if (id)
+		return id; // the stack of a walk remembered, stored already
 	if (n <= 0) {
 		count(COUNTER_STACK_DROPPED);
 		return 0;
 	}
 	st->len = (__u32)n / sizeof(__u64);
-	__u64 id = hash_frames(st, st->len);
-	if (bpf_map_lookup_elem(&stacks, &id))
-		return id;
-	long err = bpf_map_update_elem(&stacks, &id, st, BPF_NOEXIST);
-	if (err && err != -17 /* EEXIST: another CPU stored it first */) {
-		count(COUNTER_STACK_DROPPED);
-		return 0;
+	id = hash_frames(st, st->len);
+	if (!bpf_map_lookup_elem(&stacks, &id)) {
+		long err = bpf_map_update_elem(&stacks, &id, st, BPF_NOEXIST);
+		if (err && err != -17 /* EEXIST: another CPU stored it first */) {
+			count(COUNTER_STACK_DROPPED);
+			return 0;
+		}
 	}
+	unwind_remember(walk, id);
 	return id;
 }
 
@@ -371,7 +376,7 @@ static __always_inline void record_block(struct pt_regs *ctx, __u64 addr,
 		.generation = t->generation,
 		.size = call->size,
 		.timestamp_ns = bpf_ktime_get_ns(),
-		.stack_id = skip_stacks ? 0 : capture_stack(ctx, t, at_exit),
+		.stack_id = skip_stacks ? 0 : capture_stack(ctx, t, key.tgid, at_exit),
 		.tid = current_tid(),
 		.fn = call->fn,
 	};

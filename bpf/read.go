@@ -240,6 +240,16 @@ func (t *Tracer) PruneStacks() (int, error) {
 			delete(t.orphans, id)
 		}
 	}
+	if deleted > 0 {
+		// The probe's walk cache hands out the stacks it remembers
+		// without looking them up while this count stays the same
+		// (bpf/unwind.h): counted after the deletes, so that a walk it
+		// remembered before them is not replayed after.
+		t.stacksPruned++
+		if err := t.objs.UnwindEpochs.Put(tracerUnwindEpochUNWIND_EPOCH_STACKS, t.stacksPruned); err != nil {
+			return deleted, fmt.Errorf("count pruned stacks: %w", err)
+		}
+	}
 	return deleted, nil
 }
 

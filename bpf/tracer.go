@@ -196,6 +196,9 @@ type Tracer struct {
 	stackCache map[uint64][]uint64
 	// orphans are the stacks no live block referenced at the last prune.
 	orphans map[uint64]bool
+	// stacksPruned counts the prunes that deleted stacks
+	// (unwind_epochs).
+	stacksPruned uint32
 	// recordingSince is when the first process was registered
 	// (CLOCK_MONOTONIC): recording began for every probe at once then.
 	recordingSince uint64
@@ -397,6 +400,7 @@ func (t *Tracer) load() error {
 			rows = nil // the mirror's only
 		}
 		t.unwinder = newUnwinder(rows, t.objs.UnwindProcs, t.objs.Targets, t.opts.MaxUnwindRows, t.opts.Unwind, 100*time.Millisecond, t.opts.RowsMirror)
+		t.unwinder.epochs = t.objs.UnwindEpochs
 		t.unwinder.firstPID = t.opts.PID
 	}
 	return nil

@@ -124,17 +124,27 @@ type tracerTarget struct {
 type tracerUnwindCounter uint32
 
 const (
-	tracerUnwindCounterUNWIND_COUNTER_STACKS     tracerUnwindCounter = 0
-	tracerUnwindCounterUNWIND_COUNTER_COMPLETE   tracerUnwindCounter = 1
-	tracerUnwindCounterUNWIND_COUNTER_NO_TABLE   tracerUnwindCounter = 2
-	tracerUnwindCounterUNWIND_COUNTER_EXPRESSION tracerUnwindCounter = 3
-	tracerUnwindCounterUNWIND_COUNTER_READ       tracerUnwindCounter = 4
-	tracerUnwindCounterUNWIND_COUNTER_DEPTH      tracerUnwindCounter = 5
-	tracerUnwindCounterUNWIND_COUNTER_BAD_FRAME  tracerUnwindCounter = 6
-	tracerUnwindCounterUNWIND_COUNTER_FP_FRAMES  tracerUnwindCounter = 7
-	tracerUnwindCounterUNWIND_COUNTER_NO_PROCESS tracerUnwindCounter = 8
-	tracerUnwindCounterUNWIND_COUNTER_STALE      tracerUnwindCounter = 9
-	tracerUnwindCounterUNWIND_COUNTER_MAX        tracerUnwindCounter = 10
+	tracerUnwindCounterUNWIND_COUNTER_STACKS      tracerUnwindCounter = 0
+	tracerUnwindCounterUNWIND_COUNTER_COMPLETE    tracerUnwindCounter = 1
+	tracerUnwindCounterUNWIND_COUNTER_NO_TABLE    tracerUnwindCounter = 2
+	tracerUnwindCounterUNWIND_COUNTER_EXPRESSION  tracerUnwindCounter = 3
+	tracerUnwindCounterUNWIND_COUNTER_READ        tracerUnwindCounter = 4
+	tracerUnwindCounterUNWIND_COUNTER_DEPTH       tracerUnwindCounter = 5
+	tracerUnwindCounterUNWIND_COUNTER_BAD_FRAME   tracerUnwindCounter = 6
+	tracerUnwindCounterUNWIND_COUNTER_FP_FRAMES   tracerUnwindCounter = 7
+	tracerUnwindCounterUNWIND_COUNTER_NO_PROCESS  tracerUnwindCounter = 8
+	tracerUnwindCounterUNWIND_COUNTER_STALE       tracerUnwindCounter = 9
+	tracerUnwindCounterUNWIND_COUNTER_REPLAYS     tracerUnwindCounter = 10
+	tracerUnwindCounterUNWIND_COUNTER_TRAMPOLINES tracerUnwindCounter = 11
+	tracerUnwindCounterUNWIND_COUNTER_MAX         tracerUnwindCounter = 12
+)
+
+type tracerUnwindEpoch uint32
+
+const (
+	tracerUnwindEpochUNWIND_EPOCH_STACKS   tracerUnwindEpoch = 0
+	tracerUnwindEpochUNWIND_EPOCH_MAPPINGS tracerUnwindEpoch = 1
+	tracerUnwindEpochUNWIND_EPOCH_MAX      tracerUnwindEpoch = 2
 )
 
 type tracerUnwindMapping struct {
@@ -177,6 +187,7 @@ const (
 	tracerMapStringScratch   = "string_scratch"
 	tracerMapTargets         = "targets"
 	tracerMapUnwindCounters  = "unwind_counters"
+	tracerMapUnwindEpochs    = "unwind_epochs"
 	tracerMapUnwindProcs     = "unwind_procs"
 	tracerMapUnwindRows      = "unwind_rows"
 	tracerProgAllocEnter     = "alloc_enter"
@@ -270,6 +281,7 @@ type tracerMapSpecs struct {
 	StringScratch  *ebpf.MapSpec `ebpf:"string_scratch"`
 	Targets        *ebpf.MapSpec `ebpf:"targets"`
 	UnwindCounters *ebpf.MapSpec `ebpf:"unwind_counters"`
+	UnwindEpochs   *ebpf.MapSpec `ebpf:"unwind_epochs"`
 	UnwindProcs    *ebpf.MapSpec `ebpf:"unwind_procs"`
 	UnwindRows     *ebpf.MapSpec `ebpf:"unwind_rows"`
 }
@@ -323,6 +335,7 @@ type tracerMaps struct {
 	StringScratch  *ebpf.Map `ebpf:"string_scratch"`
 	Targets        *ebpf.Map `ebpf:"targets"`
 	UnwindCounters *ebpf.Map `ebpf:"unwind_counters"`
+	UnwindEpochs   *ebpf.Map `ebpf:"unwind_epochs"`
 	UnwindProcs    *ebpf.Map `ebpf:"unwind_procs"`
 	UnwindRows     *ebpf.Map `ebpf:"unwind_rows"`
 }
@@ -340,6 +353,7 @@ func (m *tracerMaps) Close() error {
 		m.StringScratch,
 		m.Targets,
 		m.UnwindCounters,
+		m.UnwindEpochs,
 		m.UnwindProcs,
 		m.UnwindRows,
 	)

@@ -124,17 +124,27 @@ type tracerTarget struct {
 type tracerUnwindCounter uint32
 
 const (
-	tracerUnwindCounterUNWIND_COUNTER_STACKS     tracerUnwindCounter = 0
-	tracerUnwindCounterUNWIND_COUNTER_COMPLETE   tracerUnwindCounter = 1
-	tracerUnwindCounterUNWIND_COUNTER_NO_TABLE   tracerUnwindCounter = 2
-	tracerUnwindCounterUNWIND_COUNTER_EXPRESSION tracerUnwindCounter = 3
-	tracerUnwindCounterUNWIND_COUNTER_READ       tracerUnwindCounter = 4
-	tracerUnwindCounterUNWIND_COUNTER_DEPTH      tracerUnwindCounter = 5
-	tracerUnwindCounterUNWIND_COUNTER_BAD_FRAME  tracerUnwindCounter = 6
-	tracerUnwindCounterUNWIND_COUNTER_FP_FRAMES  tracerUnwindCounter = 7
-	tracerUnwindCounterUNWIND_COUNTER_NO_PROCESS tracerUnwindCounter = 8
-	tracerUnwindCounterUNWIND_COUNTER_STALE      tracerUnwindCounter = 9
-	tracerUnwindCounterUNWIND_COUNTER_MAX        tracerUnwindCounter = 10
+	tracerUnwindCounterUNWIND_COUNTER_STACKS      tracerUnwindCounter = 0
+	tracerUnwindCounterUNWIND_COUNTER_COMPLETE    tracerUnwindCounter = 1
+	tracerUnwindCounterUNWIND_COUNTER_NO_TABLE    tracerUnwindCounter = 2
+	tracerUnwindCounterUNWIND_COUNTER_EXPRESSION  tracerUnwindCounter = 3
+	tracerUnwindCounterUNWIND_COUNTER_READ        tracerUnwindCounter = 4
+	tracerUnwindCounterUNWIND_COUNTER_DEPTH       tracerUnwindCounter = 5
+	tracerUnwindCounterUNWIND_COUNTER_BAD_FRAME   tracerUnwindCounter = 6
+	tracerUnwindCounterUNWIND_COUNTER_FP_FRAMES   tracerUnwindCounter = 7
+	tracerUnwindCounterUNWIND_COUNTER_NO_PROCESS  tracerUnwindCounter = 8
+	tracerUnwindCounterUNWIND_COUNTER_STALE       tracerUnwindCounter = 9
+	tracerUnwindCounterUNWIND_COUNTER_REPLAYS     tracerUnwindCounter = 10
+	tracerUnwindCounterUNWIND_COUNTER_TRAMPOLINES tracerUnwindCounter = 11
+	tracerUnwindCounterUNWIND_COUNTER_MAX         tracerUnwindCounter = 12
+)
+
+type tracerUnwindEpoch uint32
+
+const (
+	tracerUnwindEpochUNWIND_EPOCH_STACKS   tracerUnwindEpoch = 0
+	tracerUnwindEpochUNWIND_EPOCH_MAPPINGS tracerUnwindEpoch = 1
+	tracerUnwindEpochUNWIND_EPOCH_MAX      tracerUnwindEpoch = 2
 )
 
 type tracerUnwindMapping struct {
@@ -165,7 +175,35 @@ type tracerUnwindRow struct {
 type tracerUnwindScratch struct {
 	_     structs.HostLayout
 	Cache [2048]uint64
+	Seq   uint32
+	Pad   uint32
 	Win   [520]uint8
+}
+
+type tracerUnwindWalks struct {
+	_ structs.HostLayout
+	W [64]struct {
+		_             structs.HostLayout
+		StackId       uint64
+		Check         uint64
+		Seq           uint32
+		Pad0          uint32
+		StacksEpoch   uint32
+		MappingsEpoch uint32
+		Pc            uint64
+		Sp            uint64
+		Bp            uint64
+		Tgid          uint32
+		Generation    uint16
+		Nwords        uint8
+		UsesBp        uint8
+		End           uint8
+		FpFrames      uint8
+		Pad           uint16
+		Off           [24]int32
+		_             [4]byte
+		Val           [24]uint64
+	}
 }
 
 // Names of all BPF objects in the ELF.
@@ -183,9 +221,11 @@ const (
 	tracerMapStringScratch   = "string_scratch"
 	tracerMapTargets         = "targets"
 	tracerMapUnwindCounters  = "unwind_counters"
+	tracerMapUnwindEpochs    = "unwind_epochs"
 	tracerMapUnwindProcs     = "unwind_procs"
 	tracerMapUnwindRows      = "unwind_rows"
 	tracerMapUnwindScratch   = "unwind_scratch"
+	tracerMapUnwindWalks     = "unwind_walks"
 	tracerProgAllocEnter     = "alloc_enter"
 	tracerProgAllocExit      = "alloc_exit"
 	tracerProgAllocReturn    = "alloc_return"
@@ -277,9 +317,11 @@ type tracerMapSpecs struct {
 	StringScratch  *ebpf.MapSpec `ebpf:"string_scratch"`
 	Targets        *ebpf.MapSpec `ebpf:"targets"`
 	UnwindCounters *ebpf.MapSpec `ebpf:"unwind_counters"`
+	UnwindEpochs   *ebpf.MapSpec `ebpf:"unwind_epochs"`
 	UnwindProcs    *ebpf.MapSpec `ebpf:"unwind_procs"`
 	UnwindRows     *ebpf.MapSpec `ebpf:"unwind_rows"`
 	UnwindScratch  *ebpf.MapSpec `ebpf:"unwind_scratch"`
+	UnwindWalks    *ebpf.MapSpec `ebpf:"unwind_walks"`
 }
 
 // tracerVariableSpecs contains global variables before they are loaded into the kernel.
@@ -331,9 +373,11 @@ type tracerMaps struct {
 	StringScratch  *ebpf.Map `ebpf:"string_scratch"`
 	Targets        *ebpf.Map `ebpf:"targets"`
 	UnwindCounters *ebpf.Map `ebpf:"unwind_counters"`
+	UnwindEpochs   *ebpf.Map `ebpf:"unwind_epochs"`
 	UnwindProcs    *ebpf.Map `ebpf:"unwind_procs"`
 	UnwindRows     *ebpf.Map `ebpf:"unwind_rows"`
 	UnwindScratch  *ebpf.Map `ebpf:"unwind_scratch"`
+	UnwindWalks    *ebpf.Map `ebpf:"unwind_walks"`
 }
 
 func (m *tracerMaps) Close() error {
@@ -349,9 +393,11 @@ func (m *tracerMaps) Close() error {
 		m.StringScratch,
 		m.Targets,
 		m.UnwindCounters,
+		m.UnwindEpochs,
 		m.UnwindProcs,
 		m.UnwindRows,
 		m.UnwindScratch,
+		m.UnwindWalks,
 	)
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -126,6 +127,15 @@ type UnwindStats struct {
 	// image's tables were loaded (the call site and a marker).
 	CutStale uint64
 	FPFrames uint64
+	// Replays counts the walks the probe's walk cache answered: the same
+	// start and the same stack words as a walk it remembered (they are
+	// counted in Walks and the outcome fields too).
+	Replays uint64
+	// Trampolines counts return addresses found replaced by the kernel's
+	// uretprobe trampoline (another tool's uretprobe on a function in the
+	// stack, or lsan's own at an exit probe): the walk takes the real
+	// ones from the kernel, and such walks are not replayed.
+	Trampolines uint64
 	// MapStops counts the times a process of lsan run stopped itself when
 	// it mapped new code (execve, the dynamic linker's hook) until its
 	// rows were loaded.
@@ -135,6 +145,8 @@ type UnwindStats struct {
 type loadedMaps struct {
 	text       []byte
 	generation uint16
+	// mappings are those written to unwind_procs.
+	mappings []tracerUnwindMapping
 }
 
 // RowsMirror receives a copy of the unwind rows and mapping lists as the
@@ -171,6 +183,10 @@ type unwinder struct {
 	modules map[unwind.FileID]*moduleRows
 	next    uint32
 	max     uint32
+	// written counts the mapping lists written to unwind_procs, in
+	// epochs (the probe's walk cache forgets its walks when it changes).
+	written uint32
+	epochs  *ebpf.Map
 	stats   UnwindStats
 	// firstPID is the process the tracer attached to, pending the ones
 	// Track is attaching (see registering).
@@ -307,8 +323,22 @@ func (u *unwinder) addProcess(pid int) error {
 		}
 	}
 	sort.Slice(list.M[:list.N], func(i, j int) bool { return list.M[i].Start < list.M[j].Start })
+	mappings := slices.Clone(list.M[:list.N])
+	if old, ok := u.maps[pid]; ok && old.generation == target.Generation && slices.Equal(old.mappings, mappings) {
+		// Only mappings without code changed (a heap's mmap).
+		u.maps[pid] = loadedMaps{text: text, generation: target.Generation, mappings: mappings}
+		return nil
+	}
 	if u.procs != nil {
 		if err := u.procs.Put(uint32(pid), &list); err != nil {
+			return fmt.Errorf("unwind tables of pid %d: %w", pid, err)
+		}
+	}
+	if u.epochs != nil {
+		// After the write: a walk the probe remembers from before it is
+		// not replayed after (bpf/unwind.h, enum unwind_epoch).
+		u.written++
+		if err := u.epochs.Put(tracerUnwindEpochUNWIND_EPOCH_MAPPINGS, u.written); err != nil {
 			return fmt.Errorf("unwind tables of pid %d: %w", pid, err)
 		}
 	}
@@ -319,7 +349,7 @@ func (u *unwinder) addProcess(pid int) error {
 		}
 		u.mirror.Mappings(pid, ms)
 	}
-	u.maps[pid] = loadedMaps{text: text, generation: target.Generation}
+	u.maps[pid] = loadedMaps{text: text, generation: target.Generation, mappings: mappings}
 	return nil
 }
 
@@ -438,15 +468,17 @@ func (t *Tracer) UnwindStats() UnwindStats {
 	}
 	s := t.unwinder.loadStats()
 	for key, dst := range map[tracerUnwindCounter]*uint64{
-		tracerUnwindCounterUNWIND_COUNTER_STACKS:     &s.Walks,
-		tracerUnwindCounterUNWIND_COUNTER_COMPLETE:   &s.Complete,
-		tracerUnwindCounterUNWIND_COUNTER_NO_TABLE:   &s.CutNoTable,
-		tracerUnwindCounterUNWIND_COUNTER_EXPRESSION: &s.CutExpression,
-		tracerUnwindCounterUNWIND_COUNTER_READ:       &s.CutRead,
-		tracerUnwindCounterUNWIND_COUNTER_DEPTH:      &s.CutDepth,
-		tracerUnwindCounterUNWIND_COUNTER_BAD_FRAME:  &s.CutBad,
-		tracerUnwindCounterUNWIND_COUNTER_FP_FRAMES:  &s.FPFrames,
-		tracerUnwindCounterUNWIND_COUNTER_STALE:      &s.CutStale,
+		tracerUnwindCounterUNWIND_COUNTER_STACKS:      &s.Walks,
+		tracerUnwindCounterUNWIND_COUNTER_COMPLETE:    &s.Complete,
+		tracerUnwindCounterUNWIND_COUNTER_NO_TABLE:    &s.CutNoTable,
+		tracerUnwindCounterUNWIND_COUNTER_EXPRESSION:  &s.CutExpression,
+		tracerUnwindCounterUNWIND_COUNTER_READ:        &s.CutRead,
+		tracerUnwindCounterUNWIND_COUNTER_DEPTH:       &s.CutDepth,
+		tracerUnwindCounterUNWIND_COUNTER_BAD_FRAME:   &s.CutBad,
+		tracerUnwindCounterUNWIND_COUNTER_FP_FRAMES:   &s.FPFrames,
+		tracerUnwindCounterUNWIND_COUNTER_STALE:       &s.CutStale,
+		tracerUnwindCounterUNWIND_COUNTER_REPLAYS:     &s.Replays,
+		tracerUnwindCounterUNWIND_COUNTER_TRAMPOLINES: &s.Trampolines,
 	} {
 		var perCPU []uint64
 		if err := t.objs.UnwindCounters.Lookup(key, &perCPU); err != nil {

@@ -23,6 +23,11 @@
 // Entries of the per-CPU row cache (unwind_lookup): 2^UNWIND_CACHE_BITS.
 #define UNWIND_CACHE_BITS 11
 #define UNWIND_CACHE_SLOTS (1 << UNWIND_CACHE_BITS)
+// The walk cache (unwind_replay): 2^UNWIND_WALK_BITS walks per CPU, of up
+// to UNWIND_WALK_WORDS stack words each.
+#define UNWIND_WALK_BITS 6
+#define UNWIND_WALK_SLOTS (1 << UNWIND_WALK_BITS)
+#define UNWIND_WALK_WORDS 24
 // The walk takes one frame per step; one more than the depth, so that a
 // stack deeper than MAX_STACK_DEPTH is seen to be cut.
 #define UNWIND_STEPS (MAX_STACK_DEPTH + 1)
@@ -67,7 +72,9 @@ enum unwind_counter {
 	UNWIND_COUNTER_FP_FRAMES = 7,  // frames unwound by frame pointer (auto)
 	UNWIND_COUNTER_NO_PROCESS = 8, // process without tables: frame-pointer stack
 	UNWIND_COUNTER_STALE = 9,      // cut: tables of the image before an execve
-	UNWIND_COUNTER_MAX = 10,
+	UNWIND_COUNTER_REPLAYS = 10,   // stacks taken from the walk cache (also in the above)
+	UNWIND_COUNTER_TRAMPOLINES = 11, // return addresses that were the uretprobe trampoline
+	UNWIND_COUNTER_MAX = 12,
 };
 
 // One row: package unwind's Row, 8 bytes.
@@ -131,7 +138,61 @@ struct unwind_scratch {
 	// The row cache (unwind_lookup): the index of a row in unwind_rows
 	// (high 32 bits) and of its mapping in the process's list (low).
 	__u64 cache[UNWIND_CACHE_SLOTS];
+	// seq numbers the stacks this CPU takes with the window (struct
+	// unwind_walk).
+	__u32 seq;
+	__u32 _pad;
 	__u8 win[UNWIND_WINDOW + 8]; // + 8: a word read at the last offset the mask allows
+};
+
+// Counts of what invalidates the walk cache's entries, each bumped by lsan
+// after the change: an entry is used only while both are what they were
+// when its walk began.
+enum unwind_epoch {
+	// Tracer.PruneStacks deleted stored stacks: a remembered walk's
+	// stack may be gone (a replay does not look it up).
+	UNWIND_EPOCH_STACKS = 0,
+	// The loader wrote a process's mapping list (unwind_procs): a
+	// remembered walk's modules or biases may be others now (a replay
+	// does not look the list up).
+	UNWIND_EPOCH_MAPPINGS = 1,
+	UNWIND_EPOCH_MAX = 2,
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, UNWIND_EPOCH_MAX);
+	__type(key, enum unwind_epoch);
+	__type(value, __u32);
+} unwind_epochs SEC(".maps");
+
+// One walk remembered: where it started, the stack words its outcome
+// depends on, and the stack it stored (unwind_replay).
+struct unwind_walk {
+	__u64 stack_id; // 0: no walk
+	// check is a hash of the rest (unwind_walk_sum), set with stack_id
+	// by the walk numbered seq (unwind_remember): an entry that two walks
+	// wrote parts of (one preempted by the other on its CPU) fails it.
+	__u64 check;
+	__u32 seq;
+	__u32 _pad0;
+	// The unwind_epochs counts when the walk began (before it looked up
+	// the mapping list and found or stored its stack).
+	__u32 stacks_epoch, mappings_epoch;
+	__u64 pc, sp;   // the walk's first pc and rsp
+	__u64 bp;       // its first rbp, when the walk used it (uses_bp)
+	__u32 tgid;
+	__u16 generation; // the process's program image (struct target)
+	__u8 nwords, uses_bp;
+	__u8 end;       // the counter that ended it (complete or a cut)
+	__u8 fp_frames; // frames it took by frame pointer
+	__u16 _pad;
+	__s32 off[UNWIND_WALK_WORDS]; // word address - sp
+	__u64 val[UNWIND_WALK_WORDS];
+};
+
+struct unwind_walks {
+	struct unwind_walk w[UNWIND_WALK_SLOTS];
 };
 
 #if defined(__TARGET_ARCH_x86)
@@ -141,6 +202,13 @@ struct {
 	__type(key, __u32);
 	__type(value, struct unwind_scratch);
 } unwind_scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct unwind_walks);
+} unwind_walks SEC(".maps");
 #endif
 
 static __always_inline void unwind_count(enum unwind_counter which)
@@ -172,7 +240,15 @@ struct unwind_state {
 	// unwind_scratch's window.
 	__u64 win_base;
 	__u32 win_len;
-	__u32 _pad2;
+	// What the walk cache keeps of this walk: rec_n words recorded in
+	// its entry so far; rec_ok: the outcome depends on nothing else (no
+	// trampoline, no failed read, not too many words). bp_from: the
+	// stack address rbp was last read from, 0 while it is the first
+	// rbp; a value of rbp is recorded only when the walk uses it (in
+	// code without frame pointers rbp holds data, which changes from
+	// call to call). end, fp_frames: as in struct unwind_walk.
+	__u8 rec_n, rec_ok, end, fp_frames;
+	__u64 sp0, bp_from;
 };
 
 // unwind_uretprobes reads where the current thread's uretprobe trampoline
@@ -208,7 +284,11 @@ static __always_inline __u64 unwind_real_return(struct unwind_state *s, __u64 ra
 		unwind_uretprobes(s);
 		s->uprobes_read = 1;
 	}
-	if (!s->tramp || ra != s->tramp || !s->ri)
+	if (!s->tramp || ra != s->tramp)
+		return ra;
+	s->rec_ok = 0; // the kernel's return instances are no stack words
+	unwind_count(UNWIND_COUNTER_TRAMPOLINES);
+	if (!s->ri)
 		return ra;
 	struct return_instance *ri = (struct return_instance *)s->ri;
 	__u64 orig = 0;
@@ -351,6 +431,48 @@ __attribute__((noinline)) int unwind_lookup(struct unwind_mappings *maps, struct
 	return mi;
 }
 
+// unwind_end ends the walk and counts how.
+static __always_inline long unwind_end(struct unwind_state *s, enum unwind_counter counter)
+{
+	s->done = 1;
+	s->end = counter;
+	if (counter == UNWIND_COUNTER_READ)
+		s->rec_ok = 0; // a read that may not fail next time
+	unwind_count(counter);
+	return 1;
+}
+
+// unwind_note records that the walk's outcome depends on the stack word
+// at addr being val.
+static __always_inline void unwind_note(struct unwind_state *s, struct unwind_walk *w, __u64 addr,
+					__u64 val)
+{
+	__u32 i = s->rec_n;
+	__s64 off = addr - s->sp0;
+	if (!s->rec_ok || i >= UNWIND_WALK_WORDS || off != (__s32)off) {
+		s->rec_ok = 0;
+		return;
+	}
+	s->rec_n = i + 1;
+	// Opaque to clang, which would index with a copy of i the verifier
+	// has no bound for.
+	asm volatile("" : "+r"(i));
+	if (i < UNWIND_WALK_WORDS) {
+		w->off[i] = off;
+		w->val[i] = val;
+	}
+}
+
+// unwind_note_bp records that the outcome depends on rbp's value: on the
+// word it was read from, or on the first rbp.
+static __always_inline void unwind_note_bp(struct unwind_state *s, struct unwind_walk *w)
+{
+	if (s->bp_from)
+		unwind_note(s, w, s->bp_from, s->bp);
+	else
+		w->uses_bp = 1;
+}
+
 // unwind_cut ends the stack with a marker frame and counts why.
 static __always_inline long unwind_cut(struct unwind_state *s, struct stack *st, __u64 marker,
 				       enum unwind_counter counter)
@@ -363,9 +485,7 @@ static __always_inline long unwind_cut(struct unwind_state *s, struct stack *st,
 	asm volatile("" : "+r"(n));
 	st->pcs[n & (MAX_STACK_DEPTH - 1)] = marker;
 	s->n = n + 1;
-	s->done = 1;
-	unwind_count(counter);
-	return 1;
+	return unwind_end(s, counter);
 }
 
 // unwind_fill reads a new window holding the word at addr and takes the
@@ -415,15 +535,18 @@ static __always_inline long unwind_read(struct unwind_state *s, struct unwind_sc
 // unwind_signal_frame restores the registers a signal interrupted, from
 // the ucontext the kernel put at rsp (__restore_rt runs with it there).
 static __always_inline long unwind_signal_frame(struct unwind_state *s, struct stack *st,
-					       struct unwind_scratch *sc)
+					       struct unwind_scratch *sc, struct unwind_walk *w)
 {
 	// struct ucontext: uc_mcontext at 40; in it rbp at 80, rsp at 120,
 	// rip at 128.
-	__u64 bp, sp, ip;
-	if (unwind_read(s, sc, &bp, s->sp + 40 + 80) || unwind_read(s, sc, &sp, s->sp + 40 + 120) ||
-	    unwind_read(s, sc, &ip, s->sp + 40 + 128))
+	__u64 bp, sp, ip, at = s->sp + 40;
+	if (unwind_read(s, sc, &bp, at + 80) || unwind_read(s, sc, &sp, at + 120) ||
+	    unwind_read(s, sc, &ip, at + 128))
 		return unwind_cut(s, st, UNWIND_MARK_READ, UNWIND_COUNTER_READ);
+	unwind_note(s, w, at + 120, sp);
+	unwind_note(s, w, at + 128, ip);
 	s->bp = bp;
+	s->bp_from = at + 80;
 	s->sp = sp;
 	s->pc = ip;
 	s->is_return = 0; // the interrupted instruction itself
@@ -436,19 +559,19 @@ static __always_inline long unwind_signal_frame(struct unwind_state *s, struct s
 // return address lies in a mapping the loader knows, else the stack is cut
 // (never a junk frame).
 static __always_inline long unwind_fp_frame(struct unwind_state *s, struct stack *st,
-					    struct unwind_mappings *maps, struct unwind_scratch *sc)
+					    struct unwind_mappings *maps, struct unwind_scratch *sc,
+					    struct unwind_walk *w)
 {
 	__u64 bp = s->bp, saved[2];
-	if (bp == 0) {
-		// The outermost frame of frame-pointer code zeroes rbp.
-		s->done = 1;
-		unwind_count(UNWIND_COUNTER_COMPLETE);
-		return 1;
-	}
+	unwind_note_bp(s, w);
+	if (bp == 0) // the outermost frame of frame-pointer code zeroes rbp
+		return unwind_end(s, UNWIND_COUNTER_COMPLETE);
 	if (bp < s->sp || (bp & 7))
 		return unwind_cut(s, st, UNWIND_MARK_BAD_FRAME, UNWIND_COUNTER_BAD_FRAME);
 	if (unwind_read(s, sc, &saved[0], bp) || unwind_read(s, sc, &saved[1], bp + 8))
 		return unwind_cut(s, st, UNWIND_MARK_READ, UNWIND_COUNTER_READ);
+	unwind_note(s, w, bp, saved[0]);
+	unwind_note(s, w, bp + 8, saved[1]);
 	if (saved[0] && saved[0] <= bp)
 		return unwind_cut(s, st, UNWIND_MARK_BAD_FRAME, UNWIND_COUNTER_BAD_FRAME);
 	if (!unwind_find_mapping(maps, saved[1] - 1)) {
@@ -457,7 +580,9 @@ static __always_inline long unwind_fp_frame(struct unwind_state *s, struct stack
 			return unwind_cut(s, st, UNWIND_MARK_BAD_FRAME, UNWIND_COUNTER_BAD_FRAME);
 	}
 	unwind_count(UNWIND_COUNTER_FP_FRAMES);
+	s->fp_frames++;
 	s->bp = saved[0];
+	s->bp_from = bp;
 	s->pc = saved[1];
 	s->sp = bp + 16;
 	s->is_return = 1;
@@ -470,18 +595,16 @@ static __always_inline long unwind_fp_frame(struct unwind_state *s, struct stack
 // through the searches (which exceeds its budget). Its pointers are the
 // walk's (unwind_user_stack looks them up once a stack).
 __attribute__((noinline)) int unwind_step(struct unwind_state *s, struct unwind_mappings *maps,
-					  struct stack *st, struct unwind_scratch *sc)
+					  struct stack *st, struct unwind_scratch *sc,
+					  struct unwind_walk *w)
 {
-	if (!s || !maps || !st || !sc)
+	if (!s || !maps || !st || !sc || !w)
 		return 1;
 	__u32 n = s->n;
 	if (n >= MAX_STACK_DEPTH)
 		return unwind_cut(s, st, UNWIND_MARK_DEPTH, UNWIND_COUNTER_DEPTH);
-	if (s->pc == 0) {
-		s->done = 1;
-		unwind_count(UNWIND_COUNTER_COMPLETE);
-		return 1;
-	}
+	if (s->pc == 0)
+		return unwind_end(s, UNWIND_COUNTER_COMPLETE);
 	__u64 pc = s->pc - s->is_return;
 	struct unwind_row row = {.kind = UNWIND_KIND_NONE};
 	// No mapping: code that is not file-backed (a JIT) or a module mapped
@@ -505,6 +628,7 @@ __attribute__((noinline)) int unwind_step(struct unwind_state *s, struct unwind_
 		cfa = s->sp + row.cfa_offset;
 		break;
 	case UNWIND_KIND_RBP:
+		unwind_note_bp(s, w);
 		cfa = s->bp + row.cfa_offset;
 		break;
 	case UNWIND_KIND_PLT:
@@ -512,16 +636,14 @@ __attribute__((noinline)) int unwind_step(struct unwind_state *s, struct unwind_
 		cfa = s->sp + 8 + (((s->pc & 15) >= 11) ? 8 : 0);
 		break;
 	case UNWIND_KIND_SIGNAL:
-		return unwind_signal_frame(s, st, sc);
+		return unwind_signal_frame(s, st, sc, w);
 	case UNWIND_KIND_END:
-		s->done = 1;
-		unwind_count(UNWIND_COUNTER_COMPLETE);
-		return 1;
+		return unwind_end(s, UNWIND_COUNTER_COMPLETE);
 	case UNWIND_KIND_EXPRESSION:
 		return unwind_cut(s, st, UNWIND_MARK_EXPRESSION, UNWIND_COUNTER_EXPRESSION);
 	default:
 		if (unwind_mode == UNWIND_MODE_AUTO)
-			return unwind_fp_frame(s, st, maps, sc);
+			return unwind_fp_frame(s, st, maps, sc, w);
 		return unwind_cut(s, st, UNWIND_MARK_NO_TABLE, UNWIND_COUNTER_NO_TABLE);
 	}
 	if (cfa <= s->sp && row.kind == UNWIND_KIND_RBP)
@@ -529,11 +651,13 @@ __attribute__((noinline)) int unwind_step(struct unwind_state *s, struct unwind_
 	__u64 ra;
 	if (unwind_read(s, sc, &ra, cfa - 8))
 		return unwind_cut(s, st, UNWIND_MARK_READ, UNWIND_COUNTER_READ);
+	unwind_note(s, w, cfa - 8, ra);
 	if (row.rbp_offset8) {
-		__u64 bp;
-		if (unwind_read(s, sc, &bp, cfa + (__s64)row.rbp_offset8 * 8))
+		__u64 bp, at = cfa + (__s64)row.rbp_offset8 * 8;
+		if (unwind_read(s, sc, &bp, at))
 			return unwind_cut(s, st, UNWIND_MARK_READ, UNWIND_COUNTER_READ);
 		s->bp = bp;
+		s->bp_from = at;
 	}
 	s->sp = cfa;
 	s->pc = ra; // the uretprobe trampoline's is replaced at the next step
@@ -545,12 +669,68 @@ __attribute__((noinline)) int unwind_step(struct unwind_state *s, struct unwind_
 // loop is verified once, not at each of the places the probes take a
 // stack (the verifier would go through its iterations at each of them).
 __attribute__((noinline)) int unwind_walk(struct unwind_state *s, struct unwind_mappings *maps,
-					  struct stack *st, struct unwind_scratch *sc)
+					  struct stack *st, struct unwind_scratch *sc,
+					  struct unwind_walk *w)
 {
 	for (int i = 0; i < UNWIND_STEPS; i++)
-		if (unwind_step(s, maps, st, sc))
+		if (unwind_step(s, maps, st, sc, w))
 			break;
 	return 0;
+}
+
+static __always_inline __u64 unwind_mix(__u64 h, __u64 v)
+{
+	h ^= v;
+	h *= 0x100000001b3ULL;
+	return h ^ (h >> 29);
+}
+
+// unwind_walk_sum hashes what a walk entry says (all but check). A
+// global function.
+__attribute__((noinline)) __u64 unwind_walk_sum(struct unwind_walk *w)
+{
+	if (!w)
+		return 0;
+	__u64 h = 0xcbf29ce484222325ULL;
+	h = unwind_mix(h, w->stack_id);
+	h = unwind_mix(h, w->seq);
+	h = unwind_mix(h, (__u64)w->stacks_epoch << 32 | w->mappings_epoch);
+	h = unwind_mix(h, w->pc);
+	h = unwind_mix(h, w->sp);
+	h = unwind_mix(h, w->bp);
+	h = unwind_mix(h, (__u64)w->tgid << 32 | w->generation);
+	h = unwind_mix(h, (__u64)w->nwords << 24 | (__u64)w->uses_bp << 16 | (__u64)w->end << 8 | w->fp_frames);
+	__u32 n = w->nwords;
+	for (int i = 0; i < UNWIND_WALK_WORDS && i < n; i++) {
+		h = unwind_mix(h, (__u32)w->off[i]);
+		h = unwind_mix(h, w->val[i]);
+	}
+	return h;
+}
+
+// unwind_replay tells whether the walk w, started at the same pc, rsp
+// (and rbp, when it used it) in the same process and program image, with
+// the same mapping lists and stored stacks (the caller checks those),
+// found the same values in the stack words it depended on: then this
+// walk would take the same steps to the same frames, and w's stack is
+// this one. Comparing the words (read from the window, which the walk
+// would have read anyway) replaces the mapping list's lookup, the row
+// lookups, the frames' hash and the interning. A global function.
+__attribute__((noinline)) int unwind_replay(struct unwind_state *s, struct unwind_scratch *sc,
+					    struct unwind_walk *w)
+{
+	if (!s || !sc || !w)
+		return 0;
+	if (!w->stack_id || w->pc != s->pc || w->sp != s->sp || (w->uses_bp && w->bp != s->bp) ||
+	    w->check != unwind_walk_sum(w))
+		return 0;
+	__u32 n = w->nwords;
+	for (int i = 0; i < UNWIND_WALK_WORDS && i < n; i++) {
+		__u64 v;
+		if (unwind_read(s, sc, &v, s->sp + w->off[i]) || v != w->val[i])
+			return 0;
+	}
+	return 1;
 }
 
 // fp_stack is bpf_get_stack's frame-pointer walk. At an exit site its
@@ -572,9 +752,12 @@ static __always_inline long fp_stack(struct pt_regs *ctx, struct stack *st, __u6
 // without tables). at_exit: the program runs at an exit site of the
 // allocator (a ret or a tail jump, exits.go), where [rsp] is the return
 // address; the walk starts from the state the return leads to. t is the
-// current process's target.
+// current process's target, tgid its id. A stack the walk cache knows is
+// not stored again: *id is its id (and 0 returned). *walk names the
+// walk taken, for unwind_remember once its stack is stored.
 static __always_inline long unwind_user_stack(struct pt_regs *ctx, struct stack *st,
-					      struct target *t, int at_exit)
+					      struct target *t, __u32 tgid, int at_exit,
+					      __u64 *id, __u64 *walk)
 {
 	__u64 ra = 0, sp = PT_REGS_SP(ctx);
 	struct unwind_state s = {
@@ -583,15 +766,51 @@ static __always_inline long unwind_user_stack(struct pt_regs *ctx, struct stack 
 		// the caller; at an entry probe it would be the callee's first
 		// instruction.
 		.is_return = 1,
+		.sp = sp,
 	};
+	__u32 zero = 0, one = 1;
+	struct unwind_scratch *sc = NULL;
+	struct unwind_walks *walks = NULL;
+	__u32 *stacks_epoch = NULL, *mappings_epoch = NULL;
+	if (unwind_mode != UNWIND_MODE_FP) {
+		sc = bpf_map_lookup_elem(&unwind_scratch, &zero);
+		walks = bpf_map_lookup_elem(&unwind_walks, &zero);
+		stacks_epoch = bpf_map_lookup_elem(&unwind_epochs, &zero);
+		mappings_epoch = bpf_map_lookup_elem(&unwind_epochs, &one);
+	}
 	if (at_exit) {
-		if (bpf_probe_read_user(&ra, sizeof(ra), (void *)sp))
+		// The return address, through the window the walk starts with.
+		if (sc ? unwind_read(&s, sc, &ra, sp) : bpf_probe_read_user(&ra, sizeof(ra), (void *)sp))
 			return 0;
 		sp += 8;
 	}
-	if (unwind_mode == UNWIND_MODE_FP)
+	if (!sc || !walks || !stacks_epoch || !mappings_epoch)
 		return fp_stack(ctx, st, at_exit ? unwind_real_return(&s, ra) : 0, at_exit);
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	// Both counts before the mapping list is looked up and the stack
+	// found or stored (enum unwind_epoch).
+	__u32 se = *stacks_epoch, me = *mappings_epoch;
+	s.pc = at_exit ? ra : PT_REGS_IP(ctx);
+	s.sp = sp;
+	// This use of the scratch's window: another on this CPU before the
+	// walk ends (a preempting task's) changes the number.
+	__u32 seq = ++sc->seq;
+	__u32 slot = (((s.pc ^ (sp << 16) ^ tgid) * 0x9e3779b97f4a7c15ULL) >> (64 - UNWIND_WALK_BITS)) &
+		     (UNWIND_WALK_SLOTS - 1);
+	struct unwind_walk *w = &walks->w[slot];
+	if (w->tgid == tgid && w->generation == t->generation && w->stacks_epoch == se &&
+	    w->mappings_epoch == me && unwind_replay(&s, sc, w)) {
+		unwind_count(UNWIND_COUNTER_STACKS);
+		unwind_count(UNWIND_COUNTER_REPLAYS);
+		unwind_count(w->end);
+		if (w->fp_frames) {
+			enum unwind_counter fp = UNWIND_COUNTER_FP_FRAMES;
+			__u64 *c = bpf_map_lookup_elem(&unwind_counters, &fp);
+			if (c)
+				*c += w->fp_frames;
+		}
+		*id = w->stack_id;
+		return 0;
+	}
 	struct unwind_mappings *maps = bpf_map_lookup_elem(&unwind_procs, &tgid);
 	if (!maps) {
 		unwind_count(UNWIND_COUNTER_NO_PROCESS);
@@ -606,25 +825,61 @@ static __always_inline long unwind_user_stack(struct pt_regs *ctx, struct stack 
 		unwind_count(UNWIND_COUNTER_STALE);
 		return 2 * sizeof(__u64);
 	}
-	s.pc = at_exit ? ra : PT_REGS_IP(ctx);
-	s.sp = sp;
 	unwind_count(UNWIND_COUNTER_STACKS);
-	__u32 zero = 0;
-	struct unwind_scratch *sc = bpf_map_lookup_elem(&unwind_scratch, &zero);
-	if (!sc)
-		return 0;
-	unwind_walk(&s, maps, st, sc);
+	// Walk, and record the walk in w (unwind_remember completes it).
+	w->stack_id = 0;
+	w->seq = seq;
+	w->stacks_epoch = se;
+	w->mappings_epoch = me;
+	w->pc = s.pc;
+	w->sp = sp;
+	w->bp = s.bp;
+	w->tgid = tgid;
+	w->generation = t->generation;
+	w->uses_bp = 0;
+	s.sp0 = sp;
+	s.rec_ok = 1;
+	unwind_walk(&s, maps, st, sc, w);
+	// A walk whose window another used meanwhile may have read its words:
+	// not kept.
+	if (s.rec_ok && sc->seq == seq) {
+		w->nwords = s.rec_n;
+		w->end = s.end;
+		w->fp_frames = s.fp_frames;
+		*walk = (__u64)seq << 32 | slot;
+	}
 	return (long)s.n * sizeof(__u64);
+}
+
+// unwind_remember keeps the walk unwind_user_stack took (walk: its seq
+// and slot; 0: none to keep) in the walk cache, now that its stack is
+// stored as id, unless another walk took the slot since.
+static __always_inline void unwind_remember(__u64 walk, __u64 id)
+{
+	__u32 zero = 0;
+	struct unwind_walks *walks = bpf_map_lookup_elem(&unwind_walks, &zero);
+	if (!walk || !walks)
+		return;
+	struct unwind_walk *w = &walks->w[walk & (UNWIND_WALK_SLOTS - 1)];
+	if (w->seq != walk >> 32)
+		return;
+	w->stack_id = id;
+	w->check = unwind_walk_sum(w);
 }
 
 #else
 
 static __always_inline long unwind_user_stack(struct pt_regs *ctx, struct stack *st,
-					      struct target *t, int at_exit)
+					      struct target *t, __u32 tgid, int at_exit,
+					      __u64 *id, __u64 *walk)
 {
 	// CFI rows are compiled for x86-64 only; arm64 keeps frame pointers
 	// in its ABI's common builds (and has no exit sites).
 	return bpf_get_stack(ctx, st->pcs, sizeof(st->pcs), BPF_F_USER_STACK);
+}
+
+static __always_inline void unwind_remember(__u64 walk, __u64 id)
+{
 }
 
 #endif

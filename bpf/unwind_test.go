@@ -1,6 +1,8 @@
 package bpf
 
 import (
+	"fmt"
+	"io"
 	"os/exec"
 	"path/filepath"
 	"sort"
@@ -88,6 +90,90 @@ func TestUnwindNoFramePointers(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestUnwindWalkCache: one malloc call site reached with the same stack
+// pointer through two callers, alternately and in runs. The walk cache
+// must answer the runs (Replays) and never give one caller's stack to
+// the other's allocation (the sizes say which caller made each). At
+// return probes and at exit probes (which read the return address
+// through the walk's window).
+func TestUnwindWalkCache(t *testing.T) {
+	requireBPF(t)
+	exe := buildNoFP(t, "testdata/walkcache.c")
+	for _, opts := range []Options{{Unwind: UnwindAuto}, {Unwind: UnwindCFI}, {Unwind: UnwindCFI, ExitProbes: true}} {
+		t.Run(fmt.Sprintf("%v,exit_probes=%v", opts.Unwind, opts.ExitProbes), func(t *testing.T) {
+			tg := startTarget(t, exe)
+			tr, blocks, st := traceTrigger(t, tg, exe, opts)
+			counts := map[string]int{}
+			for _, b := range blocks {
+				got := strings.Join(exeFrames(tr, st, b), " ")
+				want := "leaf via_a main"
+				if b.Size >= 2000 {
+					want = "leaf via_b main"
+				}
+				if got != want {
+					t.Errorf("block of %d bytes: stack %q, want %q", b.Size, got, want)
+				}
+				counts[got]++
+			}
+			if len(blocks) != 256 {
+				t.Errorf("%d blocks, want 256 (%v)", len(blocks), counts)
+			}
+			s := tr.UnwindStats()
+			// Another tool's uretprobe on malloc (another test binary's
+			// lsan) puts the trampoline where exit probes read the
+			// call site: those walks are right but not kept.
+			if (s.Replays < 100 && s.Trampolines == 0) || s.Cut() != 0 || s.Complete != s.Walks {
+				t.Errorf("unwind stats %+v: want every walk complete, the runs replayed", s)
+			}
+			t.Logf("stats: %+v", s)
+		})
+	}
+}
+
+// TestUnwindWalkCachePrune: a walk the cache remembers whose stack
+// PruneStacks deleted (its blocks were all freed) is not replayed with
+// the deleted stack's id: the allocations after the prune have stacks.
+func TestUnwindWalkCachePrune(t *testing.T) {
+	requireBPF(t)
+	exe := buildNoFP(t, "testdata/walkcache.c")
+	tg := startTarget(t, exe)
+	tr, err := Attach(Options{PID: tg.Pid(), Unwind: UnwindCFI})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	round := func(cmd string) {
+		t.Helper()
+		if _, err := io.WriteString(tg.Stdin, cmd+"\n"); err != nil {
+			t.Fatal(err)
+		}
+		tg.Expect(t, "done")
+	}
+	round("free") // walks remembered, blocks freed: the stack is unreferenced
+	for i := 0; i < 2; i++ {
+		if _, err := tr.Blocks(tg.Pid()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tr.PruneStacks(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	round("keep") // the same walks
+	blocks, err := tr.Blocks(tg.Pid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := loadSymbols(t, tg.Pid(), exe)
+	for _, b := range blocks {
+		if got := strings.Join(exeFrames(tr, st, b), " "); got != "leaf via_a through_a main" {
+			t.Errorf("block of %d bytes: stack %q, want leaf via_a through_a main", b.Size, got)
+		}
+	}
+	if s := tr.UnwindStats(); len(blocks) != 64 || s.Replays == 0 {
+		t.Errorf("%d blocks (want 64), stats %+v (want replays)", len(blocks), s)
+	}
 }
 
 // TestMarkers: every marker is named, at its value and at value - 1 (where
