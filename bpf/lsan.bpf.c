@@ -71,12 +71,21 @@ struct {
 	__uint(max_entries, 1 << 16);
 } events SEC(".maps");
 
+// Stacks to be walked again by the loader (struct late_stack): rare, only
+// in the moments between a dlopen or an execve and the loader's reading
+// of the new mappings.
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+} late_stacks SEC(".maps");
+
 // The ring buffer has no value type, so these put the event types in BTF
 // for bpf2go.
 const struct event *unused_event __attribute__((unused));
 const enum event_type *unused_event_type __attribute__((unused));
 const enum op *unused_op __attribute__((unused));
 const enum sig_flags *unused_sig_flags __attribute__((unused));
+const struct late_stack *unused_late_stack __attribute__((unused));
 
 // Stacks are stored by a 64-bit hash of their frames. Unlike a
 // BPF_MAP_TYPE_STACK_TRACE map (bucket = hash % size, a collision loses the
@@ -256,15 +265,17 @@ static __always_inline __u64 hash_frames(struct stack *st, __u32 n)
 // at_exit: the program stopped at an exit of the allocator (see
 // exits.go), not after its return; the stack is taken as it will be after
 // the return (unwind.h).
+// *start says where the walk began and whether it is to be walked again
+// (send_late_stack).
 static __always_inline __u64 capture_stack(struct pt_regs *ctx, struct target *t, __u32 tgid,
-					    int at_exit)
+					    int at_exit, struct unwind_start *start)
 {
 	__u32 zero = 0;
 	struct stack *st = bpf_map_lookup_elem(&stack_scratch, &zero);
 	if (!st)
 		return 0;
 	__u64 id = 0, walk = 0;
-	long n = unwind_user_stack(ctx, st, t, tgid, at_exit, &id, &walk);
+	long n = unwind_user_stack(ctx, st, t, tgid, at_exit, &id, &walk, start);
 	if (id)
 		return id; // the stack of a walk remembered, stored already
 	if (n <= 0) {
@@ -365,6 +376,39 @@ static __always_inline int sampled(void)
 	return __sync_fetch_and_add(n, 1) % sample_rate == 0;
 }
 
+// send_late_stack hands the loader a stack the walk could not finish
+// with the process's mapping list (unwind_unknown): where it began and the
+// stack pages above, copied now (the stack changes as soon as the
+// allocator returns). The block keeps the stack the probe got until the
+// loader has walked it again; a full ring leaves it so, counted.
+static __always_inline void send_late_stack(struct block_key *key, struct block *b,
+					    struct unwind_start *start)
+{
+	struct late_stack *r = bpf_ringbuf_reserve(&late_stacks, sizeof(*r), 0);
+	if (!r) {
+		unwind_count(UNWIND_COUNTER_LATE_DROPPED);
+		return;
+	}
+	r->tgid = key->tgid;
+	r->addr = key->addr;
+	r->timestamp_ns = b->timestamp_ns;
+	r->stack_id = b->stack_id;
+	r->pc = start->pc;
+	r->sp = start->sp;
+	r->bp = start->bp;
+	r->base = start->sp & ~(__u64)(LATE_PAGE - 1);
+	r->pages = 0;
+	// Page by page: the first page past the stack's top fails alone.
+	for (int i = 0; i < LATE_STACK_PAGES; i++) {
+		if (bpf_probe_read_user(&r->bytes[i * LATE_PAGE], LATE_PAGE,
+					(void *)(r->base + i * LATE_PAGE)))
+			break;
+		r->pages = i + 1;
+	}
+	unwind_count(UNWIND_COUNTER_LATE);
+	bpf_ringbuf_submit(r, 0);
+}
+
 static __always_inline void record_block(struct pt_regs *ctx, __u64 addr,
 					 struct inflight *call, struct target *t, int at_exit)
 {
@@ -372,11 +416,12 @@ static __always_inline void record_block(struct pt_regs *ctx, __u64 addr,
 	if (!sampled())
 		return;
 	struct block_key key = {.addr = addr, .tgid = current_tgid()};
+	struct unwind_start start = {};
 	struct block b = {
 		.generation = t->generation,
 		.size = call->size,
 		.timestamp_ns = bpf_ktime_get_ns(),
-		.stack_id = skip_stacks ? 0 : capture_stack(ctx, t, key.tgid, at_exit),
+		.stack_id = skip_stacks ? 0 : capture_stack(ctx, t, key.tgid, at_exit, &start),
 		.tid = current_tid(),
 		.fn = call->fn,
 	};
@@ -388,10 +433,13 @@ static __always_inline void record_block(struct pt_regs *ctx, __u64 addr,
 		count(COUNTER_FREES_MISSED);
 		err = bpf_map_update_elem(&allocs, &key, &b, BPF_ANY);
 	}
-	if (err)
+	if (err) {
 		count(COUNTER_ALLOC_DROPPED);
-	else
-		count(COUNTER_ALLOCS);
+		return;
+	}
+	count(COUNTER_ALLOCS);
+	if (start.late)
+		send_late_stack(&key, &b, &start);
 }
 
 // string_size is the size of the string at addr with its NUL: the size of
@@ -641,15 +689,18 @@ int exit_enter(struct pt_regs *ctx)
 	return 0;
 }
 
-// stop_until_rows stops the calling process (SIGSTOP, acted on before it
-// returns to user space) and asks lsan for the unwind rows of what it
-// mapped; lsan continues it.
-static __always_inline void stop_until_rows(__u32 tgid)
+// maps_new asks lsan for the unwind rows of what the calling process
+// mapped. lsan run's processes stop (SIGSTOP, acted on before they return
+// to user space) until lsan has loaded them and continues them; an
+// attached process is never stopped for it: stacks walked before the rows
+// are in are walked again by lsan (send_late_stack).
+static __always_inline void maps_new(__u32 tgid)
 {
-	if (!stop_for_rows)
+	if (unwind_mode == UNWIND_MODE_FP)
 		return;
-	bpf_send_signal(SIGSTOP);
-	emit(EVENT_MAPS, tgid, 0);
+	if (stop_for_rows)
+		bpf_send_signal(SIGSTOP);
+	emit(EVENT_MAPS, tgid, stop_for_rows);
 }
 
 // The target replaced its program image (execve): what it allocated
@@ -662,7 +713,7 @@ int on_exec(void *ctx)
 	if (!t)
 		return 0;
 	t->generation++; // only the exec'ing thread is left: no race
-	stop_until_rows(tgid);
+	maps_new(tgid);
 	return 0;
 }
 
@@ -672,8 +723,14 @@ int on_exec(void *ctx)
 SEC("uprobe/maps_changed")
 int maps_changed(struct pt_regs *ctx)
 {
-	if (this_target())
-		stop_until_rows(current_tgid());
+	struct target *t = this_target();
+	if (!t)
+		return 0;
+	// Before the loader is told: a list it reads from now on may lack
+	// what the linker just mapped only if it read maps_seq before this.
+	// The linker calls the hook under its load lock: no race.
+	t->maps_seq++;
+	maps_new(current_tgid());
 	return 0;
 }
 

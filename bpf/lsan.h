@@ -93,7 +93,10 @@ struct freed {
 struct target {
 	__u32 parent;     // tgid of the traced process it forked from, 0 for the first
 	__u16 generation; // execve calls since it became a target
-	__u16 _pad;
+	// maps_seq counts the dynamic linker's calls of its debugger hook
+	// (dlopen, dlclose): the loader's mapping list for the process is
+	// current only while its maps_seq is this one (bpf/unwind.h).
+	__u16 maps_seq;
 };
 
 // Blocks are keyed by process as well as address: after fork, parent and
@@ -107,7 +110,7 @@ struct block_key {
 enum event_type {
 	EVENT_FORK = 1,      // tgid forked child; the child is stopped, waiting for its probes
 	EVENT_EXIT_STOP = 2, // tgid called _exit and is stopping itself for the final check
-	EVENT_MAPS = 3,      // tgid execs or its dynamic linker mapped objects; it is stopping itself for their unwind rows
+	EVENT_MAPS = 3,      // tgid execs or its dynamic linker mapped objects: load their unwind rows (child 1: it is stopping itself until they are)
 };
 
 struct event {
@@ -115,6 +118,26 @@ struct event {
 	__u32 tgid;
 	__u32 child;
 	__u32 _pad;
+};
+
+// A stack the probe could not finish because the process's mapping list
+// was out of date (a module dlopened or an image exec'd since the loader
+// last read it): the walk's start and a copy of the stack above it, for
+// the loader to walk again once the rows are loaded (bpf/late.go). The
+// copy is whole pages from the one holding sp: at least
+// (LATE_STACK_PAGES - 1) pages above sp when the stack is that deep.
+#define LATE_STACK_PAGES 5
+#define LATE_PAGE 4096
+
+struct late_stack {
+	__u32 tgid;
+	__u32 pages;         // pages copied
+	__u64 addr;          // the block
+	__u64 timestamp_ns;  // the block's, to tell it from a later one at addr
+	__u64 stack_id;      // the stack the probe stored for it
+	__u64 pc, sp, bp;    // the walk's start (pc: the call site's return address)
+	__u64 base;          // address of bytes[0], sp's page
+	__u8 bytes[LATE_STACK_PAGES * LATE_PAGE];
 };
 
 struct block {

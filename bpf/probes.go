@@ -59,7 +59,7 @@ func (t *Tracer) planProbes() error {
 	t.objectFiles = map[string]*objectFile{}
 	for i, fn := range t.funcs {
 		b, ok := t.allocator.Bindings[fn.Name]
-		if fn.sig.op == opExit && !t.opts.StopAtExit || fn.sig.op == opMapsChanged && !t.stopsForRows() {
+		if fn.sig.op == opExit && !t.opts.StopAtExit || fn.sig.op == opMapsChanged && t.opts.Unwind == UnwindFP {
 			continue
 		}
 		if len(t.opts.OnlyFuncs) > 0 && !slices.Contains(t.opts.OnlyFuncs, fn.Name) {

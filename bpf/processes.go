@@ -194,7 +194,7 @@ func (t *Tracer) startEvents() error {
 			}
 			ev := decodeEvent(rec.RawSample)
 			if ev.Type == eventMaps {
-				t.loadRowsAndContinue(ev.PID)
+				t.loadRows(ev.PID, ev.Child != 0)
 				continue
 			}
 			t.events <- ev
@@ -208,17 +208,24 @@ func decodeEvent(raw []byte) Event {
 	return Event{Type: EventType(word(0)), PID: int(word(4)), Child: int(word(8))}
 }
 
-// eventMaps: a process of lsan run mapped new code (execve, the dynamic
-// linker's hook) and stopped itself (stop_for_rows); the tracer loads the
-// rows and continues it, the session never sees it.
+// eventMaps: a process mapped new code (execve, the dynamic linker's
+// hook); a process of lsan run also stopped itself (stop_for_rows, the
+// event's child field 1). The tracer loads the rows at once, and
+// continues a stopped one; the session never sees it.
 const eventMaps = EventType(tracerEventTypeEVENT_MAPS)
 
-// loadRowsAndContinue loads the unwind rows of pid's new mappings and
-// continues it. A process that exited meanwhile is no error.
-func (t *Tracer) loadRowsAndContinue(pid int) {
-	defer syscall.Kill(pid, syscall.SIGCONT)
-	if t.unwinder != nil {
-		_ = t.unwinder.addProcess(pid)
+// loadRows loads the unwind rows of pid's new mappings and continues pid
+// if it stopped itself for them. A process that exited meanwhile is no
+// error.
+func (t *Tracer) loadRows(pid int, stopped bool) {
+	if stopped {
+		defer syscall.Kill(pid, syscall.SIGCONT)
+	}
+	if t.unwinder == nil || t.opts.lateRowsOnly {
+		return
+	}
+	_ = t.unwinder.addProcess(pid)
+	if stopped {
 		t.unwinder.mu.Lock()
 		t.unwinder.stats.MapStops++
 		t.unwinder.mu.Unlock()

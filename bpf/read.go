@@ -41,6 +41,7 @@ func (t *Tracer) readBlocks() ([]Block, error) {
 		return nil, err
 	}
 	all = t.dropStale(all)
+	t.applyLate(all)
 	t.referencedStacks = make(map[uint64]bool, len(t.referencedStacks))
 	for _, b := range all {
 		t.referencedStacks[b.StackID] = true
@@ -164,6 +165,9 @@ func (t *Tracer) Stack(b Block) []uint64 {
 func (t *Tracer) returnAddresses(id uint64) []uint64 {
 	if id == 0 {
 		return nil
+	}
+	if pcs, ok := t.lateStack(id); ok {
+		return pcs
 	}
 	if pcs, ok := t.stackCache[id]; ok {
 		return pcs

@@ -86,6 +86,10 @@ type Options struct {
 	// Discovered, when set, is DiscoverAllocator's answer for PID with
 	// the default table, found by the caller already.
 	Discovered *Allocator
+	// lateRowsOnly (tests): the loader neither polls the mappings nor
+	// acts on the linker's events, so a module mapped after the attach
+	// gets its rows only when a late stack needs them.
+	lateRowsOnly bool
 }
 
 // Default capacities. The block and stack maps are not preallocated:
@@ -204,6 +208,8 @@ type Tracer struct {
 	recordingSince uint64
 	// unwinder loads CFI rows (nil with UnwindFP).
 	unwinder *unwinder
+	// late holds the stacks walked again in user space (late.go).
+	late *lateStacks
 }
 
 // Attach loads the BPF program and attaches it to the allocator functions
@@ -264,6 +270,11 @@ func (t *Tracer) setUp() error {
 	}
 	if err := t.startEvents(); err != nil {
 		return err
+	}
+	if t.unwinder != nil {
+		if err := t.startLate(); err != nil {
+			return err
+		}
 	}
 	if err := t.AddProcess(t.opts.PID); err != nil {
 		return err
@@ -355,6 +366,12 @@ func (t *Tracer) load() error {
 		return err
 	}
 	spec.Maps["unwind_rows"].MaxEntries = t.opts.MaxUnwindRows
+	if t.opts.Unwind == UnwindFP || t.stopsForRows() || t.opts.LifecycleOnly {
+		// No late stacks: frame-pointer stacks need no rows, and lsan
+		// run's processes wait for theirs (one page, the least a ring
+		// buffer takes).
+		spec.Maps["late_stacks"].MaxEntries = uint32(os.Getpagesize())
+	}
 	if t.opts.LifecycleOnly {
 		// Nothing records blocks here, nor walks rows (the mirror gets
 		// them): no memory for them.
@@ -399,7 +416,11 @@ func (t *Tracer) load() error {
 		if t.opts.LifecycleOnly {
 			rows = nil // the mirror's only
 		}
-		t.unwinder = newUnwinder(rows, t.objs.UnwindProcs, t.objs.Targets, t.opts.MaxUnwindRows, t.opts.Unwind, 100*time.Millisecond, t.opts.RowsMirror)
+		poll := 100 * time.Millisecond
+		if t.opts.lateRowsOnly {
+			poll = time.Hour
+		}
+		t.unwinder = newUnwinder(rows, t.objs.UnwindProcs, t.objs.Targets, t.opts.MaxUnwindRows, t.opts.Unwind, poll, t.opts.RowsMirror)
 		t.unwinder.epochs = t.objs.UnwindEpochs
 		t.unwinder.firstPID = t.opts.PID
 	}
@@ -513,6 +534,7 @@ func (t *Tracer) Probes() []Probe { return t.probes }
 // Close detaches every probe and frees the maps. Safe to call twice.
 func (t *Tracer) Close() error {
 	t.stopFollowing()
+	t.closeLate()
 	if t.unwinder != nil {
 		t.unwinder.close()
 		t.unwinder = nil

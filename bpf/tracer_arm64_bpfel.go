@@ -84,6 +84,20 @@ type tracerInflight struct {
 	Pad     uint32
 }
 
+type tracerLateStack struct {
+	_           structs.HostLayout
+	Tgid        uint32
+	Pages       uint32
+	Addr        uint64
+	TimestampNs uint64
+	StackId     uint64
+	Pc          uint64
+	Sp          uint64
+	Bp          uint64
+	Base        uint64
+	Bytes       [20480]uint8
+}
+
 type tracerOp uint32
 
 const (
@@ -118,25 +132,27 @@ type tracerTarget struct {
 	_          structs.HostLayout
 	Parent     uint32
 	Generation uint16
-	Pad        uint16
+	MapsSeq    uint16
 }
 
 type tracerUnwindCounter uint32
 
 const (
-	tracerUnwindCounterUNWIND_COUNTER_STACKS      tracerUnwindCounter = 0
-	tracerUnwindCounterUNWIND_COUNTER_COMPLETE    tracerUnwindCounter = 1
-	tracerUnwindCounterUNWIND_COUNTER_NO_TABLE    tracerUnwindCounter = 2
-	tracerUnwindCounterUNWIND_COUNTER_EXPRESSION  tracerUnwindCounter = 3
-	tracerUnwindCounterUNWIND_COUNTER_READ        tracerUnwindCounter = 4
-	tracerUnwindCounterUNWIND_COUNTER_DEPTH       tracerUnwindCounter = 5
-	tracerUnwindCounterUNWIND_COUNTER_BAD_FRAME   tracerUnwindCounter = 6
-	tracerUnwindCounterUNWIND_COUNTER_FP_FRAMES   tracerUnwindCounter = 7
-	tracerUnwindCounterUNWIND_COUNTER_NO_PROCESS  tracerUnwindCounter = 8
-	tracerUnwindCounterUNWIND_COUNTER_STALE       tracerUnwindCounter = 9
-	tracerUnwindCounterUNWIND_COUNTER_REPLAYS     tracerUnwindCounter = 10
-	tracerUnwindCounterUNWIND_COUNTER_TRAMPOLINES tracerUnwindCounter = 11
-	tracerUnwindCounterUNWIND_COUNTER_MAX         tracerUnwindCounter = 12
+	tracerUnwindCounterUNWIND_COUNTER_STACKS       tracerUnwindCounter = 0
+	tracerUnwindCounterUNWIND_COUNTER_COMPLETE     tracerUnwindCounter = 1
+	tracerUnwindCounterUNWIND_COUNTER_NO_TABLE     tracerUnwindCounter = 2
+	tracerUnwindCounterUNWIND_COUNTER_EXPRESSION   tracerUnwindCounter = 3
+	tracerUnwindCounterUNWIND_COUNTER_READ         tracerUnwindCounter = 4
+	tracerUnwindCounterUNWIND_COUNTER_DEPTH        tracerUnwindCounter = 5
+	tracerUnwindCounterUNWIND_COUNTER_BAD_FRAME    tracerUnwindCounter = 6
+	tracerUnwindCounterUNWIND_COUNTER_FP_FRAMES    tracerUnwindCounter = 7
+	tracerUnwindCounterUNWIND_COUNTER_NO_PROCESS   tracerUnwindCounter = 8
+	tracerUnwindCounterUNWIND_COUNTER_STALE        tracerUnwindCounter = 9
+	tracerUnwindCounterUNWIND_COUNTER_REPLAYS      tracerUnwindCounter = 10
+	tracerUnwindCounterUNWIND_COUNTER_TRAMPOLINES  tracerUnwindCounter = 11
+	tracerUnwindCounterUNWIND_COUNTER_LATE         tracerUnwindCounter = 12
+	tracerUnwindCounterUNWIND_COUNTER_LATE_DROPPED tracerUnwindCounter = 13
+	tracerUnwindCounterUNWIND_COUNTER_MAX          tracerUnwindCounter = 14
 )
 
 type tracerUnwindEpoch uint32
@@ -160,7 +176,7 @@ type tracerUnwindMappings struct {
 	_          structs.HostLayout
 	N          uint32
 	Generation uint16
-	Pad        uint16
+	MapsSeq    uint16
 	M          [256]tracerUnwindMapping
 }
 
@@ -181,6 +197,7 @@ const (
 	tracerMapEvents          = "events"
 	tracerMapFreedRanges     = "freed_ranges"
 	tracerMapInflight        = "inflight"
+	tracerMapLateStacks      = "late_stacks"
 	tracerMapSampleCounter   = "sample_counter"
 	tracerMapStackScratch    = "stack_scratch"
 	tracerMapStacks          = "stacks"
@@ -208,6 +225,7 @@ const (
 	tracerVarTrackFreed      = "track_freed"
 	tracerVarUnusedEvent     = "unused_event"
 	tracerVarUnusedEventType = "unused_event_type"
+	tracerVarUnusedLateStack = "unused_late_stack"
 	tracerVarUnusedOp        = "unused_op"
 	tracerVarUnusedSigFlags  = "unused_sig_flags"
 	tracerVarUnwindMode      = "unwind_mode"
@@ -275,6 +293,7 @@ type tracerMapSpecs struct {
 	Events         *ebpf.MapSpec `ebpf:"events"`
 	FreedRanges    *ebpf.MapSpec `ebpf:"freed_ranges"`
 	Inflight       *ebpf.MapSpec `ebpf:"inflight"`
+	LateStacks     *ebpf.MapSpec `ebpf:"late_stacks"`
 	SampleCounter  *ebpf.MapSpec `ebpf:"sample_counter"`
 	StackScratch   *ebpf.MapSpec `ebpf:"stack_scratch"`
 	Stacks         *ebpf.MapSpec `ebpf:"stacks"`
@@ -299,6 +318,7 @@ type tracerVariableSpecs struct {
 	TrackFreed      *ebpf.VariableSpec `ebpf:"track_freed"`
 	UnusedEvent     *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedEventType *ebpf.VariableSpec `ebpf:"unused_event_type"`
+	UnusedLateStack *ebpf.VariableSpec `ebpf:"unused_late_stack"`
 	UnusedOp        *ebpf.VariableSpec `ebpf:"unused_op"`
 	UnusedSigFlags  *ebpf.VariableSpec `ebpf:"unused_sig_flags"`
 	UnwindMode      *ebpf.VariableSpec `ebpf:"unwind_mode"`
@@ -329,6 +349,7 @@ type tracerMaps struct {
 	Events         *ebpf.Map `ebpf:"events"`
 	FreedRanges    *ebpf.Map `ebpf:"freed_ranges"`
 	Inflight       *ebpf.Map `ebpf:"inflight"`
+	LateStacks     *ebpf.Map `ebpf:"late_stacks"`
 	SampleCounter  *ebpf.Map `ebpf:"sample_counter"`
 	StackScratch   *ebpf.Map `ebpf:"stack_scratch"`
 	Stacks         *ebpf.Map `ebpf:"stacks"`
@@ -347,6 +368,7 @@ func (m *tracerMaps) Close() error {
 		m.Events,
 		m.FreedRanges,
 		m.Inflight,
+		m.LateStacks,
 		m.SampleCounter,
 		m.StackScratch,
 		m.Stacks,
@@ -372,6 +394,7 @@ type tracerVariables struct {
 	TrackFreed      *ebpf.Variable `ebpf:"track_freed"`
 	UnusedEvent     *ebpf.Variable `ebpf:"unused_event"`
 	UnusedEventType *ebpf.Variable `ebpf:"unused_event_type"`
+	UnusedLateStack *ebpf.Variable `ebpf:"unused_late_stack"`
 	UnusedOp        *ebpf.Variable `ebpf:"unused_op"`
 	UnusedSigFlags  *ebpf.Variable `ebpf:"unused_sig_flags"`
 	UnwindMode      *ebpf.Variable `ebpf:"unwind_mode"`

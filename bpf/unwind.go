@@ -68,12 +68,12 @@ const DefaultMaxUnwindRows = 1 << 20
 // Marker frames end a stack the unwinder had to cut short (see
 // bpf/unwind.h); they are never user addresses.
 const (
-	MarkNoTable    uint64 = 0xffffffffffff0010
-	MarkExpression uint64 = 0xffffffffffff0020
-	MarkRead       uint64 = 0xffffffffffff0030
-	MarkDepth      uint64 = 0xffffffffffff0040
-	MarkBadFrame   uint64 = 0xffffffffffff0050
-	MarkStale      uint64 = 0xffffffffffff0060
+	MarkNoTable    = unwind.MarkNoTable
+	MarkExpression = unwind.MarkExpression
+	MarkRead       = unwind.MarkRead
+	MarkDepth      = unwind.MarkDepth
+	MarkBadFrame   = unwind.MarkBadFrame
+	MarkStale      = unwind.MarkStale
 )
 
 // MarkerName names a marker frame, for reports; ok is false for any
@@ -136,6 +136,13 @@ type UnwindStats struct {
 	// stack, or lsan's own at an exit probe): the walk takes the real
 	// ones from the kernel, and such walks are not replayed.
 	Trampolines uint64
+	// Late counts the stacks the probe sent to be walked again in user
+	// space (it met code in no mapping it knew, and a module had been
+	// mapped since the loader last looked); LateDropped those that did not
+	// fit the ring (they keep the probe's stack); LateWalked those walked
+	// again; LateFixed those the probe had cut that came out complete
+	// (Cut leaves them out).
+	Late, LateDropped, LateWalked, LateFixed uint64
 	// MapStops counts the times a process of lsan run stopped itself when
 	// it mapped new code (execve, the dynamic linker's hook) until its
 	// rows were loaded.
@@ -145,6 +152,9 @@ type UnwindStats struct {
 type loadedMaps struct {
 	text       []byte
 	generation uint16
+	// mapsSeq is the target's count of dynamic linker changes read
+	// before text (struct target's maps_seq).
+	mapsSeq uint16
 	// mappings are those written to unwind_procs.
 	mappings []tracerUnwindMapping
 }
@@ -198,6 +208,9 @@ type unwinder struct {
 	maps map[int]loadedMaps
 	// mirror gets a copy of what is loaded (Options.RowsMirror).
 	mirror RowsMirror
+	// tables are the loaded files' tables by their first row, for the
+	// walks the loader takes itself (late stacks).
+	tables map[uint32]*unwind.Table
 	stop   chan struct{}
 	done   sync.WaitGroup
 }
@@ -213,6 +226,7 @@ func newUnwinder(rows, procs, targets *ebpf.Map, max uint32, mode UnwindMode, in
 		max:     max,
 		maps:    map[int]loadedMaps{},
 		mirror:  mirror,
+		tables:  map[uint32]*unwind.Table{},
 		stop:    make(chan struct{}),
 	}
 	u.stats.Mode, u.stats.MaxRows = mode, max
@@ -301,10 +315,11 @@ func (u *unwinder) addProcess(pid int) error {
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if old, ok := u.maps[pid]; ok && old.generation == target.Generation && bytes.Equal(old.text, text) {
+	old, known := u.maps[pid]
+	if known && old.generation == target.Generation && old.mapsSeq == target.MapsSeq && bytes.Equal(old.text, text) {
 		return nil
 	}
-	list := tracerUnwindMappings{Generation: target.Generation}
+	list := tracerUnwindMappings{Generation: target.Generation, MapsSeq: target.MapsSeq}
 	maps, err := procmaps.Parse(text)
 	if err != nil {
 		return fmt.Errorf("unwind tables of pid %d: %w", pid, err)
@@ -324,15 +339,24 @@ func (u *unwinder) addProcess(pid int) error {
 	}
 	sort.Slice(list.M[:list.N], func(i, j int) bool { return list.M[i].Start < list.M[j].Start })
 	mappings := slices.Clone(list.M[:list.N])
-	if old, ok := u.maps[pid]; ok && old.generation == target.Generation && slices.Equal(old.mappings, mappings) {
+	loaded := loadedMaps{text: text, generation: target.Generation, mapsSeq: target.MapsSeq, mappings: mappings}
+	sameCode := known && old.generation == target.Generation && slices.Equal(old.mappings, mappings)
+	if sameCode && old.mapsSeq == target.MapsSeq {
 		// Only mappings without code changed (a heap's mmap).
-		u.maps[pid] = loadedMaps{text: text, generation: target.Generation, mappings: mappings}
+		u.maps[pid] = loaded
 		return nil
 	}
 	if u.procs != nil {
 		if err := u.procs.Put(uint32(pid), &list); err != nil {
 			return fmt.Errorf("unwind tables of pid %d: %w", pid, err)
 		}
+	}
+	if sameCode {
+		// The same code, read after the linker's last change: the list
+		// is current again (struct target's maps_seq); the walks the
+		// probe remembers still hold.
+		u.maps[pid] = loaded
+		return nil
 	}
 	if u.epochs != nil {
 		// After the write: a walk the probe remembers from before it is
@@ -349,7 +373,7 @@ func (u *unwinder) addProcess(pid int) error {
 		}
 		u.mirror.Mappings(pid, ms)
 	}
-	u.maps[pid] = loadedMaps{text: text, generation: target.Generation, mappings: mappings}
+	u.maps[pid] = loaded
 	return nil
 }
 
@@ -407,6 +431,7 @@ func (u *unwinder) module(path, name string) (*moduleRows, error) {
 		return mod, err
 	}
 	mod.first, mod.n = u.next, uint32(len(tab.Rows))
+	u.tables[mod.first] = tab
 	u.next += mod.n
 	u.stats.Modules++
 	u.stats.ModuleRows[name] = mod.n
@@ -468,17 +493,19 @@ func (t *Tracer) UnwindStats() UnwindStats {
 	}
 	s := t.unwinder.loadStats()
 	for key, dst := range map[tracerUnwindCounter]*uint64{
-		tracerUnwindCounterUNWIND_COUNTER_STACKS:      &s.Walks,
-		tracerUnwindCounterUNWIND_COUNTER_COMPLETE:    &s.Complete,
-		tracerUnwindCounterUNWIND_COUNTER_NO_TABLE:    &s.CutNoTable,
-		tracerUnwindCounterUNWIND_COUNTER_EXPRESSION:  &s.CutExpression,
-		tracerUnwindCounterUNWIND_COUNTER_READ:        &s.CutRead,
-		tracerUnwindCounterUNWIND_COUNTER_DEPTH:       &s.CutDepth,
-		tracerUnwindCounterUNWIND_COUNTER_BAD_FRAME:   &s.CutBad,
-		tracerUnwindCounterUNWIND_COUNTER_FP_FRAMES:   &s.FPFrames,
-		tracerUnwindCounterUNWIND_COUNTER_STALE:       &s.CutStale,
-		tracerUnwindCounterUNWIND_COUNTER_REPLAYS:     &s.Replays,
-		tracerUnwindCounterUNWIND_COUNTER_TRAMPOLINES: &s.Trampolines,
+		tracerUnwindCounterUNWIND_COUNTER_STACKS:       &s.Walks,
+		tracerUnwindCounterUNWIND_COUNTER_COMPLETE:     &s.Complete,
+		tracerUnwindCounterUNWIND_COUNTER_NO_TABLE:     &s.CutNoTable,
+		tracerUnwindCounterUNWIND_COUNTER_EXPRESSION:   &s.CutExpression,
+		tracerUnwindCounterUNWIND_COUNTER_READ:         &s.CutRead,
+		tracerUnwindCounterUNWIND_COUNTER_DEPTH:        &s.CutDepth,
+		tracerUnwindCounterUNWIND_COUNTER_BAD_FRAME:    &s.CutBad,
+		tracerUnwindCounterUNWIND_COUNTER_FP_FRAMES:    &s.FPFrames,
+		tracerUnwindCounterUNWIND_COUNTER_STALE:        &s.CutStale,
+		tracerUnwindCounterUNWIND_COUNTER_REPLAYS:      &s.Replays,
+		tracerUnwindCounterUNWIND_COUNTER_TRAMPOLINES:  &s.Trampolines,
+		tracerUnwindCounterUNWIND_COUNTER_LATE:         &s.Late,
+		tracerUnwindCounterUNWIND_COUNTER_LATE_DROPPED: &s.LateDropped,
 	} {
 		var perCPU []uint64
 		if err := t.objs.UnwindCounters.Lookup(key, &perCPU); err != nil {
@@ -488,12 +515,17 @@ func (t *Tracer) UnwindStats() UnwindStats {
 			*dst += v
 		}
 	}
+	if l := t.late; l != nil {
+		l.mu.Lock()
+		s.LateWalked, s.LateFixed = l.walked, l.fixed
+		l.mu.Unlock()
+	}
 	return s
 }
 
 // Cut is how many stacks ended with a marker frame.
 func (s UnwindStats) Cut() uint64 {
-	return s.CutNoTable + s.CutExpression + s.CutRead + s.CutDepth + s.CutBad + s.CutStale
+	return s.CutNoTable + s.CutExpression + s.CutRead + s.CutDepth + s.CutBad + s.CutStale - s.LateFixed
 }
 
 // ReturnProbeTime is the kernel's count of runs and total run time of

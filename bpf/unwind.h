@@ -74,7 +74,9 @@ enum unwind_counter {
 	UNWIND_COUNTER_STALE = 9,      // cut: tables of the image before an execve
 	UNWIND_COUNTER_REPLAYS = 10,   // stacks taken from the walk cache (also in the above)
 	UNWIND_COUNTER_TRAMPOLINES = 11, // return addresses that were the uretprobe trampoline
-	UNWIND_COUNTER_MAX = 12,
+	UNWIND_COUNTER_LATE = 12,      // stacks sent to the loader to be walked again (struct late_stack)
+	UNWIND_COUNTER_LATE_DROPPED = 13, // ... that did not fit the late_stacks ring: they stay cut
+	UNWIND_COUNTER_MAX = 14,
 };
 
 // One row: package unwind's Row, 8 bytes.
@@ -100,7 +102,7 @@ struct unwind_mapping {
 struct unwind_mappings {
 	__u32 n;
 	__u16 generation;
-	__u16 _pad;
+	__u16 maps_seq; // struct target's maps_seq when the loader read the mappings
 	struct unwind_mapping m[UNWIND_MAX_MAPPINGS];
 };
 
@@ -218,6 +220,12 @@ static __always_inline void unwind_count(enum unwind_counter which)
 		*c += 1;
 }
 
+// Where a walk started, for a late stack (struct late_stack).
+struct unwind_start {
+	__u64 pc, sp, bp;
+	int late;
+};
+
 #if defined(__TARGET_ARCH_x86)
 
 // The walk's state, passed to each step. Scalars only: unwind_step, a
@@ -249,7 +257,13 @@ struct unwind_state {
 	// call to call). end, fp_frames: as in struct unwind_walk.
 	__u8 rec_n, rec_ok, end, fp_frames;
 	__u64 sp0, bp_from;
+	// list_stale: the process's mapping list predates the dynamic
+	// linker's last change (maps_seq). late: the walk met code in no
+	// mapping of that list, which may be a module mapped since: the
+	// stack is sent to the loader to be walked again.
+	__u8 list_stale, late;
 };
+
 
 // unwind_uretprobes reads where the current thread's uretprobe trampoline
 // is and its first pending return instance. Any tool's uretprobe on a
@@ -473,6 +487,19 @@ static __always_inline void unwind_note_bp(struct unwind_state *s, struct unwind
 		w->uses_bp = 1;
 }
 
+// unwind_unknown: the walk met code in no mapping of the process's list.
+// While the list predates the dynamic linker's last change the code may be
+// a module dlopened since: the walk goes on as for code without rows, and
+// the stack is walked again by the loader once it has the rows. Such a
+// walk depends on more than its stack words: not kept.
+static __always_inline void unwind_unknown(struct unwind_state *s)
+{
+	if (s->list_stale) {
+		s->late = 1;
+		s->rec_ok = 0;
+	}
+}
+
 // unwind_cut ends the stack with a marker frame and counts why.
 static __always_inline long unwind_cut(struct unwind_state *s, struct stack *st, __u64 marker,
 				       enum unwind_counter counter)
@@ -576,8 +603,10 @@ static __always_inline long unwind_fp_frame(struct unwind_state *s, struct stack
 		return unwind_cut(s, st, UNWIND_MARK_BAD_FRAME, UNWIND_COUNTER_BAD_FRAME);
 	if (!unwind_find_mapping(maps, saved[1] - 1)) {
 		saved[1] = unwind_real_return(s, saved[1]);
-		if (!unwind_find_mapping(maps, saved[1] - 1))
+		if (!unwind_find_mapping(maps, saved[1] - 1)) {
+			unwind_unknown(s);
 			return unwind_cut(s, st, UNWIND_MARK_BAD_FRAME, UNWIND_COUNTER_BAD_FRAME);
+		}
 	}
 	unwind_count(UNWIND_COUNTER_FP_FRAMES);
 	s->fp_frames++;
@@ -616,9 +645,11 @@ __attribute__((noinline)) int unwind_step(struct unwind_state *s, struct unwind_
 		if (ra != s->pc) {
 			s->pc = ra;
 			pc = ra - 1;
-			unwind_lookup(maps, sc, pc, &row);
+			found = unwind_lookup(maps, sc, pc, &row) < UNWIND_MAX_MAPPINGS;
 		}
 	}
+	if (!found)
+		unwind_unknown(s);
 	st->pcs[n & (MAX_STACK_DEPTH - 1)] = s->pc;
 	s->n = n + 1;
 
@@ -754,10 +785,12 @@ static __always_inline long fp_stack(struct pt_regs *ctx, struct stack *st, __u6
 // address; the walk starts from the state the return leads to. t is the
 // current process's target, tgid its id. A stack the walk cache knows is
 // not stored again: *id is its id (and 0 returned). *walk names the
-// walk taken, for unwind_remember once its stack is stored.
+// walk taken, for unwind_remember once its stack is stored. *start is
+// where the walk began, and start->late says the stack is to be walked
+// again by the loader (unwind_unknown).
 static __always_inline long unwind_user_stack(struct pt_regs *ctx, struct stack *st,
 					      struct target *t, __u32 tgid, int at_exit,
-					      __u64 *id, __u64 *walk)
+					      __u64 *id, __u64 *walk, struct unwind_start *start)
 {
 	__u64 ra = 0, sp = PT_REGS_SP(ctx);
 	struct unwind_state s = {
@@ -791,6 +824,9 @@ static __always_inline long unwind_user_stack(struct pt_regs *ctx, struct stack 
 	__u32 se = *stacks_epoch, me = *mappings_epoch;
 	s.pc = at_exit ? ra : PT_REGS_IP(ctx);
 	s.sp = sp;
+	start->pc = s.pc;
+	start->sp = sp;
+	start->bp = s.bp;
 	// This use of the scratch's window: another on this CPU before the
 	// walk ends (a preempting task's) changes the number.
 	__u32 seq = ++sc->seq;
@@ -823,6 +859,7 @@ static __always_inline long unwind_user_stack(struct pt_regs *ctx, struct stack 
 		st->pcs[0] = at_exit ? unwind_real_return(&s, ra) : PT_REGS_IP(ctx);
 		st->pcs[1] = UNWIND_MARK_STALE;
 		unwind_count(UNWIND_COUNTER_STALE);
+		start->late = 1;
 		return 2 * sizeof(__u64);
 	}
 	unwind_count(UNWIND_COUNTER_STACKS);
@@ -839,7 +876,9 @@ static __always_inline long unwind_user_stack(struct pt_regs *ctx, struct stack 
 	w->uses_bp = 0;
 	s.sp0 = sp;
 	s.rec_ok = 1;
+	s.list_stale = maps->maps_seq != t->maps_seq;
 	unwind_walk(&s, maps, st, sc, w);
+	start->late = s.late;
 	// A walk whose window another used meanwhile may have read its words:
 	// not kept.
 	if (s.rec_ok && sc->seq == seq) {
@@ -871,7 +910,7 @@ static __always_inline void unwind_remember(__u64 walk, __u64 id)
 
 static __always_inline long unwind_user_stack(struct pt_regs *ctx, struct stack *st,
 					      struct target *t, __u32 tgid, int at_exit,
-					      __u64 *id, __u64 *walk)
+					      __u64 *id, __u64 *walk, struct unwind_start *start)
 {
 	// CFI rows are compiled for x86-64 only; arm64 keeps frame pointers
 	// in its ABI's common builds (and has no exit sites).

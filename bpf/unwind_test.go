@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/lsan-project/lsan/internal/testproc"
 )
 
 // buildNoFP compiles a test program as distributions do: -O2, no frame
@@ -198,4 +200,66 @@ func TestMarkers(t *testing.T) {
 			t.Errorf("%#x taken for a marker", pc)
 		}
 	}
+}
+
+// TestUnwindLateStack: a plugin dlopened after the attach allocates at
+// once, before the loader has its rows (here it never polls, and ignores
+// the linker's events): the probe meets code in no mapping it knows, sends
+// the stack, and the tracer walks it again with the plugin's rows. The
+// block's stack runs through the plugin's three frames to main, with no
+// marker, in both CFI modes.
+func TestUnwindLateStack(t *testing.T) {
+	requireBPF(t)
+	dir := t.TempDir()
+	lib := filepath.Join(dir, "lateplugin.so")
+	if b, err := exec.Command("gcc", "-O2", "-g", "-fomit-frame-pointer", "-shared", "-fPIC", "-o", lib, "testdata/lateplugin.c").CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, b)
+	}
+	exe := buildNoFP(t, "testdata/late.c")
+	for _, mode := range []UnwindMode{UnwindAuto, UnwindCFI} {
+		t.Run(mode.String(), func(t *testing.T) {
+			tg := &target{testproc.Start(t, exec.Command(exe, lib))}
+			tg.Expect(t, "ready")
+			tr, blocks, st := traceTrigger(t, tg, exe, Options{Unwind: mode, lateRowsOnly: true})
+			var plugin *Block
+			for i := range blocks {
+				if blocks[i].Size == 4242 {
+					plugin = &blocks[i]
+				}
+			}
+			if plugin == nil {
+				t.Fatalf("no 4242-byte block among %d", len(blocks))
+			}
+			lo, hi := mappedRange(t, tg.Pid(), lib)
+			inPlugin := 0
+			for _, pc := range tr.Stack(*plugin)[1:] {
+				if pc >= lo && pc < hi {
+					inPlugin++
+				}
+			}
+			if got := strings.Join(exeFrames(tr, st, *plugin), " "); inPlugin != 3 || got != "call_plugin main" {
+				t.Errorf("stack %x: %d frames in the plugin, %q in the executable; want 3 and \"call_plugin main\"", tr.Stack(*plugin), inPlugin, got)
+			}
+			s := tr.UnwindStats()
+			if s.Late == 0 || s.LateWalked != s.Late || s.LateDropped != 0 || s.LateFixed == 0 || s.Cut() != 0 {
+				t.Errorf("unwind stats %+v: want late stacks, all walked again, the cut ones fixed", s)
+			}
+		})
+	}
+}
+
+// mappedRange is the span of pid's mappings of path.
+func mappedRange(t *testing.T, pid int, path string) (lo, hi uint64) {
+	t.Helper()
+	objs, err := mappedObjects(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range objs {
+		if o.Path == path {
+			return o.Start, o.End
+		}
+	}
+	t.Fatalf("%s is not mapped in pid %d", path, pid)
+	return 0, 0
 }

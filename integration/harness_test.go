@@ -261,6 +261,10 @@ type jsonReport struct {
 		Snapshots int     `json:"snapshots"`
 		// UnwindTableBytes: kernel memory of the CFI rows loaded.
 		UnwindTableBytes uint64 `json:"unwind_table_bytes"`
+		// StacksCut, StacksLate: stacks ended with a marker, and walked
+		// again by lsan after a dlopen or execve (docs/unwind.md).
+		StacksCut  uint64 `json:"stacks_cut"`
+		StacksLate uint64 `json:"stacks_walked_late"`
 		// Unconfirmed: blocks a fork snapshot held back (first seen
 		// unreferenced).
 		Unconfirmed int `json:"unconfirmed_blocks"`

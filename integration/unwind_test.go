@@ -278,6 +278,33 @@ func TestUnwindExec(t *testing.T) {
 	}
 }
 
+// TestUnwindExecAttach: a process lsan -p attached to calls execve and
+// the new program leaks at once, before the loader has read the new
+// image's mappings (or just after): the probe's stacks of that moment are
+// walked again by lsan, so every leak's stack is gdb's, with no marker.
+func TestUnwindExecAttach(t *testing.T) {
+	requireRoot(t)
+	exe := buildUnwindProgram(t, "deep.c", "gcc")
+	truth := gdbStacks(t, exe)
+	for _, mode := range []string{"auto", "cfi"} {
+		cmd := exec.Command("/bin/sh", "-c", `read line; exec "$0" linger`, exe)
+		p := testproc.Start(t, cmd)
+		a := attach(t, cmd.Process.Pid, "--format", "json", "--unwind", mode, "--interval", "1h")
+		io.WriteString(p.Stdin, "go\n")
+		p.Expect(t, "done")
+		if code := a.stop(t); code != 23 {
+			t.Fatalf("--unwind %s: lsan exit %d, want 23\n%s", mode, code, a.stderr.String())
+		}
+		reps := parseReports(t, a.stdout.String())
+		last := reps[len(reps)-1]
+		if last.Stats.StacksCut != 0 {
+			t.Errorf("--unwind %s: %d stack(s) cut", mode, last.Stats.StacksCut)
+		}
+		checkAgainstGDB(t, lsanStacks(t, last, exe), truth)
+		t.Logf("--unwind %s: %d stack(s) walked again by lsan", mode, last.Stats.StacksLate)
+	}
+}
+
 // TestUnwindForeignUretprobe: while another tool's uretprobe sits on
 // libc's malloc (here another lsan attached to another process, with
 // uretprobes), the breakpoint the kernel installs in lsan run's command
@@ -579,12 +606,7 @@ func TestUnwindRust(t *testing.T) {
 // stack.
 func TestUnwindDlopen(t *testing.T) {
 	requireRoot(t)
-	dir := t.TempDir()
-	lib := filepath.Join(dir, "libplugin.so")
-	if b, err := exec.Command("gcc", "-O2", "-g", "-fomit-frame-pointer", "-shared", "-fPIC", "-o", lib, filepath.Join("testdata", "unwind", "plugin.c")).CombinedOutput(); err != nil {
-		t.Fatalf("gcc: %v\n%s", err, b)
-	}
-	exe := buildUnwindProgram(t, "dlopen.c", "gcc")
+	lib, exe := buildPlugin(t)
 	for _, mode := range []string{"auto", "cfi"} {
 		// Outstanding mode: the plugin's block is live at exit whether or
 		// not a stale copy of its pointer keeps it reachable.
@@ -595,29 +617,76 @@ func TestUnwindDlopen(t *testing.T) {
 			t.Fatalf("lsan run: %v\n%s", err, stderr.String())
 		}
 		reps := jsonReportsIn(t, stdout.String())
-		var got []string
-		for _, g := range reps[len(reps)-1].Leaks {
-			inPlugin := false
-			for _, f := range g.Stack {
-				inPlugin = inPlugin || f.Module == lib
-			}
-			if !inPlugin {
-				continue // dlopen's own blocks
-			}
-			var names []string
-			for _, f := range g.Stack {
-				if f.Module == lib || f.Module == exe {
-					names = append(names, f.Function)
-				}
-				if strings.HasPrefix(f.Function, "[unwind") {
-					t.Errorf("--unwind %s: stack cut: %+v", mode, g.Stack)
-				}
-			}
-			got = append(got, strings.Join(names, " < "))
+		checkPluginStacks(t, "--unwind "+mode, reps[len(reps)-1], lib, exe)
+	}
+}
+
+// TestUnwindDlopenAttach: lsan -p does not stop the process it attached
+// to for rows: the dynamic linker's hook only makes lsan load them at
+// once, and a stack the probe walked before they were in (the plugin
+// allocates as soon as dlopen returns) is walked again by lsan from the
+// copy of the stack the probe sent. Either way the leak made inside the
+// plugin has its whole stack.
+func TestUnwindDlopenAttach(t *testing.T) {
+	requireRoot(t)
+	lib, exe := buildPlugin(t)
+	for _, mode := range []string{"auto", "cfi"} {
+		cmd := exec.Command(exe, lib, "wait")
+		p := testproc.Start(t, cmd)
+		p.Expect(t, "ready")
+		a := attach(t, cmd.Process.Pid, "--mode", "outstanding", "--top", "0", "--format", "json", "--unwind", mode, "--interval", "1h")
+		io.WriteString(p.Stdin, "go\n")
+		p.Expect(t, "done")
+		if code := a.stop(t); code != 0 {
+			t.Fatalf("lsan exit %d, want 0\n%s", code, a.stderr.String())
 		}
-		want := []string{"plugin_inner < plugin_outer < plugin_leak < call_plugin < main < _start"}
-		if !slices.Equal(got, want) {
-			t.Errorf("--unwind %s: stacks %q, want %q", mode, got, want)
+		reps := parseReports(t, a.stdout.String())
+		last := reps[len(reps)-1]
+		checkPluginStacks(t, "--unwind "+mode, last, lib, exe)
+		if last.Stats.StacksCut != 0 {
+			t.Errorf("--unwind %s: %d stack(s) cut", mode, last.Stats.StacksCut)
 		}
+		t.Logf("--unwind %s: %d stack(s) walked again by lsan", mode, last.Stats.StacksLate)
+	}
+}
+
+// buildPlugin builds the plugin and the program that dlopens it, both
+// -O2 -fomit-frame-pointer.
+func buildPlugin(t *testing.T) (lib, exe string) {
+	t.Helper()
+	lib = filepath.Join(t.TempDir(), "libplugin.so")
+	if b, err := exec.Command("gcc", "-O2", "-g", "-fomit-frame-pointer", "-shared", "-fPIC", "-o", lib, filepath.Join("testdata", "unwind", "plugin.c")).CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, b)
+	}
+	return lib, buildUnwindProgram(t, "dlopen.c", "gcc")
+}
+
+// checkPluginStacks: the one group allocated inside the plugin has the
+// plugin's and the program's frames up to _start, and no marker.
+func checkPluginStacks(t *testing.T, what string, r jsonReport, lib, exe string) {
+	t.Helper()
+	var got []string
+	for _, g := range r.Leaks {
+		inPlugin := false
+		for _, f := range g.Stack {
+			inPlugin = inPlugin || f.Module == lib
+		}
+		if !inPlugin {
+			continue // dlopen's own blocks
+		}
+		var names []string
+		for _, f := range g.Stack {
+			if f.Module == lib || f.Module == exe {
+				names = append(names, f.Function)
+			}
+			if strings.HasPrefix(f.Function, "[unwind") {
+				t.Errorf("%s: stack cut: %+v", what, g.Stack)
+			}
+		}
+		got = append(got, strings.Join(names, " < "))
+	}
+	want := []string{"plugin_inner < plugin_outer < plugin_leak < call_plugin < main < _start"}
+	if !slices.Equal(got, want) {
+		t.Errorf("%s: stacks %q, want %q", what, got, want)
 	}
 }

@@ -90,6 +90,10 @@ type Stats struct {
 	// the kernel memory of the CFI rows loaded (docs/unwind.md).
 	StacksCut        uint64 `json:"stacks_cut,omitempty"`
 	UnwindTableBytes uint64 `json:"unwind_table_bytes,omitempty"`
+	// StacksLate counts the stacks lsan walked again itself because a
+	// module was mapped (dlopen, execve) moments before the allocation,
+	// before the probe had its rows (docs/unwind.md, "Late stacks").
+	StacksLate uint64 `json:"stacks_walked_late,omitempty"`
 	// Snapshot is how the check froze the target: "fork" (a
 	// copy-on-write copy was scanned, the target paused only to make it)
 	// or "stop" (stopped for the whole scan).

@@ -416,6 +416,7 @@ func (s *Session) fillCounters(r *report.Report) {
 	r.Stats.Allocs, r.Stats.Frees = c.Allocs, c.Frees
 	u := s.tracer.UnwindStats()
 	r.Stats.StacksCut, r.Stats.UnwindTableBytes = u.Cut(), u.TableBytes
+	r.Stats.StacksLate = u.LateWalked
 }
 
 // counters are the tracer's counts, with the in-process recorder's

@@ -66,6 +66,9 @@ __attribute__((noinline)) static void scrub(void)
 int main(int argc, char **argv)
 {
 	int wait = argc > 1 && strcmp(argv[1], "wait") == 0;
+	// linger: leak at once, then say "done" and wait for a line (an
+	// attached lsan's exec test: the leaks follow the execve at once).
+	int linger = argc > 1 && strcmp(argv[1], "linger") == 0;
 	char c;
 	if (wait) {
 		setvbuf(stdout, NULL, _IONBF, 0);
@@ -75,7 +78,8 @@ int main(int argc, char **argv)
 	}
 	run_leaks(argc);
 	scrub();
-	if (wait) {
+	if (wait || linger) {
+		setvbuf(stdout, NULL, _IONBF, 0);
 		puts("done");
 		(void)!read(0, &c, 1);
 	}
