@@ -783,6 +783,18 @@ static int owner_gone(uint64_t owner)
 	return gone;
 }
 
+// abandoned tells whether a ring whose owner is gone can be taken over:
+// not when that thread died holding a slot (killed in the middle of a
+// record), which lsan's drain of the ring waits for.
+static int abandoned(struct ring *r, uint64_t owner)
+{
+	uint64_t reserved = __atomic_load_n(&r->reserve, __ATOMIC_ACQUIRE);
+	if (reserved && __atomic_load_n(&r->slots[(reserved - 1) & (RING_SLOTS - 1)].seq, __ATOMIC_ACQUIRE) !=
+				(uint32_t)reserved)
+		return 0;
+	return owner_gone(owner);
+}
+
 // choose_ring finds this thread a ring of its own, or a shared one when
 // every owned ring has a live thread. Outer records only (t_holding 1).
 static uint32_t choose_ring(struct ring *rs, uint32_t pid, uint32_t tid)
@@ -793,7 +805,7 @@ static uint32_t choose_ring(struct ring *rs, uint32_t pid, uint32_t tid)
 		uint64_t o = __atomic_load_n(&rs[ri].owner, __ATOMIC_ACQUIRE);
 		// The same pid and tid: an earlier program image of this
 		// thread (execve), or a thread gone whose tid came back.
-		if (o == me || ((o == 0 || owner_gone(o)) &&
+		if (o == me || ((o == 0 || abandoned(&rs[ri], o)) &&
 				__atomic_compare_exchange_n(&rs[ri].owner, &o, me, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))) {
 			t_ring1 = ri + 1; // before the key: pthread_setspecific may allocate
 			if (have_ring_key)
