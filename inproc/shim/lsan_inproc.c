@@ -915,7 +915,9 @@ typedef uint32_t __attribute__((may_alias)) word32;
 // take, and this pair, inside one thread, lies between them).
 static inline int retract(void *p)
 {
-	if (!t_last_ring || t_holding)
+	// A free of another block (most) leaves here. A match read here is
+	// read again below: a signal handler may change t_last_* meanwhile.
+	if (t_last_addr_inv != ~(uint64_t)p || !t_last_ring || t_holding)
 		return 0;
 	// From here a signal handler's records go to a shared ring and leave
 	// t_last_* alone: read before, they could be the handler's own.
