@@ -4,15 +4,17 @@ package inproc
 // TestLayout compiles a C probe of the header and compares every offset.
 const (
 	magic   = 0x31504e494e41534c // "LSANINP1"
-	version = 2
+	version = 3
 
-	rings     = 64
-	ringSlots = 65536
-	recSize   = 48
+	rings      = 64
+	ownedRings = 48 // rings a thread can claim for itself (ring.owner); the rest are shared
+	ringSlots  = 65536
+	recSize    = 48
 	// ringHeader: reserve and consumed, each on its own cache line.
 	ringHeader   = 128
 	ringSize     = ringHeader + ringSlots*recSize
 	ringReserve  = 0
+	ringOwner    = 8
 	ringConsumed = 64
 
 	stackSlots = 1 << 16
@@ -69,17 +71,21 @@ const (
 
 // Record field offsets (struct rec).
 const (
-	rSeq   = 0
-	rKind  = 4
-	rFn    = 5
-	rPID   = 8
-	rTID   = 12
-	rStack = 16
-	rGen   = 20
-	rAddr  = 24
-	rSize  = 32
-	rTime  = 40
-	rImage = 44
+	rSeq  = 0
+	rKind = 4
+	rFn   = 5
+	// rClaimed: lsan sets recClaimed there (compare-and-swap of the
+	// 32-bit word at rKind) before it applies the last allocation of a
+	// ring, which its thread could otherwise retract.
+	rClaimed = 6
+	rPID     = 8
+	rTID     = 12
+	rStack   = 16
+	rGen     = 20
+	rAddr    = 24
+	rSize    = 32
+	rTime    = 40
+	rImage   = 44
 )
 
 // Record kinds (enum rec_kind).
@@ -89,6 +95,11 @@ const (
 	recStart = 3
 	recExit  = 4
 	recMaps  = 5
+	// recRetracted: an allocation its thread took back when it freed the
+	// block before lsan read the record: the pair is nothing.
+	recRetracted = 6
+
+	recClaimed = 1
 )
 
 // Counters the shim keeps (enum counter).

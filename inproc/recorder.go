@@ -360,6 +360,11 @@ func (r *Recorder) drainAtLeast(min int) (n int, complete bool) {
 				complete = false
 				break
 			}
+			if pos+1 == reserved {
+				// Its thread may be retracting it (a ring's last
+				// allocation): it or lsan, whichever comes first.
+				claim(rec)
+			}
 			if pos+1 < reserved && r.cancelled(rec, r.record(base, pos+1), pos+2) {
 				pos += 2
 				n += 2
@@ -402,7 +407,7 @@ func (r *Recorder) proc(pid int) *process {
 type rec struct {
 	seq      uint32
 	kind, fn uint8
-	_        uint16
+	claimed  uint16
 	pid, tid uint32
 	stack    uint32
 	gen      uint32
@@ -410,6 +415,16 @@ type rec struct {
 	size     uint64
 	time     uint32
 	image    uint32
+}
+
+// claim marks the allocation rec as read, unless its thread retracted it
+// first (shim/layout.h, REC_CLAIMED): then it is a recRetracted record.
+func claim(rec *rec) {
+	w := (*uint32)(unsafe.Pointer(&rec.kind))
+	old := atomic.LoadUint32(w)
+	if uint8(old) == recAlloc && old>>16 == 0 {
+		atomic.CompareAndSwapUint32(w, old, old|recClaimed<<16)
+	}
 }
 
 // record returns the record at position pos of the ring at base.
@@ -481,6 +496,21 @@ func (r *Recorder) apply(rec *rec) {
 				p.tombs = map[uint64]tomb{}
 			}
 			p.tombs[addr] = tomb{gen: gen, pass: r.pass}
+		}
+	case recRetracted:
+		// An allocation and the free of its block, inside one thread,
+		// before lsan read the allocation: applied as the pair, whose
+		// free would have had a later generation than the allocation
+		// and an earlier one than the block's next allocation. An
+		// older entry for the address goes (a block can be recorded
+		// twice: glibc's reallocarray calls the interposed realloc).
+		r.allocs++
+		r.frees++
+		if !p.current(image) {
+			return
+		}
+		if old, ok := p.live.get(addr); ok && genBefore(old.gen, gen) {
+			p.live.del(addr)
 		}
 	case recStart:
 		// A new program image (execve) or the first: what the process

@@ -7,12 +7,15 @@
 #include <stdint.h>
 
 #define LSAN_INPROC_MAGIC 0x31504e494e41534cULL // "LSANINP1"
-#define LSAN_INPROC_VERSION 2
+#define LSAN_INPROC_VERSION 3
 
-// Rings: every thread writes to ring tid % RINGS, reserving a slot with an
-// atomic add (several threads, and a signal handler in the middle of its
-// own thread's record, can share a ring); lsan drains them.
+// Rings: a thread claims one of the first OWNED_RINGS for itself (ring.owner)
+// and reserves its slots with a plain add; a thread that finds none free,
+// and a record made while its thread holds a slot (a signal handler's),
+// write to the shared rings after them, reserving with an atomic add. lsan
+// drains them all.
 #define RINGS 64
+#define OWNED_RINGS 48
 #define RING_SLOTS 65536 // a power of two
 
 // Stacks: an open-addressing table, deduplicated by hash.
@@ -37,7 +40,16 @@ enum rec_kind {
 	REC_START = 3, // a program image started recording (its blocks before are gone)
 	REC_EXIT = 4,  // the process is exiting: check it (header.lifecycle)
 	REC_MAPS = 5,  // dlopen mapped code: load its rows (header.lifecycle)
+	REC_RETRACTED = 6, // an allocation whose block its thread freed before lsan read it: nothing
 };
+
+// The last record of an owned ring, when it is an allocation, can be taken
+// back by its thread when it frees that block next (no record, no
+// generation: the pair never happened for lsan). Both sides compare and
+// swap the word holding kind, fn and claimed: the thread turns REC_ALLOC into
+// REC_RETRACTED, lsan sets claimed to REC_CLAIMED before it applies such a
+// record; whichever comes first wins.
+#define REC_CLAIMED 1
 
 // One event: 48 bytes. seq is written last (release): the slot's ring
 // position + 1 once the record is complete.
@@ -45,7 +57,7 @@ struct rec {
 	uint32_t seq;
 	uint8_t kind;
 	uint8_t fn; // index in the shim's function table (fn_names)
-	uint16_t _pad;
+	uint16_t claimed; // REC_CLAIMED: lsan read it (it can no longer be retracted)
 	uint32_t pid, tid;
 	uint32_t stack; // stack slot + 1; 0: none
 	uint32_t gen;   // the address's generation (GEN_SLOTS)
@@ -56,7 +68,8 @@ struct rec {
 
 struct ring {
 	uint64_t reserve; // next position to hand out
-	uint64_t _pad[7];
+	uint64_t owner;   // owned rings: the thread writing it (pid << 32 | tid), 0: none
+	uint64_t _pad[6];
 	uint64_t consumed; // lsan: positions before this are read
 	uint64_t _pad2[7];
 	struct rec slots[RING_SLOTS];

@@ -2,15 +2,19 @@
 // starts (--tracer inproc). It interposes the allocator's entry points,
 // calls the real ones, and writes each block's birth and death, with the
 // allocation stack, into memory shared with lsan (layout.h), which keeps
-// the live set and runs the usual checks. No kernel trap per call: a
-// record costs two atomic adds and a stack walk (often a replay of one).
+// the live set and runs the usual checks. No kernel trap per call: an
+// allocation's record costs an atomic add (its generation) and a stack walk
+// (often a replay of one) in a ring the thread owns; a free of the block
+// its thread allocated last, before lsan read that record, takes the
+// record back with one compare-and-swap and writes nothing.
 //
 // Rules the code keeps:
 //   - it never allocates through the allocator it wraps (dlsym's own needs
 //     are served from a static buffer during setup);
 //   - every record path is safe in a signal handler that interrupts it in
-//     the same thread: slots are reserved with an atomic add and
-//     published by their seq word; stacks are interned with CAS;
+//     the same thread: a record begun while the thread holds a slot goes
+//     to a shared ring, whose slots are reserved with an atomic add; slots
+//     are published by their seq word; stacks are interned with CAS;
 //   - a free takes its address's generation before the block is released,
 //     an allocation after it is obtained, so lsan can order events of
 //     different threads on the same address (GEN_SLOTS);
@@ -72,6 +76,14 @@ static TLS uint32_t t_tid;
 static TLS uint64_t t_stack_hi; // the top of this thread's stack, for safe reads
 static TLS int t_busy;           // inside the shim's own setup: calls pass through
 static TLS uint32_t t_holding;   // slots this thread reserved and has not published
+static TLS uint32_t t_ring1;     // the ring this thread writes to, + 1 (0: not chosen yet)
+// The thread's last record, when it is an allocation in its own ring: the
+// one a free can take back (retract). The block's address is kept
+// inverted: the check scans this memory too (TLS is a root), and must not
+// find the block referenced from here.
+static TLS struct ring *t_last_ring;
+static TLS uint64_t t_last_pos, t_last_addr_inv;
+static TLS uint8_t t_last_fn;
 
 static void *(*real_malloc)(size_t);
 static void (*real_free)(void *);
@@ -111,7 +123,7 @@ static void exit_check(void);
 static void request_rows(void);
 static void put(uint8_t kind, uint8_t fn, uint64_t addr, uint64_t size, uint32_t gen, uint64_t *frame);
 static uint64_t now_ns(void);
-static void make_cache_key(void);
+static void make_keys(void);
 
 static void resolve(void)
 {
@@ -128,7 +140,7 @@ static void resolve(void)
 	real_valloc = next("valloc");
 	real_pvalloc = next("pvalloc");
 	resolving = 0;
-	make_cache_key();
+	make_keys();
 	__atomic_store_n(&real_free, (void (*)(void *))next("free"), __ATOMIC_RELEASE);
 	map_shared();
 }
@@ -193,6 +205,8 @@ static void after_fork_in_child(void)
 	self_pid = syscall(SYS_getpid);
 	my_maps = NULL;
 	t_tid = 0;
+	t_ring1 = 0; // the parent's thread owns that ring: the child claims its own
+	t_last_ring = NULL;
 }
 
 // map_shared maps the memory lsan made, at the first allocator call:
@@ -399,6 +413,7 @@ struct row_cache_entry {
 // result. Walks through a signal frame (whose registers come from the
 // frame, not from the rows) or longer than WALK_READS reads are not kept.
 #define WALK_CACHE 512
+#define WALK_WAYS 8 // see walk_set
 #define WALK_READS 24
 struct walk_log {
 	uint32_t n; // reads made; more than WALK_READS: not kept
@@ -415,8 +430,8 @@ struct walk_entry {
 
 struct thread_cache {
 	struct row_cache_entry rows[ROW_CACHE];
-	struct walk_entry walks[WALK_CACHE]; // two ways a set
-	uint8_t victim[WALK_CACHE / 2];      // per set: the way to replace next
+	struct walk_entry walks[WALK_CACHE]; // WALK_WAYS ways a set
+	uint8_t victim[WALK_CACHE / WALK_WAYS]; // per set: the way to replace next
 };
 static TLS struct thread_cache *t_cache;
 static pthread_key_t cache_key; // its destructor unmaps a thread's cache
@@ -429,7 +444,32 @@ static void drop_cache(void *c)
 	munmap(c, sizeof(struct thread_cache));
 }
 
-static void make_cache_key(void) { have_cache_key = pthread_key_create(&cache_key, drop_cache) == 0; }
+// A thread's ring goes back at its exit (ring_key's destructor); one whose
+// thread is gone without that (killed, or records made after its
+// destructors ran) is taken over by the next thread looking for one.
+static pthread_key_t ring_key;
+static int have_ring_key;
+
+static void drop_ring(void *v)
+{
+	struct header *h = shared;
+	uint32_t ri = (uint32_t)(uintptr_t)v - 1;
+	if (h && ri < OWNED_RINGS) {
+		struct ring *r = (struct ring *)((char *)h + h->rings_off) + ri;
+		uint64_t me = (uint64_t)self_pid << 32 | t_tid;
+		__atomic_compare_exchange_n(&r->owner, &me, 0, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED);
+	}
+	if (t_ring1 == ri + 1) {
+		t_ring1 = 0;
+		t_last_ring = NULL;
+	}
+}
+
+static void make_keys(void)
+{
+	have_cache_key = pthread_key_create(&cache_key, drop_cache) == 0;
+	have_ring_key = pthread_key_create(&ring_key, drop_ring) == 0;
+}
 
 static TLS int t_depth; // records in progress on this thread (2: a signal handler's, nested)
 
@@ -609,13 +649,16 @@ static uint32_t walk(uint64_t *pcs, uint64_t *frame, uint64_t hi, struct thread_
 
 static uint32_t intern(const uint64_t *pcs, uint32_t n, uint32_t pid);
 
-// walk_set is the set of frame's walks: two ways, as one function called
-// from two callers at the same depth (the same frame and return address,
-// another chain above) would evict itself in one.
+// walk_set is the set of frame's walks. Several ways, as one function
+// called from two callers at the same depth (the same frame and return
+// address, another chain above) would evict itself in one; eight, as a
+// program's hot walks crowd some sets: with two ways, 160k of sqlite3's
+// 846k walks in the bench missed (300k in another run: the sets follow
+// the addresses), with eight 700, and git's 43k misses fell to 13k.
 static uint32_t walk_set(uint64_t *frame)
 {
 	uint64_t k = (uint64_t)frame ^ frame[1];
-	return (uint32_t)(k ^ (k >> 12) ^ (k >> 24)) & (WALK_CACHE / 2 - 1);
+	return (uint32_t)(k ^ (k >> 12) ^ (k >> 24)) & (WALK_CACHE / WALK_WAYS - 1);
 }
 
 // replays tells whether e's walk reads the same words now.
@@ -662,11 +705,12 @@ static uint32_t stack_of(uint64_t *frame, uint32_t pid, uint32_t tid)
 	struct thread_cache *tc = thread_cache();
 	uint32_t set = walk_set(frame);
 	if (tc) {
-		for (int way = 0; way < 2; way++) {
-			struct walk_entry *e = &tc->walks[2 * set + way];
+		for (int way = 0; way < WALK_WAYS; way++) {
+			struct walk_entry *e = &tc->walks[WALK_WAYS * set + way];
 			if (replays(e, frame, pid, seq, pm != NULL)) {
-				if (t_depth == 1)
-					tc->victim[set] = !way;
+				// The next to go is not the one just used.
+				if (t_depth == 1 && tc->victim[set] == way)
+					tc->victim[set] = (way + 1) % WALK_WAYS;
 				return e->stack;
 			}
 		}
@@ -685,8 +729,8 @@ static uint32_t stack_of(uint64_t *frame, uint32_t pid, uint32_t tid)
 	uint32_t stack = n ? intern(pcs, n, pid) : 0;
 	if (tc && stack && t_depth == 1 && !lg.uncacheable && lg.n <= WALK_READS) {
 		int way = tc->victim[set];
-		keep_walk(&tc->walks[2 * set + way], frame, pid, seq, pm != NULL, stack, &lg);
-		tc->victim[set] = !way;
+		keep_walk(&tc->walks[WALK_WAYS * set + way], frame, pid, seq, pm != NULL, stack, &lg);
+		tc->victim[set] = (way + 1) % WALK_WAYS;
 	}
 	return stack;
 }
@@ -735,19 +779,80 @@ static uint32_t intern(const uint64_t *pcs, uint32_t n, uint32_t pid)
 // full for longer than header.dead_after (2 s) after the last beat takes
 // lsan for dead.
 
+// owner_gone tells whether the thread that claimed a ring has exited.
+static int owner_gone(uint64_t owner)
+{
+	int saved = errno;
+	int gone = syscall(SYS_tgkill, (pid_t)(owner >> 32), (pid_t)(uint32_t)owner, 0) != 0 && errno == ESRCH;
+	errno = saved;
+	return gone;
+}
+
+// abandoned tells whether a ring whose owner is gone can be taken over:
+// not when that thread died holding a slot (killed in the middle of a
+// record), which lsan's drain of the ring waits for.
+static int abandoned(struct ring *r, uint64_t owner)
+{
+	uint64_t reserved = __atomic_load_n(&r->reserve, __ATOMIC_ACQUIRE);
+	if (reserved && __atomic_load_n(&r->slots[(reserved - 1) & (RING_SLOTS - 1)].seq, __ATOMIC_ACQUIRE) !=
+				(uint32_t)reserved)
+		return 0;
+	return owner_gone(owner);
+}
+
+// choose_ring finds this thread a ring of its own, or a shared one when
+// every owned ring has a live thread. Outer records only (t_holding 1).
+static uint32_t choose_ring(struct ring *rs, uint32_t pid, uint32_t tid)
+{
+	uint64_t me = (uint64_t)pid << 32 | tid;
+	for (uint32_t i = 0; i < OWNED_RINGS; i++) {
+		uint32_t ri = (tid + i) % OWNED_RINGS;
+		uint64_t o = __atomic_load_n(&rs[ri].owner, __ATOMIC_ACQUIRE);
+		// The same pid and tid: an earlier program image of this
+		// thread (execve), or a thread gone whose tid came back.
+		if (o == me || ((o == 0 || abandoned(&rs[ri], o)) &&
+				__atomic_compare_exchange_n(&rs[ri].owner, &o, me, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))) {
+			t_ring1 = ri + 1; // before the key: pthread_setspecific may allocate
+			if (have_ring_key)
+				pthread_setspecific(ring_key, (void *)(uintptr_t)(ri + 1));
+			return ri;
+		}
+	}
+	return OWNED_RINGS + tid % (RINGS - OWNED_RINGS);
+}
+
 static void put(uint8_t kind, uint8_t fn, uint64_t addr, uint64_t size, uint32_t gen, uint64_t *frame)
 {
 	struct header *h = shared;
 	if (!h || h->disabled)
 		return;
 	uint32_t pid = pid_now(), tid = tid_now();
+	struct ring *rs = (struct ring *)((char *)h + h->rings_off);
 	// A record made while this thread holds an unpublished slot (a signal
-	// handler's, or one inside the walk's pthread_getattr_np) goes to
-	// another ring: in its own, room could wait for lsan, which waits for
-	// the slot this thread holds.
-	uint32_t ri = (tid + t_holding) % RINGS;
-	struct ring *r = (struct ring *)((char *)h + h->rings_off) + ri;
-	uint64_t pos = __atomic_fetch_add(&r->reserve, 1, __ATOMIC_SEQ_CST);
+	// handler's, or one inside the walk's pthread_getattr_np) goes to a
+	// shared ring: in its own, room could wait for lsan, which waits for
+	// the slot this thread holds, and the plain add that reserves a slot
+	// there may be the one interrupted.
+	uint32_t held = t_holding++;
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	uint32_t ri;
+	if (likely(held == 0)) {
+		if (unlikely(!t_ring1))
+			t_ring1 = choose_ring(rs, pid, tid) + 1;
+		ri = t_ring1 - 1;
+	} else {
+		ri = OWNED_RINGS + (tid + held) % (RINGS - OWNED_RINGS);
+	}
+	struct ring *r = rs + ri;
+	uint64_t pos;
+	if (likely(ri < OWNED_RINGS)) {
+		// Its only writer. Release: once lsan sees the slot reserved it
+		// sees the retraction (retract) of the record before it.
+		pos = __atomic_load_n(&r->reserve, __ATOMIC_RELAXED);
+		__atomic_store_n(&r->reserve, pos + 1, __ATOMIC_RELEASE);
+	} else {
+		pos = __atomic_fetch_add(&r->reserve, 1, __ATOMIC_SEQ_CST);
+	}
 	// lsan's consumed count is read only when the room last seen is used
 	// up: read on every record, its cache line would go back and forth
 	// between the two CPUs. (A room once seen stays valid: consumed only
@@ -761,6 +866,7 @@ static void put(uint8_t kind, uint8_t fn, uint64_t addr, uint64_t size, uint32_t
 				if ((int64_t)(now_ns() - beat) > (int64_t)h->dead_after) {
 					__atomic_store_n(&h->disabled, 1, __ATOMIC_RELEASE);
 					count(C_LOST, 1);
+					t_holding--;
 					return;
 				}
 				sched_yield();
@@ -770,7 +876,6 @@ static void put(uint8_t kind, uint8_t fn, uint64_t addr, uint64_t size, uint32_t
 		if (limit > __atomic_load_n(&room[ri], __ATOMIC_RELAXED))
 			__atomic_store_n(&room[ri], limit, __ATOMIC_RELAXED);
 	}
-	t_holding++;
 	uint32_t stack = 0;
 	if (kind == REC_ALLOC) {
 		// After the slot: a free read before this record must find it
@@ -794,8 +899,50 @@ static void put(uint8_t kind, uint8_t fn, uint64_t addr, uint64_t size, uint32_t
 	s->gen = gen;
 	s->image = my_image;
 	s->time = (uint32_t)__atomic_load_n(&h->epoch_ms, __ATOMIC_RELAXED);
+	s->claimed = 0;
 	__atomic_store_n(&s->seq, (uint32_t)(pos + 1), __ATOMIC_RELEASE);
+	if (kind == REC_ALLOC && held == 0 && ri < OWNED_RINGS) {
+		t_last_ring = r;
+		t_last_pos = pos;
+		t_last_addr_inv = ~addr;
+		t_last_fn = fn;
+	}
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	t_holding--;
+}
+
+typedef uint32_t __attribute__((may_alias)) word32;
+
+// retract takes back the allocation record of p, the block this thread
+// allocated last, if lsan has not read it and nothing came after it in
+// the ring: the free then writes nothing and takes no generation (other
+// threads' events on the address are ordered by the generations they
+// take, and this pair, inside one thread, lies between them).
+static inline int retract(void *p)
+{
+	// A free of another block (most) leaves here. A match read here is
+	// read again below: a signal handler may change t_last_* meanwhile.
+	if (t_last_addr_inv != ~(uint64_t)p || !t_last_ring || t_holding)
+		return 0;
+	// From here a signal handler's records go to a shared ring and leave
+	// t_last_* alone: read before, they could be the handler's own.
+	t_holding++;
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	struct ring *r = t_last_ring;
+	int done = 0;
+	if (r && t_last_addr_inv == ~(uint64_t)p) {
+		t_last_ring = NULL;
+		uint64_t pos = t_last_pos;
+		if (__atomic_load_n(&r->reserve, __ATOMIC_RELAXED) == pos + 1) {
+			word32 *w = (word32 *)&r->slots[pos & (RING_SLOTS - 1)].kind;
+			uint32_t want = REC_ALLOC | (uint32_t)t_last_fn << 8;
+			done = __atomic_compare_exchange_n(w, &want, REC_RETRACTED | (uint32_t)t_last_fn << 8, 0,
+							   __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+		}
+	}
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	t_holding--;
+	return done;
 }
 
 #define FRAME() ((uint64_t *)__builtin_frame_address(0))
@@ -913,6 +1060,10 @@ static inline void release(int fn, void *p)
 		return;
 	if (unlikely(!real_free))
 		resolve();
+	if (RECORDING() && retract(p)) {
+		real_free(p);
+		return;
+	}
 	uint32_t t = stamp(p);
 	record_free(fn, p, t);
 	real_free(p);
