@@ -30,7 +30,8 @@ const (
 
 // sortByAddress writes the n blocks' addresses (addr(i) is block i's) in
 // ascending order to starts and the blocks' indices to orig; equal
-// addresses keep their index order. Its scratch space comes from arena.
+// addresses keep their index order. Its scratch space is spare (n
+// records; nil: from arena) and n records from arena.
 //
 // The target is stopped meanwhile, and the sort of a million addresses
 // was a third of the index's time: it is a radix sort over only the bits
@@ -42,14 +43,17 @@ const (
 // while large, then sorted by their remaining bits least significant
 // first, which for a bucket of a few thousand records happens in the
 // cache instead of in passes over the whole array.
-func sortByAddress(n int, addr func(i int) uint64, starts []uint64, orig []int32, arena *hugeArena) {
+func sortByAddress(n int, addr func(i int) uint64, starts []uint64, orig []int32, spare []addrIdx, arena *hugeArena) {
 	if n == 0 {
 		return
 	}
-	arena.reserve(2 * hugeBytes[addrIdx](n))
+	if spare == nil {
+		arena.reserve(2 * hugeBytes[addrIdx](n))
+		spare = hugeAlloc[addrIdx](arena, n)
+	}
 	s := &addrSorter{
 		recs:   hugeAlloc[addrIdx](arena, n),
-		spare:  hugeAlloc[addrIdx](arena, n),
+		spare:  spare[:n],
 		starts: starts,
 		orig:   orig,
 	}

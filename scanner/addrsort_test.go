@@ -61,7 +61,7 @@ func checkSortByAddress(t *testing.T, addrs []uint64) {
 	orig := make([]int32, n)
 	arena := &hugeArena{}
 	defer arena.release()
-	sortByAddress(n, func(i int) uint64 { return addrs[i] }, starts, orig, arena)
+	sortByAddress(n, func(i int) uint64 { return addrs[i] }, starts, orig, nil, arena)
 	for k := range want {
 		if orig[k] != want[k] || starts[k] != addrs[want[k]] {
 			t.Fatalf("position %d of %d: got block %d at %#x, want block %d at %#x",
@@ -80,7 +80,7 @@ func BenchmarkSortByAddress(b *testing.B) {
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				arena := &hugeArena{}
-				sortByAddress(n, func(i int) uint64 { return blocks[i].Addr }, starts, orig, arena)
+				sortByAddress(n, func(i int) uint64 { return blocks[i].Addr }, starts, orig, nil, arena)
 				arena.release()
 			}
 		})

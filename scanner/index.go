@@ -4,6 +4,7 @@ import (
 	"math/bits"
 	"slices"
 	"sync/atomic"
+	"unsafe"
 )
 
 // Pointer filter bounds, as LeakSanitizer's MaybeUserPointer on x86-64:
@@ -101,23 +102,36 @@ func newSortedIndex(n int, addr func(i int) uint64) *blockIndex {
 	// Fresh memory costs a page fault per 4 KiB page (several µs each in
 	// a VM): the big arrays come from huge pages, the sort's scratch too.
 	arena := &hugeArena{}
-	arena.reserve(2*hugeBytes[uint64](n) + hugeBytes[uint64](n+1) + hugeBytes[uint64](n/64+1) +
+	arena.reserve(hugeBytes[uint64](n) + hugeBytes[addrIdx](n+1) + hugeBytes[uint64](n/64+1) +
 		hugeBytes[int32](n) + hugeBytes[uint8](n))
 	x := &blockIndex{
 		arena:   arena,
 		starts:  hugeAlloc[uint64](arena, n),
-		ends:    hugeAlloc[uint64](arena, n+1),
 		reached: hugeAlloc[uint64](arena, n/64+1), // +1: the sentinel's bit
-		scanEnd: hugeAlloc[uint64](arena, n),
 		orig:    hugeAlloc[int32](arena, n),
 		flags:   hugeAlloc[uint8](arena, n),
 	}
+	// ends and scanEnd are set only once the blocks are sorted: until
+	// then their memory is one of the sort's two buffers, which a million
+	// blocks would take 16 MiB more for.
+	ends := hugeAlloc[addrIdx](arena, n+1)
+	x.ends, x.scanEnd = splitWords(ends, n+1, n)
 	scratch := &hugeArena{}
 	defer scratch.release()
-	sortByAddress(n, addr, x.starts, x.orig, scratch)
+	sortByAddress(n, addr, x.starts, x.orig, ends[:n], scratch)
 	// The sentinel: no word is >= its end.
 	x.ends[n] = ^uint64(0)
 	return x
+}
+
+// splitWords views the memory of recs as two arrays of words, of a and
+// b words (a+b at most twice len(recs)).
+func splitWords(recs []addrIdx, a, b int) ([]uint64, []uint64) {
+	if len(recs) == 0 {
+		return make([]uint64, a), make([]uint64, b)
+	}
+	words := unsafe.Slice((*uint64)(unsafe.Pointer(&recs[0])), 2*len(recs))
+	return words[:a:a], words[a : a+b : a+b]
 }
 
 // boundsOf returns sorted block k's accepted range and trap.
@@ -238,6 +252,7 @@ func (x *blockIndex) buildClusters() {
 	for k := 0; k <= n; k++ {
 		if k == n || (k > begin && x.starts[k] > clusterEnd && x.starts[k]-clusterEnd > clusterGap) {
 			c := newCluster(x.starts[begin], clusterEnd, k-begin)
+			c = x.coarsen(c, begin, k)
 			c.base = int32(total)
 			total += int(c.count)
 			x.clusters = append(x.clusters, c)
@@ -281,6 +296,44 @@ func newCluster(start, limit uint64, count int) cluster {
 	}
 	c.count = int32((c.span-1)>>c.shift) + 1
 	return c
+}
+
+// coarsen doubles the granules of cluster c, which holds blocks [begin,
+// end), while almost none of the larger granules would be crowded (more
+// than two blocks in one): an entry then answers the same words at half
+// the table's size. newCluster's rule (at most about two granules a
+// block) leaves 16-byte entries for 32-byte granules in a heap of
+// 48-byte chunks: 24 bytes a block, which 64-byte granules, holding two
+// blocks at most, halve. Where blocks lie closer than that the larger
+// granules are crowded, and c stays as it is: a crowded granule's words
+// are searched, and it is never done (markDoneGranules).
+func (x *blockIndex) coarsen(c cluster, begin, end int) cluster {
+	for c.shift < maxGranShift && c.span>>(c.shift+1) >= uint64(end-begin)/2 {
+		if x.crowdedBlocks(begin, end, c.start, c.shift+1) > (end-begin)/coarsenCrowdedMax {
+			break
+		}
+		c.shift++
+		c.count = int32((c.span-1)>>c.shift) + 1
+	}
+	return c
+}
+
+// coarsenCrowdedMax: coarsen takes larger granules while at most one
+// block in this many starts a crowded one.
+const coarsenCrowdedMax = 256
+
+// crowdedBlocks counts the blocks k among [begin, end) for which a
+// granule of 1<<shift bytes (the cluster starting at base) holds k's
+// accepted end and k+2's start: three blocks in one granule, which is
+// then crowded (describeGranule).
+func (x *blockIndex) crowdedBlocks(begin, end int, base uint64, shift uint) int {
+	crowded := 0
+	for k := begin; k+2 < end; k++ {
+		if x.ends[k] > x.starts[k] && (x.starts[k+2]-base)>>shift <= (x.ends[k]-1-base)>>shift {
+			crowded++
+		}
+	}
+	return crowded
 }
 
 // granuleOf returns the index in granules of w's granule and w's offset in

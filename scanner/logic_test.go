@@ -201,6 +201,34 @@ func TestFanOutFloodFill(t *testing.T) {
 	}
 }
 
+// A hub reaching more blocks in one batch than a work list holds
+// (workListMax): the batch spills the others to the flood's bitmap, and
+// every block, those only the spilled ones reach included, is reached.
+func TestSpilledFanOutFloodFill(t *testing.T) {
+	w := newWorld()
+	const n, back = 3 * workListMax, 1_000
+	for i := 0; i < back; i++ { // reached only from the last fan blocks
+		w.alloc(heap+uint64(i)*32, 32)
+	}
+	fan := make([]int, n)
+	for i := range fan {
+		fan[i] = w.alloc(heap+0x10_0000+uint64(i)*32, 32)
+		if j := n - 1 - i; j < back {
+			w.link(fan[i], 0, j, 0)
+		}
+	}
+	hub := w.alloc(heap+0x100_0000, 8*n)
+	for i, b := range fan {
+		w.link(hub, i, b, 0)
+	}
+	w.root(0x1000_0000, w.blocks[hub].Addr)
+	res := w.run(t, Options{})
+	if res.Stats.Reachable != len(w.blocks) || res.Stats.Direct != 0 || res.Stats.Indirect != 0 {
+		t.Fatalf("%d reachable, %d direct, %d indirect; want %d, 0, 0",
+			res.Stats.Reachable, res.Stats.Direct, res.Stats.Indirect, len(w.blocks))
+	}
+}
+
 func TestLeakedCycleIsAllIndirect(t *testing.T) {
 	w := newWorld()
 	a, b, c := w.alloc(heap, 32), w.alloc(heap+0x100, 32), w.alloc(heap+0x200, 32)

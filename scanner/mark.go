@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"slices"
+	"sync/atomic"
 )
 
 const (
@@ -45,9 +46,14 @@ type marker struct {
 	// cancel, once closed, stops the scan between batches (Options.Cancel).
 	cancel <-chan struct{}
 
-	work  []int32 // reached blocks not scanned yet (found by roots and list rounds)
-	radix []int32 // scratch for sorting the work list
-	segs  []taggedSpan
+	work []int32 // reached blocks not scanned yet (found by roots and list rounds)
+	// spill holds, during the flood, the reached blocks a batch found
+	// beyond workListMax (one bit each, by sorted index), and spilled
+	// says it holds some: see spillAdd.
+	spill   []uint64
+	spilled atomic.Bool
+	radix   []int32 // scratch for sorting the work list
+	segs    []taggedSpan
 
 	leakPhase bool
 	edges     edgeList // sorted indices
@@ -177,8 +183,9 @@ func (m *marker) queue(work []int32) { m.work = append(m.work, work...) }
 // When few blocks wait, they are taken from a list instead of by walking
 // the bitmap.
 func (f *flooder) flood() error {
+	defer func() { f.m.spill = nil }()
 	forward := true
-	for f.count > 0 {
+	for f.takeSpilled(); f.count > 0; f.takeSpilled() {
 		var err error
 		if f.count < f.few && !f.listFull {
 			err = f.listRound()
@@ -215,7 +222,28 @@ type flooder struct {
 
 func (m *marker) newFlooder() *flooder {
 	n := m.ix.n()
+	m.spill = make([]uint64, (n+63)/64)
 	return &flooder{m: m, bits: make([]uint64, (n+63)/64), few: n/64 + 64}
+}
+
+// takeSpilled moves the blocks the workers spilled (see spillAdd) to the
+// waiting ones; it runs between rounds, with no batch in flight. They
+// are not on the list: the next round is a sweep, which finds them.
+func (f *flooder) takeSpilled() {
+	m := f.m
+	if !m.spilled.Load() {
+		return
+	}
+	m.spilled.Store(false)
+	for i, w := range m.spill {
+		if w == 0 {
+			continue
+		}
+		m.spill[i] = 0
+		f.count += bits.OnesCount64(w &^ f.bits[i])
+		f.bits[i] |= w
+	}
+	f.listFull = true
 }
 
 func (f *flooder) addAll(ks []int32) {
@@ -359,6 +387,9 @@ func (f *flooder) cutBatch(cursor *int, forward bool) []batchPlan {
 		if !win.open && (total >= readBufSize || len(ks) >= maxIovecs) {
 			break
 		}
+		if len(ks) >= batchBlocksMax {
+			break
+		}
 		f.take(int32(k))
 		ks = append(ks, int32(k))
 		total += s.size()
@@ -397,6 +428,13 @@ func (f *flooder) cutBatch(cursor *int, forward bool) []batchPlan {
 	}
 	return plans
 }
+
+// batchBlocksMax bounds the blocks of one sweep batch. A window of small
+// blocks holds up to ~87 Ki of them (48-byte chunks in 4 MiB), whose
+// 24-byte segments took 2 MiB a batch, five batches cut or in flight:
+// ~10 MiB of a million-block check. 16 Ki blocks still make a window of
+// 768 KiB or more, whose read costs far more than handing a batch over.
+const batchBlocksMax = 16 << 10
 
 // windowBatch accumulates the blocks of a batch that may be read as one
 // window: the address range from the first to the last, gaps and blocks
@@ -1180,10 +1218,29 @@ func (w *scanWorker) hit(k, tag int32, v uint64) {
 	if !w.m.ix.markReached(int(k)) {
 		return
 	}
-	if w.inCurrent(k, v) {
+	switch {
+	case w.inCurrent(k, v):
 		w.local = append(w.local, k)
-	} else {
+	case len(w.work) >= workListMax && w.m.spill != nil:
+		w.m.spillAdd(k)
+	default:
 		w.work = appendDoubling(w.work, k)
+	}
+}
+
+// workListMax bounds a batch's list of the blocks it reached; the flood
+// takes the others from its spill bitmap. A 4 MiB batch of pointers (a
+// large array) reaches up to 512 Ki blocks: a list of 2 MiB, grown by
+// doubling, for each of the ~5 batches cut or in flight, which made the
+// flood of a million reachable blocks cost ~10 MiB.
+const workListMax = 32 << 10
+
+// spillAdd records that block k, which this worker marked reached, waits
+// to be scanned (from any worker).
+func (m *marker) spillAdd(k int32) {
+	atomic.OrUint64(&m.spill[k>>6], 1<<(k&63))
+	if !m.spilled.Load() {
+		m.spilled.Store(true)
 	}
 }
 

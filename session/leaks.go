@@ -36,6 +36,7 @@ func (s *Session) checkLeaksStopped() error {
 	if err != nil {
 		return fmt.Errorf("leak check: %w", err)
 	}
+	defer t.release()
 	if len(t.blocks) > 0 {
 		return s.scanAndReport(true, t)
 	}
@@ -48,11 +49,11 @@ func (s *Session) checkLeaksStopped() error {
 // exitBlocks reads the blocks of a process at its exit, once. The
 // in-process recorder hands its live set over (Take), returning the
 // memory as it is read; the BPF tracer's blocks are read whole (see
-// returnMemory).
+// returnMemory). The set must be released.
 func (s *Session) exitBlocks() (*trackedSet, error) {
 	if r, ok := s.allocs.(taker); ok {
 		live := r.Take(s.cfg.PID)
-		tb := s.newTrackedBuilder(live.Len())
+		tb := s.newMappedBuilder(live.Len())
 		live.Each(tb.add)
 		return tb.done(), nil
 	}
