@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"os"
 	"sync"
 	"time"
@@ -159,31 +160,57 @@ func lateID(pcs []uint64) uint64 {
 	return h.Sum64() | lateBit
 }
 
-// applyLate gives the blocks whose stacks were walked again those stacks,
-// and forgets the ones of blocks no longer live. blocks is every live
-// block of every traced process.
-func (t *Tracer) applyLate(blocks []Block) {
+// lateRead gives the blocks of one read of the map whose stacks were
+// walked again those stacks (apply), and forgets, at the end of a whole
+// read, those of blocks it did not find. It works on a copy of the ids
+// (few): the blocks' consumer may ask for stacks meanwhile (lateStack),
+// and stacks walked during the read, for blocks it may have passed, are
+// kept for the next.
+type lateRead struct {
+	l    *lateStacks
+	ids  map[lateKey]uint64
+	seen map[lateKey]bool
+}
+
+// beginLate walks every late stack in the ring, then starts a read.
+func (t *Tracer) beginLate() *lateRead {
 	l := t.late
 	if l == nil {
-		return
+		return &lateRead{}
 	}
 	t.settleLate()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if len(l.ids) == 0 {
+	return &lateRead{l: l, ids: maps.Clone(l.ids), seen: map[lateKey]bool{}}
+}
+
+func (r *lateRead) apply(b *Block) {
+	if len(r.ids) == 0 {
 		return
 	}
-	live := make(map[lateKey]uint64, len(l.ids))
-	for i := range blocks {
-		b := &blocks[i]
-		key := lateKey{pid: b.PID, addr: b.Addr, ts: b.TimestampNS}
-		if id, ok := l.ids[key]; ok {
-			b.StackID = id
-			live[key] = id
+	key := lateKey{pid: b.PID, addr: b.Addr, ts: b.TimestampNS}
+	if id, ok := r.ids[key]; ok {
+		b.StackID = id
+		r.seen[key] = true
+	}
+}
+
+// end forgets the blocks the read did not find (freed), if it read the
+// whole map (complete), and the stacks no block uses any more.
+func (r *lateRead) end(complete bool) {
+	l := r.l
+	if l == nil || !complete {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for key := range r.ids {
+		if !r.seen[key] {
+			delete(l.ids, key)
 		}
 	}
-	used := make(map[uint64]bool, len(live))
-	for _, id := range live {
+	used := make(map[uint64]bool, len(l.ids))
+	for _, id := range l.ids {
 		used[id] = true
 	}
 	for id := range l.stacks {
@@ -191,7 +218,6 @@ func (t *Tracer) applyLate(blocks []Block) {
 			delete(l.stacks, id)
 		}
 	}
-	l.ids = live
 }
 
 // lateStack returns a stack walked again, by its id.

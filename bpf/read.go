@@ -3,7 +3,6 @@ package bpf
 import (
 	"errors"
 	"fmt"
-	"slices"
 
 	"github.com/cilium/ebpf"
 )
@@ -14,46 +13,61 @@ const batchSize = 4096
 // Blocks returns the live blocks of one traced process. For a
 // consistent view, call it while that process is stopped.
 func (t *Tracer) Blocks(pid int) ([]Block, error) {
-	all, err := t.readBlocks()
-	if err != nil {
-		return nil, err
-	}
-	if !slices.ContainsFunc(all, func(b Block) bool { return b.PID != pid }) {
-		return all, nil // one process traced: no copy of a million blocks
-	}
-	var out []Block
-	for _, b := range all {
+	out := make([]Block, 0, t.expectedBlocks())
+	err := t.EachBlock(pid, func(b Block) { out = append(out, b) })
+	return out, err
+}
+
+// EachBlock calls fn with each live block of one traced process, as the
+// map is read batch by batch: a million blocks never sit in one slice (48
+// MiB) beside the records a caller makes of them. Like Blocks, it reads
+// every process's blocks (one map holds them all) for PruneStacks.
+func (t *Tracer) EachBlock(pid int, fn func(Block)) error {
+	return t.readBlocks(func(b Block) {
 		if b.PID == pid {
-			out = append(out, b)
+			fn(b)
 		}
-	}
-	return out, nil
+	})
 }
 
-// readBlocks reads the whole block map (every process's blocks: one map
-// holds them all) and keeps it for PruneStacks.
-func (t *Tracer) readBlocks() ([]Block, error) {
-	all, err := t.blocksBatched()
+// ExpectedBlocks is about how many blocks the next read gives, every
+// process's: a capacity for the caller's arrays.
+func (t *Tracer) ExpectedBlocks() int { return t.expectedBlocks() }
+
+// readBlocks reads the whole block map (every process's blocks) and keeps
+// what PruneStacks needs of it, calling fn with each live block: those
+// of an earlier program image are deleted instead (dropStale), and those
+// whose stacks lsan walked again get them (late.go).
+func (t *Tracer) readBlocks(fn func(Block)) (err error) {
+	late := t.beginLate()
+	defer func() { late.end(err == nil) }()
+	stale := t.staleFilter()
+	referenced := make(map[uint64]bool, len(t.referencedStacks))
+	n := 0
+	each := func(b Block) {
+		if stale(b) {
+			return
+		}
+		late.apply(&b)
+		referenced[b.StackID] = true
+		n++
+		fn(b)
+	}
+	err = t.blocksBatched(each)
 	if errors.Is(err, ebpf.ErrNotSupported) {
-		all, err = t.blocksIterated()
+		err = t.blocksIterated(each)
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
-	all = t.dropStale(all)
-	t.applyLate(all)
-	t.referencedStacks = make(map[uint64]bool, len(t.referencedStacks))
-	for _, b := range all {
-		t.referencedStacks[b.StackID] = true
-	}
-	t.lastCount = len(all)
-	return all, nil
+	t.referencedStacks, t.lastCount = referenced, n
+	return nil
 }
 
-// dropStale deletes the blocks whose memory no longer exists: those
-// allocated before their process's last execve, and those of processes
-// no longer traced.
-func (t *Tracer) dropStale(blocks []Block) []Block {
+// staleFilter returns a test that deletes and reports the blocks whose
+// memory no longer exists: those allocated before their process's last
+// execve, and those of processes no longer traced.
+func (t *Tracer) staleFilter() func(Block) bool {
 	gens := map[int]int{} // pid -> exec generation, -1: not traced
 	generation := func(pid int) int {
 		if g, ok := gens[pid]; ok {
@@ -67,30 +81,24 @@ func (t *Tracer) dropStale(blocks []Block) []Block {
 		gens[pid] = g
 		return g
 	}
-	live := blocks[:0]
-	for _, b := range blocks {
+	return func(b Block) bool {
 		if int(b.generation) == generation(b.PID) {
-			live = append(live, b)
-		} else {
-			t.objs.Allocs.Delete(blockKey(b.PID, b.Addr))
+			return false
 		}
+		t.objs.Allocs.Delete(blockKey(b.PID, b.Addr))
+		return true
 	}
-	return live
 }
 
 // deleteBlocksOf deletes the blocks of a process that is gone.
 func (t *Tracer) deleteBlocksOf(pid int) {
-	all, err := t.blocksBatched()
-	if errors.Is(err, ebpf.ErrNotSupported) {
-		all, err = t.blocksIterated()
-	}
-	if err != nil {
-		return
-	}
-	for _, b := range all {
+	each := func(b Block) {
 		if b.PID == pid {
 			t.objs.Allocs.Delete(blockKey(pid, b.Addr))
 		}
+	}
+	if err := t.blocksBatched(each); errors.Is(err, ebpf.ErrNotSupported) {
+		t.blocksIterated(each)
 	}
 }
 
@@ -98,23 +106,22 @@ func blockKey(pid int, addr uint64) tracerBlockKey {
 	return tracerBlockKey{Addr: addr, Tgid: uint32(pid)}
 }
 
-func (t *Tracer) blocksBatched() ([]Block, error) {
+func (t *Tracer) blocksBatched(fn func(Block)) error {
 	var (
 		cursor ebpf.MapBatchCursor
 		keys   = make([]tracerBlockKey, batchSize)
 		vals   = make([]tracerBlock, batchSize)
-		out    = make([]Block, 0, t.expectedBlocks())
 	)
 	for {
 		n, err := t.objs.Allocs.BatchLookup(&cursor, keys, vals, nil)
 		for i := 0; i < n; i++ {
-			out = append(out, toBlock(keys[i], &vals[i]))
+			fn(toBlock(keys[i], &vals[i]))
 		}
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			return out, nil
+			return nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("read live blocks: %w", err)
+			return fmt.Errorf("read live blocks: %w", err)
 		}
 	}
 }
@@ -130,20 +137,19 @@ func (t *Tracer) expectedBlocks() int {
 	return min(n+n/8+batchSize, int(t.opts.MaxBlocks))
 }
 
-func (t *Tracer) blocksIterated() ([]Block, error) {
+func (t *Tracer) blocksIterated(fn func(Block)) error {
 	var (
 		key tracerBlockKey
 		val tracerBlock
-		out []Block
 	)
 	it := t.objs.Allocs.Iterate()
 	for it.Next(&key, &val) {
-		out = append(out, toBlock(key, &val))
+		fn(toBlock(key, &val))
 	}
 	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("read live blocks: %w", err)
+		return fmt.Errorf("read live blocks: %w", err)
 	}
-	return out, nil
+	return nil
 }
 
 func toBlock(k tracerBlockKey, v *tracerBlock) Block {
@@ -260,7 +266,7 @@ func (t *Tracer) PruneStacks() (int, error) {
 // PruneLive reads the live blocks and prunes the stacks none uses, while
 // the targets run: freed blocks' stacks are released between checks.
 func (t *Tracer) PruneLive() (int, error) {
-	if _, err := t.readBlocks(); err != nil {
+	if err := t.readBlocks(func(Block) {}); err != nil {
 		return 0, err
 	}
 	return t.PruneStacks()

@@ -57,30 +57,55 @@ func (s *Session) exitBlocks() (*trackedSet, error) {
 		live.Each(tb.add)
 		return tb.done(), nil
 	}
+	t, _, err := s.readTracked(0)
+	return t, err
+}
+
+// returnMemory collects the garbage and gives its memory back to the
+// kernel (~5 ms: the heap holds few pointers).
+func returnMemory() { debug.FreeOSMemory() }
+
+// blockStream is allocations that hand out a process's blocks one at a
+// time (the BPF tracer, from its map batch by batch).
+type blockStream interface {
+	EachBlock(pid int, fn func(bpf.Block)) error
+	ExpectedBlocks() int
+}
+
+// readTracked reads the tracer's blocks into a trackedSet of those
+// allocated by forkedAt (see bornBy), and returns the memory of those
+// allocated after it (the copy holds it as something else). A tracer that
+// streams its blocks is read without a slice of them all (a million
+// 48-byte blocks beside their 24-byte records were lsan -p's peak).
+func (s *Session) readTracked(forkedAt uint64) (*trackedSet, []scanner.Range, error) {
+	var (
+		tb     *trackedBuilder
+		reused []scanner.Range
+	)
+	add := func(b bpf.Block) {
+		if bornBy(b, forkedAt) {
+			tb.add(b)
+		} else {
+			reused = append(reused, blockRange(b))
+		}
+	}
+	if st, ok := s.allocs.(blockStream); ok {
+		tb = s.newTrackedBuilder(st.ExpectedBlocks())
+		if err := st.EachBlock(s.cfg.PID, add); err != nil {
+			return nil, nil, err
+		}
+		return tb.done(), reused, nil
+	}
 	bs, err := s.allocs.Blocks(s.cfg.PID)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	n := len(bs)
-	t := s.track(bs, 0)
-	returnMemory(n)
-	return t, nil
-}
-
-// returnMemory gives the kernel back the memory of n blocks read from the
-// tracer and turned into the scanner's records (a million of them: 48
-// MiB), before the scan needs memory of its own, when there were many.
-func returnMemory(n int) {
-	if n >= returnMemoryAfter {
-		debug.FreeOSMemory()
+	tb = s.newTrackedBuilder(len(bs))
+	for _, b := range bs {
+		add(b)
 	}
+	return tb.done(), reused, nil
 }
-
-// returnMemoryAfter: returnMemory acts for at least this many blocks (12
-// MiB of them). The collection takes ~5 ms, the heap holding few
-// pointers; it may lengthen the pause of a stopped target, whose scan of
-// that many blocks takes 100 ms or more.
-const returnMemoryAfter = 256 << 10
 
 // scanAndReport runs the scan; known holds the blocks already read from
 // the tracer (nil: read them while the target is frozen).
@@ -88,10 +113,11 @@ func (s *Session) scanAndReport(final bool, known *trackedSet) error {
 	start := time.Now()
 	var tracked *trackedSet
 	snapshot := func(forkedAt uint64) (scanner.Snapshot, error) {
-		var bs []bpf.Block
-		if known == nil {
+		tracked = known
+		var reused []scanner.Range
+		if tracked == nil {
 			var err error
-			if bs, err = s.allocs.Blocks(s.cfg.PID); err != nil {
+			if tracked, reused, err = s.readTracked(forkedAt); err != nil {
 				return scanner.Snapshot{}, err
 			}
 		}
@@ -99,12 +125,7 @@ func (s *Session) scanAndReport(final bool, known *trackedSet) error {
 		if err != nil {
 			return scanner.Snapshot{}, err
 		}
-		reused := reusedSince(bs, freed, forkedAt)
-		tracked = known
-		if tracked == nil {
-			tracked = s.track(bs, forkedAt)
-			returnMemory(len(bs))
-		}
+		reused = append(reused, reusedSince(freed, forkedAt)...)
 		return scanner.Snapshot{Blocks: tracked.blocks, Freed: toRanges(freed, forkedAt), Reused: reused}, nil
 	}
 	res, err := scanner.CheckSnapshot(s.cfg.PID, snapshot, s.scanOptions())
@@ -127,6 +148,10 @@ func (s *Session) scanAndReport(final bool, known *trackedSet) error {
 		// and time the two checks'.
 		s.firstCopy = &firstCopy{start: start, paused: res.Stats.Paused}
 		defer func() { s.firstCopy = nil }()
+		// What the first copy's scan made (its blocks, edges and
+		// classes) is garbage now: given back before the second scan
+		// makes its own.
+		returnMemory()
 		return s.scanAndReport(final, nil)
 	}
 	paused, snapshots := res.Stats.Paused, 1
@@ -320,23 +345,23 @@ func toRanges(fs []bpf.FreedRange, forkedAt uint64) []scanner.Range {
 	return out
 }
 
-// reusedSince is the memory handed out after a fork snapshot (forkedAt;
-// nil without one): blocks allocated since, and ranges freed since, which
-// were allocated when freed. Memory freed before the fork may have been
-// handed out again at other bounds (a slab carved into another size
-// class) to a block that was live at the fork and is gone now: untracked,
-// its memory in the copy is a root, which the earlier free must not
-// erase — that block may hold the only pointer to another.
-func reusedSince(bs []bpf.Block, freed []bpf.FreedRange, forkedAt uint64) []scanner.Range {
+// blockRange is the memory of b, one byte for malloc(0).
+func blockRange(b bpf.Block) scanner.Range {
+	return scanner.Range{Addr: b.Addr, Size: max(b.Size, 1)}
+}
+
+// reusedSince is the memory freed after a fork snapshot (forkedAt; nil
+// without one), which was allocated when the copy was made (blocks
+// allocated since are readTracked's). Memory freed before the fork may
+// have been handed out again at other bounds (a slab carved into another
+// size class) to a block that was live at the fork and is gone now:
+// untracked, its memory in the copy is a root, which the earlier free
+// must not erase — that block may hold the only pointer to another.
+func reusedSince(freed []bpf.FreedRange, forkedAt uint64) []scanner.Range {
 	if forkedAt == 0 {
 		return nil
 	}
 	var out []scanner.Range
-	for _, b := range bs {
-		if b.TimestampNS > forkedAt {
-			out = append(out, scanner.Range{Addr: b.Addr, Size: max(b.Size, 1)})
-		}
-	}
 	for _, f := range freed {
 		if f.TimeNS > forkedAt {
 			out = append(out, scanner.Range{Addr: f.Addr, Size: f.Size})

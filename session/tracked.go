@@ -114,18 +114,6 @@ func (tb *trackedBuilder) withBorn(n int) *trackedBuilder {
 	return tb
 }
 
-// track turns the tracer's blocks allocated by forkedAt (see bornBy)
-// into a trackedSet.
-func (s *Session) track(bs []bpf.Block, forkedAt uint64) *trackedSet {
-	tb := s.newTrackedBuilder(len(bs))
-	for _, b := range bs {
-		if bornBy(b, forkedAt) {
-			tb.add(b)
-		}
-	}
-	return tb.done()
-}
-
 // add appends b. The scanner's record takes lsan's size, and is a root
 // when the dynamic linker allocated it (see linkerAllocated).
 func (tb *trackedBuilder) add(b bpf.Block) {
