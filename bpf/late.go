@@ -2,11 +2,9 @@ package bpf
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"maps"
-	"os"
 	"sync"
 	"time"
 
@@ -96,7 +94,7 @@ func (t *Tracer) settleLate() {
 	l.reader.SetDeadline(time.Now())
 	for {
 		rec, err := l.reader.Read()
-		if errors.Is(err, os.ErrDeadlineExceeded) || err != nil {
+		if err != nil { // os.ErrDeadlineExceeded: the ring is empty
 			return
 		}
 		t.walkLate(rec.RawSample)
