@@ -48,8 +48,8 @@ func (s *Session) checkLeaksStopped() error {
 
 // exitBlocks reads the blocks of a process at its exit, once. The
 // in-process recorder hands its live set over (Take), returning the
-// memory as it is read; the BPF tracer's blocks are read whole (see
-// returnMemory). The set must be released.
+// memory as it is read; the BPF tracer's are streamed from its map
+// (readTracked). The set must be released.
 func (s *Session) exitBlocks() (*trackedSet, error) {
 	if r, ok := s.allocs.(taker); ok {
 		live := r.Take(s.cfg.PID)
