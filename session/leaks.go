@@ -61,10 +61,6 @@ func (s *Session) exitBlocks() (*trackedSet, error) {
 	return t, err
 }
 
-// returnMemory collects the garbage and gives its memory back to the
-// kernel (~5 ms: the heap holds few pointers).
-func returnMemory() { debug.FreeOSMemory() }
-
 // blockStream is allocations that hand out a process's blocks one at a
 // time (the BPF tracer, from its map batch by batch).
 type blockStream interface {
@@ -149,9 +145,10 @@ func (s *Session) scanAndReport(final bool, known *trackedSet) error {
 		s.firstCopy = &firstCopy{start: start, paused: res.Stats.Paused}
 		defer func() { s.firstCopy = nil }()
 		// What the first copy's scan made (its blocks, edges and
-		// classes) is garbage now: given back before the second scan
-		// makes its own.
-		returnMemory()
+		// classes) is garbage now: collected and given back to the
+		// kernel (~5 ms, the heap holding few pointers) before the
+		// second scan makes its own.
+		debug.FreeOSMemory()
 		return s.scanAndReport(final, nil)
 	}
 	paused, snapshots := res.Stats.Paused, 1
