@@ -271,7 +271,7 @@ func (t *Tracer) setUp() error {
 	if err := t.startEvents(); err != nil {
 		return err
 	}
-	if t.unwinder != nil {
+	if t.unwinder != nil && t.takesLateStacks() {
 		if err := t.startLate(); err != nil {
 			return err
 		}
@@ -366,10 +366,8 @@ func (t *Tracer) load() error {
 		return err
 	}
 	spec.Maps["unwind_rows"].MaxEntries = t.opts.MaxUnwindRows
-	if t.opts.Unwind == UnwindFP || t.stopsForRows() || t.opts.LifecycleOnly {
-		// No late stacks: frame-pointer stacks need no rows, and lsan
-		// run's processes wait for theirs (one page, the least a ring
-		// buffer takes).
+	if !t.takesLateStacks() {
+		// One page, the least a ring buffer takes.
 		spec.Maps["late_stacks"].MaxEntries = uint32(os.Getpagesize())
 	}
 	if t.opts.LifecycleOnly {
@@ -497,9 +495,18 @@ func (t *Tracer) programFor(sig signature) *ebpf.Program {
 
 // stopsForRows: the processes of lsan run (StopAtExit: lsan started
 // them and waits for them) stop when they map new code until its unwind
-// rows are loaded; an attached service is not stopped for it, its new
-// code gets rows at the next poll.
+// rows are loaded; an attached service is not stopped for it: its new
+// code gets rows at once, and stacks walked before that are walked again
+// (late stacks).
 func (t *Tracer) stopsForRows() bool { return t.opts.StopAtExit && t.opts.Unwind != UnwindFP }
+
+// takesLateStacks: the probe may send stacks to be walked again
+// (late.go). Not with frame-pointer stacks, which need no rows, nor in
+// lsan run, whose processes wait for their rows, nor for a tracer that
+// records no blocks: then the ring is one page and nothing reads it.
+func (t *Tracer) takesLateStacks() bool {
+	return t.opts.Unwind != UnwindFP && !t.stopsForRows() && !t.opts.LifecycleOnly
+}
 
 // watchExec counts the target's execve calls, so that blocks of a program
 // image it replaced are not taken for live ones.
