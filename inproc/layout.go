@@ -4,7 +4,7 @@ package inproc
 // TestLayout compiles a C probe of the header and compares every offset.
 const (
 	magic   = 0x31504e494e41534c // "LSANINP1"
-	version = 3
+	version = 4
 
 	rings      = 64
 	ownedRings = 48 // rings a thread can claim for itself (ring.owner); the rest are shared
@@ -15,6 +15,7 @@ const (
 	ringSize     = ringHeader + ringSlots*recSize
 	ringReserve  = 0
 	ringOwner    = 8
+	ringReused   = 16
 	ringConsumed = 64
 
 	stackSlots = 1 << 16
@@ -98,6 +99,9 @@ const (
 	// recRetracted: an allocation its thread took back when it freed the
 	// block before lsan read the record: the pair is nothing.
 	recRetracted = 6
+	// recWriting: a retracted last slot its thread is writing again: not
+	// published until it turns into recAlloc.
+	recWriting = 7
 
 	recClaimed = 1
 )

@@ -23,9 +23,11 @@ int main(void) {
 	P("ringSize", sizeof(struct ring));
 	P("ringConsumed", offsetof(struct ring, consumed));
 	P("ringOwner", offsetof(struct ring, owner));
+	P("ringReused", offsetof(struct ring, reused));
 	P("rClaimed", offsetof(struct rec, claimed));
 	P("ownedRings", OWNED_RINGS);
 	P("recRetracted", REC_RETRACTED);
+	P("recWriting", REC_WRITING);
 	P("recClaimed", REC_CLAIMED);
 	P("ringHeader", offsetof(struct ring, slots));
 	P("recSize", sizeof(struct rec));
@@ -78,8 +80,8 @@ int main(void) {
 		t.Fatal(err)
 	}
 	want := map[string]uint64{
-		"ringSize": ringSize, "ringConsumed": ringConsumed, "ringOwner": ringOwner, "rClaimed": rClaimed, "ownedRings": ownedRings,
-		"recRetracted": recRetracted, "recClaimed": recClaimed, "ringHeader": ringHeader, "recSize": recSize,
+		"ringSize": ringSize, "ringConsumed": ringConsumed, "ringOwner": ringOwner, "ringReused": ringReused, "rClaimed": rClaimed, "ownedRings": ownedRings,
+		"recRetracted": recRetracted, "recWriting": recWriting, "recClaimed": recClaimed, "ringHeader": ringHeader, "recSize": recSize,
 		"rKind": rKind, "rFn": rFn, "rPID": rPID, "rTID": rTID, "rStack": rStack, "rAddr": rAddr,
 		"rSize": rSize, "rTime": rTime, "rImage": rImage, "rGen": rGen, "hImages": hImages, "hEpochMS": hEpochMS, "gensOff": gensOff, "stackSize": stackSize, "procMapsSize": procMapsSize,
 		"mappingSize": mappingSize, "rowSize": rowSize, "hHeartbeat": hHeartbeat, "hUnwindMode": hUnwindMode, "hProcsGen": hProcsGen, "hDeadAfter": hDeadAfter,

@@ -105,6 +105,7 @@ type Recorder struct {
 	pass     uint32 // drain passes made (tomb.pass)
 	procs    map[int]*process
 	consumed [rings]uint64
+	reused   [rings]uint64 // ring.reused as last read
 	allocs   uint64
 	frees    uint64
 	inflight uint64
@@ -349,6 +350,7 @@ func (r *Recorder) drainAtLeast(min int) (n int, complete bool) {
 	for i := 0; i < rings; i++ {
 		base := ringsOff + i*ringSize
 		reserved := atomic.LoadUint64(r.u64(base + ringReserve))
+		r.countReused(i, base)
 		pos := r.consumed[i]
 		if reserved-pos < uint64(min) {
 			complete = complete && reserved == pos
@@ -360,10 +362,9 @@ func (r *Recorder) drainAtLeast(min int) (n int, complete bool) {
 				complete = false
 				break
 			}
-			if pos+1 == reserved {
-				// Its thread may be retracting it (a ring's last
-				// allocation): it or lsan, whichever comes first.
-				claim(rec)
+			if pos+1 == reserved && !claim(rec) {
+				complete = false // its thread is writing it again
+				break
 			}
 			if pos+1 < reserved && r.cancelled(rec, r.record(base, pos+1), pos+2) {
 				pos += 2
@@ -383,6 +384,16 @@ func (r *Recorder) drainAtLeast(min int) (n int, complete bool) {
 		r.dropTombs(pass)
 	}
 	return n, complete
+}
+
+// countReused counts the pairs ring i's thread wrote over (a retracted
+// record whose slot its next allocation took: shim/layout.h), which no
+// drain reads.
+func (r *Recorder) countReused(i, base int) {
+	reused := atomic.LoadUint64(r.u64(base + ringReused))
+	r.allocs += reused - r.reused[i]
+	r.frees += reused - r.reused[i]
+	r.reused[i] = reused
 }
 
 func newProcess() *process {
@@ -417,13 +428,23 @@ type rec struct {
 	image    uint32
 }
 
-// claim marks the allocation rec as read, unless its thread retracted it
-// first (shim/layout.h, REC_CLAIMED): then it is a recRetracted record.
-func claim(rec *rec) {
+// claim marks a ring's last record as read where its thread could still
+// change it (shim/layout.h, REC_CLAIMED): an allocation it may retract, a
+// retracted one it may write again. Whichever side comes first wins. It
+// returns false when the thread is writing the slot again (recWriting):
+// not published yet.
+func claim(rec *rec) bool {
 	w := (*uint32)(unsafe.Pointer(&rec.kind))
-	old := atomic.LoadUint32(w)
-	if uint8(old) == recAlloc && old>>16 == 0 {
-		atomic.CompareAndSwapUint32(w, old, old|recClaimed<<16)
+	for {
+		old := atomic.LoadUint32(w)
+		switch {
+		case uint8(old) == recWriting:
+			return false
+		case uint8(old) != recAlloc && uint8(old) != recRetracted, old>>16 != 0:
+			return true
+		case atomic.CompareAndSwapUint32(w, old, old|recClaimed<<16):
+			return true
+		}
 	}
 }
 
@@ -502,8 +523,10 @@ func (r *Recorder) apply(rec *rec) {
 		// before lsan read the allocation: applied as the pair, whose
 		// free would have had a later generation than the allocation
 		// and an earlier one than the block's next allocation. An
-		// older entry for the address goes (a block can be recorded
-		// twice: glibc's reallocarray calls the interposed realloc).
+		// older entry for the address goes. (A retracted record can
+		// also be written over by its thread's next allocation: the
+		// shim records each block once, so that nothing depends on
+		// reading it.)
 		r.allocs++
 		r.frees++
 		if !p.current(image) {

@@ -237,3 +237,39 @@ func TestImageOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestDrainReusedSlot: a ring's last slot that its thread is writing
+// again (recWriting) is not read, and the pass is incomplete; once it
+// holds an allocation, the drain claims it (its thread can no longer
+// retract it) and applies it; a retracted last slot is claimed too (its
+// thread can no longer write it again). The pairs a thread wrote over
+// (ring.reused) count as allocations and frees.
+func TestDrainReusedSlot(t *testing.T) {
+	r := &Recorder{procs: map[int]*process{}, mem: make([]byte, sharedSize)}
+	base := ringsOff
+	slot := r.mem[base+ringHeader:]
+	putRecord(slot, event{recWriting, 0x1000, 1, 1})
+	binary.LittleEndian.PutUint32(slot[rSeq:], 1)
+	*r.u64(base + ringReserve) = 1
+	*r.u64(base + ringReused) = 5
+	if n, complete := r.drainAtLeast(1); n != 0 || complete {
+		t.Fatalf("drained %d (complete %v) of a slot being written, want 0, incomplete", n, complete)
+	}
+	slot[rKind] = recAlloc
+	if n, complete := r.drainAtLeast(1); n != 1 || !complete {
+		t.Fatalf("drained %d (complete %v), want 1, complete", n, complete)
+	}
+	if _, ok := r.procs[7].live.get(0x1000); !ok || slot[rClaimed] != recClaimed {
+		t.Errorf("live %v, claimed %d: want the block live and its record claimed", ok, slot[rClaimed])
+	}
+	next := r.mem[base+ringHeader+recSize:]
+	putRecord(next, event{recRetracted, 0x2000, 2, 1})
+	binary.LittleEndian.PutUint32(next[rSeq:], 2)
+	*r.u64(base + ringReserve) = 2
+	if n, _ := r.drainAtLeast(1); n != 1 || next[rClaimed] != recClaimed {
+		t.Errorf("drained %d, claimed %d: want the retracted record claimed", n, next[rClaimed])
+	}
+	if r.allocs != 7 || r.frees != 6 {
+		t.Errorf("%d allocs, %d frees; want 7 and 6 (5 pairs written over)", r.allocs, r.frees)
+	}
+}

@@ -256,6 +256,7 @@ type jsonReport struct {
 	Stats struct {
 		Blocks    int     `json:"blocks"`
 		Allocs    uint64  `json:"allocs_since_attach"`
+		Frees     uint64  `json:"frees_since_attach"`
 		PausedMS  float64 `json:"paused_ms"`
 		Snapshot  string  `json:"snapshot"`
 		Snapshots int     `json:"snapshots"`

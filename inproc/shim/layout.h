@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #define LSAN_INPROC_MAGIC 0x31504e494e41534cULL // "LSANINP1"
-#define LSAN_INPROC_VERSION 3
+#define LSAN_INPROC_VERSION 4
 
 // Rings: a thread claims one of the first OWNED_RINGS for itself (ring.owner)
 // and reserves its slots with a plain add; a thread that finds none free,
@@ -41,6 +41,7 @@ enum rec_kind {
 	REC_EXIT = 4,  // the process is exiting: check it (header.lifecycle)
 	REC_MAPS = 5,  // dlopen mapped code: load its rows (header.lifecycle)
 	REC_RETRACTED = 6, // an allocation whose block its thread freed before lsan read it: nothing
+	REC_WRITING = 7,   // a retracted slot its thread is writing again (see REC_CLAIMED)
 };
 
 // The last record of an owned ring, when it is an allocation, can be taken
@@ -48,7 +49,10 @@ enum rec_kind {
 // generation: the pair never happened for lsan). Both sides compare and
 // swap the word holding kind, fn and claimed: the thread turns REC_ALLOC into
 // REC_RETRACTED, lsan sets claimed to REC_CLAIMED before it applies such a
-// record; whichever comes first wins.
+// record; whichever comes first wins. A retracted last slot is written
+// again by its thread's next allocation (REC_RETRACTED to REC_WRITING, then
+// REC_ALLOC, seq unchanged) unless lsan claimed it first: a loop of
+// temporary blocks keeps writing one slot, which stays in its CPU's cache.
 #define REC_CLAIMED 1
 
 // One event: 48 bytes. seq is written last (release): the slot's ring
@@ -69,7 +73,8 @@ struct rec {
 struct ring {
 	uint64_t reserve; // next position to hand out
 	uint64_t owner;   // owned rings: the thread writing it (pid << 32 | tid), 0: none
-	uint64_t _pad[6];
+	uint64_t reused;  // retracted records written over (reuse_slot): pairs lsan never reads
+	uint64_t _pad[5];
 	uint64_t consumed; // lsan: positions before this are read
 	uint64_t _pad2[7];
 	struct rec slots[RING_SLOTS];

@@ -84,12 +84,16 @@ static TLS uint32_t t_ring1;     // the ring this thread writes to, + 1 (0: not 
 static TLS struct ring *t_last_ring;
 static TLS uint64_t t_last_pos, t_last_addr_inv;
 static TLS uint8_t t_last_fn;
+// The slot of the thread's last record, when that record is one it
+// retracted: its next allocation writes there again (reuse_slot).
+static TLS struct ring *t_free_ring;
+static TLS uint64_t t_free_pos;
+static TLS uint32_t t_free_word; // the slot's kind word as retract left it
 
 static void *(*real_malloc)(size_t);
 static void (*real_free)(void *);
 static void *(*real_calloc)(size_t, size_t);
 static void *(*real_realloc)(void *, size_t);
-static void *(*real_reallocarray)(void *, size_t, size_t);
 static int (*real_posix_memalign)(void **, size_t, size_t);
 static void *(*real_aligned_alloc)(size_t, size_t);
 static void *(*real_memalign)(size_t, size_t);
@@ -133,7 +137,6 @@ static void resolve(void)
 	real_malloc = next("malloc");
 	real_calloc = next("calloc");
 	real_realloc = next("realloc");
-	real_reallocarray = next("reallocarray");
 	real_posix_memalign = next("posix_memalign");
 	real_aligned_alloc = next("aligned_alloc");
 	real_memalign = next("memalign");
@@ -207,6 +210,7 @@ static void after_fork_in_child(void)
 	t_tid = 0;
 	t_ring1 = 0; // the parent's thread owns that ring: the child claims its own
 	t_last_ring = NULL;
+	t_free_ring = NULL;
 }
 
 // map_shared maps the memory lsan made, at the first allocator call:
@@ -462,6 +466,7 @@ static void drop_ring(void *v)
 	if (t_ring1 == ri + 1) {
 		t_ring1 = 0;
 		t_last_ring = NULL;
+		t_free_ring = NULL;
 	}
 }
 
@@ -794,9 +799,12 @@ static int owner_gone(uint64_t owner)
 static int abandoned(struct ring *r, uint64_t owner)
 {
 	uint64_t reserved = __atomic_load_n(&r->reserve, __ATOMIC_ACQUIRE);
-	if (reserved && __atomic_load_n(&r->slots[(reserved - 1) & (RING_SLOTS - 1)].seq, __ATOMIC_ACQUIRE) !=
-				(uint32_t)reserved)
-		return 0;
+	if (reserved) {
+		struct rec *last = &r->slots[(reserved - 1) & (RING_SLOTS - 1)];
+		if (__atomic_load_n(&last->seq, __ATOMIC_ACQUIRE) != (uint32_t)reserved ||
+		    __atomic_load_n(&last->kind, __ATOMIC_ACQUIRE) == REC_WRITING)
+			return 0;
+	}
 	return owner_gone(owner);
 }
 
@@ -819,6 +827,30 @@ static uint32_t choose_ring(struct ring *rs, uint32_t pid, uint32_t tid)
 		}
 	}
 	return OWNED_RINGS + tid % (RINGS - OWNED_RINGS);
+}
+
+typedef uint32_t __attribute__((may_alias)) word32;
+
+// reuse_slot takes back for an allocation the slot of the record this
+// thread retracted last, if it is still the last of ring r and lsan has
+// not claimed it: a loop of temporary blocks then writes one slot, in its
+// CPU's cache, where the ring's next slot would be a new cache line, and
+// one lsan reads again from the other CPU.
+static inline int reuse_slot(struct ring *r, uint64_t *pos)
+{
+	if (t_free_ring != r)
+		return 0;
+	t_free_ring = NULL;
+	if (__atomic_load_n(&r->reserve, __ATOMIC_RELAXED) != t_free_pos + 1)
+		return 0;
+	word32 *w = (word32 *)&r->slots[t_free_pos & (RING_SLOTS - 1)].kind;
+	uint32_t want = t_free_word;
+	if (!__atomic_compare_exchange_n(w, &want, REC_WRITING, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+		return 0;
+	// Its only writer: a plain add. lsan counts the pair it never reads.
+	__atomic_store_n(&r->reused, __atomic_load_n(&r->reused, __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED);
+	*pos = t_free_pos;
+	return 1;
 }
 
 static void put(uint8_t kind, uint8_t fn, uint64_t addr, uint64_t size, uint32_t gen, uint64_t *frame)
@@ -845,7 +877,10 @@ static void put(uint8_t kind, uint8_t fn, uint64_t addr, uint64_t size, uint32_t
 	}
 	struct ring *r = rs + ri;
 	uint64_t pos;
-	if (likely(ri < OWNED_RINGS)) {
+	int reused = kind == REC_ALLOC && held == 0 && reuse_slot(r, &pos);
+	if (reused) {
+		// The slot is reserved and has room already.
+	} else if (likely(ri < OWNED_RINGS)) {
 		// Its only writer. Release: once lsan sees the slot reserved it
 		// sees the retraction (retract) of the record before it.
 		pos = __atomic_load_n(&r->reserve, __ATOMIC_RELAXED);
@@ -857,7 +892,7 @@ static void put(uint8_t kind, uint8_t fn, uint64_t addr, uint64_t size, uint32_t
 	// up: read on every record, its cache line would go back and forth
 	// between the two CPUs. (A room once seen stays valid: consumed only
 	// grows.)
-	if (unlikely(pos >= __atomic_load_n(&room[ri], __ATOMIC_RELAXED))) {
+	if (!reused && unlikely(pos >= __atomic_load_n(&room[ri], __ATOMIC_RELAXED))) {
 		uint64_t consumed = __atomic_load_n(&r->consumed, __ATOMIC_ACQUIRE);
 		if (pos - consumed >= RING_SLOTS) {
 			count(C_WAITS, 1);
@@ -889,8 +924,11 @@ static void put(uint8_t kind, uint8_t fn, uint64_t addr, uint64_t size, uint32_t
 		}
 	}
 	struct rec *s = &r->slots[pos & (RING_SLOTS - 1)];
-	s->kind = kind;
-	s->fn = fn;
+	if (!reused) {
+		s->kind = kind;
+		s->fn = fn;
+		s->claimed = 0;
+	}
 	s->pid = pid;
 	s->tid = tid;
 	s->stack = stack;
@@ -899,8 +937,10 @@ static void put(uint8_t kind, uint8_t fn, uint64_t addr, uint64_t size, uint32_t
 	s->gen = gen;
 	s->image = my_image;
 	s->time = (uint32_t)__atomic_load_n(&h->epoch_ms, __ATOMIC_RELAXED);
-	s->claimed = 0;
-	__atomic_store_n(&s->seq, (uint32_t)(pos + 1), __ATOMIC_RELEASE);
+	if (reused) // published by its kind: seq was published before
+		__atomic_store_n((word32 *)&s->kind, REC_ALLOC | (uint32_t)fn << 8, __ATOMIC_RELEASE);
+	else
+		__atomic_store_n(&s->seq, (uint32_t)(pos + 1), __ATOMIC_RELEASE);
 	if (kind == REC_ALLOC && held == 0 && ri < OWNED_RINGS) {
 		t_last_ring = r;
 		t_last_pos = pos;
@@ -910,8 +950,6 @@ static void put(uint8_t kind, uint8_t fn, uint64_t addr, uint64_t size, uint32_t
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	t_holding--;
 }
-
-typedef uint32_t __attribute__((may_alias)) word32;
 
 // retract takes back the allocation record of p, the block this thread
 // allocated last, if lsan has not read it and nothing came after it in
@@ -936,8 +974,13 @@ static inline int retract(void *p)
 		if (__atomic_load_n(&r->reserve, __ATOMIC_RELAXED) == pos + 1) {
 			word32 *w = (word32 *)&r->slots[pos & (RING_SLOTS - 1)].kind;
 			uint32_t want = REC_ALLOC | (uint32_t)t_last_fn << 8;
-			done = __atomic_compare_exchange_n(w, &want, REC_RETRACTED | (uint32_t)t_last_fn << 8, 0,
-							   __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+			uint32_t retracted = REC_RETRACTED | (uint32_t)t_last_fn << 8;
+			done = __atomic_compare_exchange_n(w, &want, retracted, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+			if (done) {
+				t_free_ring = r;
+				t_free_pos = pos;
+				t_free_word = retracted;
+			}
 		}
 	}
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
@@ -1146,13 +1189,22 @@ EXPORT NOINLINE void *realloc(void *old, size_t size)
 	return do_realloc(FN_REALLOC, old, size, p, t, FRAME());
 }
 
+// reallocarray is realloc of n * size, as glibc's is. Calling glibc's
+// would record the block twice, the second time through the interposed
+// realloc it calls, and a retracted record that would have cleared the
+// first can be written over (reuse_slot).
 EXPORT NOINLINE void *reallocarray(void *old, size_t n, size_t size)
 {
-	if (unlikely(!real_reallocarray))
+	size_t bytes;
+	if (__builtin_mul_overflow(n, size, &bytes)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	if (unlikely(!real_realloc))
 		resolve();
 	uint32_t t = stamp(old);
-	void *p = real_reallocarray(old, n, size);
-	return do_realloc(FN_REALLOCARRAY, old, n * size, p, t, FRAME());
+	void *p = real_realloc(old, bytes);
+	return do_realloc(FN_REALLOCARRAY, old, bytes, p, t, FRAME());
 }
 
 EXPORT NOINLINE int posix_memalign(void **out, size_t align, size_t size)
