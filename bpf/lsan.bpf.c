@@ -102,13 +102,28 @@ struct {
 // In-flight allocator calls by thread. Every return deletes its entry;
 // only a thread that dies inside an allocator call leaves one behind, and
 // begin_call replaces entries that are stale. Preallocated (it changes on
-// every call): 16 Ki threads inside an allocator at once, 1.8 MB.
+// every call): 16 Ki threads inside an allocator at once, 1.8 MB. Used
+// only where task_calls cannot be (the loader sizes it to one entry
+// otherwise).
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1 << 14);
 	__type(key, __u32); // thread id
 	__type(value, struct inflight);
 } inflight SEC(".maps");
+
+// The same in the thread's task-local storage, where the kernel lets a
+// uprobe program have it (Linux 6.2; task_calls_on set by the loader): a
+// pointer from the task instead of a hash lookup and update at each
+// call's start and a lookup and delete at its end. A call ends by zeroing
+// entry_sp; the entry goes with its thread.
+volatile const __u32 task_calls_on = 0;
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct inflight);
+} task_calls SEC(".maps");
 
 // Ranges freed since attach, by process and address (track_freed). An
 // allocation at an address takes it out again; an LRU map forgets the
@@ -207,19 +222,30 @@ static __always_inline int is_stale(struct inflight *call)
 	return bpf_ktime_get_ns() - call->start_ns > STALE_CALL_NS;
 }
 
+// this_call returns this thread's call in flight, NULL or one whose
+// entry_sp is 0 when there is none. create: a task-local entry is made
+// if the thread has none yet.
+static __always_inline struct inflight *this_call(int create)
+{
+	if (task_calls_on)
+		return bpf_task_storage_get(&task_calls, bpf_get_current_task_btf(), 0,
+					    create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+	__u32 tid = current_tid();
+	return bpf_map_lookup_elem(&inflight, &tid);
+}
+
 // begin_call remembers an allocator call made by this thread, unless it is
 // nested inside one already in flight (see the header comment).
 static __always_inline void begin_call(struct pt_regs *ctx, __u8 op, __u64 size,
 				       __u64 arg, __u8 flags)
 {
-	__u32 tid = current_tid();
 	__u64 cookie = bpf_get_attach_cookie(ctx);
 	// Probes are placed before any instruction that moves the stack
 	// pointer (placement.go): this is the one at entry.
 	__u64 sp = PT_REGS_SP(ctx);
-	struct inflight *outer = bpf_map_lookup_elem(&inflight, &tid);
+	struct inflight *outer = this_call(1);
 
-	if (outer && sp <= outer->entry_sp && !is_stale(outer)) {
+	if (outer && outer->entry_sp && sp <= outer->entry_sp && !is_stale(outer)) {
 		// Nested call: the outer call owns the block. strdup-like calls
 		// don't know their size at entry; the first nested call that
 		// does (malloc, not another strdup) says it.
@@ -240,8 +266,27 @@ static __always_inline void begin_call(struct pt_regs *ctx, __u8 op, __u64 size,
 		.op = op,
 		.flags = flags,
 	};
+	if (task_calls_on) {
+		if (outer)
+			*outer = call;
+		else
+			count(COUNTER_INFLIGHT_DROPPED);
+		return;
+	}
+	__u32 tid = current_tid();
 	if (bpf_map_update_elem(&inflight, &tid, &call, BPF_ANY))
 		count(COUNTER_INFLIGHT_DROPPED);
+}
+
+// call_done ends this thread's call in flight, call.
+static __always_inline void call_done(struct inflight *call)
+{
+	if (task_calls_on) {
+		call->entry_sp = 0;
+		return;
+	}
+	__u32 tid = current_tid();
+	bpf_map_delete_elem(&inflight, &tid);
 }
 
 // hash_frames mixes the n frames of a stack into a 64-bit key. The slots
@@ -611,12 +656,11 @@ static __always_inline void end_call(struct pt_regs *ctx, __u64 sp, __u64 ret, i
 	// Even an end lsan cannot pair (its call began before the attach)
 	// hands the block out: its address is no longer freed memory.
 	forget_freed(ret);
-	__u32 tid = current_tid();
-	struct inflight *call = bpf_map_lookup_elem(&inflight, &tid);
-	if (!call || sp != call->entry_sp)
+	struct inflight *call = this_call(0);
+	if (!call || !call->entry_sp || sp != call->entry_sp)
 		return;
 	struct inflight done = *call;
-	bpf_map_delete_elem(&inflight, &tid);
+	call_done(call);
 	if (done.op != OP_IGNORE)
 		finish_call(ctx, &done, t, ret, at_exit);
 }

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
@@ -90,6 +92,9 @@ type Options struct {
 	// acts on the linker's events, so a module mapped after the attach
 	// gets its rows only when a late stack needs them.
 	lateRowsOnly bool
+	// hashCalls (tests): the calls in flight go to the hash map, as on
+	// kernels whose uprobe programs cannot keep task-local storage.
+	hashCalls bool
 }
 
 // Default capacities. The block and stack maps are not preallocated:
@@ -314,7 +319,20 @@ func (t *Tracer) setSwitches(spec *ebpf.CollectionSpec) error {
 	if err := set("glibc_headers", t.opts.TrackFreed && glibc); err != nil {
 		return err
 	}
+	if !t.opts.hashCalls && taskStorageInProbes() {
+		if err := set("task_calls_on", true); err != nil {
+			return err
+		}
+		spec.Maps["inflight"].MaxEntries = 1
+	}
 	return nil
+}
+
+// taskStorageInProbes says whether a uprobe program may keep task-local
+// storage (Linux 6.2): the calls in flight go there (lsan.bpf.c,
+// task_calls).
+func taskStorageInProbes() bool {
+	return features.HaveProgramHelper(ebpf.Kprobe, asm.FnTaskStorageGet) == nil
 }
 
 // isGlibc says whether obj is glibc's libc, whose malloc chunks have the

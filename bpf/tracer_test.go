@@ -137,15 +137,17 @@ func traceTrigger(t *testing.T, tg *target, exe string, opts Options) (*Tracer, 
 	return tr, blocks, loadSymbols(t, tg.Pid(), exe)
 }
 
-// TestPairing runs with uprobe_multi links and with one perf-event
-// uprobe per probe (kernels before 6.6): both must see the same calls.
+// TestPairing runs with uprobe_multi links and the calls in flight in
+// task-local storage, and with one perf-event uprobe per probe and the
+// calls in a hash map (kernels before 6.6 and 6.2): both must see the same
+// calls.
 func TestPairing(t *testing.T) {
 	requireBPF(t)
 	exe := buildC(t, "testdata/pairing.c")
 	for _, single := range []bool{false, true} {
 		for _, exits := range []bool{false, true} {
 			t.Run(fmt.Sprintf("single_links=%v,exit_probes=%v", single, exits), func(t *testing.T) {
-				testPairing(t, exe, Options{SingleLinks: single, ExitProbes: exits})
+				testPairing(t, exe, Options{SingleLinks: single, ExitProbes: exits, hashCalls: single})
 			})
 		}
 	}
@@ -154,6 +156,9 @@ func TestPairing(t *testing.T) {
 func testPairing(t *testing.T, exe string, opts Options) {
 	tg := startTarget(t, exe)
 	tr, blocks, st := traceTrigger(t, tg, exe, opts)
+	if hashEntries := tr.objs.Inflight.MaxEntries(); (hashEntries == 1) == opts.hashCalls {
+		t.Errorf("the in-flight hash map has %d entries with hashCalls %v: the other store is used", hashEntries, opts.hashCalls)
+	}
 	var got []string
 	for _, b := range blocks {
 		got = append(got, fmt.Sprintf("%s %s %d", callSite(t, tr, st, b), tr.FuncName(b.Fn), b.Size))

@@ -237,6 +237,7 @@ const (
 	tracerMapStacks          = "stacks"
 	tracerMapStringScratch   = "string_scratch"
 	tracerMapTargets         = "targets"
+	tracerMapTaskCalls       = "task_calls"
 	tracerMapUnwindCounters  = "unwind_counters"
 	tracerMapUnwindEpochs    = "unwind_epochs"
 	tracerMapUnwindProcs     = "unwind_procs"
@@ -258,6 +259,7 @@ const (
 	tracerVarSkipStacks      = "skip_stacks"
 	tracerVarStopAtExit      = "stop_at_exit"
 	tracerVarStopForRows     = "stop_for_rows"
+	tracerVarTaskCallsOn     = "task_calls_on"
 	tracerVarTrackFreed      = "track_freed"
 	tracerVarUnusedEvent     = "unused_event"
 	tracerVarUnusedEventType = "unused_event_type"
@@ -335,6 +337,7 @@ type tracerMapSpecs struct {
 	Stacks         *ebpf.MapSpec `ebpf:"stacks"`
 	StringScratch  *ebpf.MapSpec `ebpf:"string_scratch"`
 	Targets        *ebpf.MapSpec `ebpf:"targets"`
+	TaskCalls      *ebpf.MapSpec `ebpf:"task_calls"`
 	UnwindCounters *ebpf.MapSpec `ebpf:"unwind_counters"`
 	UnwindEpochs   *ebpf.MapSpec `ebpf:"unwind_epochs"`
 	UnwindProcs    *ebpf.MapSpec `ebpf:"unwind_procs"`
@@ -353,6 +356,7 @@ type tracerVariableSpecs struct {
 	SkipStacks      *ebpf.VariableSpec `ebpf:"skip_stacks"`
 	StopAtExit      *ebpf.VariableSpec `ebpf:"stop_at_exit"`
 	StopForRows     *ebpf.VariableSpec `ebpf:"stop_for_rows"`
+	TaskCallsOn     *ebpf.VariableSpec `ebpf:"task_calls_on"`
 	TrackFreed      *ebpf.VariableSpec `ebpf:"track_freed"`
 	UnusedEvent     *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedEventType *ebpf.VariableSpec `ebpf:"unused_event_type"`
@@ -393,6 +397,7 @@ type tracerMaps struct {
 	Stacks         *ebpf.Map `ebpf:"stacks"`
 	StringScratch  *ebpf.Map `ebpf:"string_scratch"`
 	Targets        *ebpf.Map `ebpf:"targets"`
+	TaskCalls      *ebpf.Map `ebpf:"task_calls"`
 	UnwindCounters *ebpf.Map `ebpf:"unwind_counters"`
 	UnwindEpochs   *ebpf.Map `ebpf:"unwind_epochs"`
 	UnwindProcs    *ebpf.Map `ebpf:"unwind_procs"`
@@ -414,6 +419,7 @@ func (m *tracerMaps) Close() error {
 		m.Stacks,
 		m.StringScratch,
 		m.Targets,
+		m.TaskCalls,
 		m.UnwindCounters,
 		m.UnwindEpochs,
 		m.UnwindProcs,
@@ -433,6 +439,7 @@ type tracerVariables struct {
 	SkipStacks      *ebpf.Variable `ebpf:"skip_stacks"`
 	StopAtExit      *ebpf.Variable `ebpf:"stop_at_exit"`
 	StopForRows     *ebpf.Variable `ebpf:"stop_for_rows"`
+	TaskCallsOn     *ebpf.Variable `ebpf:"task_calls_on"`
 	TrackFreed      *ebpf.Variable `ebpf:"track_freed"`
 	UnusedEvent     *ebpf.Variable `ebpf:"unused_event"`
 	UnusedEventType *ebpf.Variable `ebpf:"unused_event_type"`
