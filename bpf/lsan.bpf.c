@@ -118,6 +118,10 @@ struct {
 // call's start and a lookup and delete at its end. A call ends by zeroing
 // entry_sp; the entry goes with its thread.
 volatile const __u32 task_calls_on = 0;
+// When recording began (CLOCK_MONOTONIC ns, set by the loader once every
+// probe is in place): a call in flight that began before it may have
+// returned before the return probe was there, and is no outer call.
+volatile __u64 calls_since = 0;
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -245,7 +249,7 @@ static __always_inline void begin_call(struct pt_regs *ctx, __u8 op, __u64 size,
 	__u64 sp = PT_REGS_SP(ctx);
 	struct inflight *outer = this_call(1);
 
-	if (outer && outer->entry_sp && sp <= outer->entry_sp && !is_stale(outer)) {
+	if (outer && outer->entry_sp && sp <= outer->entry_sp && outer->start_ns >= calls_since && !is_stale(outer)) {
 		// Nested call: the outer call owns the block. strdup-like calls
 		// don't know their size at entry; the first nested call that
 		// does (malloc, not another strdup) says it.
@@ -618,7 +622,10 @@ static __always_inline __u64 arg_at(struct args *a, __u32 pos)
 SEC("uprobe/alloc")
 int alloc_enter(struct pt_regs *ctx)
 {
-	if (!this_target())
+	// The process is checked where the call ends (end_call). A call kept
+	// in its own thread's storage concerns no one else; one in the
+	// shared hash map would take an entry.
+	if (!task_calls_on && !this_target())
 		return 0;
 	__u64 cookie = bpf_get_attach_cookie(ctx);
 	struct args a;
@@ -650,18 +657,23 @@ int alloc_enter(struct pt_regs *ctx)
 // call. ret is the call's result.
 static __always_inline void end_call(struct pt_regs *ctx, __u64 sp, __u64 ret, int at_exit)
 {
+	// The call ends whatever the process: one begun before it was
+	// registered (alloc_enter does not ask) must not stay in flight and
+	// make the thread's next call look nested.
+	struct inflight *call = this_call(0);
+	struct inflight done = {};
+	int outer = call && call->entry_sp && sp == call->entry_sp;
+	if (outer) {
+		done = *call;
+		call_done(call);
+	}
 	struct target *t = this_target();
 	if (!t)
 		return;
 	// Even an end lsan cannot pair (its call began before the attach)
 	// hands the block out: its address is no longer freed memory.
 	forget_freed(ret);
-	struct inflight *call = this_call(0);
-	if (!call || !call->entry_sp || sp != call->entry_sp)
-		return;
-	struct inflight done = *call;
-	call_done(call);
-	if (done.op != OP_IGNORE)
+	if (outer && done.op != OP_IGNORE)
 		finish_call(ctx, &done, t, ret, at_exit);
 }
 
@@ -695,8 +707,10 @@ int alloc_exit(struct pt_regs *ctx)
 SEC("uprobe/free")
 int free_enter(struct pt_regs *ctx)
 {
-	struct target *t = this_target();
-	if (!t)
+	// Blocks are keyed by process: another process's free finds none of
+	// them. The target is needed only to remember what was freed.
+	struct target *t = NULL;
+	if (track_freed && !(t = this_target()))
 		return 0;
 	__u64 cookie = bpf_get_attach_cookie(ctx);
 	struct args a;

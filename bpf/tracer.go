@@ -297,6 +297,11 @@ func (t *Tracer) setUp() error {
 	// earlier, frees seen in the window before free's probe is in place
 	// would be lost, and their blocks reported as leaks.
 	t.recordingSince = monotonicNow()
+	if t.objs.CallsSince != nil {
+		if err := t.objs.CallsSince.Set(t.recordingSince); err != nil {
+			return fmt.Errorf("set calls_since: %w", err)
+		}
+	}
 	return t.addTarget(t.opts.PID)
 }
 

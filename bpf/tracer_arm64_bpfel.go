@@ -217,6 +217,7 @@ const (
 	tracerProgMapsChanged    = "maps_changed"
 	tracerProgOnExec         = "on_exec"
 	tracerProgOnFork         = "on_fork"
+	tracerVarCallsSince      = "calls_since"
 	tracerVarFollowForks     = "follow_forks"
 	tracerVarGlibcHeaders    = "glibc_headers"
 	tracerVarSampleRate      = "sample_rate"
@@ -312,6 +313,7 @@ type tracerMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tracerVariableSpecs struct {
+	CallsSince      *ebpf.VariableSpec `ebpf:"calls_since"`
 	FollowForks     *ebpf.VariableSpec `ebpf:"follow_forks"`
 	GlibcHeaders    *ebpf.VariableSpec `ebpf:"glibc_headers"`
 	SampleRate      *ebpf.VariableSpec `ebpf:"sample_rate"`
@@ -391,6 +393,7 @@ func (m *tracerMaps) Close() error {
 //
 // It can be passed to loadTracerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tracerVariables struct {
+	CallsSince      *ebpf.Variable `ebpf:"calls_since"`
 	FollowForks     *ebpf.Variable `ebpf:"follow_forks"`
 	GlibcHeaders    *ebpf.Variable `ebpf:"glibc_headers"`
 	SampleRate      *ebpf.Variable `ebpf:"sample_rate"`

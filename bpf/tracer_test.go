@@ -217,8 +217,11 @@ func TestPerProcessFilter(t *testing.T) {
 		if filtered && c.ForeignHits != 0 {
 			t.Errorf("with the per-process filter, %d probe hits came from another process", c.ForeignHits)
 		}
-		if !filtered && c.ForeignHits < 400000 {
-			t.Errorf("without the filter, only %d foreign hits (want >= 400,000: the control must see the other process)", c.ForeignHits)
+		// The control: every return of the other process's 200,000
+		// mallocs reaches the program (the entry and free probes ask
+		// which process only where they must).
+		if !filtered && c.ForeignHits < 200000 {
+			t.Errorf("without the filter, only %d foreign hits (want >= 200,000: the control must see the other process)", c.ForeignHits)
 		}
 	}
 }

@@ -528,16 +528,24 @@ func (s UnwindStats) Cut() uint64 {
 	return s.CutNoTable + s.CutExpression + s.CutRead + s.CutDepth + s.CutBad + s.CutStale - s.LateFixed
 }
 
-// ReturnProbeTime is the kernel's count of runs and total run time of
-// the return probe, where blocks are recorded and stacks taken: the BPF
-// time per allocation. Zero unless BPF run-time stats are enabled
-// (ebpf.EnableStats, or sysctl kernel.bpf_stats_enabled).
-func (t *Tracer) ReturnProbeTime() (runs uint64, total time.Duration, err error) {
+// ProbeTimes is the kernel's count of runs and total run time of the
+// return probe, where blocks are recorded and stacks taken (the BPF time
+// per allocation), and the total run time of the entry and free probes
+// beside it. Zero unless BPF run-time stats are enabled (ebpf.EnableStats,
+// or sysctl kernel.bpf_stats_enabled).
+func (t *Tracer) ProbeTimes() (runs uint64, ret, others time.Duration, err error) {
 	s, err := t.objs.AllocReturn.Stats()
 	if err != nil {
-		return 0, 0, fmt.Errorf("read return probe stats: %w", err)
+		return 0, 0, 0, fmt.Errorf("read return probe stats: %w", err)
 	}
-	return s.RunCount, s.Runtime, nil
+	for _, p := range []*ebpf.Program{t.objs.AllocEnter, t.objs.FreeEnter} {
+		ps, err := p.Stats()
+		if err != nil {
+			return 0, 0, 0, fmt.Errorf("read probe stats: %w", err)
+		}
+		others += ps.Runtime
+	}
+	return s.RunCount, s.Runtime, others, nil
 }
 
 // RowsLoader computes the unwind rows of processes' executable mappings
