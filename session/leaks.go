@@ -137,7 +137,7 @@ func (s *Session) scanAndReport(final bool, known *trackedSet) error {
 	s.refreshMappings()
 	r := s.newReport(final)
 	classes, used := s.applySuppressions(res, tracked)
-	unconfirmed := s.confirmLeaks(tracked, classes, res.Stats.Forked)
+	unconfirmed := s.confirmLeaks(tracked, classes, res.Stats.Forked, final)
 	if final && unconfirmed > 0 && s.firstCopy == nil {
 		// No later check will confirm what this copy found: a second
 		// copy, taken now, does. The report is the second's, its pause
@@ -245,17 +245,22 @@ func (l leakedSet) has(id blockID) bool {
 // leak stays unreferenced, so it is reported one check later (the last
 // check takes its second copy at once: scanAndReport). A check of the
 // stopped target (a fallback) is exact and reports everything it finds.
-func (s *Session) confirmLeaks(tracked *trackedSet, classes []scanner.Class, forked bool) int {
-	// Only a later fork check asks what this one found.
-	keep := s.scanOptions().Fork
+func (s *Session) confirmLeaks(tracked *trackedSet, classes []scanner.Class, forked, final bool) int {
+	// Only a later fork check asks what this one found: none follows the
+	// last check's second copy, and a million leaked blocks' list is 16
+	// MiB, sized by counting first (grown by append, it would leave as
+	// much again behind).
 	var leaked leakedSet
+	if s.scanOptions().Fork && !(final && s.firstCopy != nil) {
+		leaked = make(leakedSet, 0, countLeaks(classes))
+	}
 	held := 0
 	for i := range tracked.blocks {
-		if classes[i] != scanner.Direct && classes[i] != scanner.Indirect {
+		if !isLeak(classes[i]) {
 			continue
 		}
 		id := tracked.id(i)
-		if keep {
+		if leaked != nil {
 			leaked = append(leaked, id)
 		}
 		if forked && !s.leakedBefore.has(id) {
@@ -266,6 +271,18 @@ func (s *Session) confirmLeaks(tracked *trackedSet, classes []scanner.Class, for
 	slices.SortFunc(leaked, compareBlockIDs)
 	s.leakedBefore = leaked
 	return held
+}
+
+func isLeak(c scanner.Class) bool { return c == scanner.Direct || c == scanner.Indirect }
+
+func countLeaks(classes []scanner.Class) int {
+	n := 0
+	for _, c := range classes {
+		if isLeak(c) {
+			n++
+		}
+	}
+	return n
 }
 
 // noteForkFallback says once, on stderr, why checks stop the target
