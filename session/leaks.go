@@ -57,8 +57,11 @@ func (s *Session) exitBlocks() (*trackedSet, error) {
 		live.Each(tb.add)
 		return tb.done(), nil
 	}
-	t, _, err := s.readTracked(0)
-	return t, err
+	tb, _, err := s.readTracked(0)
+	if err != nil {
+		return nil, err
+	}
+	return tb.done(), nil
 }
 
 // blockStream is allocations that hand out a process's blocks one at a
@@ -69,11 +72,12 @@ type blockStream interface {
 }
 
 // readTracked reads the tracer's blocks into a trackedSet of those
-// allocated by forkedAt (see bornBy), and returns the memory of those
-// allocated after it (the copy holds it as something else). A tracer that
-// streams its blocks is read without a slice of them all (a million
-// 48-byte blocks beside their 24-byte records were lsan -p's peak).
-func (s *Session) readTracked(forkedAt uint64) (*trackedSet, []scanner.Range, error) {
+// allocated by forkedAt (see bornBy), made by the builder returned, and
+// returns the memory of those allocated after it (the copy holds it as
+// something else). A tracer that streams its blocks is read without a
+// slice of them all (a million 48-byte blocks beside their 24-byte
+// records were lsan -p's peak).
+func (s *Session) readTracked(forkedAt uint64) (*trackedBuilder, []scanner.Range, error) {
 	var (
 		tb     *trackedBuilder
 		reused []scanner.Range
@@ -90,7 +94,7 @@ func (s *Session) readTracked(forkedAt uint64) (*trackedSet, []scanner.Range, er
 		if err := st.EachBlock(s.cfg.PID, add); err != nil {
 			return nil, nil, err
 		}
-		return tb.done(), reused, nil
+		return tb, reused, nil
 	}
 	bs, err := s.allocs.Blocks(s.cfg.PID)
 	if err != nil {
@@ -100,22 +104,34 @@ func (s *Session) readTracked(forkedAt uint64) (*trackedSet, []scanner.Range, er
 	for _, b := range bs {
 		add(b)
 	}
-	return tb.done(), reused, nil
+	return tb, reused, nil
 }
 
 // scanAndReport runs the scan; known holds the blocks already read from
 // the tracer (nil: read them while the target is frozen).
 func (s *Session) scanAndReport(final bool, known *trackedSet) error {
 	start := time.Now()
-	var tracked *trackedSet
+	var (
+		tracked *trackedSet
+		tb      *trackedBuilder // what made tracked, unless known
+	)
 	snapshot := func(forkedAt uint64) (scanner.Snapshot, error) {
-		tracked = known
 		var reused []scanner.Range
-		if tracked == nil {
-			var err error
-			if tracked, reused, err = s.readTracked(forkedAt); err != nil {
-				return scanner.Snapshot{}, err
-			}
+		var err error
+		switch {
+		case known != nil:
+			tracked = known
+		case s.firstCopy != nil:
+			tb = s.firstCopy.tb
+			reused, err = s.refreshTracked(s.firstCopy, forkedAt)
+		default:
+			tb, reused, err = s.readTracked(forkedAt)
+		}
+		if err != nil {
+			return scanner.Snapshot{}, err
+		}
+		if tb != nil {
+			tracked = tb.done()
 		}
 		freed, err := s.allocs.Freed(s.cfg.PID)
 		if err != nil {
@@ -137,17 +153,18 @@ func (s *Session) scanAndReport(final bool, known *trackedSet) error {
 	s.refreshMappings()
 	r := s.newReport(final)
 	classes, used := s.applySuppressions(res, tracked)
-	unconfirmed := s.confirmLeaks(tracked, classes, res.Stats.Forked, final)
-	if final && unconfirmed > 0 && s.firstCopy == nil {
+	unconfirmed, leaked := s.confirmLeaks(tracked, classes, res.Stats.Forked, final)
+	if final && unconfirmed > 0 && s.firstCopy == nil && tb != nil {
 		// No later check will confirm what this copy found: a second
-		// copy, taken now, does. The report is the second's, its pause
+		// copy, taken now, does. It scans this copy's set, brought up to
+		// date (refreshTracked). The report is the second's, its pause
 		// and time the two checks'.
-		s.firstCopy = &firstCopy{start: start, paused: res.Stats.Paused}
+		s.firstCopy = &firstCopy{start: start, paused: res.Stats.Paused, tb: tb, leaked: leaked}
 		defer func() { s.firstCopy = nil }()
-		// What the first copy's scan made (its blocks, edges and
-		// classes) is garbage now: collected and given back to the
-		// kernel (~5 ms, the heap holding few pointers) before the
-		// second scan makes its own.
+		// What the first copy's scan made (its edges and classes) is
+		// garbage now: collected and given back to the kernel (~5 ms,
+		// the heap holding few pointers) before the second scan makes
+		// its own.
 		debug.FreeOSMemory()
 		return s.scanAndReport(final, nil)
 	}
@@ -245,13 +262,27 @@ func (l leakedSet) has(id blockID) bool {
 // leak stays unreferenced, so it is reported one check later (the last
 // check takes its second copy at once: scanAndReport). A check of the
 // stopped target (a fallback) is exact and reports everything it finds.
-func (s *Session) confirmLeaks(tracked *trackedSet, classes []scanner.Class, forked, final bool) int {
-	// Only a later fork check asks what this one found: none follows the
-	// last check's second copy, and a million leaked blocks' list is 16
-	// MiB, sized by counting first (grown by append, it would leave as
-	// much again behind).
-	var leaked leakedSet
-	if s.scanOptions().Fork && !(final && s.firstCopy != nil) {
+//
+// What this check finds leaked is kept for the one that confirms it: a
+// later check's (leakedBefore, 16 bytes a block), or the last check's
+// second copy's (the bits returned, over tracked's blocks); nothing after
+// that second copy.
+func (s *Session) confirmLeaks(tracked *trackedSet, classes []scanner.Class, forked, final bool) (int, bitset) {
+	wasLeaked := func(i int) bool { return s.leakedBefore.has(tracked.id(i)) }
+	if fc := s.firstCopy; fc != nil {
+		wasLeaked = fc.leaked.has
+	}
+	var (
+		leaked leakedSet
+		bits   bitset
+	)
+	switch {
+	case !s.scanOptions().Fork || final && s.firstCopy != nil:
+	case final:
+		bits = newBitset(len(tracked.blocks))
+	default:
+		// Sized by counting first: grown by append, a million leaked
+		// blocks' 16 MiB would leave as much again behind.
 		leaked = make(leakedSet, 0, countLeaks(classes))
 	}
 	held := 0
@@ -259,18 +290,20 @@ func (s *Session) confirmLeaks(tracked *trackedSet, classes []scanner.Class, for
 		if !isLeak(classes[i]) {
 			continue
 		}
-		id := tracked.id(i)
 		if leaked != nil {
-			leaked = append(leaked, id)
+			leaked = append(leaked, tracked.id(i))
 		}
-		if forked && !s.leakedBefore.has(id) {
+		if bits != nil {
+			bits.set(i)
+		}
+		if forked && !wasLeaked(i) {
 			classes[i] = scanner.Reachable
 			held++
 		}
 	}
 	slices.SortFunc(leaked, compareBlockIDs)
 	s.leakedBefore = leaked
-	return held
+	return held, bits
 }
 
 func isLeak(c scanner.Class) bool { return c == scanner.Direct || c == scanner.Indirect }

@@ -170,11 +170,15 @@ type Session struct {
 	firstCopy *firstCopy
 }
 
-// firstCopy is what the last check's first copy cost, counted in the
-// report of the second.
+// firstCopy is what the last check's first copy left its second: what it
+// cost, counted in the second's report; the builder of its tracked set,
+// which the second brings up to date (refreshTracked); and which of that
+// set's blocks it found leaked.
 type firstCopy struct {
 	start  time.Time
 	paused time.Duration
+	tb     *trackedBuilder
+	leaked bitset
 }
 
 // ErrTargetExited reports that the target exited before a check.
