@@ -74,9 +74,12 @@ type blockStream interface {
 // readTracked reads the tracer's blocks into a trackedSet of those
 // allocated by forkedAt (see bornBy), made by the builder returned, and
 // returns the memory of those allocated after it (the copy holds it as
-// something else). A tracer that streams its blocks is read without a
-// slice of them all (a million 48-byte blocks beside their 24-byte
-// records were lsan -p's peak).
+// something else). The set must be released. A tracer that streams its
+// blocks is read without a slice of them all (a million 48-byte blocks
+// beside their 24-byte records were lsan -p's peak), into a large set's
+// mapping of its own (newMappedBuilder): returned when the check ends,
+// where the Go heap would keep it as garbage until a later collection
+// and hand it back to the kernel later still.
 func (s *Session) readTracked(forkedAt uint64) (*trackedBuilder, []scanner.Range, error) {
 	var (
 		tb     *trackedBuilder
@@ -90,8 +93,9 @@ func (s *Session) readTracked(forkedAt uint64) (*trackedBuilder, []scanner.Range
 		}
 	}
 	if st, ok := s.allocs.(blockStream); ok {
-		tb = s.newTrackedBuilder(st.ExpectedBlocks())
+		tb = s.newMappedBuilder(st.ExpectedBlocks())
 		if err := st.EachBlock(s.cfg.PID, add); err != nil {
+			tb.set.release()
 			return nil, nil, err
 		}
 		return tb, reused, nil
@@ -114,7 +118,13 @@ func (s *Session) scanAndReport(final bool, known *trackedSet) error {
 	var (
 		tracked *trackedSet
 		tb      *trackedBuilder // what made tracked, unless known
+		read    *trackedBuilder // tb, where this call read it: released at its end
 	)
+	defer func() {
+		if read != nil {
+			read.set.release()
+		}
+	}()
 	snapshot := func(forkedAt uint64) (scanner.Snapshot, error) {
 		var reused []scanner.Range
 		var err error
@@ -125,7 +135,11 @@ func (s *Session) scanAndReport(final bool, known *trackedSet) error {
 			tb = s.firstCopy.tb
 			reused, err = s.refreshTracked(s.firstCopy, forkedAt)
 		default:
+			if read != nil { // an earlier attempt's (the copy grew: the check stops the target instead)
+				read.set.release()
+			}
 			tb, reused, err = s.readTracked(forkedAt)
+			read = tb
 		}
 		if err != nil {
 			return scanner.Snapshot{}, err

@@ -112,9 +112,9 @@ func (s *Session) newTrackedBuilder(n int) *trackedBuilder {
 	return tb.withBorn(n)
 }
 
-// newMappedBuilder is newTrackedBuilder for exactly n blocks, which a
-// large set keeps in a mapping of its own (mapBlocks): the set must be
-// released.
+// newMappedBuilder is newTrackedBuilder for about n blocks, which a large
+// set keeps in a mapping of its own (mapBlocks; blocks beyond n move the
+// set to the Go heap): the set must be released.
 func (s *Session) newMappedBuilder(n int) *trackedBuilder {
 	if n < mapBlocksMin {
 		return s.newTrackedBuilder(n)
