@@ -1,12 +1,10 @@
 package session
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"path/filepath"
 	"runtime/debug"
-	"slices"
 	"strings"
 	"time"
 
@@ -54,6 +52,7 @@ func (s *Session) exitBlocks() (*trackedSet, error) {
 	if r, ok := s.allocs.(taker); ok {
 		live := r.Take(s.cfg.PID)
 		tb := s.newMappedBuilder(live.Len())
+		tb.set.readAt = monotonicNow()
 		live.Each(tb.add)
 		return tb.done(), nil
 	}
@@ -92,8 +91,13 @@ func (s *Session) readTracked(forkedAt uint64) (*trackedBuilder, []scanner.Range
 			reused = append(reused, blockRange(b))
 		}
 	}
+	readAt := forkedAt
+	if readAt == 0 { // the target is stopped: every block was born by now
+		readAt = monotonicNow()
+	}
 	if st, ok := s.allocs.(blockStream); ok {
 		tb = s.newMappedBuilder(st.ExpectedBlocks())
+		tb.set.readAt = readAt
 		if err := st.EachBlock(s.cfg.PID, add); err != nil {
 			tb.set.release()
 			return nil, nil, err
@@ -105,6 +109,7 @@ func (s *Session) readTracked(forkedAt uint64) (*trackedBuilder, []scanner.Range
 		return nil, nil, err
 	}
 	tb = s.newTrackedBuilder(len(bs))
+	tb.set.readAt = readAt
 	for _, b := range bs {
 		add(b)
 	}
@@ -259,22 +264,6 @@ func (s *Session) scanOptions() scanner.Options {
 // blockID names one allocation: an address handed out again is another.
 type blockID struct{ addr, born uint64 }
 
-// leakedSet holds the blocks a check found leaked, sorted: 16 bytes a
-// block, where a map took ~100 (a million leaked blocks: 100 MiB).
-type leakedSet []blockID
-
-func compareBlockIDs(a, b blockID) int {
-	if c := cmp.Compare(a.addr, b.addr); c != 0 {
-		return c
-	}
-	return cmp.Compare(a.born, b.born)
-}
-
-func (l leakedSet) has(id blockID) bool {
-	_, ok := slices.BinarySearchFunc(l, id, compareBlockIDs)
-	return ok
-}
-
 // confirmLeaks holds back, in a check of a fork snapshot, the leaked
 // blocks that the previous check did not find leaked too (their classes
 // become Reachable), and returns how many it held back. A copy is taken
@@ -286,16 +275,16 @@ func (l leakedSet) has(id blockID) bool {
 // stopped target (a fallback) is exact and reports everything it finds.
 //
 // What this check finds leaked is kept for the one that confirms it: a
-// later check's (leakedBefore, 16 bytes a block), or the last check's
+// later check's (leakedBefore, about 1.3 bytes a block), or the last check's
 // second copy's (the bits returned, over tracked's blocks); nothing after
 // that second copy.
 func (s *Session) confirmLeaks(tracked *trackedSet, classes []scanner.Class, forked, final bool) (int, bitset) {
-	wasLeaked := func(i int) bool { return s.leakedBefore.has(tracked.id(i)) }
+	wasLeaked := func(i int) bool { return s.leakedBefore.has(tracked.blocks[i].Addr, tracked.bornOf(i)) }
 	if fc := s.firstCopy; fc != nil {
 		wasLeaked = fc.leaked.has
 	}
 	var (
-		leaked leakedSet
+		leaked []uint64 // addresses
 		bits   bitset
 	)
 	switch {
@@ -303,9 +292,9 @@ func (s *Session) confirmLeaks(tracked *trackedSet, classes []scanner.Class, for
 	case final:
 		bits = newBitset(len(tracked.blocks))
 	default:
-		// Sized by counting first: grown by append, a million leaked
-		// blocks' 16 MiB would leave as much again behind.
-		leaked = make(leakedSet, 0, countLeaks(classes))
+		// Sized by counting first: grown by append, it would leave as
+		// much again behind.
+		leaked = make([]uint64, 0, countLeaks(classes))
 	}
 	held := 0
 	for i := range tracked.blocks {
@@ -313,7 +302,7 @@ func (s *Session) confirmLeaks(tracked *trackedSet, classes []scanner.Class, for
 			continue
 		}
 		if leaked != nil {
-			leaked = append(leaked, tracked.id(i))
+			leaked = append(leaked, tracked.blocks[i].Addr)
 		}
 		if bits != nil {
 			bits.set(i)
@@ -323,8 +312,10 @@ func (s *Session) confirmLeaks(tracked *trackedSet, classes []scanner.Class, for
 			held++
 		}
 	}
-	slices.SortFunc(leaked, compareBlockIDs)
-	s.leakedBefore = leaked
+	s.leakedBefore = nil
+	if leaked != nil {
+		s.leakedBefore = &leakedSet{readAt: tracked.readAt, addrs: packAddrs(leaked)}
+	}
 	return held, bits
 }
 

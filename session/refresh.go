@@ -52,6 +52,7 @@ func (s *Session) refreshTracked(fc *firstCopy, forkedAt uint64) ([]scanner.Rang
 		return nil, err
 	}
 	fc.leaked = tb.keep(n, present, fc.leaked)
+	tb.set.readAt = max(forkedAt, tb.set.readAt)
 	return reused, nil
 }
 

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"cmp"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -54,7 +55,7 @@ func TestSecondCopyConfirms(t *testing.T) {
 	classes := []scanner.Class{scanner.Direct, scanner.Direct, scanner.Reachable, scanner.Indirect}
 	held, leaked := s.confirmLeaks(tracked, classes, true, true)
 	if held != 3 || s.leakedBefore != nil {
-		t.Fatalf("first copy: held %d, kept %d ids; want 3 held, the ids left to the bits", held, len(s.leakedBefore))
+		t.Fatalf("first copy: held %d, kept %v; want 3 held, nothing but the bits kept", held, s.leakedBefore)
 	}
 	s.firstCopy = &firstCopy{tb: tb, leaked: leaked}
 
@@ -187,4 +188,11 @@ func reported(t *trackedSet, classes []scanner.Class) []blockID {
 	}
 	slices.SortFunc(out, compareBlockIDs)
 	return out
+}
+
+func compareBlockIDs(a, b blockID) int {
+	if c := cmp.Compare(a.addr, b.addr); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.born, b.born)
 }

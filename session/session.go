@@ -165,7 +165,7 @@ type Session struct {
 	forkFallback string
 	// leakedBefore: the blocks the previous check found leaked, which
 	// confirm those a fork snapshot finds (confirmLeaks).
-	leakedBefore leakedSet
+	leakedBefore *leakedSet
 	// firstCopy is set while the last check scans its second copy.
 	firstCopy *firstCopy
 }

@@ -17,9 +17,12 @@ type trackedSet struct {
 	blocks []scanner.Block
 	stacks []bpf.Block // by Tag
 	// born holds the blocks' allocation times where a check may scan a
-	// fork copy, whose leaks the next check confirms (blockID); nil
+	// fork copy, whose leaks the next check confirms (leakedSet); nil
 	// otherwise.
 	born []uint64
+	// readAt is when the blocks were read (CLOCK_MONOTONIC; the fork's
+	// instant for a fork copy's): all were born by then (see leakedSet).
+	readAt uint64
 	// mem is the mapping blocks lives in (nil: the Go heap): see
 	// mapBlocks. release returns it.
 	mem []byte
