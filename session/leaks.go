@@ -126,8 +126,19 @@ func (s *Session) scanAndReport(final bool, known *trackedSet) error {
 		read    *trackedBuilder // tb, where this call read it: released at its end
 	)
 	defer func() {
+		large := tracked != nil && len(tracked.blocks) >= mapBlocksMin
 		if read != nil {
 			read.set.release()
+		}
+		if large && s.firstCopy == nil {
+			// A large check leaves tens of MiB of garbage (the report's
+			// grouping, the classes, the edges, the blocks' births, the
+			// last confirmations), which the Go heap would keep
+			// resident into the next check, adding to its peak:
+			// collected and given back now (a few ms, the heap holding
+			// few pointers). The last check's second copy leaves that
+			// to its first, which ends after it.
+			debug.FreeOSMemory()
 		}
 	}()
 	snapshot := func(forkedAt uint64) (scanner.Snapshot, error) {
@@ -213,14 +224,6 @@ func (s *Session) scanAndReport(final bool, known *trackedSet) error {
 	s.lastLost = r.Dropped.Lost()
 	err = s.symbolizeAndWrite(r)
 	s.pruneStacks()
-	if len(tracked.blocks) >= mapBlocksMin {
-		// A large check leaves tens of MiB of garbage (the report's
-		// grouping, the classes, the edges, the last confirmations),
-		// which the Go heap would keep resident into the next check,
-		// adding to its peak: collected and given back now (a few ms,
-		// the heap holding few pointers).
-		debug.FreeOSMemory()
-	}
 	return err
 }
 
