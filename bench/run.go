@@ -20,13 +20,21 @@ func buildWithLSan(name string) (dir, lsan, prog string, err error) {
 		os.RemoveAll(dir)
 		return "", "", "", err
 	}
-	prog = filepath.Join(dir, name)
-	src := filepath.Join(sourceDir(), name+".c")
-	if b, err := exec.Command("gcc", "-O2", "-o", prog, src).CombinedOutput(); err != nil {
+	if prog, err = buildProgram(dir, name); err != nil {
 		os.RemoveAll(dir)
-		return "", "", "", fmt.Errorf("build %s: %v\n%s", src, err, b)
+		return "", "", "", err
 	}
 	return dir, lsan, prog, nil
+}
+
+// buildProgram builds bench/name.c into dir, -O2.
+func buildProgram(dir, name string) (string, error) {
+	prog := filepath.Join(dir, name)
+	src := filepath.Join(sourceDir(), name+".c")
+	if b, err := exec.Command("gcc", "-O2", "-o", prog, src).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build %s: %v\n%s", src, err, b)
+	}
+	return prog, nil
 }
 
 // benchRun measures what `lsan run` adds: the wall time of a run of a

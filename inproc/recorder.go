@@ -8,6 +8,7 @@ package inproc
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -630,6 +631,65 @@ func (r *Recorder) Blocks(pid int) ([]bpf.Block, error) {
 	out := make([]bpf.Block, 0, p.live.n)
 	p.live.each(func(addr uint64, b liveBlock) { out = append(out, mk.block(addr, b)) })
 	return out, nil
+}
+
+// ErrLiveSetChanged: the live set changed while EachBlock read it.
+var ErrLiveSetChanged = errors.New("the live set changed while it was read: the process ran")
+
+// eachPart is how many blocks EachBlock makes at a time (192 KiB).
+const eachPart = 4096
+
+// EachBlock calls fn with each of pid's live blocks, as Blocks returns
+// them, without a slice of them all beside the table (a million blocks:
+// 48 MiB beside 64): the blocks are made a part at a time under the lock,
+// and fn is called without it (it may ask the recorder for a stack). The
+// live set must not change meanwhile, as it does not while the process
+// is stopped (a check's snapshot); if it does, EachBlock stops with
+// ErrLiveSetChanged.
+func (r *Recorder) EachBlock(pid int, fn func(bpf.Block)) error {
+	r.mu.Lock()
+	p := r.current(pid)
+	if p == nil {
+		r.mu.Unlock()
+		return nil
+	}
+	t, changes, mk := p.live, p.live.changes, r.blockMaker(pid)
+	part := make([]bpf.Block, 0, min(t.n, eachPart))
+	for i := 0; ; {
+		if r.procs[pid] != p || p.live != t || t.changes != changes {
+			r.mu.Unlock()
+			return ErrLiveSetChanged
+		}
+		part = part[:0]
+		for ; i < len(t.keys) && len(part) < eachPart; i++ {
+			if k := t.keys[i]; k != 0 {
+				part = append(part, mk.block(k, t.vals[i]))
+			}
+		}
+		end := i >= len(t.keys)
+		r.mu.Unlock()
+		for _, b := range part {
+			fn(b)
+		}
+		if end {
+			return nil
+		}
+		r.mu.Lock()
+	}
+}
+
+// ExpectedBlocks is how many blocks the processes recorded hold, every
+// published record applied: a capacity for a caller's arrays for one's
+// (EachBlock).
+func (r *Recorder) ExpectedBlocks() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.drain()
+	n := 0
+	for _, p := range r.procs {
+		n += p.live.n
+	}
+	return n
 }
 
 // current applies every published record and returns pid's process

@@ -16,9 +16,13 @@ import (
 // is dropped, not at some later collection.
 type blockTable struct {
 	slots
-	n     int
-	mask  uint64
-	shift uint // 64 - log2(len(keys)): the product's high bits are the best mixed
+	n int
+	// changes counts the puts and deletes: a reader that lets go of the
+	// lock between parts of the table (Recorder.EachBlock) tells by it
+	// that the table changed meanwhile.
+	changes uint64
+	mask    uint64
+	shift   uint // 64 - log2(len(keys)): the product's high bits are the best mixed
 }
 
 func newBlockTable() *blockTable {
@@ -56,6 +60,7 @@ func (t *blockTable) get(addr uint64) (liveBlock, bool) {
 }
 
 func (t *blockTable) put(addr uint64, b liveBlock) {
+	t.changes++
 	i, ok := t.find(addr)
 	if !ok {
 		if (t.n+1)*4 > len(t.keys)*3 {
@@ -73,6 +78,7 @@ func (t *blockTable) del(addr uint64) {
 	if !ok {
 		return
 	}
+	t.changes++
 	t.n--
 	// Shift back the entries after i whose home slot is not between the
 	// hole and them, so that every probe sequence stays unbroken.

@@ -273,3 +273,43 @@ func TestDrainReusedSlot(t *testing.T) {
 		t.Errorf("%d allocs, %d frees; want 7 and 6 (5 pairs written over)", r.allocs, r.frees)
 	}
 }
+
+// TestEachBlock: EachBlock gives the blocks Blocks does, a part at a
+// time, and stops with ErrLiveSetChanged when the live set changes
+// between two parts.
+func TestEachBlock(t *testing.T) {
+	const pid = 0x7ffffff0 // above any pid_max: no such process
+	r := &Recorder{procs: map[int]*process{}, mem: make([]byte, sharedSize)}
+	const n = 3*eachPart + 5
+	for i := range n {
+		putRecord(r.mem, event{recAlloc, uint64(0x10000 + 64*i), 1, 1})
+		binary.LittleEndian.PutUint32(r.mem[rPID:], pid)
+		r.apply((*rec)(unsafe.Pointer(&r.mem[0])))
+	}
+	if got := r.ExpectedBlocks(); got != n {
+		t.Errorf("ExpectedBlocks = %d, want %d", got, n)
+	}
+	want, _ := r.Blocks(pid)
+	var got []bpf.Block
+	if err := r.EachBlock(pid, func(b bpf.Block) { got = append(got, b) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != n || len(want) != n {
+		t.Fatalf("EachBlock gave %d blocks, Blocks %d; want %d", len(got), len(want), n)
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			t.Fatalf("block %d: %+v, Blocks gives %+v", i, got[i], want[i])
+		}
+	}
+	changed := false
+	err := r.EachBlock(pid, func(bpf.Block) {
+		if !changed { // fn runs without the lock: the process "ran"
+			changed = true
+			r.procs[pid].live.del(0x10000)
+		}
+	})
+	if err != ErrLiveSetChanged {
+		t.Errorf("a change between parts: %v, want ErrLiveSetChanged", err)
+	}
+}

@@ -1,12 +1,10 @@
 package session
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"path/filepath"
 	"runtime/debug"
-	"slices"
 	"strings"
 	"time"
 
@@ -54,11 +52,15 @@ func (s *Session) exitBlocks() (*trackedSet, error) {
 	if r, ok := s.allocs.(taker); ok {
 		live := r.Take(s.cfg.PID)
 		tb := s.newMappedBuilder(live.Len())
+		tb.set.readAt = monotonicNow()
 		live.Each(tb.add)
 		return tb.done(), nil
 	}
-	t, _, err := s.readTracked(0)
-	return t, err
+	tb, _, err := s.readTracked(0)
+	if err != nil {
+		return nil, err
+	}
+	return tb.done(), nil
 }
 
 // blockStream is allocations that hand out a process's blocks one at a
@@ -69,11 +71,15 @@ type blockStream interface {
 }
 
 // readTracked reads the tracer's blocks into a trackedSet of those
-// allocated by forkedAt (see bornBy), and returns the memory of those
-// allocated after it (the copy holds it as something else). A tracer that
-// streams its blocks is read without a slice of them all (a million
-// 48-byte blocks beside their 24-byte records were lsan -p's peak).
-func (s *Session) readTracked(forkedAt uint64) (*trackedSet, []scanner.Range, error) {
+// allocated by forkedAt (see bornBy), made by the builder returned, and
+// returns the memory of those allocated after it (the copy holds it as
+// something else). The set must be released. A tracer that streams its
+// blocks is read without a slice of them all (a million 48-byte blocks
+// beside their 24-byte records were lsan -p's peak), into a large set's
+// mapping of its own (newMappedBuilder): returned when the check ends,
+// where the Go heap would keep it as garbage until a later collection
+// and hand it back to the kernel later still.
+func (s *Session) readTracked(forkedAt uint64) (*trackedBuilder, []scanner.Range, error) {
 	var (
 		tb     *trackedBuilder
 		reused []scanner.Range
@@ -85,37 +91,77 @@ func (s *Session) readTracked(forkedAt uint64) (*trackedSet, []scanner.Range, er
 			reused = append(reused, blockRange(b))
 		}
 	}
+	readAt := forkedAt
+	if readAt == 0 { // the target is stopped: every block was born by now
+		readAt = monotonicNow()
+	}
 	if st, ok := s.allocs.(blockStream); ok {
-		tb = s.newTrackedBuilder(st.ExpectedBlocks())
+		tb = s.newMappedBuilder(st.ExpectedBlocks())
+		tb.set.readAt = readAt
 		if err := st.EachBlock(s.cfg.PID, add); err != nil {
+			tb.set.release()
 			return nil, nil, err
 		}
-		return tb.done(), reused, nil
+		return tb, reused, nil
 	}
 	bs, err := s.allocs.Blocks(s.cfg.PID)
 	if err != nil {
 		return nil, nil, err
 	}
 	tb = s.newTrackedBuilder(len(bs))
+	tb.set.readAt = readAt
 	for _, b := range bs {
 		add(b)
 	}
-	return tb.done(), reused, nil
+	return tb, reused, nil
 }
 
 // scanAndReport runs the scan; known holds the blocks already read from
 // the tracer (nil: read them while the target is frozen).
 func (s *Session) scanAndReport(final bool, known *trackedSet) error {
 	start := time.Now()
-	var tracked *trackedSet
+	var (
+		tracked *trackedSet
+		tb      *trackedBuilder // what made tracked, unless known
+		read    *trackedBuilder // tb, where this call read it: released at its end
+	)
+	defer func() {
+		large := tracked != nil && len(tracked.blocks) >= mapBlocksMin
+		if read != nil {
+			read.set.release()
+		}
+		if large && s.firstCopy == nil {
+			// A large check leaves tens of MiB of garbage (the report's
+			// grouping, the classes, the edges, the blocks' births, the
+			// last confirmations), which the Go heap would keep
+			// resident into the next check, adding to its peak:
+			// collected and given back now (a few ms, the heap holding
+			// few pointers). The last check's second copy leaves that
+			// to its first, which ends after it.
+			debug.FreeOSMemory()
+		}
+	}()
 	snapshot := func(forkedAt uint64) (scanner.Snapshot, error) {
-		tracked = known
 		var reused []scanner.Range
-		if tracked == nil {
-			var err error
-			if tracked, reused, err = s.readTracked(forkedAt); err != nil {
-				return scanner.Snapshot{}, err
+		var err error
+		switch {
+		case known != nil:
+			tracked = known
+		case s.firstCopy != nil:
+			tb = s.firstCopy.tb
+			reused, err = s.refreshTracked(s.firstCopy, forkedAt)
+		default:
+			if read != nil { // an earlier attempt's (the copy grew: the check stops the target instead)
+				read.set.release()
 			}
+			tb, reused, err = s.readTracked(forkedAt)
+			read = tb
+		}
+		if err != nil {
+			return scanner.Snapshot{}, err
+		}
+		if tb != nil {
+			tracked = tb.done()
 		}
 		freed, err := s.allocs.Freed(s.cfg.PID)
 		if err != nil {
@@ -137,17 +183,18 @@ func (s *Session) scanAndReport(final bool, known *trackedSet) error {
 	s.refreshMappings()
 	r := s.newReport(final)
 	classes, used := s.applySuppressions(res, tracked)
-	unconfirmed := s.confirmLeaks(tracked, classes, res.Stats.Forked)
-	if final && unconfirmed > 0 && s.firstCopy == nil {
+	unconfirmed, leaked := s.confirmLeaks(tracked, classes, res.Stats.Forked, final)
+	if final && unconfirmed > 0 && s.firstCopy == nil && tb != nil {
 		// No later check will confirm what this copy found: a second
-		// copy, taken now, does. The report is the second's, its pause
+		// copy, taken now, does. It scans this copy's set, brought up to
+		// date (refreshTracked). The report is the second's, its pause
 		// and time the two checks'.
-		s.firstCopy = &firstCopy{start: start, paused: res.Stats.Paused}
+		s.firstCopy = &firstCopy{start: start, paused: res.Stats.Paused, tb: tb, leaked: leaked}
 		defer func() { s.firstCopy = nil }()
-		// What the first copy's scan made (its blocks, edges and
-		// classes) is garbage now: collected and given back to the
-		// kernel (~5 ms, the heap holding few pointers) before the
-		// second scan makes its own.
+		// What the first copy's scan made (its edges and classes) is
+		// garbage now: collected and given back to the kernel (~5 ms,
+		// the heap holding few pointers) before the second scan makes
+		// its own.
 		debug.FreeOSMemory()
 		return s.scanAndReport(final, nil)
 	}
@@ -220,22 +267,6 @@ func (s *Session) scanOptions() scanner.Options {
 // blockID names one allocation: an address handed out again is another.
 type blockID struct{ addr, born uint64 }
 
-// leakedSet holds the blocks a check found leaked, sorted: 16 bytes a
-// block, where a map took ~100 (a million leaked blocks: 100 MiB).
-type leakedSet []blockID
-
-func compareBlockIDs(a, b blockID) int {
-	if c := cmp.Compare(a.addr, b.addr); c != 0 {
-		return c
-	}
-	return cmp.Compare(a.born, b.born)
-}
-
-func (l leakedSet) has(id blockID) bool {
-	_, ok := slices.BinarySearchFunc(l, id, compareBlockIDs)
-	return ok
-}
-
 // confirmLeaks holds back, in a check of a fork snapshot, the leaked
 // blocks that the previous check did not find leaked too (their classes
 // become Reachable), and returns how many it held back. A copy is taken
@@ -245,27 +276,62 @@ func (l leakedSet) has(id blockID) bool {
 // leak stays unreferenced, so it is reported one check later (the last
 // check takes its second copy at once: scanAndReport). A check of the
 // stopped target (a fallback) is exact and reports everything it finds.
-func (s *Session) confirmLeaks(tracked *trackedSet, classes []scanner.Class, forked bool) int {
-	// Only a later fork check asks what this one found.
-	keep := s.scanOptions().Fork
-	var leaked leakedSet
+//
+// What this check finds leaked is kept for the one that confirms it: a
+// later check's (leakedBefore, about 1.3 bytes a block), or the last check's
+// second copy's (the bits returned, over tracked's blocks); nothing after
+// that second copy.
+func (s *Session) confirmLeaks(tracked *trackedSet, classes []scanner.Class, forked, final bool) (int, bitset) {
+	wasLeaked := func(i int) bool { return s.leakedBefore.has(tracked.blocks[i].Addr, tracked.bornOf(i)) }
+	if fc := s.firstCopy; fc != nil {
+		wasLeaked = fc.leaked.has
+	}
+	var (
+		leaked []uint64 // addresses
+		bits   bitset
+	)
+	switch {
+	case !s.scanOptions().Fork || final && s.firstCopy != nil:
+	case final:
+		bits = newBitset(len(tracked.blocks))
+	default:
+		// Sized by counting first: grown by append, it would leave as
+		// much again behind.
+		leaked = make([]uint64, 0, countLeaks(classes))
+	}
 	held := 0
 	for i := range tracked.blocks {
-		if classes[i] != scanner.Direct && classes[i] != scanner.Indirect {
+		if !isLeak(classes[i]) {
 			continue
 		}
-		id := tracked.id(i)
-		if keep {
-			leaked = append(leaked, id)
+		if leaked != nil {
+			leaked = append(leaked, tracked.blocks[i].Addr)
 		}
-		if forked && !s.leakedBefore.has(id) {
+		if bits != nil {
+			bits.set(i)
+		}
+		if forked && !wasLeaked(i) {
 			classes[i] = scanner.Reachable
 			held++
 		}
 	}
-	slices.SortFunc(leaked, compareBlockIDs)
-	s.leakedBefore = leaked
-	return held
+	s.leakedBefore = nil
+	if leaked != nil {
+		s.leakedBefore = &leakedSet{readAt: tracked.readAt, addrs: packAddrs(leaked)}
+	}
+	return held, bits
+}
+
+func isLeak(c scanner.Class) bool { return c == scanner.Direct || c == scanner.Indirect }
+
+func countLeaks(classes []scanner.Class) int {
+	n := 0
+	for _, c := range classes {
+		if isLeak(c) {
+			n++
+		}
+	}
+	return n
 }
 
 // noteForkFallback says once, on stderr, why checks stop the target

@@ -165,16 +165,20 @@ type Session struct {
 	forkFallback string
 	// leakedBefore: the blocks the previous check found leaked, which
 	// confirm those a fork snapshot finds (confirmLeaks).
-	leakedBefore leakedSet
+	leakedBefore *leakedSet
 	// firstCopy is set while the last check scans its second copy.
 	firstCopy *firstCopy
 }
 
-// firstCopy is what the last check's first copy cost, counted in the
-// report of the second.
+// firstCopy is what the last check's first copy left its second: what it
+// cost, counted in the second's report; the builder of its tracked set,
+// which the second brings up to date (refreshTracked); and which of that
+// set's blocks it found leaked.
 type firstCopy struct {
 	start  time.Time
 	paused time.Duration
+	tb     *trackedBuilder
+	leaked bitset
 }
 
 // ErrTargetExited reports that the target exited before a check.

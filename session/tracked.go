@@ -17,9 +17,12 @@ type trackedSet struct {
 	blocks []scanner.Block
 	stacks []bpf.Block // by Tag
 	// born holds the blocks' allocation times where a check may scan a
-	// fork copy, whose leaks the next check confirms (blockID); nil
+	// fork copy, whose leaks the next check confirms (leakedSet); nil
 	// otherwise.
 	born []uint64
+	// readAt is when the blocks were read (CLOCK_MONOTONIC; the fork's
+	// instant for a fork copy's): all were born by then (see leakedSet).
+	readAt uint64
 	// mem is the mapping blocks lives in (nil: the Go heap): see
 	// mapBlocks. release returns it.
 	mem []byte
@@ -29,7 +32,7 @@ type trackedSet struct {
 // not be used after.
 func (t *trackedSet) release() {
 	if t.mem != nil {
-		_ = unix.Munmap(t.mem)
+		unmap(t.mem)
 		*t = trackedSet{}
 	}
 }
@@ -42,12 +45,31 @@ func (t *trackedSet) release() {
 // were resident together (lsan run's peak 106 instead of 84 MiB one time
 // in three), where a fresh mapping is touched only as it fills.
 func mapBlocks(n int) ([]scanner.Block, []byte, bool) {
-	size := n * int(unsafe.Sizeof(scanner.Block{}))
+	blocks, mem := mapArray[scanner.Block](n)
+	return blocks[:0], mem, mem != nil
+}
+
+// mapArray returns n zeroed elements of T (which must hold no Go
+// pointers) in a mapping of their own, and the mapping, which unmap
+// returns; from the Go heap (mem nil) when mmap fails or n is 0.
+func mapArray[T any](n int) (s []T, mem []byte) {
+	var zero T
+	size := n * int(unsafe.Sizeof(zero))
+	if size == 0 {
+		return make([]T, n), nil
+	}
 	mem, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 	if err != nil {
-		return nil, nil, false
+		return make([]T, n), nil
 	}
-	return unsafe.Slice((*scanner.Block)(unsafe.Pointer(&mem[0])), n)[:0], mem, true
+	return unsafe.Slice((*T)(unsafe.Pointer(&mem[0])), n), mem
+}
+
+// unmap returns a mapping of mapArray's (nil: none).
+func unmap(mem []byte) {
+	if mem != nil {
+		_ = unix.Munmap(mem)
+	}
 }
 
 // mapBlocksMin: sets of at least this many blocks (6 MiB) are mapped.
@@ -55,11 +77,15 @@ const mapBlocksMin = 256 << 10
 
 // id names block i across checks (only where born is kept).
 func (t *trackedSet) id(i int) blockID {
-	id := blockID{addr: t.blocks[i].Addr}
-	if t.born != nil {
-		id.born = t.born[i]
+	return blockID{addr: t.blocks[i].Addr, born: t.bornOf(i)}
+}
+
+// bornOf is block i's allocation time (0 where born is not kept).
+func (t *trackedSet) bornOf(i int) uint64 {
+	if t.born == nil {
+		return 0
 	}
-	return id
+	return t.born[i]
 }
 
 // trackedBuilder makes a trackedSet one block at a time.
@@ -89,9 +115,9 @@ func (s *Session) newTrackedBuilder(n int) *trackedBuilder {
 	return tb.withBorn(n)
 }
 
-// newMappedBuilder is newTrackedBuilder for exactly n blocks, which a
-// large set keeps in a mapping of its own (mapBlocks): the set must be
-// released.
+// newMappedBuilder is newTrackedBuilder for about n blocks, which a large
+// set keeps in a mapping of its own (mapBlocks; blocks beyond n move the
+// set to the Go heap): the set must be released.
 func (s *Session) newMappedBuilder(n int) *trackedBuilder {
 	if n < mapBlocksMin {
 		return s.newTrackedBuilder(n)
@@ -114,18 +140,23 @@ func (tb *trackedBuilder) withBorn(n int) *trackedBuilder {
 	return tb
 }
 
-// add appends b. The scanner's record takes lsan's size, and is a root
-// when the dynamic linker allocated it (see linkerAllocated).
+// add appends b.
 func (tb *trackedBuilder) add(b bpf.Block) {
+	tb.set.blocks = append(tb.set.blocks, tb.record(b))
+	if tb.set.born != nil {
+		tb.set.born = append(tb.set.born, b.TimestampNS)
+	}
+}
+
+// record is the scanner's record of b: lsan's size, and a root when the
+// dynamic linker allocated it (see linkerAllocated).
+func (tb *trackedBuilder) record(b bpf.Block) scanner.Block {
 	tag := tb.tagOf(b)
 	sb := scanner.Block{Addr: b.Addr, Size: tb.s.lsanSize(b), Tag: tag, Root: tb.roots[tag]}
 	if int(b.Fn) < len(tb.kinds) {
 		sb.Allocator = tb.kinds[b.Fn]
 	}
-	tb.set.blocks = append(tb.set.blocks, sb)
-	if tb.set.born != nil {
-		tb.set.born = append(tb.set.born, b.TimestampNS)
-	}
+	return sb
 }
 
 // tagOf returns the tag of b's stack and function, b's block becoming
