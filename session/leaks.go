@@ -264,9 +264,6 @@ func (s *Session) scanOptions() scanner.Options {
 	return opts
 }
 
-// blockID names one allocation: an address handed out again is another.
-type blockID struct{ addr, born uint64 }
-
 // confirmLeaks holds back, in a check of a fork snapshot, the leaked
 // blocks that the previous check did not find leaked too (their classes
 // become Reachable), and returns how many it held back. A copy is taken

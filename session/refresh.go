@@ -27,7 +27,7 @@ func (b bitset) set(i int) { b[i>>6] |= 1 << (i & 63) }
 // The set then holds exactly what readTracked would read, in another
 // order: a block still live keeps its place and gets its record anew; a
 // block freed since is dropped, even where its address was handed out
-// again (a block is its address and birth: blockID); a new block is
+// again (a block is its address and birth); a new block is
 // appended. fc.leaked moves with the blocks: a block new since the first
 // copy was not leaked in it.
 func (s *Session) refreshTracked(fc *firstCopy, forkedAt uint64) ([]scanner.Range, error) {

@@ -155,6 +155,15 @@ func TestRefreshMatchesRead(t *testing.T) {
 }
 
 // record is what a set says of a block, its tag as the stack it names.
+// blockID names one allocation in the tests: an address handed out again
+// is another.
+type blockID struct{ addr, born uint64 }
+
+// id names block i of t (born 0 where births are not kept).
+func (t *trackedSet) id(i int) blockID {
+	return blockID{addr: t.blocks[i].Addr, born: t.bornOf(i)}
+}
+
 type record struct {
 	id          blockID
 	size, stack uint64

@@ -75,11 +75,6 @@ func unmap(mem []byte) {
 // mapBlocksMin: sets of at least this many blocks (6 MiB) are mapped.
 const mapBlocksMin = 256 << 10
 
-// id names block i across checks (only where born is kept).
-func (t *trackedSet) id(i int) blockID {
-	return blockID{addr: t.blocks[i].Addr, born: t.bornOf(i)}
-}
-
 // bornOf is block i's allocation time (0 where born is not kept).
 func (t *trackedSet) bornOf(i int) uint64 {
 	if t.born == nil {
