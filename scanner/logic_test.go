@@ -178,50 +178,44 @@ func TestLongListFloodFill(t *testing.T) {
 // is full, and sweeps find the blocks left out of it, then those the
 // first found behind their cursor.
 func TestFanOutFloodFill(t *testing.T) {
-	w := newWorld()
 	const n, back = 20_000, 1_000
-	for i := 0; i < back; i++ { // reached only from the fan's blocks, behind them
-		w.alloc(heap+uint64(i)*32, 32)
-	}
-	fan := make([]int, n)
-	for i := range fan {
-		fan[i] = w.alloc(heap+0x10_0000+uint64(i)*32, 32)
-		if i < back {
-			w.link(fan[i], 0, i, 0)
-		}
-	}
-	hub := w.alloc(heap+0x100_0000, 8*n)
-	for i, b := range fan {
-		w.link(hub, i, b, 0)
-	}
-	w.root(0x1000_0000, w.blocks[hub].Addr)
+	w := fanOutWorld(n, back, func(i int) int { return i })
 	res := w.run(t, Options{})
 	if res.Stats.Reachable != len(w.blocks) {
 		t.Fatalf("%d reachable, want %d", res.Stats.Reachable, len(w.blocks))
 	}
 }
 
-// A hub reaching more blocks in one batch than a work list holds
-// (workListMax): the batch spills the others to the flood's bitmap, and
-// every block, those only the spilled ones reach included, is reached.
-func TestSpilledFanOutFloodFill(t *testing.T) {
+// fanOutWorld is a rooted hub pointing to n fan blocks at ascending
+// addresses, below which lie back blocks that only fan blocks reach: fan
+// block i points to back block backOf(i), where that is below back.
+func fanOutWorld(n, back int, backOf func(i int) int) *world {
 	w := newWorld()
-	const n, back = 3 * workListMax, 1_000
-	for i := 0; i < back; i++ { // reached only from the last fan blocks
+	for i := 0; i < back; i++ {
 		w.alloc(heap+uint64(i)*32, 32)
 	}
 	fan := make([]int, n)
 	for i := range fan {
 		fan[i] = w.alloc(heap+0x10_0000+uint64(i)*32, 32)
-		if j := n - 1 - i; j < back {
+		if j := backOf(i); j < back {
 			w.link(fan[i], 0, j, 0)
 		}
 	}
-	hub := w.alloc(heap+0x100_0000, 8*n)
+	hub := w.alloc(heap+0x100_0000, uint64(8*n))
 	for i, b := range fan {
 		w.link(hub, i, b, 0)
 	}
 	w.root(0x1000_0000, w.blocks[hub].Addr)
+	return w
+}
+
+// A hub reaching more blocks in one batch than a work list holds
+// (workListMax): the batch spills the others to the flood's bitmap, and
+// every block, those only the spilled ones reach included, is reached.
+func TestSpilledFanOutFloodFill(t *testing.T) {
+	const n, back = 3 * workListMax, 1_000
+	// The back blocks are reached only from the last fan blocks.
+	w := fanOutWorld(n, back, func(i int) int { return n - 1 - i })
 	res := w.run(t, Options{})
 	if res.Stats.Reachable != len(w.blocks) || res.Stats.Direct != 0 || res.Stats.Indirect != 0 {
 		t.Fatalf("%d reachable, %d direct, %d indirect; want %d, 0, 0",
