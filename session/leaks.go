@@ -70,6 +70,19 @@ type blockStream interface {
 	ExpectedBlocks() int
 }
 
+// eachBlock calls fn with each of the target's blocks the tracer holds,
+// streamed where the tracer can.
+func (s *Session) eachBlock(fn func(bpf.Block)) error {
+	if st, ok := s.allocs.(blockStream); ok {
+		return st.EachBlock(s.cfg.PID, fn)
+	}
+	bs, err := s.allocs.Blocks(s.cfg.PID)
+	for _, b := range bs {
+		fn(b)
+	}
+	return err
+}
+
 // readTracked reads the tracer's blocks into a trackedSet of those
 // allocated by forkedAt (see bornBy), made by the builder returned, and
 // returns the memory of those allocated after it (the copy holds it as
@@ -95,23 +108,15 @@ func (s *Session) readTracked(forkedAt uint64) (*trackedBuilder, []scanner.Range
 	if readAt == 0 { // the target is stopped: every block was born by now
 		readAt = monotonicNow()
 	}
+	n := 0 // a tracer that does not stream (tests' fakes) grows the set
 	if st, ok := s.allocs.(blockStream); ok {
-		tb = s.newMappedBuilder(st.ExpectedBlocks())
-		tb.set.readAt = readAt
-		if err := st.EachBlock(s.cfg.PID, add); err != nil {
-			tb.set.release()
-			return nil, nil, err
-		}
-		return tb, reused, nil
+		n = st.ExpectedBlocks()
 	}
-	bs, err := s.allocs.Blocks(s.cfg.PID)
-	if err != nil {
-		return nil, nil, err
-	}
-	tb = s.newTrackedBuilder(len(bs))
+	tb = s.newMappedBuilder(n)
 	tb.set.readAt = readAt
-	for _, b := range bs {
-		add(b)
+	if err := s.eachBlock(add); err != nil {
+		tb.set.release()
+		return nil, nil, err
 	}
 	return tb, reused, nil
 }

@@ -89,19 +89,6 @@ func (f *finder) release() {
 	}
 }
 
-// eachBlock calls fn with each of the target's blocks the tracer holds,
-// streamed where the tracer can.
-func (s *Session) eachBlock(fn func(bpf.Block)) error {
-	if st, ok := s.allocs.(blockStream); ok {
-		return st.EachBlock(s.cfg.PID, fn)
-	}
-	bs, err := s.allocs.Blocks(s.cfg.PID)
-	for _, b := range bs {
-		fn(b)
-	}
-	return err
-}
-
 // keep drops the blocks among the first n that present does not hold,
 // moving the others and those after n down, and returns leaked (bits of
 // the first n) in their new places.
