@@ -91,11 +91,7 @@ func peakRSS(lsan string, args ...string) (int, error) {
 	if err := cmd.Run(); err != nil && !errors.As(err, &exit) {
 		return 0, err
 	}
-	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	if !ok {
-		return 0, fmt.Errorf("%s: no resource usage", lsan)
-	}
-	return int(ru.Maxrss), nil
+	return maxRSS(cmd)
 }
 
 // attachTimeout bounds each step of an attached measurement: attaching,
@@ -146,9 +142,14 @@ func peakRSSAttached(lsan, prog string, n int, kind string) (int, error) {
 	if code := cmd.ProcessState.ExitCode(); code != 0 && code != 23 {
 		return 0, fmt.Errorf("lsan -p exited with status %d", code)
 	}
+	return maxRSS(cmd)
+}
+
+// maxRSS is the peak RSS in KiB of cmd, which has ended (ru_maxrss).
+func maxRSS(cmd *exec.Cmd) (int, error) {
 	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 	if !ok {
-		return 0, fmt.Errorf("%s: no resource usage", lsan)
+		return 0, fmt.Errorf("%s: no resource usage", cmd.Path)
 	}
 	return int(ru.Maxrss), nil
 }
