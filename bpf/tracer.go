@@ -324,7 +324,9 @@ func (t *Tracer) setSwitches(spec *ebpf.CollectionSpec) error {
 	if err := set("glibc_headers", t.opts.TrackFreed && glibc); err != nil {
 		return err
 	}
-	if !t.opts.hashCalls && taskStorageInProbes() {
+	// Only the allocator probes keep calls: lsan run's lifecycle-only
+	// tracer does without the feature probe's program load.
+	if !t.opts.LifecycleOnly && !t.opts.hashCalls && taskStorageInProbes() {
 		if err := set("task_calls_on", true); err != nil {
 			return err
 		}
