@@ -44,7 +44,7 @@ func (s *Session) periodicChecks() (<-chan time.Time, func()) {
 // check: the verdict at exit still comes from the check at exit.
 func (f *family) checkLive() {
 	for _, v := range append([]*Session{f.root}, f.sortedChildren()...) {
-		if v.targetExited() {
+		if v.targetExited() || v.exitChecked {
 			continue
 		}
 		if err := v.check(false); err != nil && !errors.Is(err, ErrTargetExited) {

@@ -198,6 +198,7 @@ func (f *family) checkAtExit(pid int, res *RunResult) {
 	if v == nil || !waitStopped(pid, time.Second) {
 		return
 	}
+	v.exitChecked = true
 	if v.checkAtExit() && v == f.root {
 		res.Checked = true
 	}
@@ -217,6 +218,7 @@ func (f *family) checkAnnouncedExit(pid int, res *RunResult) {
 	if v == nil {
 		return
 	}
+	v.exitChecked = true
 	if v.checkAtExit() && v == f.root {
 		res.Checked = true
 	}
@@ -234,12 +236,14 @@ func (f *family) viewFor(pid int) *Session {
 // checkAll checks every live process of the family (SIGINT: a command
 // that never exits still gets its reports).
 func (f *family) checkAll(res *RunResult) {
-	res.Checked = f.root.checkAndReport()
-	res.Leaks = f.root.lastLeak
-	res.Incomplete = f.root.lastLost
+	if !f.root.exitChecked {
+		res.Checked = f.root.checkAndReport()
+		res.Leaks = f.root.lastLeak
+		res.Incomplete = f.root.lastLost
+	}
 	for _, pid := range slices.Sorted(maps.Keys(f.children)) {
 		v := f.children[pid]
-		if !v.targetExited() && v.checkAndReport() {
+		if !v.targetExited() && !v.exitChecked && v.checkAndReport() {
 			res.Leaks = res.Leaks || v.lastLeak
 			res.Incomplete = res.Incomplete || v.lastLost
 		}

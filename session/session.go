@@ -158,6 +158,9 @@ type Session struct {
 	losses *lossWatcher
 	// checked: a check of this process ran (lsan run: at its exit).
 	checked bool
+	// exitChecked: lsan run checked it at its exit, which it is past:
+	// no periodic check may follow (its memory is being torn down).
+	exitChecked bool
 	// kinds: the allocator of each allocator function's blocks, where it
 	// differs from malloc's (allocatorKinds).
 	kinds []scanner.Allocator
