@@ -62,12 +62,15 @@ type liveBlock struct {
 	// ms is when it was allocated, in milliseconds from the recorder's
 	// start, to a drain pass (rec.time); gen orders it among its
 	// address's events.
-	ms, gen    uint32
-	stack, tid uint32
+	ms, gen uint32
+	stack   uint32
+	// The allocating thread is not kept: nothing lsan reports uses it
+	// (Block.TID is 0), and a live set lent to a check would keep it for
+	// nothing (Lend).
 }
 
-func newLiveBlock(size uint64, ms, gen, stack, tid uint32, fn uint8) liveBlock {
-	return liveBlock{sizeFn: min(size, maxBlockSize) | uint64(fn)<<56, ms: ms, gen: gen, stack: stack, tid: tid}
+func newLiveBlock(size uint64, ms, gen, stack uint32, fn uint8) liveBlock {
+	return liveBlock{sizeFn: min(size, maxBlockSize) | uint64(fn)<<56, ms: ms, gen: gen, stack: stack}
 }
 
 const maxBlockSize = 1<<56 - 1
@@ -92,6 +95,9 @@ type process struct {
 	image           uint32
 	started, closed bool
 	tombs           map[uint64]tomb
+	// lent: live set is lent to a check, and holds the records read since
+	// (Lend).
+	lent *Lent
 }
 
 // Recorder drains the shared memory of the processes one lsan run
@@ -465,7 +471,7 @@ func (r *Recorder) cancelled(a, next *rec, nextSeq uint64) bool {
 		return false
 	}
 	p := r.proc(int(a.pid))
-	if !p.current(a.image) {
+	if !p.current(a.image) || p.lent != nil {
 		return false
 	}
 	if _, ok := p.tombs[a.addr]; ok {
@@ -493,6 +499,9 @@ func (r *Recorder) apply(rec *rec) {
 		if !p.current(image) {
 			return // a program image before an execve
 		}
+		if p.lent != nil {
+			p.lent.kill(addr, gen)
+		}
 		if len(p.tombs) > 0 {
 			if t, ok := p.tombs[addr]; ok && genBefore(gen, t.gen) {
 				return // freed already
@@ -501,11 +510,14 @@ func (r *Recorder) apply(rec *rec) {
 		if old, ok := p.live.get(addr); ok && genBefore(gen, old.gen) {
 			return // a later block at this address is known
 		}
-		p.live.put(addr, newLiveBlock(rec.size, rec.time, gen, rec.stack, rec.tid, rec.fn))
+		p.live.put(addr, newLiveBlock(rec.size, rec.time, gen, rec.stack, rec.fn))
 	case recFree:
 		r.frees++
 		if !p.current(image) {
 			return
+		}
+		if p.lent != nil {
+			p.lent.kill(addr, gen)
 		}
 		if old, ok := p.live.get(addr); ok {
 			if genBefore(old.gen, gen) {
@@ -532,6 +544,9 @@ func (r *Recorder) apply(rec *rec) {
 		r.frees++
 		if !p.current(image) {
 			return
+		}
+		if p.lent != nil {
+			p.lent.kill(addr, gen)
 		}
 		if old, ok := p.live.get(addr); ok && genBefore(old.gen, gen) {
 			p.live.del(addr)
@@ -604,6 +619,7 @@ func (p *process) forget() {
 	p.live.release()
 	p.live = newBlockTable()
 	clear(p.tombs)
+	p.lent = nil // Restore lets what was lent go
 }
 
 // dropTombs forgets the frees read before drain pass pass: every
@@ -626,6 +642,9 @@ func (r *Recorder) Blocks(pid int) ([]bpf.Block, error) {
 	p := r.current(pid)
 	if p == nil {
 		return nil, nil
+	}
+	if p.lent != nil {
+		return nil, ErrLent
 	}
 	mk := r.blockMaker(pid)
 	out := make([]bpf.Block, 0, p.live.n)
@@ -652,6 +671,10 @@ func (r *Recorder) EachBlock(pid int, fn func(bpf.Block)) error {
 	if p == nil {
 		r.mu.Unlock()
 		return nil
+	}
+	if p.lent != nil {
+		r.mu.Unlock()
+		return ErrLent
 	}
 	t, changes, mk := p.live, p.live.changes, r.blockMaker(pid)
 	part := make([]bpf.Block, 0, min(t.n, eachPart))
@@ -771,7 +794,7 @@ func (mk blockMaker) block(addr uint64, b liveBlock) bpf.Block {
 		fn = mk.funcIndex[b.fn()]
 	}
 	return bpf.Block{PID: mk.pid, Addr: addr, Size: b.size(), TimestampNS: mk.start + uint64(b.ms)*uint64(time.Millisecond),
-		StackID: uint64(b.stack), TID: b.tid, Fn: fn}
+		StackID: uint64(b.stack), Fn: fn}
 }
 
 // Forget drops what the recorder holds of pid, a process that exited,

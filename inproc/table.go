@@ -28,9 +28,16 @@ type blockTable struct {
 func newBlockTable() *blockTable {
 	// Small: a process that allocates little (or a dead one whose last
 	// frees arrive after lsan forgot it) costs little.
-	const initialBits = 4
-	const initial = 1 << initialBits
-	return &blockTable{slots: newSlots(initial), mask: initial - 1, shift: 64 - initialBits}
+	return newBlockTableOf(16)
+}
+
+// newBlockTableOf makes an empty table of n slots (a power of two).
+func newBlockTableOf(n int) *blockTable {
+	bits := uint(0)
+	for 1<<bits < n {
+		bits++
+	}
+	return &blockTable{slots: newSlots(1 << bits), mask: 1<<bits - 1, shift: 64 - bits}
 }
 
 func (t *blockTable) slot(addr uint64) uint64 {
@@ -156,6 +163,25 @@ func mapArray[T any](n int) ([]T, []byte, error) {
 		return nil, nil, err
 	}
 	return unsafe.Slice((*T)(unsafe.Pointer(&mem[0])), n), mem, nil
+}
+
+// mapArrayOrHeap is mapArray where n is large enough to be worth a
+// mapping (mappedSlots), the Go heap otherwise or where mmap fails (mem
+// nil).
+func mapArrayOrHeap[T any](n int) (s []T, mem []byte) {
+	if n >= mappedSlots {
+		if s, mem, err := mapArray[T](n); err == nil {
+			return s, mem
+		}
+	}
+	return make([]T, n), nil
+}
+
+// unmapArray returns a mapping of mapArrayOrHeap's (nil: none).
+func unmapArray(mem []byte) {
+	if mem != nil {
+		_ = unix.Munmap(mem)
+	}
 }
 
 // free returns the mappings; the slots must not be used after.

@@ -20,7 +20,7 @@ func TestBlockTable(t *testing.T) {
 			tab.del(addr)
 			delete(want, addr)
 		} else {
-			tab.put(addr, newLiveBlock(uint64(i), 0, 0, 0, 0, 0))
+			tab.put(addr, newLiveBlock(uint64(i), 0, 0, 0, 0))
 			want[addr] = uint64(i)
 		}
 	}
@@ -50,7 +50,7 @@ func TestBlockTableMapped(t *testing.T) {
 	tab := newBlockTable()
 	const n = 4 * mappedSlots
 	for i := uint64(1); i <= n; i++ {
-		tab.put(i*16, newLiveBlock(i, 0, 0, 0, 0, 0))
+		tab.put(i*16, newLiveBlock(i, 0, 0, 0, 0))
 	}
 	for i := uint64(1); i <= n; i += 2 {
 		tab.del(i * 16)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lsan-project/lsan/bpf"
+	"github.com/lsan-project/lsan/inproc"
 	"github.com/lsan-project/lsan/report"
 	"github.com/lsan-project/lsan/scanner"
 	"github.com/lsan-project/lsan/suppressions"
@@ -51,10 +52,7 @@ func (s *Session) checkLeaksStopped() error {
 func (s *Session) exitBlocks() (*trackedSet, error) {
 	if r, ok := s.allocs.(taker); ok {
 		live := r.Take(s.cfg.PID)
-		tb := s.newMappedBuilder(live.Len())
-		tb.set.readAt = monotonicNow()
-		live.Each(tb.add)
-		return tb.done(), nil
+		return s.setOf(live.Len(), live.Each).done(), nil
 	}
 	tb, _, err := s.readTracked(0)
 	if err != nil {
@@ -129,9 +127,23 @@ func (s *Session) scanAndReport(final bool, known *trackedSet) error {
 		tracked *trackedSet
 		tb      *trackedBuilder // what made tracked, unless known
 		read    *trackedBuilder // tb, where this call read it: released at its end
+		lent    *inproc.Lent    // where read borrowed the recorder's live set
 	)
+	large := false // tracked holds enough blocks to leave much garbage
+	giveBack := func() {
+		if lent == nil {
+			return
+		}
+		if large {
+			// The check's garbage (its edges and classes) goes first:
+			// the live set's table comes back whole as the set goes.
+			debug.FreeOSMemory()
+		}
+		restoreLent(lent, &read.set)
+		lent, read = nil, nil
+	}
 	defer func() {
-		large := tracked != nil && len(tracked.blocks) >= mapBlocksMin
+		giveBack()
 		if read != nil {
 			read.set.release()
 		}
@@ -156,10 +168,17 @@ func (s *Session) scanAndReport(final bool, known *trackedSet) error {
 			tb = s.firstCopy.tb
 			reused, err = s.refreshTracked(s.firstCopy, forkedAt)
 		default:
+			giveBack()
 			if read != nil { // an earlier attempt's (the copy grew: the check stops the target instead)
 				read.set.release()
 			}
-			tb, reused, err = s.readTracked(forkedAt)
+			var ok bool
+			if forkedAt == 0 { // stopped: the live set is what it was at the stop
+				tb, lent, ok = s.lendTracked()
+			}
+			if !ok {
+				tb, reused, err = s.readTracked(forkedAt)
+			}
 			read = tb
 		}
 		if err != nil {
@@ -168,6 +187,7 @@ func (s *Session) scanAndReport(final bool, known *trackedSet) error {
 		if tb != nil {
 			tracked = tb.done()
 		}
+		large = len(tracked.blocks) >= mapBlocksMin
 		freed, err := s.allocs.Freed(s.cfg.PID)
 		if err != nil {
 			return scanner.Snapshot{}, err
@@ -227,6 +247,9 @@ func (s *Session) scanAndReport(final bool, known *trackedSet) error {
 	s.fillCounters(r)
 	s.lastLeak = len(r.Groups) > 0
 	s.lastLost = r.Dropped.Lost()
+	// The blocks are done with: a lent live set goes back before the
+	// report is symbolized (which loads debug information), not after.
+	giveBack()
 	err = s.symbolizeAndWrite(r)
 	s.pruneStacks()
 	return err

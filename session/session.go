@@ -108,6 +108,12 @@ type taker interface {
 	Take(pid int) *inproc.Taken
 }
 
+// lender is allocations that can also lend a process's live set to a
+// check before its exit, which hands it back (inproc.Lent).
+type lender interface {
+	Lend(pid int) *inproc.Lent
+}
+
 // tracer is what a session asks of whatever follows its processes: the
 // BPF tracer, or, when lsan run's in-process recorder follows the command
 // alone, recorderTracer (inproc.go), which loads no BPF program.
