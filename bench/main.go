@@ -29,7 +29,7 @@ func main() {
 	redisRequests := flag.Int("redis-requests", 50_000, "redis-benchmark requests per test (0: skip redis)")
 	children := flag.Int("children", 200, "forked children per lsan run measurement (0: skip)")
 	memory := flag.Bool("memory", true, "measure lsan's own memory per tracked block")
-	memoryModes := flag.String("memory-modes", "run,attach", "which of lsan's modes -memory measures: run (lsan run), attach (lsan -p)")
+	memoryModes := flag.String("memory-modes", "run,checks,attach", "which of lsan's modes -memory measures: run (lsan run), checks (lsan run -i, checks while the program runs), attach (lsan -p)")
 	snapshot := flag.Bool("snapshot", true, "measure the target's pause per check, --snapshot stop vs fork")
 	kernelOps := flag.Int("kernel-ops", 100_000, "syscall loop iterations for lsan kernel's cost (0: skip)")
 	loops := flag.Bool("loop", true, "the probes' cost on a malloc+free loop, variant by variant")

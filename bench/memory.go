@@ -25,7 +25,8 @@ var memoryKinds = []string{"leaked", "reachable"}
 // benchMemory measures lsan's own peak RSS checking a program that holds
 // N tracked blocks, for a few N: the slope is lsan's memory per tracked
 // block. modes: "run" (lsan run, checking at the program's exit),
-// "attach" (lsan -p, one final check).
+// "checks" (lsan run -i, checking while the program runs too), "attach"
+// (lsan -p, one final check).
 func benchMemory(modes string) error {
 	dir, lsan, prog, err := buildWithLSan("manyblocks")
 	if err != nil {
@@ -41,12 +42,21 @@ func benchMemory(modes string) error {
 			return err
 		}
 	}
-	if !strings.Contains(modes, "attach") {
+	if !strings.Contains(modes, "checks") && !strings.Contains(modes, "attach") {
 		return nil
 	}
 	attached, err := buildProgram(dir, "attachblocks")
 	if err != nil {
 		return err
+	}
+	if strings.Contains(modes, "checks") {
+		fmt.Printf("\nlsan's peak RSS, lsan run -i %v on a program that allocates N blocks, two checks while it holds them and one at its exit, leaked or reachable\n", runCheckInterval)
+		err = memoryTable(func(n int, kind string) (int, error) {
+			return peakRSSRunChecks(lsan, attached, n, kind)
+		})
+		if err != nil || !strings.Contains(modes, "attach") {
+			return err
+		}
 	}
 	fmt.Printf("\nlsan's peak RSS, lsan -p attached to a program that then allocates N blocks, one final check (SIGINT), leaked or reachable\n")
 	return memoryTable(func(n int, kind string) (int, error) {
@@ -143,6 +153,45 @@ func peakRSSAttached(lsan, prog string, n int, kind string) (int, error) {
 		return 0, fmt.Errorf("lsan -p exited with status %d", code)
 	}
 	return maxRSS(cmd)
+}
+
+// runCheckInterval is lsan run -i's in the "checks" measurement.
+const runCheckInterval = time.Second
+
+// peakRSSRunChecks runs prog under lsan run checking every
+// runCheckInterval, lets it allocate n blocks (kind: leaked or
+// reachable), waits for two checks of them, lets it exit (a check at its
+// exit), and returns lsan's peak RSS in KiB (ru_maxrss: lsan's, or the
+// program's if larger, which it is not: it holds the blocks alone).
+func peakRSSRunChecks(lsan, prog string, n int, kind string) (int, error) {
+	p, err := startLineProgram(lsan, "run", "-i", runCheckInterval.String(), "--max-blocks", strconv.Itoa(4<<20),
+		"--format", "json", "-o", os.DevNull, "--", prog, strconv.Itoa(n), kind)
+	if err != nil {
+		return 0, err
+	}
+	defer p.stop() // on an error: neither may outlive the measurement
+	for _, step := range []func() error{
+		func() error { return p.expect("ready") },
+		func() error { return p.say("go") },
+		func() error { return p.expect("done") },
+	} {
+		if err := step(); err != nil {
+			return 0, err
+		}
+	}
+	time.Sleep(runCheckInterval * 5 / 2)
+	if err := p.in.Close(); err != nil {
+		return 0, err
+	}
+	select {
+	case <-p.exited:
+	case <-time.After(attachTimeout):
+		return 0, fmt.Errorf("lsan run still running %v after the program was told to exit", attachTimeout)
+	}
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 && code != 23 {
+		return 0, fmt.Errorf("lsan run exited with status %d", code)
+	}
+	return maxRSS(p.cmd)
 }
 
 // maxRSS is the peak RSS in KiB of cmd, which has ended (ru_maxrss).
