@@ -6,6 +6,7 @@ import (
 	"unsafe"
 
 	"github.com/lsan-project/lsan/bpf"
+	"github.com/lsan-project/lsan/internal/anonmem"
 )
 
 // A check before a process's exit (lsan run -i) used to read the live set
@@ -13,11 +14,11 @@ import (
 // table beside the check's ~80 MiB. Lending moves the set instead: the
 // table goes back to the kernel as the check reads it (as at the exit,
 // Take), the recorder keeps of each block only what the check's set does
-// not hold (its birth and generation: 8 bytes), and the check hands its set back when it is done
-// with it. Meanwhile the process runs (it is resumed before the report):
-// its records go to a new table, and every address they touch is noted
-// with its generation, so that handing back knows which lent blocks ended
-// in the meantime.
+// not hold (its birth and generation: 8 bytes), and the check hands its
+// set back when it is done with it. Meanwhile the process runs (it is
+// resumed before the report): its records go to a new table, and every
+// address they touch is noted with its generation, so that handing back
+// knows which lent blocks ended in the meantime.
 
 // ErrLent: the process's live set is lent to a check (Lend) and has not
 // been handed back yet.
@@ -37,8 +38,8 @@ type Lent struct {
 	slots int
 	// kept is what the check's set does not hold of each block, in the
 	// order Each handed them out; odd are the whole entries of the blocks
-	// whose size the check may round, or whose function the check's
-	// cannot tell (unique).
+	// whose size the check may round, or whose function the tracer's
+	// number does not name alone (unique).
 	kept    []keptBlock
 	keptMem []byte
 	odd     []oddBlock
@@ -105,7 +106,7 @@ func (l *Lent) Len() int { return l.table.n }
 func (l *Lent) Each(f func(bpf.Block)) {
 	t := l.table
 	l.table = nil
-	l.kept, l.keptMem = mapArrayOrHeap[keptBlock](t.n)
+	l.kept, l.keptMem = anonmem.MapOrHeap[keptBlock](t.n)
 	i := 0
 	t.drain(func(addr uint64, b liveBlock) {
 		if b.size() == 0 || b.fn() == fnPvalloc || !l.unique[b.fn()] {
@@ -121,9 +122,8 @@ func (l *Lent) Each(f func(bpf.Block)) {
 // Restore hands the set back. block(i) is the i-th block Each handed out
 // (the fields Each set: its address, size, which may have been rounded as
 // LSan does, zero up to one and pvalloc's up to pages, stack and
-// function), asked for in order. The
-// lent blocks that ended meanwhile are dropped, the blocks of the records
-// read meanwhile added.
+// function), asked for in order. The lent blocks that ended meanwhile are
+// dropped, the blocks of the records read meanwhile added.
 func (l *Lent) Restore(block func(i int) bpf.Block) {
 	t := l.table
 	if t == nil {
@@ -171,11 +171,11 @@ func (l *Lent) rebuild(block func(i int) bpf.Block) *blockTable {
 			b = newLiveBlock(given.Size, k.ms, k.gen, uint32(given.StackID), l.shimFn[given.Fn])
 		}
 		t.put(given.Addr, b)
-		if l.keptMem != nil && (i+1)%drainPart == 0 {
-			returnRange(l.keptMem, (i+1-drainPart)*size, (i+1)*size)
+		if (i+1)%drainPart == 0 {
+			anonmem.Return(l.keptMem, (i+1-drainPart)*size, (i+1)*size)
 		}
 	}
-	unmapArray(l.keptMem)
+	anonmem.Unmap(l.keptMem)
 	l.kept, l.keptMem, l.odd = nil, nil, nil
 	return t
 }

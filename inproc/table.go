@@ -3,7 +3,7 @@ package inproc
 import (
 	"unsafe"
 
-	"golang.org/x/sys/unix"
+	"github.com/lsan-project/lsan/internal/anonmem"
 )
 
 // blockTable is the live set of one process: open addressing on the
@@ -143,53 +143,22 @@ const mappedSlots = 32 << 10
 
 func newSlots(n int) slots {
 	if n >= mappedSlots {
-		keys, kmem, err := mapArray[uint64](n)
+		keys, kmem, err := anonmem.Map[uint64](n)
 		if err == nil {
-			vals, vmem, err := mapArray[liveBlock](n)
+			vals, vmem, err := anonmem.Map[liveBlock](n)
 			if err == nil {
 				return slots{keys: keys, vals: vals, maps: [2][]byte{kmem, vmem}}
 			}
-			_ = unix.Munmap(kmem)
+			anonmem.Unmap(kmem)
 		}
 	}
 	return slots{keys: make([]uint64, n), vals: make([]liveBlock, n)}
 }
 
-// mapArray maps n zeroed elements of T (which must hold no Go pointers).
-func mapArray[T any](n int) ([]T, []byte, error) {
-	var zero T
-	mem, err := unix.Mmap(-1, 0, n*int(unsafe.Sizeof(zero)), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
-	if err != nil {
-		return nil, nil, err
-	}
-	return unsafe.Slice((*T)(unsafe.Pointer(&mem[0])), n), mem, nil
-}
-
-// mapArrayOrHeap is mapArray where n is large enough to be worth a
-// mapping (mappedSlots), the Go heap otherwise or where mmap fails (mem
-// nil).
-func mapArrayOrHeap[T any](n int) (s []T, mem []byte) {
-	if n >= mappedSlots {
-		if s, mem, err := mapArray[T](n); err == nil {
-			return s, mem
-		}
-	}
-	return make([]T, n), nil
-}
-
-// unmapArray returns a mapping of mapArrayOrHeap's (nil: none).
-func unmapArray(mem []byte) {
-	if mem != nil {
-		_ = unix.Munmap(mem)
-	}
-}
-
 // free returns the mappings; the slots must not be used after.
 func (s *slots) free() {
 	for _, m := range s.maps {
-		if m != nil {
-			_ = unix.Munmap(m)
-		}
+		anonmem.Unmap(m)
 	}
 	*s = slots{}
 }
@@ -219,20 +188,6 @@ func (s *slots) returnPages(lo, hi int) {
 	if s.maps[0] == nil {
 		return
 	}
-	returnRange(s.maps[0], lo*int(unsafe.Sizeof(uint64(0))), hi*int(unsafe.Sizeof(uint64(0))))
-	returnRange(s.maps[1], lo*int(unsafe.Sizeof(liveBlock{})), hi*int(unsafe.Sizeof(liveBlock{})))
-}
-
-// returnRange returns the pages of mem[from:to], where everything before
-// from is done with too: a page shared with the bytes after to goes with
-// the next range, or with the mapping.
-func returnRange(mem []byte, from, to int) {
-	page := unix.Getpagesize()
-	from &^= page - 1
-	if to < len(mem) {
-		to &^= page - 1
-	}
-	if from < to {
-		_ = unix.Madvise(mem[from:to], unix.MADV_DONTNEED)
-	}
+	anonmem.Return(s.maps[0], lo*int(unsafe.Sizeof(uint64(0))), hi*int(unsafe.Sizeof(uint64(0))))
+	anonmem.Return(s.maps[1], lo*int(unsafe.Sizeof(liveBlock{})), hi*int(unsafe.Sizeof(liveBlock{})))
 }

@@ -5,8 +5,8 @@ import (
 
 	"github.com/lsan-project/lsan/bpf"
 	"github.com/lsan-project/lsan/inproc"
+	"github.com/lsan-project/lsan/internal/anonmem"
 	"github.com/lsan-project/lsan/scanner"
-	"golang.org/x/sys/unix"
 )
 
 // setOf builds a set of the n blocks each hands out, once.
@@ -41,24 +41,12 @@ func restoreLent(l *inproc.Lent, set *trackedSet) {
 	const part = 64 << 10 // blocks returned at a time
 	recSize := int(unsafe.Sizeof(scanner.Block{}))
 	l.Restore(func(i int) bpf.Block {
-		if set.mem != nil && i > 0 && i%part == 0 {
-			returnPages(set.mem, (i-part)*recSize, i*recSize)
+		if i > 0 && i%part == 0 {
+			anonmem.Return(set.mem, (i-part)*recSize, i*recSize)
 		}
 		b := set.blocks[i]
 		of := set.stacks[b.Tag]
 		return bpf.Block{Addr: b.Addr, Size: b.Size, StackID: of.StackID, Fn: of.Fn}
 	})
 	set.release()
-}
-
-// returnPages gives the kernel back the pages of mem[from:to], a part of
-// a mapping read in order, everything before from done with too (the page
-// shared with what follows goes with the next part).
-func returnPages(mem []byte, from, to int) {
-	page := unix.Getpagesize()
-	from &^= page - 1
-	to &^= page - 1
-	if from < to {
-		_ = unix.Madvise(mem[from:to], unix.MADV_DONTNEED)
-	}
 }

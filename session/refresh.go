@@ -2,6 +2,7 @@ package session
 
 import (
 	"github.com/lsan-project/lsan/bpf"
+	"github.com/lsan-project/lsan/internal/anonmem"
 	"github.com/lsan-project/lsan/scanner"
 )
 
@@ -136,7 +137,7 @@ func newPositions(t *trackedSet, n int) *positions {
 	if n < mapBlocksMin {
 		p.slots = make([]uint32, 1<<bits)
 	} else {
-		p.slots, p.mem = mapArray[uint32](1 << bits)
+		p.slots, p.mem = anonmem.MapOrHeap[uint32](1 << bits)
 	}
 	for i := range n {
 		h := p.home(t.blocks[i].Addr, t.bornOf(i))
@@ -165,4 +166,4 @@ func (p *positions) find(addr, born uint64) (int, bool) {
 	return 0, false
 }
 
-func (p *positions) release() { unmap(p.mem) }
+func (p *positions) release() { anonmem.Unmap(p.mem) }

@@ -1,11 +1,9 @@
 package session
 
 import (
-	"unsafe"
-
 	"github.com/lsan-project/lsan/bpf"
+	"github.com/lsan-project/lsan/internal/anonmem"
 	"github.com/lsan-project/lsan/scanner"
-	"golang.org/x/sys/unix"
 )
 
 // trackedSet is what a leak check keeps of the tracked blocks, of which a
@@ -32,7 +30,7 @@ type trackedSet struct {
 // not be used after.
 func (t *trackedSet) release() {
 	if t.mem != nil {
-		unmap(t.mem)
+		anonmem.Unmap(t.mem)
 		*t = trackedSet{}
 	}
 }
@@ -45,31 +43,8 @@ func (t *trackedSet) release() {
 // were resident together (lsan run's peak 106 instead of 84 MiB one time
 // in three), where a fresh mapping is touched only as it fills.
 func mapBlocks(n int) ([]scanner.Block, []byte, bool) {
-	blocks, mem := mapArray[scanner.Block](n)
+	blocks, mem := anonmem.MapOrHeap[scanner.Block](n)
 	return blocks[:0], mem, mem != nil
-}
-
-// mapArray returns n zeroed elements of T (which must hold no Go
-// pointers) in a mapping of their own, and the mapping, which unmap
-// returns; from the Go heap (mem nil) when mmap fails or n is 0.
-func mapArray[T any](n int) (s []T, mem []byte) {
-	var zero T
-	size := n * int(unsafe.Sizeof(zero))
-	if size == 0 {
-		return make([]T, n), nil
-	}
-	mem, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
-	if err != nil {
-		return make([]T, n), nil
-	}
-	return unsafe.Slice((*T)(unsafe.Pointer(&mem[0])), n), mem
-}
-
-// unmap returns a mapping of mapArray's (nil: none).
-func unmap(mem []byte) {
-	if mem != nil {
-		_ = unix.Munmap(mem)
-	}
 }
 
 // mapBlocksMin: sets of at least this many blocks (6 MiB) are mapped.
