@@ -95,8 +95,8 @@ type process struct {
 	image           uint32
 	started, closed bool
 	tombs           map[uint64]tomb
-	// lent: live set is lent to a check, and holds the records read since
-	// (Lend).
+	// lent: the live set is lent to a check (Lend), and live holds what
+	// the records read since made.
 	lent *Lent
 }
 
