@@ -130,23 +130,25 @@ func (s *Session) scanAndReport(final bool, known *trackedSet) error {
 		lent    *inproc.Lent    // where read borrowed the recorder's live set
 	)
 	large := false // tracked holds enough blocks to leave much garbage
-	giveBack := func() {
-		if lent == nil {
-			return
+	// dropRead lets go of the set this call read: handed back where it
+	// was borrowed, released otherwise.
+	dropRead := func() {
+		switch {
+		case lent != nil:
+			if large {
+				// The check's garbage (its edges and classes) goes
+				// first: the live set's table comes back whole as the
+				// set goes.
+				debug.FreeOSMemory()
+			}
+			restoreLent(lent, &read.set)
+		case read != nil:
+			read.set.release()
 		}
-		if large {
-			// The check's garbage (its edges and classes) goes first:
-			// the live set's table comes back whole as the set goes.
-			debug.FreeOSMemory()
-		}
-		restoreLent(lent, &read.set)
 		lent, read = nil, nil
 	}
 	defer func() {
-		giveBack()
-		if read != nil {
-			read.set.release()
-		}
+		dropRead()
 		if large && s.firstCopy == nil {
 			// A large check leaves tens of MiB of garbage (the report's
 			// grouping, the classes, the edges, the blocks' births, the
@@ -168,10 +170,7 @@ func (s *Session) scanAndReport(final bool, known *trackedSet) error {
 			tb = s.firstCopy.tb
 			reused, err = s.refreshTracked(s.firstCopy, forkedAt)
 		default:
-			giveBack()
-			if read != nil { // an earlier attempt's (the copy grew: the check stops the target instead)
-				read.set.release()
-			}
+			dropRead() // an earlier attempt's (the copy grew: the check stops the target instead)
 			var ok bool
 			if forkedAt == 0 { // stopped: the live set is what it was at the stop
 				tb, lent, ok = s.lendTracked()
@@ -247,9 +246,10 @@ func (s *Session) scanAndReport(final bool, known *trackedSet) error {
 	s.fillCounters(r)
 	s.lastLeak = len(r.Groups) > 0
 	s.lastLost = r.Dropped.Lost()
-	// The blocks are done with: a lent live set goes back before the
-	// report is symbolized (which loads debug information), not after.
-	giveBack()
+	// The blocks are done with: a lent live set goes back, and a read one
+	// is released, before the report is symbolized (which loads debug
+	// information), not after.
+	dropRead()
 	err = s.symbolizeAndWrite(r)
 	s.pruneStacks()
 	return err
